@@ -1,0 +1,161 @@
+"""Read everything one refresh needs from the chain, pinned to one finalized block.
+
+The plan is three dependent stages, each a handful of bulk requests in parallel:
+
+1. chain constants, the subnet list, validator permits, and every childkey map;
+2. the hotkeys behind the permitted uids (and the uids of watched hotkeys);
+3. stakes of those hotkeys and their parents, their takes and coldkeys.
+
+No request is ever made per validator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import replace
+from typing import Any
+
+from bittensor._transport.interface import SubstrateConnection
+
+from .config import ScopeConfig
+from .model import ChainRead, frozen
+from .snapshot import select_candidates
+from .storage_reads import PAGE_SIZE, StorageReader
+
+# Runtime items that only some runtimes declare; read when present.
+MIN_TAKE_PER_SUBNET = "MinChildkeyTakePerSubnet"
+THRESHOLD_SUSPENDED = "ChildkeyThresholdSuspended"
+_SHARD_FILL = 0.8  # aim for pages 80 % full so a growing map rarely needs a second page
+
+
+async def codec_at(conn: SubstrateConnection, block_hash: str):
+    """The runtime codec governing ``block_hash`` (cached per spec version by the SDK).
+
+    The storage reader builds keys and decodes pages itself, so it needs the
+    codec the SDK keeps behind ``SubstrateConnection``; a runtime upgrade
+    between refreshes is picked up here because resolution is per block.
+    """
+    return await conn._runtimes.codec_at(block_hash)  # noqa: SLF001 - see docstring
+
+
+class ChainReader:
+    """Plans and runs one refresh's reads; remembers map sizes to shard the next scan."""
+
+    def __init__(self, max_in_flight: int):
+        self._max_in_flight = max_in_flight
+        self._map_sizes: dict[str, int] = {}
+
+    def _shards(self, item: str) -> int:
+        size = self._map_sizes.get(item, 2 * PAGE_SIZE)
+        return max(1, min(32, math.ceil(size / (PAGE_SIZE * _SHARD_FILL))))
+
+    async def _scan(self, reader: StorageReader, item: str) -> list[tuple[Any, Any]]:
+        rows = await reader.scan(item, shards=self._shards(item))
+        self._map_sizes[item] = len(rows)
+        return rows
+
+    async def read(self, conn: SubstrateConnection, scope: ScopeConfig) -> ChainRead:
+        semaphore = asyncio.Semaphore(self._max_in_flight)
+        head = await conn.get_chain_finalised_head()
+        block, codec = await asyncio.gather(conn.get_block_number(head), codec_at(conn, head))
+        reader = StorageReader(conn, codec, head, semaphore)
+        partial = await self._read_structure(reader, block, codec.spec_version)
+        partial = await self._read_hotkeys(reader, partial, scope)
+        return await self._read_stakes(reader, partial, scope)
+
+    async def _read_structure(self, reader: StorageReader, block: int, spec_version: int) -> ChainRead:
+        optional_scans = [item for item in (MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED) if reader.has_item(item)]
+        plain, now, networks, permits, max_validators, children, parents, pending, *optional = await asyncio.gather(
+            reader.values(
+                [("TaoWeight", []), ("StakeThreshold", []), ("MinChildkeyTake", []),
+                 ("MaxChildkeyTake", []), ("PendingChildKeyCooldown", [])]
+            ),
+            reader.values([("Now", [])], pallet="Timestamp"),
+            self._scan(reader, "NetworksAdded"),
+            self._scan(reader, "ValidatorPermit"),
+            self._scan(reader, "MaxAllowedValidators"),
+            self._scan(reader, "ChildKeys"),
+            self._scan(reader, "ParentKeys"),
+            self._scan(reader, "PendingChildKeys"),
+            *(self._scan(reader, item) for item in optional_scans),
+        )
+        extras = dict(zip(optional_scans, optional))
+        tao_weight, threshold, min_take, max_take, cooldown = plain
+        return ChainRead(
+            block=block,
+            block_hash=reader.block_hash,
+            timestamp_ms=int(now[0]),
+            spec_version=spec_version,
+            tao_weight=int(tao_weight),
+            stake_threshold=int(threshold),
+            min_take=int(min_take),
+            max_take=int(max_take),
+            pending_cooldown=int(cooldown),
+            netuids=tuple(sorted(int(n) for n, added in networks if added)),
+            permits=frozen({int(n): tuple(bool(p) for p in v) for n, v in permits}),
+            max_validators=frozen({int(n): int(v) for n, v in max_validators}),
+            hotkeys=frozen({}),
+            watched_uids=frozen({}),
+            children=frozen({(h, int(n)): _links(v) for (h, n), v in children if v}),
+            parents=frozen({(h, int(n)): _links(v) for (h, n), v in parents if v}),
+            pending=frozen({(int(n), h): (_links(v[0]), int(v[1])) for (n, h), v in pending}),
+            stake=frozen({}),
+            takes=frozen({}),
+            coldkeys=frozen({}),
+            min_take_per_subnet=_per_subnet(extras.get(MIN_TAKE_PER_SUBNET)),
+            suspended=_suspensions(extras.get(THRESHOLD_SUSPENDED)) if THRESHOLD_SUSPENDED in extras else None,
+        )
+
+    async def _read_hotkeys(self, reader: StorageReader, read: ChainRead, scope: ScopeConfig) -> ChainRead:
+        subnets = [n for n in read.netuids if n != 0 and scope.includes_netuid(n)]
+        uid_keys = [[n, uid] for n in subnets for uid, ok in enumerate(read.permits.get(n, ())) if ok]
+        watch_keys = [[n, w.hotkey] for n in subnets for w in scope.watch]
+        hotkeys, uids = await asyncio.gather(reader.batch("Keys", uid_keys), reader.batch("Uids", watch_keys))
+        return replace(
+            read,
+            hotkeys=frozen({(n, uid): h for (n, uid), h in zip(uid_keys, hotkeys)}),
+            watched_uids=frozen({(n, h): int(uid) for (n, h), uid in zip(watch_keys, uids) if uid is not None}),
+        )
+
+    async def _read_stakes(self, reader: StorageReader, read: ChainRead, scope: ScopeConfig) -> ChainRead:
+        candidates = select_candidates(read, scope)
+        stake_keys: set[tuple[str, int]] = set()
+        for hotkey, netuid in candidates:
+            related = [hotkey] + [parent for _, parent in read.parents.get((hotkey, netuid), ())]
+            for who in related:
+                stake_keys.update(((who, netuid), (who, 0)))
+        stake_list = sorted(stake_keys)
+        take_list = sorted(candidates)
+        owners = sorted({hotkey for hotkey, _ in candidates})
+        stakes, takes, coldkeys = await asyncio.gather(
+            reader.batch("TotalHotkeyAlpha", [list(k) for k in stake_list]),
+            reader.batch("ChildkeyTake", [list(k) for k in take_list]),
+            reader.batch("Owner", [[h] for h in owners]),
+        )
+        return replace(
+            read,
+            stake=frozen({k: int(v) for k, v in zip(stake_list, stakes) if v}),
+            takes=frozen({k: int(v) for k, v in zip(take_list, takes) if v}),
+            coldkeys=frozen(dict(zip(owners, coldkeys))),
+        )
+
+
+def _links(value) -> tuple[tuple[int, str], ...]:
+    return tuple((int(proportion), str(other)) for proportion, other in value)
+
+
+def _per_subnet(rows) -> Any:
+    return None if rows is None else frozen({int(n): int(v) for n, v in rows})
+
+
+def _suspensions(rows) -> Any:
+    """(hotkey, netuid) -> suspended, whatever order the runtime puts the key parts in."""
+    suspended = {}
+    for key, value in rows or []:
+        parts = key if isinstance(key, tuple) else (key,)
+        hotkey = next((p for p in parts if isinstance(p, str)), None)
+        netuid = next((p for p in parts if isinstance(p, int)), None)
+        if hotkey is not None and netuid is not None:
+            suspended[(hotkey, netuid)] = bool(value)
+    return frozen(suspended)

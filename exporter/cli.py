@@ -1,0 +1,143 @@
+"""Command line: Prometheus-style flags, config loading, and wiring the exporter together."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import sys
+import threading
+from dataclasses import replace
+from typing import Optional, Sequence
+
+from prometheus_client import CollectorRegistry
+
+from . import __version__
+from .config import LOG_FORMATS, LOG_LEVELS, Config, ConfigError, listen_address_problem, load_config
+
+EXIT_CONFIG = 2
+EXIT_RUNTIME = 1
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
+
+
+def parse_duration(text: str) -> float:
+    """'60', '60s', '5m', '1h' or '500ms' -> seconds."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 60s, 5m, 1h)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _flags() -> argparse.ArgumentParser:
+    """Flags accepted before or after a subcommand; SUPPRESS keeps an absent flag from
+    overwriting one given in the other position."""
+    flags = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    flags.add_argument("--config.file", dest="config_file", metavar="PATH", help="YAML configuration file (see config.example.yaml)")
+    flags.add_argument("--web.listen-address", dest="listen_address", metavar="ADDR", help="address to serve /metrics on, e.g. :9744 (overrides web.listen_address)")
+    flags.add_argument("--interval", type=parse_duration, metavar="DURATION", help="refresh interval, e.g. 60s or 2m (overrides refresh.interval_seconds)")
+    flags.add_argument("--log.level", dest="log_level", choices=LOG_LEVELS, help="overrides log.level")
+    flags.add_argument("--log.format", dest="log_format", choices=LOG_FORMATS, help="overrides log.format")
+    return flags
+
+
+def build_parser() -> argparse.ArgumentParser:
+    flags = _flags()
+    parser = argparse.ArgumentParser(
+        prog="bittensor-validator-exporter",
+        description="Prometheus exporter for Bittensor validators' stake, childkey takes and parent/child relationships.",
+        parents=[flags],
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("run", parents=[flags], help="run the exporter (the default)")
+    sub.add_parser("check-config", parents=[flags], help="validate the configuration and exit")
+    return parser
+
+
+def _flag(args: argparse.Namespace, name: str):
+    return getattr(args, name, None)
+
+
+def resolve_config(args: argparse.Namespace) -> Config:
+    """The file's config with command-line overrides applied and validated."""
+    config = load_config(_flag(args, "config_file"))
+    problems = []
+    listen, interval = _flag(args, "listen_address"), _flag(args, "interval")
+    if listen is not None:
+        problem = listen_address_problem(listen)
+        if problem:
+            problems.append(f"--web.listen-address: {problem}")
+        else:
+            config = replace(config, listen_address=listen)
+    if interval is not None:
+        if not 1 <= interval <= 86400:
+            problems.append(f"--interval: must be between 1s and 24h, got {interval:g}s")
+        else:
+            config = replace(config, interval_seconds=interval)
+    if problems:
+        raise ConfigError(problems)
+    for name in ("log_level", "log_format"):
+        if _flag(args, name):
+            config = replace(config, **{name: _flag(args, name)})
+    return config
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = resolve_config(args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        print("configuration ok")
+        return 0
+    return run(config)
+
+
+def run(config: Config) -> int:
+    """Start the refresh thread and the HTTP server; block until SIGINT or SIGTERM."""
+    import structlog
+
+    from .chain_session import ChainSession
+    from .http_server import MetricsServer, MetricsSource, split_listen_address
+    from .logs import configure_logging
+    from .refresher import Refresher
+    from .self_metrics import SelfMetrics
+    from .sentry import init_sentry
+    from .wire import RequestCounter
+
+    configure_logging(config.log_level, config.log_format)
+    log = structlog.get_logger("exporter")
+    init_sentry()
+    counter = RequestCounter()
+    registry = CollectorRegistry()
+    metrics = SelfMetrics(registry, counter)
+    session = ChainSession(config.chain, counter)
+    refresher = Refresher(config, session, metrics, counter)
+    host, port = split_listen_address(config.listen_address)
+    try:
+        server = MetricsServer(host, port, MetricsSource(lambda: refresher.payload, refresher.is_fresh, registry))
+    except OSError as error:
+        log.error("cannot listen", address=config.listen_address, error=error.strerror or str(error))
+        return EXIT_RUNTIME
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    log.info(
+        "started",
+        version=__version__,
+        listen_address=config.listen_address,
+        endpoints=len(config.chain.endpoints),
+        interval_seconds=config.interval_seconds,
+    )
+    worker = threading.Thread(target=refresher.run, args=(stop,), name="refresh", daemon=True)
+    worker.start()
+    stop.wait()
+    log.info("stopping")
+    server.stop()
+    worker.join(timeout=config.refresh_timeout_seconds + 5)
+    session.close()
+    return 0

@@ -1,0 +1,280 @@
+"""Load and validate the exporter's configuration into one immutable object.
+
+Every problem in a config file is collected before start-up fails, so an
+operator fixes them all in one pass instead of one restart per typo.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import urlsplit
+
+import yaml
+
+from .ss58 import is_valid_ss58
+
+DEFAULT_ENDPOINT = "wss://entrypoint-finney.opentensor.ai:443"
+DEFAULT_LISTEN_ADDRESS = ":9744"
+# ChildkeyTake is a u16 fraction of 65535; the chain caps it at MaxChildkeyTake.
+MAX_TAKE_RATIO = 1.0
+ENDPOINTS_ENV = "BITTENSOR_EXPORTER_ENDPOINTS"
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; ``problems`` lists every reason, one a line."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class WatchedHotkey:
+    hotkey: str
+    alias: str
+    expected_take: Optional[float] = None  # ratio 0-1, None when not checked
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    endpoints: tuple[str, ...] = (DEFAULT_ENDPOINT,)
+    timeout_seconds: float = 30.0
+    max_in_flight: int = 32
+
+
+@dataclass(frozen=True)
+class ScopeConfig:
+    min_stake_weight: float = 1000.0  # alpha units
+    netuids: tuple[int, ...] = ()  # empty: every subnet
+    watch: tuple[WatchedHotkey, ...] = ()
+
+    def includes_netuid(self, netuid: int) -> bool:
+        return not self.netuids or netuid in self.netuids
+
+    @property
+    def watched_hotkeys(self) -> frozenset[str]:
+        return frozenset(w.hotkey for w in self.watch)
+
+
+@dataclass(frozen=True)
+class Config:
+    chain: ChainConfig = field(default_factory=ChainConfig)
+    interval_seconds: float = 60.0
+    refresh_timeout_seconds: float = 120.0
+    stale_after_seconds: Optional[float] = None  # None: three intervals
+    scope: ScopeConfig = field(default_factory=ScopeConfig)
+    history_path: str = "history.db"
+    listen_address: str = DEFAULT_LISTEN_ADDRESS
+    log_level: str = "info"
+    log_format: str = "auto"
+
+    @property
+    def staleness_limit_seconds(self) -> float:
+        if self.stale_after_seconds is not None:
+            return self.stale_after_seconds
+        return 3 * self.interval_seconds
+
+
+# Schema: key -> (python types accepted, validator or nested schema). A validator
+# returns a problem string or None. Kept as data so unknown keys fall out for free.
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "json", "console")
+
+
+class _Collector:
+    """Accumulates problems while walking the raw YAML document."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.problems.append(f"{key}: {message}")
+
+    def mapping(self, raw: Any, key: str, allowed: tuple[str, ...]) -> dict:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.add(key, f"must be a mapping, got {_kind(raw)}")
+            return {}
+        for unknown in sorted(set(map(str, raw)) - set(allowed)):
+            self.add(f"{key}.{unknown}" if key else unknown, f"unknown key (allowed: {', '.join(allowed)})")
+        return raw
+
+    def number(self, raw: dict, section: str, name: str, default, *, lo, hi, integer=False):
+        key = f"{section}.{name}"
+        if name not in raw:
+            return default
+        value = raw[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            integer and not isinstance(value, int)
+        ):
+            self.add(key, f"must be {'an integer' if integer else 'a number'}, got {_kind(value)}")
+            return default
+        if not lo <= value <= hi:
+            self.add(key, f"must be between {lo} and {hi}, got {value}")
+            return default
+        return value
+
+    def string(self, raw: dict, section: str, name: str, default, *, choices=None):
+        key = f"{section}.{name}"
+        if name not in raw:
+            return default
+        value = raw[name]
+        if not isinstance(value, str) or not value:
+            self.add(key, f"must be a non-empty string, got {_kind(value)}")
+            return default
+        if choices and value not in choices:
+            self.add(key, f"must be one of {', '.join(choices)}, got {value!r}")
+            return default
+        return value
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def endpoint_problem(url: Any) -> Optional[str]:
+    """Why ``url`` is not a usable websocket endpoint, or None."""
+    if not isinstance(url, str):
+        return f"must be a ws:// or wss:// URL string, got {_kind(url)}"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as error:
+        return f"not a valid URL ({error})"
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        return f"must be a ws:// or wss:// URL with a host, got {url!r}"
+    return None
+
+
+def listen_address_problem(address: Any) -> Optional[str]:
+    if not isinstance(address, str) or ":" not in address:
+        return f"must look like 'host:port' or ':port', got {address!r}"
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return f"port must be 1-65535, got {port!r}"
+    return None
+
+
+def _parse_chain(c: _Collector, raw: Any) -> ChainConfig:
+    section = c.mapping(raw, "chain", ("endpoints", "timeout_seconds", "max_in_flight"))
+    endpoints = section.get("endpoints", [DEFAULT_ENDPOINT])
+    if isinstance(endpoints, str):
+        endpoints = [endpoints]
+    if not isinstance(endpoints, list) or not endpoints:
+        c.add("chain.endpoints", "must be a non-empty list of ws:// or wss:// URLs")
+        endpoints = [DEFAULT_ENDPOINT]
+    for i, url in enumerate(endpoints):
+        problem = endpoint_problem(url)
+        if problem:
+            c.add(f"chain.endpoints[{i}]", problem)
+    return ChainConfig(
+        endpoints=tuple(u for u in endpoints if isinstance(u, str)),
+        timeout_seconds=c.number(section, "chain", "timeout_seconds", 30.0, lo=1, hi=600),
+        max_in_flight=c.number(section, "chain", "max_in_flight", 32, lo=1, hi=256, integer=True),
+    )
+
+
+def _parse_watch(c: _Collector, raw: Any) -> tuple[WatchedHotkey, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        c.add("scope.watch", f"must be a list of {{hotkey, alias, expected_take}}, got {_kind(raw)}")
+        return ()
+    watched, seen = [], set()
+    for i, item in enumerate(raw):
+        key = f"scope.watch[{i}]"
+        entry = c.mapping(item, key, ("hotkey", "alias", "expected_take"))
+        if not isinstance(item, dict):
+            continue
+        alias = entry.get("alias", "")
+        if not isinstance(alias, str):
+            c.add(f"{key}.alias", f"must be a string, got {_kind(alias)}")
+            alias = ""
+        take = c.number(entry, key, "expected_take", None, lo=0.0, hi=MAX_TAKE_RATIO)
+        hotkey = entry.get("hotkey")
+        if not isinstance(hotkey, str) or not is_valid_ss58(hotkey):
+            c.add(f"{key}.hotkey", f"must be a valid SS58 address, got {hotkey!r}")
+            continue
+        if hotkey in seen:
+            c.add(f"{key}.hotkey", f"{hotkey} is listed twice")
+        seen.add(hotkey)
+        watched.append(WatchedHotkey(hotkey=hotkey, alias=alias, expected_take=take))
+    return tuple(watched)
+
+
+def _parse_scope(c: _Collector, raw: Any) -> ScopeConfig:
+    section = c.mapping(raw, "scope", ("min_stake_weight", "netuids", "watch"))
+    netuids = section.get("netuids") or []
+    if not isinstance(netuids, list) or any(
+        isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 65535 for n in netuids
+    ):
+        c.add("scope.netuids", f"must be a list of integers 0-65535, got {netuids!r}")
+        netuids = []
+    return ScopeConfig(
+        min_stake_weight=c.number(section, "scope", "min_stake_weight", 1000.0, lo=0, hi=1e12),
+        netuids=tuple(sorted(set(netuids))),
+        watch=_parse_watch(c, section.get("watch")),
+    )
+
+
+def parse_config(document: Any) -> Config:
+    """Validate a parsed YAML document; raise ConfigError listing every problem."""
+    c = _Collector()
+    top = c.mapping(document, "", ("chain", "refresh", "scope", "history", "web", "log"))
+    if document is not None and not isinstance(document, dict):
+        raise ConfigError(c.problems)
+    chain = _parse_chain(c, top.get("chain"))
+    refresh = c.mapping(top.get("refresh"), "refresh", ("interval_seconds", "timeout_seconds", "stale_after_seconds"))
+    history = c.mapping(top.get("history"), "history", ("path",))
+    web = c.mapping(top.get("web"), "web", ("listen_address",))
+    log = c.mapping(top.get("log"), "log", ("level", "format"))
+    listen = c.string(web, "web", "listen_address", DEFAULT_LISTEN_ADDRESS)
+    problem = listen_address_problem(listen)
+    if problem:
+        c.add("web.listen_address", problem)
+    config = Config(
+        chain=chain,
+        interval_seconds=c.number(refresh, "refresh", "interval_seconds", 60.0, lo=1, hi=86400),
+        refresh_timeout_seconds=c.number(refresh, "refresh", "timeout_seconds", 120.0, lo=1, hi=3600),
+        stale_after_seconds=c.number(refresh, "refresh", "stale_after_seconds", None, lo=1, hi=7 * 86400),
+        scope=_parse_scope(c, top.get("scope")),
+        history_path=c.string(history, "history", "path", "history.db"),
+        listen_address=listen,
+        log_level=c.string(log, "log", "level", "info", choices=LOG_LEVELS),
+        log_format=c.string(log, "log", "format", "auto", choices=LOG_FORMATS),
+    )
+    if c.problems:
+        raise ConfigError(c.problems)
+    return config
+
+
+def load_config(path: Optional[str], environ: Optional[dict] = None) -> Config:
+    """Read the YAML file (None: built-in defaults) and apply environment overrides."""
+    document: Any = None
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError([f"config.file: cannot read {path}: {error.strerror or error}"]) from None
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError([f"config.file: {path} is not valid YAML{where}"]) from None
+    config = parse_config(document)
+    environ = os.environ if environ is None else environ
+    # Endpoint URLs often embed API keys, so they may come from the environment
+    # instead of a committed file.
+    override = environ.get(ENDPOINTS_ENV, "").strip()
+    if override:
+        urls = tuple(u.strip() for u in override.split(",") if u.strip())
+        problems = [f"{ENDPOINTS_ENV}[{i}]: {p}" for i, u in enumerate(urls) if (p := endpoint_problem(u))]
+        if problems:
+            raise ConfigError(problems)
+        config = replace(config, chain=replace(config.chain, endpoints=urls))
+    return config

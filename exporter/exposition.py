@@ -1,0 +1,105 @@
+"""Render a snapshot into Prometheus text exposition bytes, once per refresh.
+
+Scrapes only send these bytes, so rendering is plain string building over the
+snapshot's tuples; a series exists exactly when its key is in the snapshot,
+so a key that leaves the chain leaves ``/metrics`` with the next refresh.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from .model import Snapshot, ValidatorState
+
+RAO = 1e9
+CACHED = " Cached: refreshed on the exporter's interval from one finalized block."
+U64_MAX = 2**64 - 1
+
+
+def escape_label(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _number(value: float) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return repr(float(value))
+
+
+# (name, help, value of a validator); labels are always hotkey and netuid.
+VALIDATOR_FAMILIES: tuple[tuple[str, str, Callable[[ValidatorState], float]], ...] = (
+    ("bittensor_validator_own_stake_alpha", "Own stake A on the subnet (TotalHotkeyAlpha), in alpha.", lambda v: v.own_alpha / RAO),
+    ("bittensor_validator_root_stake_tao", "Own root stake T (TotalHotkeyAlpha on netuid 0), in TAO.", lambda v: v.root_tao / RAO),
+    ("bittensor_validator_stake_to_children_alpha", "Alpha stake given to childkeys on the subnet, A * sum of child proportions.", lambda v: v.to_children_alpha / RAO),
+    ("bittensor_validator_stake_from_parents_alpha", "Alpha stake received from parent hotkeys' own stake on the subnet.", lambda v: v.from_parents_alpha / RAO),
+    ("bittensor_validator_inherited_stake_alpha", "Inherited (effective) alpha stake A - given + received, as the chain computes it.", lambda v: v.inherited_alpha / RAO),
+    ("bittensor_validator_inherited_root_stake_tao", "Inherited root stake T - given + received through this subnet's childkeys, in TAO.", lambda v: v.inherited_root_tao / RAO),
+    ("bittensor_validator_stake_weight_alpha", "Stake weight: inherited alpha + TaoWeight * inherited root stake, in alpha units.", lambda v: v.stake_weight / RAO),
+    ("bittensor_validator_childkey_take_ratio", "Effective childkey take (0-1): ChildkeyTake, never below the chain minimum.", lambda v: v.childkey_take),
+    ("bittensor_validator_parents", "Number of parent hotkeys on the subnet (ParentKeys).", lambda v: v.parents),
+    ("bittensor_validator_children", "Number of child hotkeys on the subnet (ChildKeys).", lambda v: v.children),
+    ("bittensor_validator_permit", "1 if the uid holds a validator permit from the subnet's last epoch, else 0.", lambda v: int(v.permit)),
+)
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def family(self, name: str, help_text: str, kind: str, samples: Iterable[tuple[str, float]]) -> None:
+        self.parts.append(f"# HELP {name} {help_text}{CACHED}\n# TYPE {name} {kind}\n")
+        self.parts.extend(f"{name}{{{labels}}} {_number(value)}\n" if labels else f"{name} {_number(value)}\n" for labels, value in samples)
+
+
+def render_snapshot(snapshot: Snapshot) -> bytes:
+    w = _Writer()
+    validators = snapshot.validators
+    labels = [f'hotkey="{v.hotkey}",netuid="{v.netuid}"' for v in validators]
+    for name, help_text, value_of in VALIDATOR_FAMILIES:
+        w.family(name, help_text, "gauge", zip(labels, map(value_of, validators)))
+    w.family(
+        "bittensor_validator_uid", "The validator's uid on the subnet.", "gauge",
+        ((lab, v.uid) for lab, v in zip(labels, validators) if v.uid is not None),
+    )
+    if any(v.suspended is not None for v in validators):
+        w.family(
+            "bittensor_validator_childkey_suspended", "1 if the runtime suspended the hotkey's childkeys (ChildkeyThresholdSuspended).", "gauge",
+            ((lab, int(bool(v.suspended))) for lab, v in zip(labels, validators) if v.suspended is not None),
+        )
+    w.family(
+        "bittensor_validator_expected_childkey_take_ratio", "Expected childkey take (0-1) configured for a watched hotkey.", "gauge",
+        ((lab, snapshot.expected_takes[v.hotkey]) for lab, v in zip(labels, validators) if v.hotkey in snapshot.expected_takes),
+    )
+    w.family(
+        "bittensor_validator_info", "Validator metadata (value 1): coldkey owning the hotkey and the configured alias.", "gauge",
+        ((f'hotkey="{i.hotkey}",coldkey="{escape_label(i.coldkey)}",alias="{escape_label(i.alias)}"', 1) for i in snapshot.identities),
+    )
+    w.family(
+        "bittensor_childkey_proportion_ratio", "Share (0-1) of the parent's stake delegated to the child on the subnet.", "gauge",
+        ((f'parent_hotkey="{e.parent}",child_hotkey="{e.child}",netuid="{e.netuid}"', e.proportion / U64_MAX) for e in snapshot.edges),
+    )
+    w.family(
+        "bittensor_childkey_pending_children", "Children in a scheduled (pending) child set; 0 schedules a revocation of all children.", "gauge",
+        ((f'parent_hotkey="{p.parent}",netuid="{p.netuid}"', len(p.children)) for p in snapshot.pending),
+    )
+    w.family(
+        "bittensor_childkey_pending_cooldown_block", "Block after which the pending child set is applied (at the next epoch).", "gauge",
+        ((f'parent_hotkey="{p.parent}",netuid="{p.netuid}"', p.cooldown_block) for p in snapshot.pending),
+    )
+    w.family(
+        "bittensor_childkey_pending_proportion_ratio", "Share (0-1) of the parent's stake the pending child set would delegate to the child.", "gauge",
+        ((f'parent_hotkey="{p.parent}",child_hotkey="{child}",netuid="{p.netuid}"', q / U64_MAX) for p in snapshot.pending for q, child in p.children),
+    )
+    chain = snapshot.chain
+    for name, help_text, value in (
+        ("bittensor_chain_block", "Finalized block the snapshot was read at.", chain.block),
+        ("bittensor_chain_block_timestamp_seconds", "Unix time of that block (Timestamp.Now).", chain.timestamp_seconds),
+        ("bittensor_chain_runtime_spec_version", "spec_version of the runtime that governs that block.", chain.spec_version),
+        ("bittensor_chain_tao_weight_ratio", "TaoWeight (0-1): weight of root TAO in stake weight.", chain.tao_weight),
+        ("bittensor_chain_stake_threshold_alpha", "StakeThreshold: minimum stake weight for a validator permit, in alpha units.", chain.stake_threshold / RAO),
+        ("bittensor_chain_min_childkey_take_ratio", "MinChildkeyTake (0-1).", chain.min_take),
+        ("bittensor_chain_max_childkey_take_ratio", "MaxChildkeyTake (0-1).", chain.max_take),
+        ("bittensor_chain_pending_childkey_cooldown_blocks", "PendingChildKeyCooldown: blocks before a scheduled child set can apply.", chain.pending_cooldown),
+    ):
+        w.family(name, help_text, "gauge", [("", value)])
+    return "".join(w.parts).encode()

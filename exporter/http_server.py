@@ -1,0 +1,146 @@
+"""Serve ``/metrics``, ``/healthz`` and a landing page; never touch the chain.
+
+A scrape sends the bytes the last refresh prepared plus the exporter's small
+live self-metrics, so it costs about as much as sending a static file.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import zlib
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Optional
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from . import __version__
+from .payload import Payload
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+LANDING_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Bittensor validator exporter</title></head>
+<body>
+<h1>Bittensor validator exporter</h1>
+<p>Version {version}. Own, inherited and root stake, childkey takes and parent/child
+relationships of Bittensor validators, refreshed on an interval from one finalized block.</p>
+<ul>
+<li><a href="/metrics">/metrics</a>: Prometheus metrics</li>
+<li><a href="/healthz">/healthz</a>: 200 while the last refresh is fresh, 503 otherwise</li>
+</ul>
+</body></html>
+"""
+
+
+class MetricsSource:
+    """What the HTTP side reads: the published payload, freshness and self-metrics."""
+
+    def __init__(
+        self,
+        payload: Callable[[], Optional[Payload]],
+        is_fresh: Callable[[], bool],
+        registry: CollectorRegistry,
+    ):
+        self.payload = payload
+        self.is_fresh = is_fresh
+        self.registry = registry
+
+
+def _accepts_gzip(header: Optional[str]) -> bool:
+    for part in (header or "").split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() == "gzip":
+            return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
+def make_handler(source: MetricsSource) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = f"bittensor-validator-exporter/{__version__}"
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+            self._dispatch(send_body=True)
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self._dispatch(send_body=False)
+
+        def _dispatch(self, send_body: bool) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._metrics(send_body)
+            elif path == "/healthz":
+                fresh = source.is_fresh()
+                text = b"ok\n" if fresh else b"stale: no successful refresh within the staleness limit\n"
+                self._send(HTTPStatus.OK if fresh else HTTPStatus.SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", [text], send_body)
+            elif path == "/":
+                page = LANDING_PAGE.format(version=__version__).encode()
+                self._send(HTTPStatus.OK, "text/html; charset=utf-8", [page], send_body)
+            else:
+                self._send(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", [b"not found\n"], send_body)
+
+        def _metrics(self, send_body: bool) -> None:
+            live = generate_latest(source.registry)
+            payload = source.payload()
+            gzip = _accepts_gzip(self.headers.get("Accept-Encoding"))
+            if payload is None:
+                chunks = [live]
+                if gzip:
+                    chunks = [zlib.compress(live, wbits=31)]
+            elif gzip:
+                chunks = [payload.gzip_head, payload.gzip_tail(live)]
+            else:
+                chunks = [payload.plain, live]
+            self._send(HTTPStatus.OK, CONTENT_TYPE, chunks, send_body, gzip=gzip)
+
+        def _send(self, status, content_type: str, chunks: list[bytes], send_body: bool, gzip: bool = False) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(sum(map(len, chunks))))
+            if gzip:
+                self.send_header("Content-Encoding", "gzip")
+            self.send_header("Vary", "Accept-Encoding")
+            self.end_headers()
+            if send_body:
+                for chunk in chunks:
+                    self.wfile.write(chunk)
+
+        def log_message(self, format: str, *args) -> None:  # noqa: A002 - scrapes are not logged
+            pass
+
+    return Handler
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+class MetricsServer:
+    """A threaded HTTP server on ``host:port``; ``port`` 0 picks a free port."""
+
+    def __init__(self, host: str, port: int, source: MetricsSource):
+        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+        self._server = server_class((host, port), make_handler(source))
+        self._server.daemon_threads = True
+        self._thread: Optional[threading.Thread] = None
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def split_listen_address(address: str) -> tuple[str, int]:
+    """':9744' -> ('0.0.0.0', 9744); '[::1]:9744' -> ('::1', 9744)."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)

@@ -1,0 +1,116 @@
+"""The data that flows one way: what the chain reader read, and the snapshot built from it.
+
+Both are immutable: a snapshot is published to scrapes and history by
+reference, so nothing downstream may change it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping, Optional
+
+# (proportion as a u64 fraction of u64::MAX, other hotkey)
+Link = tuple[int, str]
+
+
+def frozen(mapping: dict) -> Mapping:
+    return MappingProxyType(mapping)
+
+
+@dataclass(frozen=True)
+class ChainRead:
+    """Everything one refresh read, all at ``block_hash``: raw chain values, no math."""
+
+    block: int
+    block_hash: str
+    timestamp_ms: int
+    spec_version: int
+    tao_weight: int  # u64 fraction of u64::MAX
+    stake_threshold: int  # rao of stake weight
+    min_take: int  # u16 fractions of 65535
+    max_take: int
+    pending_cooldown: int  # blocks
+    netuids: tuple[int, ...]  # subnets that exist (NetworksAdded)
+    permits: Mapping[int, tuple[bool, ...]]  # netuid -> ValidatorPermit by uid
+    max_validators: Mapping[int, int]  # netuid -> MaxAllowedValidators
+    hotkeys: Mapping[tuple[int, int], str]  # (netuid, uid) -> hotkey, for the uids read
+    watched_uids: Mapping[tuple[int, str], int]  # (netuid, hotkey) -> uid, watched hotkeys only
+    children: Mapping[tuple[str, int], tuple[Link, ...]]  # (parent, netuid) -> ChildKeys
+    parents: Mapping[tuple[str, int], tuple[Link, ...]]  # (child, netuid) -> ParentKeys
+    pending: Mapping[tuple[int, str], tuple[tuple[Link, ...], int]]  # (netuid, parent) -> (children, cooldown block)
+    stake: Mapping[tuple[str, int], int]  # (hotkey, netuid) -> TotalHotkeyAlpha; netuid 0 is root TAO
+    takes: Mapping[tuple[str, int], int]  # (hotkey, netuid) -> ChildkeyTake
+    coldkeys: Mapping[str, str]  # hotkey -> Owner
+    # Items only newer runtimes have; None when the connected runtime lacks them.
+    min_take_per_subnet: Optional[Mapping[int, int]] = None
+    suspended: Optional[Mapping[tuple[str, int], bool]] = None
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorState:
+    """One (hotkey, netuid) in scope; amounts in rao, ratios 0-1."""
+
+    hotkey: str
+    netuid: int
+    uid: Optional[int]
+    permit: bool
+    own_alpha: int
+    root_tao: int
+    to_children_alpha: float
+    from_parents_alpha: float
+    inherited_alpha: int
+    inherited_root_tao: int
+    stake_weight: float
+    childkey_take: float
+    parents: int
+    children: int
+    suspended: Optional[bool] = None
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    parent: str
+    child: str
+    netuid: int
+    proportion: int  # u64 fraction of u64::MAX
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChildren:
+    parent: str
+    netuid: int
+    children: tuple[Link, ...]  # empty: a scheduled revocation
+    cooldown_block: int
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    hotkey: str
+    coldkey: str
+    alias: str
+
+
+@dataclass(frozen=True)
+class ChainInfo:
+    block: int
+    block_hash: str
+    timestamp_seconds: float
+    spec_version: int
+    tao_weight: float  # ratio 0-1
+    stake_threshold: int  # rao
+    min_take: float
+    max_take: float
+    pending_cooldown: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One consistent picture of every validator in scope, at one finalized block."""
+
+    chain: ChainInfo
+    validators: tuple[ValidatorState, ...]
+    edges: tuple[Edge, ...]
+    pending: tuple[PendingChildren, ...]
+    identities: tuple[Identity, ...]
+    expected_takes: Mapping[str, float] = field(default_factory=dict)  # hotkey -> ratio

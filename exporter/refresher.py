@@ -1,0 +1,114 @@
+"""The background refresh: read the chain, build the snapshot, publish it for scrapes.
+
+One unit of work, ``refresh_once()``; the loop only schedules it. A failed
+refresh leaves the last good payload published and sets ``up`` to 0.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Optional, Protocol
+
+import structlog
+
+from .chain_session import ReadError
+from .config import Config, ScopeConfig
+from .model import ChainRead, Snapshot
+from .payload import Payload, prepare_payload
+from .self_metrics import SelfMetrics
+from .snapshot import build_snapshot
+from .wire import RequestCounter
+
+log = structlog.get_logger("exporter.refresh")
+
+SnapshotSink = Callable[[Snapshot], None]
+
+
+class ChainSource(Protocol):
+    def read(self, scope: ScopeConfig, timeout: float) -> ChainRead: ...
+
+
+class Refresher:
+    def __init__(
+        self,
+        config: Config,
+        source: ChainSource,
+        metrics: SelfMetrics,
+        counter: RequestCounter,
+        *,
+        sinks: tuple[SnapshotSink, ...] = (),
+        clock: Callable[[], float] = time.time,
+    ):
+        self._config = config
+        self._source = source
+        self._metrics = metrics
+        self._counter = counter
+        self._sinks = sinks
+        self._clock = clock
+        # Replaced whole, never mutated: HTTP threads read it without a lock.
+        self.payload: Optional[Payload] = None
+        self.last_success: Optional[float] = None
+
+    def is_fresh(self) -> bool:
+        """Whether the last successful refresh is recent enough to trust."""
+        if self.last_success is None:
+            return False
+        return self._clock() - self.last_success <= self._config.staleness_limit_seconds
+
+    def refresh_once(self) -> bool:
+        started = time.monotonic()
+        requests_before = self._counter.total()
+        try:
+            read = self._source.read(self._config.scope, self._config.refresh_timeout_seconds)
+            snapshot = build_snapshot(read, self._config.scope)
+            payload = prepare_payload(snapshot)
+        except ReadError as error:
+            return self._failed(error.reason, str(error), started)
+        except Exception as error:  # noqa: BLE001 - a bug must not stop the exporter
+            log.exception("refresh failed", reason="internal")
+            return self._failed("internal", repr(error), started, logged=True)
+        self.payload = payload
+        self.last_success = self._clock()
+        duration = time.monotonic() - started
+        requests = self._counter.total() - requests_before
+        m = self._metrics
+        m.up.set(1)
+        m.last_success.set(self.last_success)
+        m.refresh_duration.observe(duration)
+        m.refresh_requests.set(requests)
+        m.validators.set(len(snapshot.validators))
+        m.edges.set(len(snapshot.edges))
+        m.snapshot_bytes.labels("identity").set(len(payload.plain))
+        m.snapshot_bytes.labels("gzip").set(len(payload.gzip_head))
+        log.info(
+            "refresh",
+            block=snapshot.chain.block,
+            duration_seconds=round(duration, 3),
+            validators=len(snapshot.validators),
+            edges=len(snapshot.edges),
+            pending_sets=len(snapshot.pending),
+            requests=requests,
+            spec_version=snapshot.chain.spec_version,
+        )
+        for sink in self._sinks:
+            sink(snapshot)
+        return True
+
+    def _failed(self, reason: str, message: str, started: float, logged: bool = False) -> bool:
+        duration = time.monotonic() - started
+        self._metrics.up.set(0)
+        self._metrics.errors.labels(reason).inc()
+        self._metrics.refresh_duration.observe(duration)
+        if not logged:
+            log.warning("refresh failed", reason=reason, error=message, duration_seconds=round(duration, 3))
+        return False
+
+    def run(self, stop: threading.Event) -> None:
+        """Refresh now, then every interval (measured start to start) until ``stop``."""
+        while True:
+            started = time.monotonic()
+            self.refresh_once()
+            wait = max(0.0, self._config.interval_seconds - (time.monotonic() - started))
+            if stop.wait(wait):
+                return

@@ -1,0 +1,135 @@
+"""Build the immutable snapshot from one chain read: a pure function, no I/O.
+
+Scope: every validator-permit holder on every subnet (netuid != 0) in the
+configured filter whose stake weight reaches ``min_stake_weight``, plus every
+watched hotkey wherever it is registered or has childkey relationships.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+from .config import ScopeConfig
+from .model import ChainInfo, ChainRead, Edge, Identity, PendingChildren, Snapshot, ValidatorState
+from .stake_math import U64_MAX, effective_take, inherited_stake
+
+RAO_PER_UNIT = 10**9
+TAKE_DENOMINATOR = 65535
+_U96F32_ONE = 2**32
+_I64F64_ONE = 2**64
+
+
+def select_candidates(read: ChainRead, scope: ScopeConfig) -> dict[tuple[str, int], Optional[int]]:
+    """(hotkey, netuid) -> uid for permit holders and watched hotkeys, before the stake filter.
+
+    The chain reader calls this too, to know whose stakes to read.
+    """
+    candidates: dict[tuple[str, int], Optional[int]] = {}
+    for netuid in read.netuids:
+        if netuid == 0 or not scope.includes_netuid(netuid):
+            continue
+        for uid, permitted in enumerate(read.permits.get(netuid, ())):
+            hotkey = read.hotkeys.get((netuid, uid))
+            if permitted and hotkey is not None:
+                candidates[(hotkey, netuid)] = uid
+    for (netuid, hotkey), uid in read.watched_uids.items():
+        if netuid != 0 and scope.includes_netuid(netuid):
+            candidates.setdefault((hotkey, netuid), uid)
+    watched = scope.watched_hotkeys
+    for hotkey, netuid in _related_keys(read, watched):
+        if scope.includes_netuid(netuid):
+            candidates.setdefault((hotkey, netuid), None)
+    return candidates
+
+
+def _related_keys(read: ChainRead, hotkeys: frozenset[str]) -> Iterable[tuple[str, int]]:
+    """(hotkey, netuid) where one of ``hotkeys`` has children or parents."""
+    if not hotkeys:
+        return ()
+    return [key for key in (*read.children, *read.parents) if key[0] in hotkeys]
+
+
+def _stake_of(read: ChainRead, hotkey: str, netuid: int, uid: Optional[int]) -> tuple[ValidatorState, int]:
+    """The validator's numbers, and its stake weight as raw I64F64 bits for exact comparisons."""
+    stake = read.stake
+    children = read.children.get((hotkey, netuid), ())
+    parents = read.parents.get((hotkey, netuid), ())
+    result = inherited_stake(
+        own_alpha=stake.get((hotkey, netuid), 0),
+        own_root=stake.get((hotkey, 0), 0),
+        child_proportions=[p for p, _ in children],
+        parents=[(p, stake.get((parent, netuid), 0), stake.get((parent, 0), 0)) for p, parent in parents],
+        tao_weight_raw=read.tao_weight,
+    )
+    subnet_min = read.min_take_per_subnet.get(netuid) if read.min_take_per_subnet is not None else None
+    take = effective_take(read.takes.get((hotkey, netuid), 0), read.min_take, subnet_min)
+    suspended = read.suspended.get((hotkey, netuid), False) if read.suspended is not None else None
+    state = ValidatorState(
+        hotkey=hotkey,
+        netuid=netuid,
+        uid=uid,
+        permit=_has_permit(read, netuid, uid),
+        own_alpha=result.own,
+        root_tao=result.root,
+        to_children_alpha=result.to_children_fixed / _U96F32_ONE,
+        from_parents_alpha=result.from_parents_fixed / _U96F32_ONE,
+        inherited_alpha=result.inherited,
+        inherited_root_tao=result.root_inherited,
+        stake_weight=result.stake_weight_fixed / _I64F64_ONE,
+        childkey_take=take / TAKE_DENOMINATOR,
+        parents=len(parents),
+        children=len(children),
+        suspended=suspended,
+    )
+    return state, result.stake_weight_fixed
+
+
+def _has_permit(read: ChainRead, netuid: int, uid: Optional[int]) -> bool:
+    permits = read.permits.get(netuid, ())
+    return uid is not None and uid < len(permits) and permits[uid]
+
+
+def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
+    watched = {w.hotkey: w for w in scope.watch}
+    min_weight_fixed = int(round(scope.min_stake_weight * RAO_PER_UNIT)) * _I64F64_ONE
+    validators = []
+    for (hotkey, netuid), uid in sorted(select_candidates(read, scope).items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        state, weight_fixed = _stake_of(read, hotkey, netuid, uid)
+        if hotkey in watched or weight_fixed >= min_weight_fixed:
+            validators.append(state)
+    in_scope = {(v.hotkey, v.netuid) for v in validators}
+
+    edges = tuple(
+        Edge(parent=parent, child=child, netuid=netuid, proportion=proportion)
+        for (parent, netuid), links in sorted(read.children.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+        for proportion, child in links
+        if (parent, netuid) in in_scope or (child, netuid) in in_scope
+    )
+    pending = tuple(
+        PendingChildren(parent=parent, netuid=netuid, children=links, cooldown_block=cooldown)
+        for (netuid, parent), (links, cooldown) in sorted(read.pending.items())
+        if (parent, netuid) in in_scope or any((child, netuid) in in_scope for _, child in links)
+    )
+    identities = tuple(
+        Identity(hotkey=h, coldkey=read.coldkeys.get(h, ""), alias=watched[h].alias if h in watched else "")
+        for h in sorted({v.hotkey for v in validators})
+    )
+    return Snapshot(
+        chain=ChainInfo(
+            block=read.block,
+            block_hash=read.block_hash,
+            timestamp_seconds=read.timestamp_ms / 1000,
+            spec_version=read.spec_version,
+            tao_weight=read.tao_weight / U64_MAX,
+            stake_threshold=read.stake_threshold,
+            min_take=read.min_take / TAKE_DENOMINATOR,
+            max_take=read.max_take / TAKE_DENOMINATOR,
+            pending_cooldown=read.pending_cooldown,
+        ),
+        validators=tuple(validators),
+        edges=edges,
+        pending=pending,
+        identities=identities,
+        expected_takes={h: w.expected_take for h, w in watched.items() if w.expected_take is not None},
+    )
+

@@ -1,0 +1,236 @@
+"""Serve a ChainState over websocket JSON-RPC from a background thread, like a node.
+
+Each frame is answered by its own task, so concurrent requests overlap as on
+a real node; ``latency`` is slept once per frame (a batch costs one round
+trip). ``fault`` lets a test replace any answer (see ``SimNode.fault``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import threading
+from typing import Any, Callable, Optional
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from .rpc import RpcError, dispatch
+from .state import ChainState
+
+_DROP = object()  # an answer meaning "kill the connection instead"
+
+
+def _response(request_id: Any, *, result: Any = None, error: Optional[dict] = None) -> str:
+    body: dict = {"jsonrpc": "2.0"}
+    if error is not None:
+        body["error"] = error
+    else:
+        body["result"] = result
+    body["id"] = request_id
+    return json.dumps(body)
+
+
+class SimNode:
+    fault: Optional[Callable[[str, Any], Optional[tuple]]]
+    """Called as ``fault(method, params)`` on the server thread before each
+    request is answered. Return None to answer normally, or one of
+    ``("error", code, message)``, ``("delay", seconds)`` (then answer
+    normally), ``("raw", text)`` (send ``text`` as-is; inside a batch it is
+    spliced in as that element), ``("drop",)`` (abort the connection without
+    answering the frame), ``("result", value)``."""
+
+    def __init__(
+        self, state: ChainState, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0
+    ):
+        self.state = state
+        self.host = host
+        self.latency = latency
+        self.fault = None
+        self._port = port
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self.reset_counters()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread: Optional[threading.Thread] = None
+        self._server: Any = None
+        self._startup_error: Optional[BaseException] = None
+
+    # -- counters ----------------------------------------------------------------
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self.requests: collections.Counter = collections.Counter()
+            self.frames = 0
+            # Restart the high-water mark from what is in flight right now.
+            self.max_in_flight = self._in_flight
+
+    def _enter(self, requests: list) -> None:
+        with self._lock:
+            self.frames += 1
+            for request in requests:
+                method = request.get("method") if isinstance(request, dict) else None
+                self.requests[method if isinstance(method, str) else "<invalid>"] += 1
+            self._in_flight += len(requests)
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+
+    def _leave(self, count: int) -> None:
+        with self._lock:
+            self._in_flight -= count
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self._port}"
+
+    def start(self) -> "SimNode":
+        """Start serving on a daemon thread; returns once the socket listens."""
+        if self._thread is not None:
+            raise RuntimeError("SimNode already started")
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="simnode", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if self._startup_error is not None:
+            self._thread.join()
+            self._thread = None
+            raise self._startup_error
+        return self
+
+    def stop(self) -> None:
+        """Close every connection and the listener, then end the thread."""
+        if self._thread is None or self._loop is None:
+            return
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+        future.result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._thread = None
+
+    def __enter__(self) -> "SimNode":
+        return self.start()
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()
+
+    def _run(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        try:
+            self._server = loop.run_until_complete(self._listen())
+            self._port = self._server.sockets[0].getsockname()[1]
+        except BaseException as error:  # surfaced to start()'s caller
+            self._startup_error = error
+            loop.close()
+            ready.set()
+            return
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.close()
+
+    async def _listen(self) -> Any:
+        # Created inside the running loop (websockets requires it). No
+        # compression and no size cap: a real node (jsonrpsee) offers neither,
+        # and metadata answers are ~600 kB of hex.
+        return await serve(self._connection, self.host, self._port, max_size=None, compression=None)
+
+    async def _shutdown(self) -> None:
+        self._server.close()  # also closes open connections (code 1001)
+        await self._server.wait_closed()
+
+    # -- serving -----------------------------------------------------------------
+
+    async def _connection(self, ws: ServerConnection) -> None:
+        tasks: set[asyncio.Task] = set()
+        try:
+            async for message in ws:
+                # One task per frame: a slow answer must not block the next one.
+                task = asyncio.create_task(self._frame(ws, message))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        except ConnectionClosed:
+            pass
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _frame(self, ws: ServerConnection, message: str | bytes) -> None:
+        try:
+            payload = json.loads(message)
+        except ValueError:
+            with self._lock:
+                self.frames += 1
+            await self._send(ws, _response(None, error={"code": -32700, "message": "Parse error"}))
+            return
+        batch = isinstance(payload, list)
+        requests = payload if batch else [payload]
+        self._enter(requests)
+        try:
+            if not requests:
+                answer = _response(None, error={"code": -32600, "message": "Invalid request"})
+            else:
+                latency = self.latency
+                if latency > 0:
+                    await asyncio.sleep(latency)
+                answers = await asyncio.gather(*(self._answer(r) for r in requests))
+                if any(a is _DROP for a in answers):
+                    ws.transport.abort()  # like a network drop: no close frame
+                    return
+                answer = "[" + ",".join(answers) + "]" if batch else answers[0]
+            await self._send(ws, answer)
+        finally:
+            self._leave(len(requests))
+
+    @staticmethod
+    async def _send(ws: ServerConnection, text: str) -> None:
+        try:
+            await ws.send(text)
+        except ConnectionClosed:
+            pass  # the client went away; nobody is waiting for this answer
+
+    async def _answer(self, request: Any) -> Any:
+        """One request's response text (or ``_DROP``)."""
+        if not isinstance(request, dict) or not isinstance(request.get("method"), str):
+            error = {"code": -32600, "message": "Invalid request"}
+            return _response(request.get("id") if isinstance(request, dict) else None, error=error)
+        request_id = request.get("id")
+        try:
+            return await self._result(request_id, request["method"], request.get("params"))
+        except RpcError as error:
+            return _response(request_id, error=error.to_json())
+        except Exception as error:  # a simulator/fault bug: answer instead of hanging the client
+            return _response(
+                request_id, error={"code": -32603, "message": f"Internal error: {error!r}"}
+            )
+
+    async def _result(self, request_id: Any, method: str, params: Any) -> Any:
+        fault = self.fault
+        action = fault(method, params) if fault is not None else None
+        if action is not None:
+            kind = action[0]
+            if kind == "delay":
+                await asyncio.sleep(action[1])
+            elif kind == "error":
+                return _response(request_id, error={"code": action[1], "message": action[2]})
+            elif kind == "raw":
+                return action[1]
+            elif kind == "drop":
+                return _DROP
+            elif kind == "result":
+                return _response(request_id, result=action[1])
+            else:
+                raise ValueError(f"unknown fault action {action!r}")
+        return _response(request_id, result=dispatch(self.state, method, params))
