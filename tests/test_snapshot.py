@@ -1,0 +1,115 @@
+"""The snapshot builder against hand-computed expectations, from literal chain reads."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from exporter.config import ScopeConfig, WatchedHotkey
+from exporter.model import ChainRead
+from exporter.snapshot import build_snapshot
+from tests import tricky_chain as t
+
+
+def chain_read(**overrides) -> ChainRead:
+    stake = {(h, 1): v for h, v in t.OWN_ALPHA_1.items() if v}
+    stake.update({(h, 2): v for h, v in t.OWN_ALPHA_2.items()})
+    stake.update({(h, 0): v for h, v in t.ROOT.items()})
+    read = ChainRead(
+        block=100, block_hash="0xab", timestamp_ms=1_767_225_600_000, spec_version=393,
+        tao_weight=t.TAO_WEIGHT, stake_threshold=1000 * t.RAO, min_take=0, max_take=11796, pending_cooldown=7200,
+        netuids=(0, 1, 2),
+        permits={0: (True, False), 1: t.PERMITS_1, 2: (True, False)},
+        max_validators={0: 64, 1: 64, 2: 64},
+        hotkeys={**{(1, uid): h for uid, h in enumerate(t.UIDS_1)}, (2, 0): t.V2, (2, 1): t.OWNER, (0, 0): t.P},
+        watched_uids={},
+        children={k: tuple(v) for k, v in t.CHILD_KEYS.items()},
+        parents={k: tuple(v) for k, v in t.parent_keys().items()},
+        pending={k: (tuple(links), cd) for k, (links, cd) in t.PENDING.items()},
+        stake=stake,
+        takes={(h, 1): v for h, v in t.TAKES_1.items() if v},
+        coldkeys=t.COLD,
+    )
+    return replace(read, **overrides)
+
+
+SCOPE = ScopeConfig(min_stake_weight=100, watch=(WatchedHotkey(t.P, "parent", expected_take=0.09),))
+
+
+def by_key(snapshot):
+    return {(v.hotkey, v.netuid): v for v in snapshot.validators}
+
+
+def test_scope_is_permit_holders_above_min_weight_plus_watched():
+    snapshot = build_snapshot(chain_read(watched_uids={(1, t.P): 0}), SCOPE)
+    assert {h for h, n in by_key(snapshot) if n == 1} == t.IN_SCOPE_1
+    assert {h for h, n in by_key(snapshot) if n == 2} == {t.V2}
+    assert all(n != 0 for _, n in by_key(snapshot)), "root (netuid 0) validators are not in scope"
+
+
+@pytest.mark.parametrize("who", [*t.CHILDREN, t.P, t.M, t.Z, t.P2])
+def test_values_equal_the_chain_arithmetic(who):
+    v = by_key(build_snapshot(chain_read(), SCOPE))[(who, 1)]
+    want = t.EXPECTED.get(who, t.EXPECTED["child"])
+    assert v.own_alpha == want["own"]
+    assert v.root_tao == want["root"]
+    assert v.inherited_alpha == want["inherited"]
+    assert v.inherited_root_tao == want["inherited_root"]
+    assert v.to_children_alpha == pytest.approx(want["to_children"], rel=1e-15, abs=1e-9)
+    assert v.from_parents_alpha == pytest.approx(want["from_parents"], rel=1e-15, abs=1e-9)
+    assert v.stake_weight == pytest.approx(want["stake_weight"], rel=1e-15)
+    assert (v.parents, v.children) == (want["parents"], want["children"])
+
+
+def test_takes_at_zero_and_at_the_maximum():
+    validators = by_key(build_snapshot(chain_read(), SCOPE))
+    assert validators[(t.C1, 1)].childkey_take == 0.0
+    assert validators[(t.C2, 1)].childkey_take == pytest.approx(t.TAKE_MAX_RATIO)
+    assert validators[(t.C4, 1)].childkey_take == 0.0  # no ChildkeyTake entry: the default 0
+
+
+def test_take_never_below_the_chain_minimum():
+    validators = by_key(build_snapshot(chain_read(min_take=4000), SCOPE))
+    assert validators[(t.C1, 1)].childkey_take == pytest.approx(4000 / 65535)
+    assert validators[(t.C3, 1)].childkey_take == pytest.approx(5000 / 65535)
+    per_subnet = by_key(build_snapshot(chain_read(min_take_per_subnet={1: 6000}), SCOPE))
+    assert per_subnet[(t.C3, 1)].childkey_take == pytest.approx(6000 / 65535)
+
+
+def test_uid_and_permit():
+    validators = by_key(build_snapshot(chain_read(), SCOPE))
+    assert validators[(t.Z, 1)].uid == 9 and validators[(t.Z, 1)].permit
+    assert validators[(t.V2, 2)].uid == 0
+
+
+def test_edges_touching_scope_and_pending_sets():
+    snapshot = build_snapshot(chain_read(), SCOPE)
+    edges = {(e.parent, e.child, e.netuid): e.proportion for e in snapshot.edges}
+    assert edges[(t.NP, t.Z, 1)] == t.QUARTER, "a parent without a permit still shows as an edge"
+    assert edges[(t.P3, t.M, 1)] == t.MAX
+    assert sum(p for (parent, _, _), p in edges.items() if parent == t.P) == t.MAX
+    pending = {(p.parent, p.netuid): p for p in snapshot.pending}
+    assert pending[(t.P2, 1)].children == ((t.MAX, t.M),) and pending[(t.P2, 1)].cooldown_block == 7300
+    assert pending[(t.P, 1)].children == () and pending[(t.P, 1)].cooldown_block == 7400
+
+
+def test_identity_carries_coldkey_and_alias():
+    snapshot = build_snapshot(chain_read(), SCOPE)
+    identities = {i.hotkey: i for i in snapshot.identities}
+    assert identities[t.P].alias == "parent" and identities[t.P].coldkey == t.COLD[t.P]
+    assert identities[t.M].alias == ""
+    assert snapshot.expected_takes == {t.P: 0.09}
+
+
+def test_subnet_filter():
+    snapshot = build_snapshot(chain_read(), replace(SCOPE, netuids=(2,)))
+    assert {n for _, n in by_key(snapshot)} == {2}
+
+
+def test_removed_edge_changes_the_child_and_disappears():
+    children = {k: tuple(v) for k, v in t.CHILD_KEYS.items() if k != (t.NP, 1)}
+    parents = {k: tuple(v) for k, v in t.parent_keys().items() if k != (t.Z, 1)}
+    snapshot = build_snapshot(chain_read(children=children, parents=parents), SCOPE)
+    assert (t.Z, 1) not in by_key(snapshot), "Z has no stake left, so it drops below the minimum"
+    assert all(e.child != t.Z for e in snapshot.edges)
