@@ -12,7 +12,7 @@ import concurrent.futures
 import threading
 from typing import Optional
 
-from bittensor._transport.errors import SubstrateRequestException
+from bittensor._transport.errors import MaxRetriesExceeded, RpcPolicyRejection, SubstrateRequestException
 from bittensor._transport.interface import SubstrateConnection
 
 from .chain_reader import ChainReader
@@ -33,7 +33,11 @@ def classify(error: BaseException) -> str:
     """A bounded ``reason`` label for a failed read."""
     if isinstance(error, (TimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError)):
         return "timeout"
-    if isinstance(error, (ConnectionError, OSError)) or "Connection" in type(error).__name__:
+    # MaxRetriesExceeded: every endpoint refused or dropped the connection;
+    # a policy rejection (HTTP 429/403, close 1008) is the endpoint shutting us out.
+    if isinstance(error, (ConnectionError, OSError, MaxRetriesExceeded, RpcPolicyRejection)):
+        return "connection"
+    if "ConnectionClosed" in type(error).__name__:
         return "connection"
     if isinstance(error, SubstrateRequestException):
         return "rpc_error"
