@@ -67,6 +67,14 @@ def make_handler(source: MetricsSource) -> type[BaseHTTPRequestHandler]:
         def do_HEAD(self) -> None:  # noqa: N802
             self._dispatch(send_body=False)
 
+        def _not_allowed(self) -> None:
+            self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
+            self.send_header("Allow", "GET, HEAD")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed  # noqa: N815
+
         def _dispatch(self, send_body: bool) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":

@@ -334,19 +334,19 @@ def test_scenarios_are_deterministic():
 
 def test_cli_serves_until_sigterm():
     cmd = [sys.executable, "-m", "tests.simnode", "--port", "0", "--scenario", "demo"]
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        url = proc.stdout.readline().split()[0]
+    with subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            url = proc.stdout.readline().split()[0]
 
-        async def ask():
-            async with connect(url) as ws:
-                await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "system_chain"}))
-                return json.loads(await ws.recv())["result"]
+            async def ask():
+                async with connect(url) as ws:
+                    frame = {"jsonrpc": "2.0", "id": 1, "method": "system_chain"}
+                    await ws.send(json.dumps(frame))
+                    return json.loads(await ws.recv())["result"]
 
-        assert asyncio.run(ask()) == "Bittensor"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            assert asyncio.run(ask()) == "Bittensor"
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
