@@ -350,3 +350,23 @@ def test_cli_serves_until_sigterm():
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_scenarios_are_identical_across_processes():
+    """Tests rebuild a node's state as ground truth in another process: hash seeds must not matter."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib; from tests.simnode import ChainState; from tests.simnode.scenarios import demo;"
+        "s = ChainState(); demo(s, seed=3);"
+        "print(hashlib.sha256(repr(sorted(s.head.storage.items())).encode()).hexdigest())"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    digests = {
+        subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        for seed in ("1", "2")
+    }
+    assert len(digests) == 1

@@ -19,11 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="per-frame delay")
     parser.add_argument("--spec-version", type=int, choices=sorted(METADATA_FILES), default=393)
     parser.add_argument("--finalized-lag", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the scenario's chain state")
     args = parser.parse_args(argv)
 
     state = ChainState(args.spec_version)
     state.finalized_lag = args.finalized_lag
-    SCENARIOS[args.scenario](state)
+    builder = SCENARIOS[args.scenario]
+    builder(state) if args.scenario == "empty" else builder(state, seed=args.seed)
 
     stop = threading.Event()
     # Both signals just wake the main thread, which then shuts the node down.

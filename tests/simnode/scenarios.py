@@ -109,7 +109,7 @@ def _build(state, *, netuids, uids, permits, edges, pending, takes, pool, seed) 
         registered = set(world.hotkeys[n])
         validators[n] = sorted(registered & set(world.big_validators)), sorted(local_validators)
         if n:
-            for hk in local_validators:  # small operators also hold some root stake
+            for hk in sorted(local_validators):  # sorted: set order varies per process
                 world.stake[(hk, 0)] = int(10 ** rng.uniform(0.0, 3.5) * RAO)
     _add_children(world, rng, netuids, edges, validators)
     _add_pending(world, rng, state.head.number + 1, pending, validators)

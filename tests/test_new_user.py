@@ -1,0 +1,101 @@
+"""Start the node and the exporter as a new user would, on a chain state no other test uses."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.harness import names, parse_exposition, series
+from tests.oracle import expected
+from tests.simnode import ChainState
+from tests.simnode.scenarios import demo
+
+REPO = Path(__file__).resolve().parent.parent
+SEED = 20261122
+TAO_WEIGHT = int(0.18 * (2**64 - 1))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, deadline: float) -> dict:
+    """Poll /metrics until the first refresh is published (bounded by ``deadline``)."""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+                samples = parse_exposition(response.read().decode())
+            if series(samples, "bittensor_exporter_up") == 1:
+                return samples
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("exporter did not publish a snapshot in time")
+
+
+@pytest.fixture
+def processes(tmp_path):
+    started = []
+
+    def start(*args: str, **kwargs) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, text=True, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def test_metrics_match_the_formulas_for_an_unseen_chain(tmp_path, processes):
+    node = processes("tests.simnode", "--port", "0", "--scenario", "demo", "--seed", str(SEED), stdout=subprocess.PIPE)
+    endpoint = node.stdout.readline().split()[0]
+    assert endpoint.startswith("ws://127.0.0.1:")
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(f"chain:\n  endpoints: [{endpoint}]\nrefresh:\n  interval_seconds: 5\nscope:\n  min_stake_weight: 1000\n")
+    processes("exporter", "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}", "--log.format", "json",
+              stderr=subprocess.DEVNULL)
+    samples = wait_until_up(f"http://127.0.0.1:{port}", time.monotonic() + 60)
+
+    world = demo(ChainState(), seed=SEED)  # the same state, rebuilt here as ground truth
+    in_scope = set()
+    for netuid, hotkeys in world.hotkeys.items():
+        for uid, hotkey in enumerate(hotkeys):
+            if netuid and world.permits[netuid][uid]:
+                want = expected(world, hotkey, netuid, TAO_WEIGHT)
+                if want["stake_weight"] >= 1000 * 10**9:
+                    in_scope.add((hotkey, str(netuid)))
+    exported = {(d["hotkey"], d["netuid"]) for d in names(samples, "bittensor_validator_stake_weight_alpha")}
+    assert exported == in_scope and len(in_scope) > 10
+
+    for hotkey, netuid in sorted(in_scope):
+        want = expected(world, hotkey, int(netuid), TAO_WEIGHT)
+        got = {m: series(samples, f"bittensor_validator_{m}", hotkey=hotkey, netuid=netuid) for m in (
+            "own_stake_alpha", "root_stake_tao", "inherited_stake_alpha", "inherited_root_stake_tao",
+            "stake_weight_alpha", "stake_to_children_alpha", "stake_from_parents_alpha", "parents", "children")}
+        assert got["own_stake_alpha"] == want["own"] / 1e9
+        assert got["root_stake_tao"] == want["root"] / 1e9
+        assert got["inherited_stake_alpha"] == want["inherited"] / 1e9
+        assert got["inherited_root_stake_tao"] == want["inherited_root"] / 1e9
+        assert got["stake_weight_alpha"] == pytest.approx(float(want["stake_weight"]) / 1e9, rel=1e-15)
+        assert got["stake_to_children_alpha"] == pytest.approx(float(want["to_children"]) / 1e9, rel=1e-15, abs=1e-18)
+        assert got["stake_from_parents_alpha"] == pytest.approx(float(want["from_parents"]) / 1e9, rel=1e-15, abs=1e-18)
+        assert (got["parents"], got["children"]) == (want["parents"], want["children"])
+        take = world.takes.get((hotkey, int(netuid)), 0) / 65535
+        assert series(samples, "bittensor_validator_childkey_take_ratio", hotkey=hotkey, netuid=netuid) == pytest.approx(take)
