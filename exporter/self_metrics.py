@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
@@ -33,6 +33,8 @@ class _RequestCollector:
 
 class SelfMetrics:
     def __init__(self, registry: CollectorRegistry, counter: RequestCounter):
+        # `_created` series double the self-metrics and no dashboard or alert uses them.
+        disable_created_metrics()
         self.registry = registry
         self.up = Gauge(
             "bittensor_exporter_up",

@@ -1,0 +1,27 @@
+# Two commands for a fresh machine: `make run` starts the exporter, `make test` runs the tests.
+# Both create the virtual environment in .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+CONFIG ?= config.example.yaml
+BIN := $(VENV)/bin
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test,sentry]"
+	touch $@
+
+.PHONY: install run demo test bench
+install: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(BIN)/bittensor-validator-exporter --config.file $(CONFIG)
+
+# A simulated node with a demo chain state, and the exporter reading it.
+demo: $(VENV)/.installed
+	$(BIN)/python -m tests.simnode --port 9944 --scenario demo & \
+	trap 'kill $$!' EXIT INT TERM; \
+	BITTENSOR_EXPORTER_ENDPOINTS=ws://127.0.0.1:9944 $(BIN)/bittensor-validator-exporter --config.file $(CONFIG) --interval 15s
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
