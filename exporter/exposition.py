@@ -90,6 +90,21 @@ def render_snapshot(snapshot: Snapshot) -> bytes:
         "bittensor_childkey_pending_proportion_ratio", "Share (0-1) of the parent's stake the pending child set would delegate to the child.", "gauge",
         ((f'parent_hotkey="{p.parent}",child_hotkey="{child}",netuid="{p.netuid}"', q / U64_MAX) for p in snapshot.pending for q, child in p.children),
     )
+    subnets = snapshot.subnets
+    w.family(
+        "bittensor_subnet_max_validators", "MaxAllowedValidators: k in the subnet's top-k validator permit rule.", "gauge",
+        ((f'netuid="{n.netuid}"', n.max_validators) for n in subnets),
+    )
+    w.family(
+        "bittensor_subnet_validator_permits", "Uids holding a validator permit from the subnet's last epoch.", "gauge",
+        ((f'netuid="{n.netuid}"', n.permits) for n in subnets),
+    )
+    w.family(
+        "bittensor_subnet_permit_cutoff_stake_weight_alpha",
+        "Stake weight of the k-th strongest current permit holder (0 while fewer than k hold permits); below it a permit is at risk at the next epoch.",
+        "gauge",
+        ((f'netuid="{n.netuid}"', n.permit_cutoff_stake_weight / RAO) for n in subnets),
+    )
     chain = snapshot.chain
     for name, help_text, value in (
         ("bittensor_chain_block", "Finalized block the snapshot was read at.", chain.block),

@@ -91,6 +91,17 @@ class Identity:
     alias: str
 
 
+@dataclass(frozen=True, slots=True)
+class SubnetState:
+    netuid: int
+    max_validators: int  # k in the top-k permit rule
+    permits: int  # uids holding a permit from the last epoch
+    # Stake weight (rao) of the k-th strongest permit holder now: a validator
+    # below it would lose its permit if the epoch ran at this block. 0 while
+    # fewer than k uids hold permits.
+    permit_cutoff_stake_weight: float
+
+
 @dataclass(frozen=True)
 class ChainInfo:
     block: int
@@ -113,4 +124,5 @@ class Snapshot:
     edges: tuple[Edge, ...]
     pending: tuple[PendingChildren, ...]
     identities: tuple[Identity, ...]
+    subnets: tuple[SubnetState, ...] = ()
     expected_takes: Mapping[str, float] = field(default_factory=dict)  # hotkey -> ratio

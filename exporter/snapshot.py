@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 from .config import ScopeConfig
-from .model import ChainInfo, ChainRead, Edge, Identity, PendingChildren, Snapshot, ValidatorState
+from .model import ChainInfo, ChainRead, Edge, Identity, PendingChildren, Snapshot, SubnetState, ValidatorState
 from .stake_math import U64_MAX, effective_take, inherited_stake
 
 RAO_PER_UNIT = 10**9
@@ -93,8 +93,11 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
     watched = {w.hotkey: w for w in scope.watch}
     min_weight_fixed = int(round(scope.min_stake_weight * RAO_PER_UNIT)) * _I64F64_ONE
     validators = []
+    permit_weights: dict[int, list[float]] = {}
     for (hotkey, netuid), uid in sorted(select_candidates(read, scope).items(), key=lambda kv: (kv[0][1], kv[0][0])):
         state, weight_fixed = _stake_of(read, hotkey, netuid, uid)
+        if state.permit:
+            permit_weights.setdefault(netuid, []).append(state.stake_weight)
         if hotkey in watched or weight_fixed >= min_weight_fixed:
             validators.append(state)
     in_scope = {(v.hotkey, v.netuid) for v in validators}
@@ -114,6 +117,11 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
         Identity(hotkey=h, coldkey=read.coldkeys.get(h, ""), alias=watched[h].alias if h in watched else "")
         for h in sorted({v.hotkey for v in validators})
     )
+    subnets = tuple(
+        _subnet(read, netuid, permit_weights.get(netuid, []))
+        for netuid in read.netuids
+        if netuid != 0 and scope.includes_netuid(netuid)
+    )
     return Snapshot(
         chain=ChainInfo(
             block=read.block,
@@ -130,6 +138,18 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
         edges=edges,
         pending=pending,
         identities=identities,
+        subnets=subnets,
         expected_takes={h: w.expected_take for h, w in watched.items() if w.expected_take is not None},
     )
 
+
+
+def _subnet(read: ChainRead, netuid: int, permit_weights: list[float]) -> SubnetState:
+    k = read.max_validators.get(netuid, 0)
+    ranked = sorted(permit_weights, reverse=True)
+    return SubnetState(
+        netuid=netuid,
+        max_validators=k,
+        permits=sum(read.permits.get(netuid, ())),
+        permit_cutoff_stake_weight=ranked[k - 1] if 0 < k <= len(ranked) else 0.0,
+    )

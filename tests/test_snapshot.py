@@ -113,3 +113,13 @@ def test_removed_edge_changes_the_child_and_disappears():
     snapshot = build_snapshot(chain_read(children=children, parents=parents), SCOPE)
     assert (t.Z, 1) not in by_key(snapshot), "Z has no stake left, so it drops below the minimum"
     assert all(e.child != t.Z for e in snapshot.edges)
+
+
+def test_subnet_permit_cutoff_is_the_kth_strongest_permit_holder():
+    snapshot = build_snapshot(chain_read(max_validators={0: 64, 1: 3, 2: 64}), SCOPE)
+    subnets = {s.netuid: s for s in snapshot.subnets}
+    assert set(subnets) == {1, 2}, "root is not a subnet in scope"
+    # netuid 1 permit holders by stake weight: Z (~499,999), M (~720), the children (~290) ...
+    assert subnets[1].max_validators == 3 and subnets[1].permits == 10
+    assert subnets[1].permit_cutoff_stake_weight == pytest.approx(t.EXPECTED["child"]["stake_weight"])
+    assert subnets[2].permit_cutoff_stake_weight == 0.0, "fewer permit holders than k"
