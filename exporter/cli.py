@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from . import __version__
 from .config import LOG_FORMATS, LOG_LEVELS, Config, ConfigError, listen_address_problem, load_config
+from .history_cli import add_history_parser, run_history
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("run", parents=[flags], help="run the exporter (the default)")
     sub.add_parser("check-config", parents=[flags], help="validate the configuration and exit")
+    add_history_parser(sub, flags)
     return parser
 
 
@@ -93,6 +95,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "check-config":
         print("configuration ok")
         return 0
+    if args.command == "history":
+        return run_history(args, config.history.path)
     return run(config)
 
 
@@ -101,6 +105,10 @@ def run(config: Config) -> int:
     import structlog
 
     from .chain_session import ChainSession
+    from .history_api import answer_events
+    from .history_schema import SchemaTooNew
+    from .history_store import Retention
+    from .history_writer import HistoryWriter
     from .http_server import MetricsServer, MetricsSource, split_listen_address
     from .logs import configure_logging
     from .refresher import Refresher
@@ -114,11 +122,28 @@ def run(config: Config) -> int:
     counter = RequestCounter()
     registry = CollectorRegistry()
     metrics = SelfMetrics(registry, counter)
+    h = config.history
+    try:
+        history = HistoryWriter(
+            h.path,
+            metrics,
+            retention=Retention(
+                every_refresh_seconds=h.samples_every_refresh_hours * 3600,
+                hourly_seconds=h.samples_hourly_days * 86400,
+                every_refresh_all=h.samples_every_refresh_scope == "all",
+            ),
+            stake_change_ratio=h.stake_change_ratio,
+            watched=config.scope.watched_hotkeys,
+        )
+    except SchemaTooNew as error:
+        log.error("history database refused", path=h.path, error=str(error))
+        return EXIT_RUNTIME
     session = ChainSession(config.chain, counter)
-    refresher = Refresher(config, session, metrics, counter)
+    refresher = Refresher(config, session, metrics, counter, history=history)
+    events = (lambda query: answer_events(h.path, query)) if h.api_enabled else None
     host, port = split_listen_address(config.listen_address)
     try:
-        server = MetricsServer(host, port, MetricsSource(lambda: refresher.payload, refresher.is_fresh, registry))
+        server = MetricsServer(host, port, MetricsSource(lambda: refresher.payload, refresher.is_fresh, registry, events))
     except OSError as error:
         log.error("cannot listen", address=config.listen_address, error=error.strerror or str(error))
         return EXIT_RUNTIME
@@ -140,4 +165,5 @@ def run(config: Config) -> int:
     server.stop()
     worker.join(timeout=config.refresh_timeout_seconds + 5)
     session.close()
+    history.close()
     return 0

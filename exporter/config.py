@@ -60,13 +60,23 @@ class ScopeConfig:
 
 
 @dataclass(frozen=True)
+class HistoryConfig:
+    path: str = "history.db"
+    api_enabled: bool = True
+    stake_change_ratio: float = 0.05  # a stake or stake-weight move beyond this is an event
+    samples_every_refresh_hours: float = 24
+    samples_every_refresh_scope: str = "watched"  # watched | all
+    samples_hourly_days: float = 90
+
+
+@dataclass(frozen=True)
 class Config:
     chain: ChainConfig = field(default_factory=ChainConfig)
     interval_seconds: float = 60.0
     refresh_timeout_seconds: float = 120.0
     stale_after_seconds: Optional[float] = None  # None: three intervals
     scope: ScopeConfig = field(default_factory=ScopeConfig)
-    history_path: str = "history.db"
+    history: HistoryConfig = field(default_factory=HistoryConfig)
     listen_address: str = DEFAULT_LISTEN_ADDRESS
     log_level: str = "info"
     log_format: str = "auto"
@@ -221,6 +231,27 @@ def _parse_scope(c: _Collector, raw: Any) -> ScopeConfig:
     )
 
 
+HISTORY_KEYS = (
+    "path", "api_enabled", "stake_change_ratio", "samples_every_refresh_hours",
+    "samples_every_refresh_scope", "samples_hourly_days",
+)
+
+
+def _parse_history(c: _Collector, section: dict) -> HistoryConfig:
+    api = section.get("api_enabled", True)
+    if not isinstance(api, bool):
+        c.add("history.api_enabled", f"must be true or false, got {_kind(api)}")
+        api = True
+    return HistoryConfig(
+        path=c.string(section, "history", "path", "history.db"),
+        api_enabled=api,
+        stake_change_ratio=c.number(section, "history", "stake_change_ratio", 0.05, lo=0.0001, hi=100),
+        samples_every_refresh_hours=c.number(section, "history", "samples_every_refresh_hours", 24, lo=0, hi=24 * 365),
+        samples_every_refresh_scope=c.string(section, "history", "samples_every_refresh_scope", "watched", choices=("watched", "all")),
+        samples_hourly_days=c.number(section, "history", "samples_hourly_days", 90, lo=0, hi=3650),
+    )
+
+
 def parse_config(document: Any) -> Config:
     """Validate a parsed YAML document; raise ConfigError listing every problem."""
     c = _Collector()
@@ -229,7 +260,7 @@ def parse_config(document: Any) -> Config:
         raise ConfigError(c.problems)
     chain = _parse_chain(c, top.get("chain"))
     refresh = c.mapping(top.get("refresh"), "refresh", ("interval_seconds", "timeout_seconds", "stale_after_seconds"))
-    history = c.mapping(top.get("history"), "history", ("path",))
+    history = c.mapping(top.get("history"), "history", HISTORY_KEYS)
     web = c.mapping(top.get("web"), "web", ("listen_address",))
     log = c.mapping(top.get("log"), "log", ("level", "format"))
     listen = c.string(web, "web", "listen_address", DEFAULT_LISTEN_ADDRESS)
@@ -242,7 +273,7 @@ def parse_config(document: Any) -> Config:
         refresh_timeout_seconds=c.number(refresh, "refresh", "timeout_seconds", 120.0, lo=1, hi=3600),
         stale_after_seconds=c.number(refresh, "refresh", "stale_after_seconds", None, lo=1, hi=7 * 86400),
         scope=_parse_scope(c, top.get("scope")),
-        history_path=c.string(history, "history", "path", "history.db"),
+        history=_parse_history(c, history),
         listen_address=listen,
         log_level=c.string(log, "log", "level", "info", choices=LOG_LEVELS),
         log_format=c.string(log, "log", "format", "auto", choices=LOG_FORMATS),

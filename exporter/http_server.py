@@ -29,6 +29,7 @@ relationships of Bittensor validators, refreshed on an interval from one finaliz
 <ul>
 <li><a href="/metrics">/metrics</a>: Prometheus metrics</li>
 <li><a href="/healthz">/healthz</a>: 200 while the last refresh is fresh, 503 otherwise</li>
+<li><a href="/api/v1/events">/api/v1/events</a>: recorded changes (JSON; hotkey, netuid, kind, since, until, limit, cursor)</li>
 </ul>
 </body></html>
 """
@@ -42,10 +43,13 @@ class MetricsSource:
         payload: Callable[[], Optional[Payload]],
         is_fresh: Callable[[], bool],
         registry: CollectorRegistry,
+        events: Optional[Callable[[str], tuple[int, bytes]]] = None,
     ):
         self.payload = payload
         self.is_fresh = is_fresh
         self.registry = registry
+        # query string -> (status, JSON body); None when the history API is disabled
+        self.events = events
 
 
 def _accepts_gzip(header: Optional[str]) -> bool:
@@ -76,8 +80,11 @@ def make_handler(source: MetricsSource) -> type[BaseHTTPRequestHandler]:
         do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed  # noqa: N815
 
         def _dispatch(self, send_body: bool) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
+            path, _, query = self.path.partition("?")
+            if path == "/api/v1/events" and source.events is not None:
+                status, body = source.events(query)
+                self._send(status, "application/json", [body], send_body)
+            elif path == "/metrics":
                 self._metrics(send_body)
             elif path == "/healthz":
                 fresh = source.is_fresh()

@@ -126,3 +126,9 @@ class Snapshot:
     identities: tuple[Identity, ...]
     subnets: tuple[SubnetState, ...] = ()
     expected_takes: Mapping[str, float] = field(default_factory=dict)  # hotkey -> ratio
+    # The whole chain's edges and pending sets, and every permit holder before the
+    # stake filter: change history needs them to tell "removed from the chain"
+    # from "left the exporter's scope".
+    chain_edges: tuple[Edge, ...] = ()
+    chain_pending: tuple[PendingChildren, ...] = ()
+    permit_holders: frozenset = frozenset()  # (hotkey, netuid)

@@ -32,8 +32,9 @@ class Payload:
         return compressor.compress(extra) + compressor.flush()
 
 
-def prepare_payload(snapshot: Snapshot) -> Payload:
-    plain = render_snapshot(snapshot)
+def prepare_payload(snapshot: Snapshot, extra: bytes = b"") -> Payload:
+    """``extra``: more refresh-time exposition (the change counters) sent after the snapshot."""
+    plain = render_snapshot(snapshot) + extra
     compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
     head = compressor.compress(plain) + compressor.flush(zlib.Z_SYNC_FLUSH)
     return Payload(snapshot=snapshot, plain=plain, gzip_head=head, _compressor=compressor)

@@ -14,16 +14,14 @@ import structlog
 
 from .chain_session import ReadError
 from .config import Config, ScopeConfig
-from .model import ChainRead, Snapshot
+from .history_writer import HistoryWriter
+from .model import ChainRead
 from .payload import Payload, prepare_payload
 from .self_metrics import SelfMetrics
 from .snapshot import build_snapshot
 from .wire import RequestCounter
 
 log = structlog.get_logger("exporter.refresh")
-
-SnapshotSink = Callable[[Snapshot], None]
-
 
 class ChainSource(Protocol):
     def read(self, scope: ScopeConfig, timeout: float) -> ChainRead: ...
@@ -37,14 +35,14 @@ class Refresher:
         metrics: SelfMetrics,
         counter: RequestCounter,
         *,
-        sinks: tuple[SnapshotSink, ...] = (),
+        history: Optional[HistoryWriter] = None,
         clock: Callable[[], float] = time.time,
     ):
         self._config = config
         self._source = source
         self._metrics = metrics
         self._counter = counter
-        self._sinks = sinks
+        self._history = history
         self._clock = clock
         # Replaced whole, never mutated: HTTP threads read it without a lock.
         self.payload: Optional[Payload] = None
@@ -62,7 +60,13 @@ class Refresher:
         try:
             read = self._source.read(self._config.scope, self._config.refresh_timeout_seconds)
             snapshot = build_snapshot(read, self._config.scope)
-            payload = prepare_payload(snapshot)
+            extra = b""
+            if self._history is not None:
+                # Before publishing, so the change counters served match the
+                # events just committed. Scrapes meanwhile serve the last payload.
+                self._history.record(snapshot)
+                extra = self._history.counters.render()
+            payload = prepare_payload(snapshot, extra)
         except ReadError as error:
             return self._failed(error.reason, str(error), started)
         except Exception as error:  # noqa: BLE001 - a bug must not stop the exporter
@@ -91,8 +95,6 @@ class Refresher:
             requests=requests,
             spec_version=snapshot.chain.spec_version,
         )
-        for sink in self._sinks:
-            sink(snapshot)
         return True
 
     def _failed(self, reason: str, message: str, started: float, logged: bool = False) -> bool:

@@ -81,6 +81,24 @@ class SelfMetrics:
             ["encoding"],
             registry=registry,
         )
+        self.history_writes = Counter(
+            "bittensor_exporter_history_writes",
+            "Refreshes written to the history database, by result (ok, error).",
+            ["result"],
+            registry=registry,
+        )
+        for result in ("ok", "error"):
+            self.history_writes.labels(result)
+        self.history_last_success = Gauge(
+            "bittensor_exporter_history_last_write_success_timestamp_seconds",
+            "Unix time of the last successful history write.",
+            registry=registry,
+        )
+        self.history_bytes = Gauge(
+            "bittensor_exporter_history_database_bytes",
+            "Size of the history database file and its write-ahead log.",
+            registry=registry,
+        )
         build = Gauge(
             "bittensor_exporter_build_info",
             "Exporter version (value 1).",

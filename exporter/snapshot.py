@@ -94,24 +94,29 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
     min_weight_fixed = int(round(scope.min_stake_weight * RAO_PER_UNIT)) * _I64F64_ONE
     validators = []
     permit_weights: dict[int, list[float]] = {}
+    permit_holders = set()
     for (hotkey, netuid), uid in sorted(select_candidates(read, scope).items(), key=lambda kv: (kv[0][1], kv[0][0])):
         state, weight_fixed = _stake_of(read, hotkey, netuid, uid)
         if state.permit:
             permit_weights.setdefault(netuid, []).append(state.stake_weight)
+            permit_holders.add((hotkey, netuid))
         if hotkey in watched or weight_fixed >= min_weight_fixed:
             validators.append(state)
     in_scope = {(v.hotkey, v.netuid) for v in validators}
 
-    edges = tuple(
+    chain_edges = tuple(
         Edge(parent=parent, child=child, netuid=netuid, proportion=proportion)
         for (parent, netuid), links in sorted(read.children.items(), key=lambda kv: (kv[0][1], kv[0][0]))
         for proportion, child in links
-        if (parent, netuid) in in_scope or (child, netuid) in in_scope
     )
-    pending = tuple(
+    chain_pending = tuple(
         PendingChildren(parent=parent, netuid=netuid, children=links, cooldown_block=cooldown)
         for (netuid, parent), (links, cooldown) in sorted(read.pending.items())
-        if (parent, netuid) in in_scope or any((child, netuid) in in_scope for _, child in links)
+    )
+    edges = tuple(e for e in chain_edges if (e.parent, e.netuid) in in_scope or (e.child, e.netuid) in in_scope)
+    pending = tuple(
+        p for p in chain_pending
+        if (p.parent, p.netuid) in in_scope or any((child, p.netuid) in in_scope for _, child in p.children)
     )
     identities = tuple(
         Identity(hotkey=h, coldkey=read.coldkeys.get(h, ""), alias=watched[h].alias if h in watched else "")
@@ -139,6 +144,9 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
         pending=pending,
         identities=identities,
         subnets=subnets,
+        chain_edges=chain_edges,
+        chain_pending=chain_pending,
+        permit_holders=frozenset(permit_holders),
         expected_takes={h: w.expected_take for h, w in watched.items() if w.expected_take is not None},
     )
 

@@ -12,6 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.chain_session import ChainSession
 from exporter.config import ChainConfig, Config, ScopeConfig
+from exporter.history_api import answer_events
+from exporter.history_store import Retention
+from exporter.history_writer import HistoryWriter
 from exporter.http_server import MetricsServer, MetricsSource
 from exporter.refresher import Refresher
 from exporter.self_metrics import SelfMetrics
@@ -21,7 +24,8 @@ from exporter.wire import RequestCounter
 class ExporterUnderTest:
     """The same wiring as ``exporter.cli.run``, with the refresh driven by the test."""
 
-    def __init__(self, endpoint: str, scope: ScopeConfig = ScopeConfig(), clock=None, **config_overrides):
+    def __init__(self, endpoint: str, scope: ScopeConfig = ScopeConfig(), clock=None, history_path: Optional[str] = None,
+                 retention: Retention = Retention(), stake_change_ratio: float = 0.05, **config_overrides):
         self.config = replace(
             Config(chain=ChainConfig(endpoints=(endpoint,), timeout_seconds=10), scope=scope, refresh_timeout_seconds=30),
             **config_overrides,
@@ -31,8 +35,14 @@ class ExporterUnderTest:
         self.metrics = SelfMetrics(self.registry, self.counter)
         self.session = ChainSession(self.config.chain, self.counter)
         kwargs = {"clock": clock} if clock else {}
-        self.refresher = Refresher(self.config, self.session, self.metrics, self.counter, **kwargs)
-        source = MetricsSource(lambda: self.refresher.payload, self.refresher.is_fresh, self.registry)
+        self.history = None
+        events = None
+        if history_path is not None:
+            self.history = HistoryWriter(history_path, self.metrics, retention=retention,
+                                         stake_change_ratio=stake_change_ratio, watched=scope.watched_hotkeys)
+            events = lambda query: answer_events(history_path, query)  # noqa: E731
+        self.refresher = Refresher(self.config, self.session, self.metrics, self.counter, history=self.history, **kwargs)
+        source = MetricsSource(lambda: self.refresher.payload, self.refresher.is_fresh, self.registry, events)
         self.server = MetricsServer("127.0.0.1", 0, source)
         self.server.start()
         self.url = f"http://127.0.0.1:{self.server.port}"
@@ -60,6 +70,8 @@ class ExporterUnderTest:
     def close(self) -> None:
         self.server.stop()
         self.session.close()
+        if self.history is not None:
+            self.history.close()
 
 
 def parse_exposition(text: str) -> dict:

@@ -1,0 +1,47 @@
+"""Running counts of change events per (hotkey, netuid, kind), rendered for /metrics.
+
+Every validator in scope gets all kinds at 0 from its first refresh, so an
+alert on ``increase(...) > 0`` sees the first change too. Counts only grow:
+a hotkey that leaves scope keeps its series.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from .changes import CHANGE_KINDS, ChangeEvent
+from .model import ValidatorState
+
+NAME = "bittensor_childkey_changes_total"
+HELP = (
+    "Changes recorded in the history database, by the validator they concern (for an edge: the child) "
+    "and kind. Cached: updated on the exporter's interval."
+)
+
+
+class ChangeCounters:
+    """Owned by the refresh thread; rendered into the payload it publishes."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, int, str], int] = {}
+
+    def ensure(self, validators: Iterable[ValidatorState]) -> None:
+        for v in validators:
+            for kind in CHANGE_KINDS:
+                self._counts.setdefault((v.hotkey, v.netuid, kind), 0)
+
+    def add(self, events: Iterable[ChangeEvent]) -> None:
+        for e in events:
+            key = (e.hotkey, e.netuid, e.kind)
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def value(self, hotkey: str, netuid: int, kind: str) -> int:
+        return self._counts.get((hotkey, netuid, kind), 0)
+
+    def render(self) -> bytes:
+        lines = [f"# HELP {NAME} {HELP}\n# TYPE {NAME} counter\n"]
+        lines.extend(
+            f'{NAME}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {c}\n'
+            for (h, n, k), c in sorted(self._counts.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2]))
+        )
+        return "".join(lines).encode()

@@ -1,0 +1,152 @@
+"""Detect what changed between the last recorded state and a new snapshot: a pure function.
+
+The recorded state is what the history database last committed, so a failed
+write simply means the next refresh compares against an older state and the
+changes are still found, never lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Optional
+
+from .model import Snapshot
+
+U64_MAX = 2**64 - 1
+
+# The bounded set of change kinds (a label value of bittensor_childkey_changes_total).
+CHANGE_KINDS = (
+    "edge_added",
+    "edge_removed",
+    "proportion_changed",
+    "take_changed",
+    "pending_scheduled",
+    "pending_applied",
+    "pending_dropped",
+    "permit_gained",
+    "permit_lost",
+    "stake_weight_moved",
+    "own_stake_moved",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorRecord:
+    """What history remembers of one (hotkey, netuid) between refreshes.
+
+    ``own_ref``/``weight_ref`` are the values at the last stake event: a move
+    is measured from there, so a slow drift still raises an event once it adds
+    up to the threshold.
+    """
+
+    uid: Optional[int]
+    permit: bool
+    own_alpha: int
+    stake_weight: float
+    take: float
+    own_ref: int
+    weight_ref: float
+
+
+Pending = tuple[tuple[tuple[int, str], ...], int]  # (children, cooldown block)
+
+
+@dataclass(frozen=True)
+class HistoryState:
+    validators: dict  # (hotkey, netuid) -> ValidatorRecord
+    edges: dict  # (parent, child, netuid) -> proportion
+    pending: dict  # (parent, netuid) -> Pending
+
+    @classmethod
+    def empty(cls) -> "HistoryState":
+        return cls({}, {}, {})
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.validators or self.edges or self.pending)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    block: int
+    time: float
+    kind: str
+    hotkey: str  # the validator the change is about (for an edge: the child)
+    netuid: int
+    parent: Optional[str] = None
+    child: Optional[str] = None
+    old: Any = None
+    new: Any = None
+
+
+def _moved(ref: float, new: float, ratio: float) -> bool:
+    if ref == 0:
+        return new != 0
+    return abs(new - ref) / abs(ref) > ratio
+
+
+def _pending_value(pending: Pending) -> dict:
+    children, cooldown = pending
+    return {"children": [[p / U64_MAX, child] for p, child in children], "cooldown_block": cooldown}
+
+
+def state_of(snapshot: Snapshot, previous: HistoryState, stake_ratio: float) -> tuple[HistoryState, list[ChangeEvent]]:
+    """The new recorded state and the events that lead to it from ``previous``."""
+    block, when = snapshot.chain.block, snapshot.chain.timestamp_seconds
+    events: list[ChangeEvent] = []
+
+    def emit(kind: str, hotkey: str, netuid: int, **fields) -> None:
+        events.append(ChangeEvent(block, when, kind, hotkey, netuid, **fields))
+
+    first_run = previous.is_empty
+    validators = {}
+    for v in snapshot.validators:
+        key = (v.hotkey, v.netuid)
+        record = ValidatorRecord(v.uid, v.permit, v.own_alpha, v.stake_weight, v.childkey_take, v.own_alpha, v.stake_weight)
+        old = previous.validators.get(key)
+        if old is not None:
+            record = replace(record, own_ref=old.own_ref, weight_ref=old.weight_ref)
+            if abs(old.take - v.childkey_take) > 1e-12:
+                emit("take_changed", *key, old=old.take, new=v.childkey_take)
+            if old.permit != v.permit:
+                emit("permit_gained" if v.permit else "permit_lost", *key, old=old.permit, new=v.permit)
+            if _moved(old.own_ref, v.own_alpha, stake_ratio):
+                emit("own_stake_moved", *key, old=old.own_ref / 1e9, new=v.own_alpha / 1e9)
+                record = replace(record, own_ref=v.own_alpha)
+            if _moved(old.weight_ref, v.stake_weight, stake_ratio):
+                emit("stake_weight_moved", *key, old=old.weight_ref / 1e9, new=v.stake_weight / 1e9)
+                record = replace(record, weight_ref=v.stake_weight)
+        validators[key] = record
+    for key, old in previous.validators.items():
+        # Gone from scope: if it also holds no permit any more, that is why.
+        if key not in validators and old.permit and key not in snapshot.permit_holders:
+            emit("permit_lost", *key, old=True, new=False)
+
+    edges = {(e.parent, e.child, e.netuid): e.proportion for e in snapshot.chain_edges}
+    if not first_run:
+        for (parent, child, netuid), proportion in edges.items():
+            before = previous.edges.get((parent, child, netuid))
+            if before is None:
+                emit("edge_added", child, netuid, parent=parent, child=child, new=proportion / U64_MAX)
+            elif before != proportion:
+                emit("proportion_changed", child, netuid, parent=parent, child=child, old=before / U64_MAX, new=proportion / U64_MAX)
+        for (parent, child, netuid), before in previous.edges.items():
+            if (parent, child, netuid) not in edges:
+                emit("edge_removed", child, netuid, parent=parent, child=child, old=before / U64_MAX)
+
+    pending = {(p.parent, p.netuid): (tuple(p.children), p.cooldown_block) for p in snapshot.chain_pending}
+    if not first_run:
+        for key, value in pending.items():
+            if previous.pending.get(key) != value:
+                emit("pending_scheduled", *key, parent=key[0], old=_optional_pending(previous.pending.get(key)), new=_pending_value(value))
+        for (parent, netuid), before in previous.pending.items():
+            if (parent, netuid) in pending:
+                continue
+            now = {(p, c) for (par, c, n), p in edges.items() if par == parent and n == netuid}
+            kind = "pending_applied" if now == set(before[0]) else "pending_dropped"
+            emit(kind, parent, netuid, parent=parent, old=_pending_value(before))
+    return HistoryState(validators, edges, pending), events
+
+
+def _optional_pending(value: Optional[Pending]) -> Optional[dict]:
+    return None if value is None else _pending_value(value)

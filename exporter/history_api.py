@@ -1,0 +1,90 @@
+"""Parse and answer history queries, shared by the HTTP API and the CLI.
+
+``/api/v1/events?hotkey=&netuid=&kind=&since=&until=&limit=&cursor=`` returns
+``{"events": [...], "next_cursor": N|null}``, newest first; pass ``cursor``
+back to get the next page.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timezone
+from typing import Mapping, Optional
+from urllib.parse import parse_qs
+
+from .changes import CHANGE_KINDS
+from .history_store import MAX_PAGE, EventQuery, query_events
+from .ss58 import is_valid_ss58
+
+PARAMS = ("hotkey", "netuid", "kind", "since", "until", "limit", "cursor")
+
+
+class BadQuery(ValueError):
+    """A query parameter a user got wrong; the message names it."""
+
+
+def parse_moment(text: str, name: str) -> float:
+    """Unix seconds, an ISO date (2026-11-01, midnight UTC) or an ISO datetime (no offset: UTC)."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadQuery(f"{name}: expected unix seconds or an ISO date like 2026-11-01, got {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def _integer(text: str, name: str, lo: int, hi: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadQuery(f"{name}: expected an integer, got {text!r}") from None
+    if not lo <= value <= hi:
+        raise BadQuery(f"{name}: must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def build_query(params: Mapping[str, Optional[str]]) -> EventQuery:
+    """An EventQuery from raw string parameters (None or absent: not filtered)."""
+    unknown = sorted(set(params) - set(PARAMS))
+    if unknown:
+        raise BadQuery(f"unknown parameter {unknown[0]!r} (allowed: {', '.join(PARAMS)})")
+    get = {k: v for k, v in params.items() if v not in (None, "")}
+    hotkey = get.get("hotkey")
+    if hotkey is not None and not is_valid_ss58(hotkey):
+        raise BadQuery(f"hotkey: not a valid SS58 address: {hotkey!r}")
+    kind = get.get("kind")
+    if kind is not None and kind not in CHANGE_KINDS:
+        raise BadQuery(f"kind: must be one of {', '.join(CHANGE_KINDS)}, got {kind!r}")
+    return EventQuery(
+        hotkey=hotkey,
+        netuid=_integer(get["netuid"], "netuid", 0, 65535) if "netuid" in get else None,
+        kind=kind,
+        since=parse_moment(get["since"], "since") if "since" in get else None,
+        until=parse_moment(get["until"], "until") if "until" in get else None,
+        before_id=_integer(get["cursor"], "cursor", 1, 2**62) if "cursor" in get else None,
+        limit=_integer(get["limit"], "limit", 1, MAX_PAGE) if "limit" in get else 100,
+    )
+
+
+def answer_events(db_path: str, query_string: str) -> tuple[int, bytes]:
+    """(HTTP status, JSON body) for one API request."""
+    raw = parse_qs(query_string, keep_blank_values=True)
+    repeated = [k for k, v in raw.items() if len(v) > 1]
+    try:
+        if repeated:
+            raise BadQuery(f"{repeated[0]}: given more than once")
+        query = build_query({k: v[0] for k, v in raw.items()})
+    except BadQuery as error:
+        return 400, json.dumps({"error": str(error)}).encode()
+    try:
+        events, cursor = query_events(db_path, query)
+    except sqlite3.Error as error:
+        return 503, json.dumps({"error": f"history database unavailable: {error}"}).encode()
+    return 200, json.dumps({"events": events, "next_cursor": cursor}).encode()

@@ -1,0 +1,107 @@
+"""``history`` subcommands: list recorded changes, or wipe the history safely."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .history_api import BadQuery, build_query
+from .history_schema import SchemaTooNew
+from .history_store import HistoryStore, query_events
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+def add_history_parser(sub, flags: argparse.ArgumentParser) -> None:
+    history = sub.add_parser("history", parents=[flags], help="list recorded changes, or reset the history database")
+    history.add_argument("action", nargs="?", choices=("events", "reset"), default="events", help="events (default) or reset")
+    history.add_argument("--history.path", dest="history_path", metavar="PATH", help="history database (default: history.path from the config)")
+    history.add_argument("--hotkey")
+    history.add_argument("--netuid")
+    history.add_argument("--kind")
+    history.add_argument("--since", help="unix seconds or ISO date/datetime (UTC)")
+    history.add_argument("--until")
+    history.add_argument("--limit", default="100", help="most events to show (default 100)")
+    history.add_argument("--json", action="store_true", help="one JSON object per line")
+    history.add_argument("--yes", action="store_true", help="reset without asking")
+
+
+def run_history(args: argparse.Namespace, db_path: str) -> int:
+    path = args.history_path or db_path
+    if args.action == "reset":
+        return _reset(path, args.yes)
+    return _events(path, args)
+
+
+def _events(path: str, args: argparse.Namespace) -> int:
+    if not Path(path).exists():
+        print(f"error: no history database at {path} (the exporter creates it on its first refresh)", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        query = build_query({k: getattr(args, k) for k in ("hotkey", "netuid", "kind", "since", "until")})
+        limit = int(args.limit)
+        if limit < 1:
+            raise ValueError
+    except BadQuery as error:
+        print(f"error: --{error}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError:
+        print(f"error: --limit: expected a positive integer, got {args.limit!r}", file=sys.stderr)
+        return EXIT_USAGE
+    shown, cursor = 0, None
+    try:
+        while shown < limit:
+            page_query = query.__class__(**{**query.__dict__, "before_id": cursor, "limit": min(1000, limit - shown)})
+            events, cursor = query_events(path, page_query)
+            for event in events:
+                print(json.dumps(event) if args.json else _line(event))
+            shown += len(events)
+            if cursor is None:
+                break
+    except sqlite3.Error as error:
+        print(f"error: cannot read {path}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    if not shown and not args.json:
+        print("no matching events", file=sys.stderr)
+    return 0
+
+
+def _line(event: dict) -> str:
+    when = datetime.fromtimestamp(event["time"], tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    who = f"{event['hotkey']} sn{event['netuid']}"
+    edge = f" parent={event['parent']}" if event["parent"] and event["parent"] != event["hotkey"] else ""
+    change = f" {json.dumps(event['old'])} -> {json.dumps(event['new'])}"
+    return f"{when} #{event['block']} {event['kind']:<18} {who}{edge}{change}"
+
+
+def _reset(path: str, yes: bool) -> int:
+    if not Path(path).exists():
+        print(f"nothing to reset: no history database at {path}")
+        return 0
+    if not yes:
+        if not sys.stdin.isatty():
+            print("error: refusing to reset without confirmation: pass --yes", file=sys.stderr)
+            return EXIT_USAGE
+        answer = input(f"Delete every recorded event and sample in {path}? Type 'reset' to confirm: ")
+        if answer.strip() != "reset":
+            print("not reset")
+            return EXIT_FAILED
+    try:
+        store = HistoryStore.open(path)
+        try:
+            store.reset()
+        finally:
+            store.close()
+    except SchemaTooNew as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except sqlite3.Error as error:
+        print(f"error: cannot reset {path}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"history reset: {path}")
+    return 0

@@ -1,0 +1,224 @@
+"""The SQLite history file: latest state, change events and trend samples.
+
+One transaction per refresh, WAL mode and ``synchronous=FULL``: a crash or
+kill at any moment leaves either the previous refresh or this one, never half
+of it, and a committed event survives a power cut. Readers (the HTTP API, the
+CLI) open their own read-only connections and never block the writer.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+from .changes import ChangeEvent, HistoryState, ValidatorRecord
+from .history_schema import migrate
+from .model import Snapshot
+
+TIER_EVERY_REFRESH = 0
+TIER_HOURLY = 1
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Retention:
+    every_refresh_seconds: float = 24 * 3600
+    hourly_seconds: float = 90 * 86400
+    every_refresh_all: bool = False  # False: only watched hotkeys get every-refresh samples
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    hotkey: Optional[str] = None
+    netuid: Optional[int] = None
+    kind: Optional[str] = None
+    since: Optional[float] = None  # unix seconds, inclusive
+    until: Optional[float] = None  # exclusive
+    before_id: Optional[int] = None  # pagination cursor: newest first
+    limit: int = 100
+
+
+def _connect(path: str, read_only: bool) -> sqlite3.Connection:
+    if read_only:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, timeout=5, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
+class HistoryStore:
+    def __init__(self, conn: sqlite3.Connection, path: str):
+        self._conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str) -> "HistoryStore":
+        """Open (creating or upgrading) the history file for writing."""
+        conn = _connect(path, read_only=False)
+        try:
+            migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in (Path(self.path), Path(self.path + "-wal")) if p.exists())
+
+    # -- state ---------------------------------------------------------------
+
+    def load_state(self) -> HistoryState:
+        c = self._conn
+        validators = {
+            (h, n): ValidatorRecord(uid, bool(permit), own, weight, take, own_ref, weight_ref)
+            for h, n, uid, permit, own, weight, take, own_ref, weight_ref in c.execute(
+                "SELECT hotkey, netuid, uid, permit, own_alpha, stake_weight, childkey_take, own_ref, weight_ref FROM validator_state"
+            )
+        }
+        edges = {(p, ch, n): int(q) for p, ch, n, q in c.execute("SELECT parent, child, netuid, proportion FROM edge_state")}
+        pending = {
+            (p, n): (tuple((int(q), child) for q, child in json.loads(children)), cooldown)
+            for p, n, children, cooldown in c.execute("SELECT parent, netuid, children, cooldown_block FROM pending_state")
+        }
+        return HistoryState(validators, edges, pending)
+
+    def commit_refresh(
+        self,
+        snapshot: Snapshot,
+        previous: HistoryState,
+        state: HistoryState,
+        events: list[ChangeEvent],
+        retention: Retention,
+        watched: frozenset[str],
+    ) -> None:
+        """Write one refresh (state diff, events, samples, retention) in one transaction."""
+        block, now = snapshot.chain.block, int(snapshot.chain.timestamp_seconds)
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            _write_state_diff(c, previous, state, block)
+            c.executemany(
+                "INSERT INTO events (block, time, kind, hotkey, netuid, parent, child, old_value, new_value)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(e.block, e.time, e.kind, e.hotkey, e.netuid, e.parent, e.child, _json(e.old), _json(e.new)) for e in events],
+            )
+            self._write_samples(snapshot, now, retention, watched)
+            c.execute("DELETE FROM samples WHERE tier = ? AND time < ?", (TIER_EVERY_REFRESH, now - retention.every_refresh_seconds))
+            c.execute("DELETE FROM samples WHERE tier = ? AND time < ?", (TIER_HOURLY, now - retention.hourly_seconds))
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+
+    def _write_samples(self, snapshot: Snapshot, now: int, retention: Retention, watched: frozenset[str]) -> None:
+        c = self._conn
+        hour = now // 3600
+        last_hour = c.execute("SELECT value FROM meta WHERE key = 'last_hourly_sample'").fetchone()
+        hourly = last_hour is None or int(last_hour[0]) != hour
+        rows = [v for v in snapshot.validators if hourly or retention.every_refresh_all or v.hotkey in watched]
+        if not rows:
+            return
+        c.executemany("INSERT OR IGNORE INTO series (hotkey, netuid) VALUES (?, ?)", [(v.hotkey, v.netuid) for v in rows])
+        ids = dict(((h, n), i) for i, h, n in c.execute("SELECT id, hotkey, netuid FROM series"))
+        samples = []
+        for v in rows:
+            values = (snapshot.chain.block, v.own_alpha, v.inherited_alpha, v.root_tao, v.inherited_root_tao, v.stake_weight, v.childkey_take)
+            if retention.every_refresh_all or v.hotkey in watched:
+                samples.append((ids[(v.hotkey, v.netuid)], TIER_EVERY_REFRESH, now, *values))
+            if hourly:
+                samples.append((ids[(v.hotkey, v.netuid)], TIER_HOURLY, now, *values))
+        c.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", samples)
+        if hourly:
+            c.execute("INSERT OR REPLACE INTO meta VALUES ('last_hourly_sample', ?)", (str(hour),))
+
+    def reset(self) -> None:
+        """Delete every row (the schema stays), then give the space back."""
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            for table in ("events", "samples", "series", "validator_state", "edge_state", "pending_state", "meta"):
+                c.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("VACUUM")
+
+
+def _write_state_diff(c: sqlite3.Connection, previous: HistoryState, state: HistoryState, block: int) -> None:
+    """Only rows that changed: an unchanged network costs no writes."""
+    changed = [(k, r) for k, r in state.validators.items() if previous.validators.get(k) != r]
+    c.executemany(
+        "INSERT OR REPLACE INTO validator_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(h, n, r.uid, int(r.permit), r.own_alpha, r.stake_weight, r.take, r.own_ref, r.weight_ref, block) for (h, n), r in changed],
+    )
+    c.executemany("DELETE FROM validator_state WHERE hotkey = ? AND netuid = ?", [k for k in previous.validators if k not in state.validators])
+    c.executemany(
+        "INSERT OR REPLACE INTO edge_state VALUES (?, ?, ?, ?, ?)",
+        [(p, ch, n, str(q), block) for (p, ch, n), q in state.edges.items() if previous.edges.get((p, ch, n)) != q],
+    )
+    c.executemany("DELETE FROM edge_state WHERE parent = ? AND child = ? AND netuid = ?", [k for k in previous.edges if k not in state.edges])
+    c.executemany(
+        "INSERT OR REPLACE INTO pending_state VALUES (?, ?, ?, ?, ?)",
+        [
+            (p, n, json.dumps([[str(q), child] for q, child in children]), cooldown, block)
+            for (p, n), (children, cooldown) in state.pending.items()
+            if previous.pending.get((p, n)) != (children, cooldown)
+        ],
+    )
+    c.executemany("DELETE FROM pending_state WHERE parent = ? AND netuid = ?", [k for k in previous.pending if k not in state.pending])
+
+
+def _json(value) -> Optional[str]:
+    return None if value is None else json.dumps(value)
+
+
+def query_events(path: str, query: EventQuery) -> tuple[list[dict], Optional[int]]:
+    """Events matching ``query``, newest first, and the cursor for the next page (or None)."""
+    where, params = [], []
+    for column, value in (("hotkey", query.hotkey), ("netuid", query.netuid), ("kind", query.kind)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if query.since is not None:
+        where.append("time >= ?")
+        params.append(query.since)
+    if query.until is not None:
+        where.append("time < ?")
+        params.append(query.until)
+    if query.before_id is not None:
+        where.append("id < ?")
+        params.append(query.before_id)
+    sql = "SELECT id, block, time, kind, hotkey, netuid, parent, child, old_value, new_value FROM events"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id DESC LIMIT ?"
+    params.append(query.limit + 1)
+    conn = _connect(path, read_only=True)
+    try:
+        rows = conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+    events = [_event_dict(row) for row in rows[: query.limit]]
+    next_cursor = events[-1]["id"] if len(rows) > query.limit else None
+    return events, next_cursor
+
+
+def _event_dict(row: Iterable) -> dict:
+    id_, block, time, kind, hotkey, netuid, parent, child, old, new = row
+    return {
+        "id": id_, "block": block, "time": time, "kind": kind, "hotkey": hotkey, "netuid": netuid,
+        "parent": parent, "child": child,
+        "old": json.loads(old) if old is not None else None,
+        "new": json.loads(new) if new is not None else None,
+    }
