@@ -68,14 +68,19 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return conn.execute("PRAGMA user_version").fetchone()[0]
 
 
-def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
-    """Bring the file up to ``target``; returns the version it started at."""
-    start = schema_version(conn)
-    if start > SCHEMA_VERSION:
+def check_not_newer(conn: sqlite3.Connection) -> int:
+    version = schema_version(conn)
+    if version > SCHEMA_VERSION:
         raise SchemaTooNew(
-            f"the history database is at schema version {start}, but this exporter knows "
+            f"the history database is at schema version {version}, but this exporter knows "
             f"versions up to {SCHEMA_VERSION}: upgrade the exporter or point history.path at another file"
         )
+    return version
+
+
+def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Bring the file up to ``target``; returns the version it started at."""
+    start = check_not_newer(conn)
     for version in range(start + 1, target + 1):
         # executescript would commit on its own; spell the transaction out so a
         # failing step leaves the file at the previous version.

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from .changes import ChangeEvent, HistoryState, ValidatorRecord
-from .history_schema import migrate
+from .history_schema import check_not_newer, migrate
 from .model import Snapshot
 
 TIER_EVERY_REFRESH = 0
@@ -46,6 +46,13 @@ def _connect(path: str, read_only: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, check_same_thread=False)
     else:
         conn = sqlite3.connect(path, timeout=5, isolation_level=None)
+        try:
+            # Before anything writes (switching to WAL rewrites the header), so a
+            # file from a newer exporter is left byte for byte as it was.
+            check_not_newer(conn)
+        except BaseException:
+            conn.close()
+            raise
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA busy_timeout = 5000")
