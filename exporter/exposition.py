@@ -71,8 +71,8 @@ def render_snapshot(snapshot: Snapshot) -> bytes:
         ((lab, snapshot.expected_takes[v.hotkey]) for lab, v in zip(labels, validators) if v.hotkey in snapshot.expected_takes),
     )
     w.family(
-        "bittensor_validator_info", "Validator metadata (value 1): coldkey owning the hotkey and the configured alias.", "gauge",
-        ((f'hotkey="{i.hotkey}",coldkey="{escape_label(i.coldkey)}",alias="{escape_label(i.alias)}"', 1) for i in snapshot.identities),
+        "bittensor_validator_info", "Validator metadata (value 1): coldkey owning the hotkey, the configured alias, and whether it is on the watch list.", "gauge",
+        ((f'hotkey="{i.hotkey}",coldkey="{escape_label(i.coldkey)}",alias="{escape_label(i.alias)}",watched="{str(i.watched).lower()}"', 1) for i in snapshot.identities),
     )
     w.family(
         "bittensor_childkey_proportion_ratio", "Share (0-1) of the parent's stake delegated to the child on the subnet.", "gauge",

@@ -89,6 +89,7 @@ class Identity:
     hotkey: str
     coldkey: str
     alias: str
+    watched: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,7 +119,7 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
         if (p.parent, p.netuid) in in_scope or any((child, p.netuid) in in_scope for _, child in p.children)
     )
     identities = tuple(
-        Identity(hotkey=h, coldkey=read.coldkeys.get(h, ""), alias=watched[h].alias if h in watched else "")
+        Identity(hotkey=h, coldkey=read.coldkeys.get(h, ""), alias=watched[h].alias if h in watched else "", watched=h in watched)
         for h in sorted({v.hotkey for v in validators})
     )
     subnets = tuple(

@@ -43,7 +43,8 @@ def test_takes_edges_pending_and_chain_metrics(tricky_node, exporter_factory):
     assert series(s, "bittensor_validator_childkey_take_ratio", hotkey=t.C1, netuid=1) == 0
     assert series(s, "bittensor_validator_childkey_take_ratio", hotkey=t.C2, netuid=1) == pytest.approx(t.TAKE_MAX_RATIO)
     assert series(s, "bittensor_validator_expected_childkey_take_ratio", hotkey=t.P, netuid=1) == 0.09
-    assert series(s, "bittensor_validator_info", hotkey=t.P, coldkey=t.COLD[t.P], alias="parent") == 1
+    assert series(s, "bittensor_validator_info", hotkey=t.P, coldkey=t.COLD[t.P], alias="parent", watched="true") == 1
+    assert series(s, "bittensor_validator_info", hotkey=t.M, coldkey=t.COLD[t.M], alias="", watched="false") == 1
     assert series(s, "bittensor_childkey_proportion_ratio", parent_hotkey=t.NP, child_hotkey=t.Z, netuid=1) == pytest.approx(0.25)
     assert series(s, "bittensor_childkey_proportion_ratio", parent_hotkey=t.P3, child_hotkey=t.M, netuid=1) == 1.0
     assert series(s, "bittensor_childkey_pending_children", parent_hotkey=t.P2, netuid=1) == 1
