@@ -2,8 +2,9 @@
 # Container images of the Bittensor validator exporter, from one file:
 #   runtime (the default, last stage): the exporter alone, as a non-root user,
 #            able to run on a read-only root filesystem;
-#   demo:    the simulated subtensor node of tests/simnode, which
-#            `docker compose --profile demo up` reads instead of a real chain.
+#   demo:    the simulated subtensor node of tests/simnode with the demo chain
+#            (tests/demo_stack.py), which `docker compose --profile demo up`
+#            reads instead of a real chain.
 ARG PYTHON_IMAGE=python:3.11-slim
 
 # -- build: the package and its dependencies in a venv copied whole later ----
@@ -35,7 +36,7 @@ RUN groupadd --system --gid 10001 exporter \
         --home-dir /var/lib/bittensor-exporter --shell /usr/sbin/nologin exporter \
     && install -d -o exporter -g exporter -m 0750 /var/lib/bittensor-exporter
 
-# -- demo: the simulated subtensor node (python -m tests.simnode) ------------
+# -- demo: the simulated node serving the demo chain, changing it now and then
 FROM base AS demo
 COPY --from=build-demo /opt/venv /opt/venv
 WORKDIR /opt/demo
@@ -44,8 +45,8 @@ USER exporter
 EXPOSE 9944
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import socket; socket.create_connection(('127.0.0.1', 9944), timeout=2).close()"]
-ENTRYPOINT ["python", "-m", "tests.simnode", "--host", "0.0.0.0", "--port", "9944"]
-CMD ["--scenario", "demo"]
+ENTRYPOINT ["python", "-m", "tests.demo_stack", "--host", "0.0.0.0", "--port", "9944"]
+CMD ["--change-every", "60"]
 
 # -- runtime: the exporter ----------------------------------------------------
 FROM base AS runtime

@@ -1,13 +1,23 @@
-"""The demo the compose stack runs (simulated node, scenario "demo", docker/demo-config.yaml), for tests."""
+"""The demo chain of the compose stack: the simulated node's "demo" scenario, kept moving.
+
+``python -m tests.demo_stack`` serves it like ``python -m tests.simnode
+--scenario demo``, and every ``--change-every`` seconds changes the watched demo
+validator (stake, take, pending child set) so the dashboards' rates and change
+panels have something to show. The stack test applies the same changes.
+"""
 
 from __future__ import annotations
 
+import argparse
+import signal
+import threading
+import time
 from pathlib import Path
 
 import yaml
 
 from exporter.config import ScopeConfig, parse_config
-from tests.simnode import ChainState
+from tests.simnode import ChainState, SimNode
 from tests.simnode.scenarios import demo
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,18 +47,47 @@ def demo_chain() -> ChainState:
 
 
 def change_chain(state: ChainState, step: int) -> int:
-    """Move the detail validator's stake, take and pending child set; return the new block.
+    """Apply change number ``step`` to the detail validator and commit a block; return its number.
 
-    Each step changes something the history records (stake moves beyond 5 %,
-    a take, a rescheduled child set), so rates, deltas and change counters have data.
+    Every step moves own stake by 20-25 % (up on even steps, back down on odd
+    ones, so a long demo stays near the scenario's numbers), sets another take
+    and reschedules the pending child set: each is a change the history records.
     """
     hotkey, netuid = detail_hotkey(), DETAIL_NETUID
     stake = state.get("TotalHotkeyAlpha", [hotkey, netuid]) or 0
-    state.set("TotalHotkeyAlpha", [hotkey, netuid], stake * (5 + step) // 4)
-    state.set("ChildkeyTake", [hotkey, netuid], 1000 * (step + 1))
+    state.set("TotalHotkeyAlpha", [hotkey, netuid], stake * 5 // 4 if step % 2 == 0 else stake * 4 // 5)
+    state.set("ChildkeyTake", [hotkey, netuid], 1000 * (step % 3 + 1))
     pending = state.get("PendingChildKeys", [netuid, hotkey])
     if pending is not None:
         children, cooldown = pending
-        state.set("PendingChildKeys", [netuid, hotkey], (children, cooldown + 10))
+        state.set("PendingChildKeys", [netuid, hotkey], (children, cooldown + (10 if step % 2 == 0 else -10)))
     number, _ = state.commit_block()
     return number
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.demo_stack", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9944)
+    parser.add_argument("--change-every", type=float, default=60.0, metavar="SECONDS", help="0: never change")
+    args = parser.parse_args(argv)
+
+    state = demo_chain()
+    stop = threading.Event()
+    # Both signals just wake the main thread, which then shuts the node down.
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with SimNode(state, args.host, args.port) as node:
+        print(f"{node.url} scenario=demo head=#{state.head.number} change_every={args.change_every:g}s", flush=True)
+        step, next_change = 0, time.monotonic() + args.change_every
+        # Short waits keep the loop responsive to signals.
+        while not stop.wait(0.5):
+            if args.change_every and time.monotonic() >= next_change:
+                block = change_chain(state, step)
+                print(f"change {step}: block #{block}", flush=True)
+                step, next_change = step + 1, next_change + args.change_every
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

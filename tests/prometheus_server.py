@@ -15,7 +15,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 REPO_CONFIG = REPO / "prometheus.yml"
-JOB = "bittensor-exporter"
+JOB = "bittensor-validator-exporter"
 
 
 def derive_config(target: str, interval: str = "1s") -> dict:

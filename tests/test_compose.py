@@ -7,6 +7,7 @@ is cross-checking names, paths and ports between the files.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
@@ -161,6 +162,14 @@ def test_prometheus_loads_the_rules_next_to_its_config(compose):
     assert job["static_configs"] == [{"targets": ["exporter:9744"]}], "no target labels, the compose service"
     assert _seconds(job["scrape_timeout"]) <= _seconds(job.get("scrape_interval", config["global"]["scrape_interval"]))
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+
+
+def test_rules_select_the_scrape_job_prometheus_yml_defines():
+    """An alert on up{job="..."} for a job that does not exist would fire forever (absent())."""
+    jobs = {job["job_name"] for job in yaml.safe_load((REPO / "prometheus.yml").read_text())["scrape_configs"]}
+    for rules in (REPO / "alerting").glob("*.rules.yml"):
+        used = set(re.findall(r'\bjob\s*=~?\s*"([^"]+)"', rules.read_text()))
+        assert used <= jobs, f"{rules.name} selects jobs {used - jobs} that prometheus.yml does not scrape"
 
 
 def test_prometheus_config_passes_promtool():

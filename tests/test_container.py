@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
@@ -133,3 +134,20 @@ def test_build_context_holds_what_the_dockerfile_copies_and_no_secrets():
     for secret in ["config.yaml", "alertmanager/discord_webhook_url", "history.db", ".venv/bin/python",
                    ".git/config", "exporter/__pycache__/cli.cpython-311.pyc", ".env"]:
         assert _ignored(secret, patterns), f"{secret} must stay out of the build context"
+
+
+def test_demo_entry_point_serves_and_moves_the_demo_chain():
+    """The demo image's command, run here on a free port with a fast change interval."""
+    entry = exec_form(of("demo", "ENTRYPOINT")[0])
+    assert entry[:3] == ["python", "-m", "tests.demo_stack"]
+    args = [a if a != "9944" else "0" for a in entry[3:]] + ["--change-every", "0.2"]
+    process = subprocess.Popen([sys.executable, "-m", entry[2], *args], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(30, process.kill)  # bounds the blocking reads below
+    watchdog.start()
+    try:
+        assert process.stdout.readline().startswith("ws://0.0.0.0:")
+        assert process.stdout.readline().startswith("change 0: block #2")
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0, "stops cleanly on SIGTERM"
+        watchdog.cancel()
