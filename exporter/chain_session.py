@@ -3,6 +3,8 @@
 The SDK is asyncio-based and its connection lives on one event loop, so the
 loop runs forever in its own daemon thread: the websocket stays open (and
 answers pings) between refreshes, and the refresh thread stays synchronous.
+Failover between endpoints is the pool's decision, made per refresh; the SDK
+is given one endpoint at a time and few retries, so a bad endpoint fails fast.
 """
 
 from __future__ import annotations
@@ -10,15 +12,20 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from typing import Optional
+import time
+from typing import Callable, Optional
 
 from bittensor._transport.errors import MaxRetriesExceeded, RpcPolicyRejection, SubstrateRequestException
 from bittensor._transport.interface import SubstrateConnection
 
 from .chain_reader import ChainReader
 from .config import ChainConfig, ScopeConfig
+from .endpoint_pool import Endpoint, EndpointPool
 from .model import ChainRead
 from .wire import RequestCounter, counting_connect_factory
+
+# Response timeouts the SDK tolerates on one connection before reporting failure.
+_SDK_RETRIES = 2
 
 
 class ReadError(Exception):
@@ -46,64 +53,99 @@ def classify(error: BaseException) -> str:
     return "internal"
 
 
+EndpointObserver = Callable[[Endpoint, Optional[str], float], None]  # (endpoint, error reason or None, seconds)
+
+
 class ChainSession:
-    def __init__(self, chain: ChainConfig, counter: RequestCounter):
+    def __init__(
+        self,
+        chain: ChainConfig,
+        counter: RequestCounter,
+        *,
+        pool: Optional[EndpointPool] = None,
+        observe: Optional[EndpointObserver] = None,
+    ):
         self._chain = chain
         self._counter = counter
         self._reader = ChainReader(chain.max_in_flight)
+        self.pool = pool or EndpointPool(chain.endpoints)
+        self._observe = observe or (lambda endpoint, reason, seconds: None)
         self._conn: Optional[SubstrateConnection] = None
+        self._conn_endpoint: Optional[Endpoint] = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="chain-io", daemon=True)
         self._thread.start()
 
     @property
-    def endpoint(self) -> Optional[str]:
-        return self._conn.current_endpoint if self._conn is not None else None
+    def endpoint(self) -> Optional[Endpoint]:
+        """The endpoint the open connection talks to, if any."""
+        return self._conn_endpoint if self._conn is not None else None
 
-    async def _connection(self) -> SubstrateConnection:
-        if self._conn is None:
-            primary, *fallbacks = self._chain.endpoints
-            conn = SubstrateConnection(
-                primary,
-                fallback_urls=fallbacks,
-                response_timeout=self._chain.timeout_seconds,
-                connect_factory=counting_connect_factory(self._counter),
-            )
-            try:
-                await conn.initialize()
-            except BaseException:
-                await _close_quietly(conn)
-                raise
-            self._conn = conn
-        return self._conn
-
-    async def _read(self, scope: ScopeConfig) -> ChainRead:
+    async def _connection(self, endpoint: Endpoint) -> SubstrateConnection:
+        if self._conn is not None and self._conn_endpoint is endpoint:
+            return self._conn
+        await self._drop_connection()
+        conn = SubstrateConnection(
+            endpoint.url,
+            fallback_urls=[],
+            max_retries=_SDK_RETRIES,
+            response_timeout=self._chain.timeout_seconds,
+            connect_factory=counting_connect_factory(self._counter),
+        )
         try:
-            return await self._reader.read(await self._connection(), scope)
+            await conn.initialize()
+        except BaseException:
+            await _close_quietly(conn)
+            raise
+        self._conn, self._conn_endpoint = conn, endpoint
+        return conn
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await _close_quietly(conn)
+
+    async def _read_from(self, endpoint: Endpoint, scope: ScopeConfig) -> ChainRead:
+        try:
+            return await self._reader.read(await self._connection(endpoint), scope)
         except BaseException:
             # A failed or cancelled read may leave the session mid-page or given
-            # up; start the next refresh on a fresh connection.
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                await _close_quietly(conn)
+            # up; the next attempt starts on a fresh connection.
+            await self._drop_connection()
             raise
+
+    async def _read(self, scope: ScopeConfig, deadline: float) -> ChainRead:
+        """Try endpoints in the pool's order until one gives a complete read."""
+        last: Optional[BaseException] = None
+        for endpoint in self.pool.order():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            started = time.monotonic()
+            try:
+                read = await asyncio.wait_for(self._read_from(endpoint, scope), remaining)
+            except Exception as error:  # noqa: BLE001 - try the next endpoint
+                last = error
+                self.pool.failed(endpoint)
+                self._observe(endpoint, classify(error), time.monotonic() - started)
+                continue
+            self.pool.succeeded(endpoint)
+            self._observe(endpoint, None, time.monotonic() - started)
+            return read
+        raise last if last is not None else TimeoutError("no time left in this refresh to try an endpoint")
 
     def read(self, scope: ScopeConfig, timeout: float) -> ChainRead:
         """One consistent read at the finalized head; raises ReadError on any failure."""
-        future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(self._read(scope), timeout), self._loop)
+        deadline = time.monotonic() + timeout
+        future = asyncio.run_coroutine_threadsafe(self._read(scope, deadline), self._loop)
         try:
             return future.result()
         except Exception as error:  # noqa: BLE001 - every failure becomes a labelled ReadError
             raise ReadError(classify(error), _describe(error)) from error
 
     def close(self) -> None:
-        async def shutdown() -> None:
-            if self._conn is not None:
-                await _close_quietly(self._conn)
-                self._conn = None
-
         if self._loop.is_running():
-            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=10)
+            asyncio.run_coroutine_threadsafe(self._drop_connection(), self._loop).result(timeout=10)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
 

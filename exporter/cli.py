@@ -138,12 +138,13 @@ def run(config: Config) -> int:
     except SchemaTooNew as error:
         log.error("history database refused", path=h.path, error=str(error))
         return EXIT_RUNTIME
-    session = ChainSession(config.chain, counter)
+    session = ChainSession(config.chain, counter, observe=metrics.observe_endpoint)
+    metrics.add_endpoints(e.label for e in session.pool.endpoints)
     refresher = Refresher(config, session, metrics, counter, history=history)
     events = (lambda query: answer_events(h.path, query)) if h.api_enabled else None
     host, port = split_listen_address(config.listen_address)
     try:
-        server = MetricsServer(host, port, MetricsSource(lambda: refresher.payload, refresher.is_fresh, registry, events))
+        server = MetricsServer(host, port, MetricsSource(refresher.served_payload, refresher.is_fresh, registry, events))
     except OSError as error:
         log.error("cannot listen", address=config.listen_address, error=error.strerror or str(error))
         return EXIT_RUNTIME

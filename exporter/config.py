@@ -75,6 +75,7 @@ class Config:
     interval_seconds: float = 60.0
     refresh_timeout_seconds: float = 120.0
     stale_after_seconds: Optional[float] = None  # None: three intervals
+    max_staleness_seconds: Optional[float] = None  # None: fifteen intervals
     scope: ScopeConfig = field(default_factory=ScopeConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     listen_address: str = DEFAULT_LISTEN_ADDRESS
@@ -86,6 +87,13 @@ class Config:
         if self.stale_after_seconds is not None:
             return self.stale_after_seconds
         return 3 * self.interval_seconds
+
+    @property
+    def withdraw_after_seconds(self) -> float:
+        """Age of the last good snapshot beyond which its per-validator series are withdrawn."""
+        if self.max_staleness_seconds is not None:
+            return self.max_staleness_seconds
+        return 15 * self.interval_seconds
 
 
 # Schema: key -> (python types accepted, validator or nested schema). A validator
@@ -259,7 +267,9 @@ def parse_config(document: Any) -> Config:
     if document is not None and not isinstance(document, dict):
         raise ConfigError(c.problems)
     chain = _parse_chain(c, top.get("chain"))
-    refresh = c.mapping(top.get("refresh"), "refresh", ("interval_seconds", "timeout_seconds", "stale_after_seconds"))
+    refresh = c.mapping(
+        top.get("refresh"), "refresh", ("interval_seconds", "timeout_seconds", "stale_after_seconds", "max_staleness_seconds")
+    )
     history = c.mapping(top.get("history"), "history", HISTORY_KEYS)
     web = c.mapping(top.get("web"), "web", ("listen_address",))
     log = c.mapping(top.get("log"), "log", ("level", "format"))
@@ -272,6 +282,7 @@ def parse_config(document: Any) -> Config:
         interval_seconds=c.number(refresh, "refresh", "interval_seconds", 60.0, lo=1, hi=86400),
         refresh_timeout_seconds=c.number(refresh, "refresh", "timeout_seconds", 120.0, lo=1, hi=3600),
         stale_after_seconds=c.number(refresh, "refresh", "stale_after_seconds", None, lo=1, hi=7 * 86400),
+        max_staleness_seconds=c.number(refresh, "refresh", "max_staleness_seconds", None, lo=1, hi=30 * 86400),
         scope=_parse_scope(c, top.get("scope")),
         history=_parse_history(c, history),
         listen_address=listen,

@@ -48,6 +48,19 @@ class Refresher:
         self.payload: Optional[Payload] = None
         self.last_success: Optional[float] = None
 
+    def served_payload(self) -> Optional[Payload]:
+        """The payload scrapes get: the last good one, until it is too old to be trusted.
+
+        Past ``withdraw_after_seconds`` the per-validator series are withdrawn
+        (the exporter's own metrics, with up 0 and the last success time, remain)
+        so dashboards show a gap instead of numbers that may be hours wrong.
+        """
+        if self.payload is None or self.last_success is None:
+            return None
+        if self._clock() - self.last_success > self._config.withdraw_after_seconds:
+            return None
+        return self.payload
+
     def is_fresh(self) -> bool:
         """Whether the last successful refresh is recent enough to trust."""
         if self.last_success is None:

@@ -99,6 +99,25 @@ class SelfMetrics:
             "Size of the history database file and its write-ahead log.",
             registry=registry,
         )
+        self.endpoint_up = Gauge(
+            "bittensor_exporter_endpoint_up",
+            "1 if the last chain read through this endpoint succeeded, else 0 (endpoint label: scheme://host:port).",
+            ["endpoint"],
+            registry=registry,
+        )
+        self.endpoint_errors = Counter(
+            "bittensor_exporter_endpoint_errors",
+            "Failed chain reads through this endpoint, by reason.",
+            ["endpoint", "reason"],
+            registry=registry,
+        )
+        self.endpoint_read_duration = Histogram(
+            "bittensor_exporter_endpoint_read_duration_seconds",
+            "Wall time of one refresh's chain read through this endpoint, failed or not.",
+            ["endpoint"],
+            buckets=REFRESH_BUCKETS,
+            registry=registry,
+        )
         build = Gauge(
             "bittensor_exporter_build_info",
             "Exporter version (value 1).",
@@ -108,3 +127,17 @@ class SelfMetrics:
         build.labels(__version__).set(1)
         registry.register(_RequestCollector(counter))
         ProcessCollector(registry=registry)
+
+    def add_endpoints(self, labels) -> None:
+        """Create every endpoint's series at start-up, errors at 0."""
+        for label in labels:
+            self.endpoint_up.labels(label)
+            for reason in ERROR_REASONS:
+                self.endpoint_errors.labels(label, reason)
+
+    def observe_endpoint(self, endpoint, reason, seconds: float) -> None:
+        """ChainSession's report of one read attempt (reason None: success)."""
+        self.endpoint_up.labels(endpoint.label).set(0 if reason else 1)
+        self.endpoint_read_duration.labels(endpoint.label).observe(seconds)
+        if reason:
+            self.endpoint_errors.labels(endpoint.label, reason).inc()

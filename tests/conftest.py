@@ -34,7 +34,8 @@ def exporter_factory():
     made = []
 
     def make(node, **kwargs) -> ExporterUnderTest:
-        exporter = ExporterUnderTest(node.url, **kwargs)
+        """``node``: a SimNode, or a list of endpoint URLs (tried in order)."""
+        exporter = ExporterUnderTest(node.url if hasattr(node, "url") else node, **kwargs)
         made.append(exporter)
         return exporter
 

@@ -24,16 +24,19 @@ from exporter.wire import RequestCounter
 class ExporterUnderTest:
     """The same wiring as ``exporter.cli.run``, with the refresh driven by the test."""
 
-    def __init__(self, endpoint: str, scope: ScopeConfig = ScopeConfig(), clock=None, history_path: Optional[str] = None,
-                 retention: Retention = Retention(), stake_change_ratio: float = 0.05, **config_overrides):
+    def __init__(self, endpoint, scope: ScopeConfig = ScopeConfig(), clock=None, history_path: Optional[str] = None,
+                 retention: Retention = Retention(), stake_change_ratio: float = 0.05, chain_timeout: float = 10,
+                 pool=None, **config_overrides):
+        endpoints = (endpoint,) if isinstance(endpoint, str) else tuple(endpoint)
         self.config = replace(
-            Config(chain=ChainConfig(endpoints=(endpoint,), timeout_seconds=10), scope=scope, refresh_timeout_seconds=30),
+            Config(chain=ChainConfig(endpoints=endpoints, timeout_seconds=chain_timeout), scope=scope, refresh_timeout_seconds=30),
             **config_overrides,
         )
         self.counter = RequestCounter()
         self.registry = CollectorRegistry()
         self.metrics = SelfMetrics(self.registry, self.counter)
-        self.session = ChainSession(self.config.chain, self.counter)
+        self.session = ChainSession(self.config.chain, self.counter, pool=pool, observe=self.metrics.observe_endpoint)
+        self.metrics.add_endpoints(e.label for e in self.session.pool.endpoints)
         kwargs = {"clock": clock} if clock else {}
         self.history = None
         events = None
@@ -42,7 +45,7 @@ class ExporterUnderTest:
                                          stake_change_ratio=stake_change_ratio, watched=scope.watched_hotkeys)
             events = lambda query: answer_events(history_path, query)  # noqa: E731
         self.refresher = Refresher(self.config, self.session, self.metrics, self.counter, history=self.history, **kwargs)
-        source = MetricsSource(lambda: self.refresher.payload, self.refresher.is_fresh, self.registry, events)
+        source = MetricsSource(self.refresher.served_payload, self.refresher.is_fresh, self.registry, events)
         self.server = MetricsServer("127.0.0.1", 0, source)
         self.server.start()
         self.url = f"http://127.0.0.1:{self.server.port}"

@@ -1,0 +1,85 @@
+"""Choose which chain endpoint a refresh uses: configured order, health, backoff.
+
+Endpoints are tried in the order configured. One that fails is skipped until
+its backoff expires (exponential, capped, with jitter so many exporters do
+not retry a recovering public endpoint in lockstep); as soon as a preferred
+endpoint is due again, it is tried first again.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+from urllib.parse import urlsplit
+
+BACKOFF_BASE_SECONDS = 5.0
+BACKOFF_CAP_SECONDS = 300.0
+
+
+def endpoint_label(url: str) -> str:
+    """scheme://host:port of an endpoint: a metric label or log field that can't leak
+    an API key embedded in the path, query or userinfo."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "unknown"
+        host = f"[{host}]" if ":" in host else host
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{host}{port}"
+    except ValueError:
+        return "invalid-endpoint"
+
+
+@dataclass
+class Endpoint:
+    url: str
+    label: str
+    failures: int = 0  # consecutive
+    retry_at: float = 0.0  # monotonic time before which it is skipped
+
+    @property
+    def healthy(self) -> bool:
+        return self.failures == 0
+
+
+class EndpointPool:
+    def __init__(
+        self,
+        urls: tuple[str, ...],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+        base: float = BACKOFF_BASE_SECONDS,
+        cap: float = BACKOFF_CAP_SECONDS,
+    ):
+        labels = [endpoint_label(u) for u in urls]
+        # Two endpoints on one host differ only in what the label hides: number them.
+        labels = [lab if labels.count(lab) == 1 else f"{lab}#{i + 1}" for i, lab in enumerate(labels)]
+        self.endpoints = [Endpoint(url, label) for url, label in zip(urls, labels)]
+        self._clock = clock
+        self._jitter = jitter
+        self._base = base
+        self._cap = cap
+
+    def order(self) -> list[Endpoint]:
+        """Endpoints to try this refresh: those due, in configured order; if none is
+        due, the one whose backoff ends first (a refresh never gives up untried)."""
+        now = self._clock()
+        due = [e for e in self.endpoints if e.retry_at <= now]
+        return due or [min(self.endpoints, key=lambda e: e.retry_at)]
+
+    def succeeded(self, endpoint: Endpoint) -> None:
+        endpoint.failures = 0
+        endpoint.retry_at = 0.0
+
+    def failed(self, endpoint: Endpoint) -> float:
+        """Record a failure; returns the backoff (seconds) before it is tried again."""
+        endpoint.failures += 1
+        delay = min(self._cap, self._base * 2 ** (endpoint.failures - 1))
+        delay *= 0.5 + 0.5 * self._jitter()  # "equal jitter": between half and all of it
+        endpoint.retry_at = self._clock() + delay
+        return delay
+
+    def find(self, url: str) -> Optional[Endpoint]:
+        return next((e for e in self.endpoints if e.url == url), None)
