@@ -130,7 +130,7 @@ def run(config: Config) -> int:
             retention=Retention(
                 every_refresh_seconds=h.samples_every_refresh_hours * 3600,
                 hourly_seconds=h.samples_hourly_days * 86400,
-                every_refresh_all=h.samples_every_refresh_scope == "all",
+                sample_all=h.samples_scope == "all",
             ),
             stake_change_ratio=h.stake_change_ratio,
             watched=config.scope.watched_hotkeys,

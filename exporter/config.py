@@ -65,7 +65,7 @@ class HistoryConfig:
     api_enabled: bool = True
     stake_change_ratio: float = 0.05  # a stake or stake-weight move beyond this is an event
     samples_every_refresh_hours: float = 24
-    samples_every_refresh_scope: str = "watched"  # watched | all
+    samples_scope: str = "watched"  # watched | all
     samples_hourly_days: float = 90
 
 
@@ -241,7 +241,7 @@ def _parse_scope(c: _Collector, raw: Any) -> ScopeConfig:
 
 HISTORY_KEYS = (
     "path", "api_enabled", "stake_change_ratio", "samples_every_refresh_hours",
-    "samples_every_refresh_scope", "samples_hourly_days",
+    "samples_scope", "samples_hourly_days",
 )
 
 
@@ -255,7 +255,7 @@ def _parse_history(c: _Collector, section: dict) -> HistoryConfig:
         api_enabled=api,
         stake_change_ratio=c.number(section, "history", "stake_change_ratio", 0.05, lo=0.0001, hi=100),
         samples_every_refresh_hours=c.number(section, "history", "samples_every_refresh_hours", 24, lo=0, hi=24 * 365),
-        samples_every_refresh_scope=c.string(section, "history", "samples_every_refresh_scope", "watched", choices=("watched", "all")),
+        samples_scope=c.string(section, "history", "samples_scope", "watched", choices=("watched", "all")),
         samples_hourly_days=c.number(section, "history", "samples_hourly_days", 90, lo=0, hi=3650),
     )
 

@@ -46,15 +46,15 @@ MIGRATIONS: tuple[str, ...] = (
         id INTEGER PRIMARY KEY, hotkey TEXT NOT NULL, netuid INTEGER NOT NULL,
         UNIQUE (hotkey, netuid)
     );
-    -- tier 0: every refresh (short retention); tier 1: hourly (long retention)
+    -- tier 0: every refresh (short retention); tier 1: hourly (long retention).
+    -- Keyed by time first: retention is a range delete and needs no second index.
     CREATE TABLE samples (
-        series INTEGER NOT NULL REFERENCES series (id), tier INTEGER NOT NULL, time INTEGER NOT NULL,
+        tier INTEGER NOT NULL, time INTEGER NOT NULL, series INTEGER NOT NULL REFERENCES series (id),
         block INTEGER NOT NULL, own_alpha INTEGER NOT NULL, inherited_alpha INTEGER NOT NULL,
         root_tao INTEGER NOT NULL, inherited_root_tao INTEGER NOT NULL,
         stake_weight REAL NOT NULL, childkey_take REAL NOT NULL,
-        PRIMARY KEY (series, tier, time)
+        PRIMARY KEY (tier, time, series)
     ) WITHOUT ROWID;
-    CREATE INDEX samples_by_time ON samples (tier, time);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

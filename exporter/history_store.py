@@ -27,7 +27,9 @@ MAX_PAGE = 1000
 class Retention:
     every_refresh_seconds: float = 24 * 3600
     hourly_seconds: float = 90 * 86400
-    every_refresh_all: bool = False  # False: only watched hotkeys get every-refresh samples
+    # False: only watched hotkeys are sampled (at mainnet scale, sampling all
+    # ~8,000 validators costs tens of MB a day; see the README).
+    sample_all: bool = False
 
 
 @dataclass(frozen=True)
@@ -132,21 +134,19 @@ class HistoryStore:
         hour = now // 3600
         last_hour = c.execute("SELECT value FROM meta WHERE key = 'last_hourly_sample'").fetchone()
         hourly = last_hour is None or int(last_hour[0]) != hour
-        rows = [v for v in snapshot.validators if hourly or retention.every_refresh_all or v.hotkey in watched]
+        rows = [v for v in snapshot.validators if retention.sample_all or v.hotkey in watched]
+        if hourly:
+            c.execute("INSERT OR REPLACE INTO meta VALUES ('last_hourly_sample', ?)", (str(hour),))
         if not rows:
             return
         c.executemany("INSERT OR IGNORE INTO series (hotkey, netuid) VALUES (?, ?)", [(v.hotkey, v.netuid) for v in rows])
         ids = dict(((h, n), i) for i, h, n in c.execute("SELECT id, hotkey, netuid FROM series"))
         samples = []
+        tiers = (TIER_EVERY_REFRESH, TIER_HOURLY) if hourly else (TIER_EVERY_REFRESH,)
         for v in rows:
             values = (snapshot.chain.block, v.own_alpha, v.inherited_alpha, v.root_tao, v.inherited_root_tao, v.stake_weight, v.childkey_take)
-            if retention.every_refresh_all or v.hotkey in watched:
-                samples.append((ids[(v.hotkey, v.netuid)], TIER_EVERY_REFRESH, now, *values))
-            if hourly:
-                samples.append((ids[(v.hotkey, v.netuid)], TIER_HOURLY, now, *values))
+            samples.extend((tier, now, ids[(v.hotkey, v.netuid)], *values) for tier in tiers)
         c.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", samples)
-        if hourly:
-            c.execute("INSERT OR REPLACE INTO meta VALUES ('last_hourly_sample', ?)", (str(hour),))
 
     def reset(self) -> None:
         """Delete every row (the schema stays), then give the space back."""

@@ -30,7 +30,7 @@ def main(path: str) -> None:
         stake[(t.M, 1)] = (50 + block % 40) * t.RAO
         snapshot = build_snapshot(chain_read(block=block, timestamp_ms=block * 12_000, takes=takes, stake=stake), scope)
         new_state, events = state_of(snapshot, state, 0.05)
-        store.commit_refresh(snapshot, state, new_state, events, Retention(every_refresh_all=True), frozenset())
+        store.commit_refresh(snapshot, state, new_state, events, Retention(sample_all=True), frozenset())
         state = new_state
         committed += len(events)
         print(committed, flush=True)

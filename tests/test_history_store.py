@@ -67,7 +67,7 @@ def test_a_file_from_a_newer_exporter_is_refused_untouched(tmp_path):
 
 def test_retention_keeps_every_refresh_for_a_day_and_hourly_for_longer(tmp_path):
     store = HistoryStore.open(str(tmp_path / "h.db"))
-    retention = Retention(every_refresh_seconds=3600, hourly_seconds=3 * 3600, every_refresh_all=True)
+    retention = Retention(every_refresh_seconds=3600, hourly_seconds=3 * 3600, sample_all=True)
     state = HistoryState.empty()
     for minute in range(0, 6 * 60, 10):  # six hours, a refresh every 10 minutes
         snap = snapshot_at(1 + minute // 10, timestamp_ms=(1_800_000_000 + minute * 60) * 1000)
@@ -119,7 +119,7 @@ def small_filesystem(tmp_path: Path, size: str):
 
 def make_writer(path: Path) -> tuple[HistoryWriter, SelfMetrics]:
     metrics = SelfMetrics(CollectorRegistry(), RequestCounter())
-    return HistoryWriter(str(path), metrics, retention=Retention(every_refresh_all=True)), metrics
+    return HistoryWriter(str(path), metrics, retention=Retention(sample_all=True)), metrics
 
 
 def value(metrics: SelfMetrics, result: str) -> float:
