@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from . import __version__
 from .config import LOG_FORMATS, LOG_LEVELS, Config, ConfigError, listen_address_problem, load_config
 from .history_cli import add_history_parser, run_history
+from .web_config import WebConfig, load_web_config
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -36,6 +37,7 @@ def _flags() -> argparse.ArgumentParser:
     flags = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     flags.add_argument("--config.file", dest="config_file", metavar="PATH", help="YAML configuration file (see config.example.yaml)")
     flags.add_argument("--web.listen-address", dest="listen_address", metavar="ADDR", help="address to serve /metrics on, e.g. :9744 (overrides web.listen_address)")
+    flags.add_argument("--web.config.file", dest="web_config_file", metavar="PATH", help="TLS and basic auth, in the Prometheus exporter-toolkit format")
     flags.add_argument("--interval", type=parse_duration, metavar="DURATION", help="refresh interval, e.g. 60s or 2m (overrides refresh.interval_seconds)")
     flags.add_argument("--log.level", dest="log_level", choices=LOG_LEVELS, help="overrides log.level")
     flags.add_argument("--log.format", dest="log_format", choices=LOG_FORMATS, help="overrides log.format")
@@ -92,15 +94,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    try:
+        web = load_web_config(_flag(args, "web_config_file"))
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     if args.command == "check-config":
         print("configuration ok")
         return 0
     if args.command == "history":
         return run_history(args, config.history.path)
-    return run(config)
+    return run(config, web)
 
 
-def run(config: Config) -> int:
+def run(config: Config, web: WebConfig = WebConfig()) -> int:
     """Start the refresh thread and the HTTP server; block until SIGINT or SIGTERM."""
     import structlog
 
@@ -144,7 +151,7 @@ def run(config: Config) -> int:
     events = (lambda query: answer_events(h.path, query)) if h.api_enabled else None
     host, port = split_listen_address(config.listen_address)
     try:
-        server = MetricsServer(host, port, MetricsSource(refresher.served_payload, refresher.is_fresh, registry, events))
+        server = MetricsServer(host, port, MetricsSource(refresher.served_payload, refresher.is_fresh, registry, events), web)
     except OSError as error:
         log.error("cannot listen", address=config.listen_address, error=error.strerror or str(error))
         return EXIT_RUNTIME
@@ -156,6 +163,8 @@ def run(config: Config) -> int:
         "started",
         version=__version__,
         listen_address=config.listen_address,
+        tls=web.tls is not None,
+        basic_auth=bool(web.users),
         endpoints=len(config.chain.endpoints),
         interval_seconds=config.interval_seconds,
     )

@@ -2,6 +2,9 @@
 
 A scrape sends the bytes the last refresh prepared plus the exporter's small
 live self-metrics, so it costs about as much as sending a static file.
+Hardening: GET and HEAD only, a read timeout per connection (slow or silent
+clients are cut off), a cap on concurrent connections (past it: an immediate
+503), optional TLS and basic auth from an exporter-toolkit web config file.
 """
 
 from __future__ import annotations
@@ -17,6 +20,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from . import __version__
 from .payload import Payload
+from .web_config import BasicAuth, WebConfig
+
+# Seconds a client may take to send its request line, headers, or to read the
+# response; http.server itself caps a header line at 64 KiB and 100 headers.
+REQUEST_TIMEOUT_SECONDS = 10
+MAX_CONNECTIONS = 64
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -60,10 +69,26 @@ def _accepts_gzip(header: Optional[str]) -> bool:
     return False
 
 
-def make_handler(source: MetricsSource) -> type[BaseHTTPRequestHandler]:
+def make_handler(source: MetricsSource, web: WebConfig = WebConfig(),
+                 request_timeout: float = REQUEST_TIMEOUT_SECONDS) -> type[BaseHTTPRequestHandler]:
+    auth = BasicAuth(web.users)
+
     class Handler(BaseHTTPRequestHandler):
         server_version = f"bittensor-validator-exporter/{__version__}"
         protocol_version = "HTTP/1.1"
+        timeout = request_timeout
+
+        def setup(self) -> None:
+            super().setup()
+            if web.tls is not None:
+                # The handshake runs here, in the connection's own thread and under
+                # its timeout, so a slow TLS client never stalls accepting others.
+                self.connection.do_handshake()
+
+        def end_headers(self) -> None:
+            for name, value in web.headers.items():
+                self.send_header(name, value)
+            super().end_headers()
 
         def do_GET(self) -> None:  # noqa: N802 - http.server naming
             self._dispatch(send_body=True)
@@ -81,6 +106,14 @@ def make_handler(source: MetricsSource) -> type[BaseHTTPRequestHandler]:
 
         def _dispatch(self, send_body: bool) -> None:
             path, _, query = self.path.partition("?")
+            # /healthz stays open so container health checks need no credentials;
+            # it tells only whether the data is fresh.
+            if path != "/healthz" and not auth.allows(self.headers.get("Authorization")):
+                self.send_response(HTTPStatus.UNAUTHORIZED)
+                self.send_header("WWW-Authenticate", 'Basic realm="bittensor-validator-exporter"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if path == "/api/v1/events" and source.events is not None:
                 status, body = source.events(query)
                 self._send(status, "application/json", [body], send_body)
@@ -128,17 +161,52 @@ def make_handler(source: MetricsSource) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class _IPv6Server(ThreadingHTTPServer):
+class _BoundedServer(ThreadingHTTPServer):
+    """One thread per connection, but never more than ``max_connections`` at once."""
+
+    daemon_threads = True
+    max_connections = MAX_CONNECTIONS
+
+    def server_activate(self) -> None:
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+        super().server_activate()
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            _refuse_busy(request)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+class _BoundedServer6(_BoundedServer):
     address_family = socket.AF_INET6
 
 
-class MetricsServer:
-    """A threaded HTTP server on ``host:port``; ``port`` 0 picks a free port."""
+def _refuse_busy(request) -> None:
+    try:
+        request.settimeout(1)
+        request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    except OSError:
+        pass  # a TLS socket before its handshake, or a client already gone
 
-    def __init__(self, host: str, port: int, source: MetricsSource):
-        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
-        self._server = server_class((host, port), make_handler(source))
-        self._server.daemon_threads = True
+
+class MetricsServer:
+    """A threaded HTTP(S) server on ``host:port``; ``port`` 0 picks a free port."""
+
+    def __init__(self, host: str, port: int, source: MetricsSource, web: WebConfig = WebConfig(),
+                 max_connections: int = MAX_CONNECTIONS, request_timeout: float = REQUEST_TIMEOUT_SECONDS):
+        server_class = _BoundedServer6 if ":" in host else _BoundedServer
+        server_class = type("Server", (server_class,), {"max_connections": max_connections})
+        self._server = server_class((host, port), make_handler(source, web, request_timeout))
+        if web.tls is not None:
+            self._server.socket = web.tls.wrap_socket(self._server.socket, server_side=True, do_handshake_on_connect=False)
         self._thread: Optional[threading.Thread] = None
 
     @property
