@@ -25,3 +25,9 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
+
+# Mainnet-scale benchmark against the baselines, one table (several minutes); see BENCHMARKS.md.
+# BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--runs 3 --json bench.json".
+bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -m bench $(BENCH_ARGS)
