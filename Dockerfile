@@ -52,6 +52,7 @@ CMD ["--change-every", "60"]
 FROM base AS runtime
 COPY --from=build /opt/venv /opt/venv
 COPY docker/config.yaml /etc/bittensor-exporter/config.yaml
+COPY docker/healthcheck.py /usr/local/lib/bittensor-exporter/healthcheck.py
 # The SDK caches runtime metadata on disk; keep it on the volume, since the
 # root filesystem may be read-only. Relative paths in a mounted config (such
 # as config.example.yaml's `history.path: history.db`) land there too.
@@ -60,9 +61,10 @@ WORKDIR /var/lib/bittensor-exporter
 VOLUME ["/var/lib/bittensor-exporter"]
 USER exporter
 EXPOSE 9744
-# /healthz answers 503 once the last good refresh is stale; urlopen raises on
-# it. The first refresh against mainnet takes a while, hence the start period.
+# /healthz answers 503 once the last good refresh is stale (plain HTTP or TLS,
+# see the script). The first refresh against mainnet takes a while, hence the
+# start period.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=3m --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9744/healthz', timeout=5)"]
+    CMD ["python", "/usr/local/lib/bittensor-exporter/healthcheck.py", "9744"]
 ENTRYPOINT ["bittensor-validator-exporter"]
 CMD ["--config.file", "/etc/bittensor-exporter/config.yaml"]

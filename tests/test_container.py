@@ -16,10 +16,16 @@ import threading
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
+import bcrypt
 import pytest
 import yaml
 
+from prometheus_client import CollectorRegistry
+
 from exporter.config import load_config
+from exporter.http_server import MetricsServer, MetricsSource
+from exporter.web_config import load_web_config
+from tests.external_tools import require_tool
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = "/var/lib/bittensor-exporter"
@@ -85,16 +91,18 @@ def test_image_config_keeps_history_on_the_volume_and_listens_where_checked():
     assert PurePosixPath(config.history.path).is_relative_to(DATA_DIR)
     port = config.listen_address.rpartition(":")[2]
     assert of("runtime", "EXPOSE") == [port]
-    assert f":{port}/healthz" in of("runtime", "HEALTHCHECK")[0]
+    assert exec_form(of("runtime", "HEALTHCHECK")[0])[-1] == port
     assert f"exporter:{port}" in (REPO / "prometheus.yml").read_text()
 
 
 def _healthcheck(stage: str, port: int) -> int:
-    """Run the stage's HEALTHCHECK command with its port replaced; the exit code."""
+    """Run the stage's HEALTHCHECK command here: image paths mapped back to the
+    repository's files, the port replaced. Returns the exit code."""
     command = exec_form(of(stage, "HEALTHCHECK")[0])
     assert command[0] == "python", "the slim image has python, not curl"
-    code = re.sub(r"\b(9744|9944)\b", str(port), command[-1])
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30).returncode
+    copied = {dest: src for src, dest in (a.split() for a in of(stage, "COPY") if not a.startswith("--from"))}
+    args = [str(REPO / copied[a]) if a in copied else re.sub(r"\b(9744|9944)\b", str(port), a) for a in command[1:]]
+    return subprocess.run([sys.executable, *args], capture_output=True, timeout=30).returncode
 
 
 def test_exporter_healthcheck_fails_until_a_fresh_refresh(tricky_node, exporter_factory):
@@ -103,6 +111,27 @@ def test_exporter_healthcheck_fails_until_a_fresh_refresh(tricky_node, exporter_
     assert _healthcheck("runtime", port) != 0, "no refresh yet: /healthz answers 503"
     assert exporter.refresh()
     assert _healthcheck("runtime", port) == 0
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_exporter_healthcheck_follows_healthz_over_tls(tmp_path, fresh):
+    """With --web.config.file serving TLS (and basic auth), the check still reads /healthz."""
+    subprocess.run(
+        [require_tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=exporter.example",
+         "-keyout", str(tmp_path / "server.key"), "-out", str(tmp_path / "server.crt")],
+        check=True, capture_output=True, timeout=60,
+    )
+    (tmp_path / "web.yml").write_text(
+        f"tls_server_config:\n  cert_file: {tmp_path / 'server.crt'}\n  key_file: {tmp_path / 'server.key'}\n"
+        f"basic_auth_users:\n  prometheus: '{bcrypt.hashpw(b'secret', bcrypt.gensalt(rounds=4)).decode()}'\n"
+    )
+    source = MetricsSource(lambda: None, lambda: fresh, CollectorRegistry())
+    server = MetricsServer("127.0.0.1", 0, source, load_web_config(str(tmp_path / "web.yml")))
+    server.start()
+    try:
+        assert _healthcheck("runtime", server.port) == (0 if fresh else 1)
+    finally:
+        server.stop()
 
 
 def test_simnode_healthcheck_sees_the_node(tricky_node):
