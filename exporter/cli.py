@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import sys
 import threading
 from dataclasses import replace
+from pathlib import Path
 from typing import Optional, Sequence
 
 from prometheus_client import CollectorRegistry
@@ -124,6 +126,9 @@ def run(config: Config, web: WebConfig = WebConfig()) -> int:
     from .wire import RequestCounter
 
     configure_logging(config.log_level, config.log_format)
+    # The SDK caches runtime metadata on disk (one file per runtime version) so a
+    # restart skips the download; keep it beside the history, not in a home directory.
+    os.environ.setdefault("BITTENSOR_RUNTIME_CACHE_DIR", str(Path(config.history.path).resolve().parent / "runtime-cache"))
     log = structlog.get_logger("exporter")
     init_sentry()
     counter = RequestCounter()
