@@ -7,7 +7,7 @@ so a key that leaves the chain leaves ``/metrics`` with the next refresh.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from .model import Snapshot, ValidatorState
 
@@ -24,6 +24,13 @@ def _number(value: float) -> str:
     if isinstance(value, int):
         return str(value)
     return repr(float(value))
+
+
+def _numbers(values: Sequence[float]) -> Iterable[str]:
+    """``_number`` of every value; a column of only ints and floats takes C's ``repr``, the same text."""
+    if set(map(type, values)) <= {int, float}:
+        return map(repr, values)
+    return map(_number, values)
 
 
 # (name, help, value of a validator); labels are always hotkey and netuid.
@@ -43,20 +50,42 @@ VALIDATOR_FAMILIES: tuple[tuple[str, str, Callable[[ValidatorState], float]], ..
 
 
 class _Writer:
+    """The exposition as one string per family: a mainnet refresh renders ~100,000 lines."""
+
     def __init__(self) -> None:
-        self.parts: list[str] = []
+        # Encoded family by family: the megabytes are then joined once, with
+        # no second copy of the whole text as one str.
+        self.parts: list[bytes] = []
+
+    def _header(self, name: str, help_text: str, kind: str) -> None:
+        self.parts.append(f"# HELP {name} {help_text}{CACHED}\n# TYPE {name} {kind}\n".encode())
+
+    def columns(self, name: str, help_text: str, kind: str, labels: Sequence[str], values: Sequence[float]) -> None:
+        """A family from parallel columns: each series' labels (without braces) and its value."""
+        self._header(name, help_text, kind)
+        if labels:
+            # name{labels} value, one a line, joined in C rather than formatted line by line.
+            lines = f"\n{name}{{".join(map("} ".join, zip(labels, _numbers(values))))
+            self.parts += (f"{name}{{".encode(), lines.encode(), b"\n")
 
     def family(self, name: str, help_text: str, kind: str, samples: Iterable[tuple[str, float]]) -> None:
-        self.parts.append(f"# HELP {name} {help_text}{CACHED}\n# TYPE {name} {kind}\n")
-        self.parts.extend(f"{name}{{{labels}}} {_number(value)}\n" if labels else f"{name} {_number(value)}\n" for labels, value in samples)
+        """A family from (labels, value) samples."""
+        labels_and_values = tuple(zip(*samples)) or ((), ())
+        self.columns(name, help_text, kind, *labels_and_values)
+
+    def single(self, name: str, help_text: str, kind: str, value: float) -> None:
+        """A family of one series without labels."""
+        self._header(name, help_text, kind)
+        self.parts.append(f"{name} {_number(value)}\n".encode())
 
 
-def render_snapshot(snapshot: Snapshot) -> bytes:
+def render_snapshot(snapshot: Snapshot, extra: bytes = b"") -> bytes:
+    """The snapshot's exposition, then ``extra`` (more exposition, appended as is)."""
     w = _Writer()
     validators = snapshot.validators
     labels = [f'hotkey="{v.hotkey}",netuid="{v.netuid}"' for v in validators]
     for name, help_text, value_of in VALIDATOR_FAMILIES:
-        w.family(name, help_text, "gauge", zip(labels, map(value_of, validators)))
+        w.columns(name, help_text, "gauge", labels, list(map(value_of, validators)))
     w.family(
         "bittensor_validator_uid", "The validator's uid on the subnet.", "gauge",
         ((lab, v.uid) for lab, v in zip(labels, validators) if v.uid is not None),
@@ -116,5 +145,6 @@ def render_snapshot(snapshot: Snapshot) -> bytes:
         ("bittensor_chain_max_childkey_take_ratio", "MaxChildkeyTake (0-1).", chain.max_take),
         ("bittensor_chain_pending_childkey_cooldown_blocks", "PendingChildKeyCooldown: blocks before a scheduled child set can apply.", chain.pending_cooldown),
     ):
-        w.family(name, help_text, "gauge", [("", value)])
-    return "".join(w.parts).encode()
+        w.single(name, help_text, "gauge", value)
+    w.parts.append(extra)
+    return b"".join(w.parts)

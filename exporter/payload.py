@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from .exposition import render_snapshot
 from .model import Snapshot
 
-# Level 6 is zlib's default; level 1 saves CPU per refresh but the exposition
-# is repetitive text, where 1 costs about a third more bytes on the wire.
-GZIP_LEVEL = 6
+# Measured on the mainnet-scale exposition (11.7 MB; BENCHMARKS.md, `python -m
+# bench.gzip_levels`): level 1 takes half the CPU of zlib's default 6 (~65 vs
+# ~135 ms per refresh, on the refresh's critical path) for 13 % more bytes
+# (2.52 vs 2.23 MB). Levels 2-3 compress no better than 1; 4-5 cost most of 6.
+GZIP_LEVEL = 1
 _GZIP_WBITS = 31  # 16 + 15: a gzip header and trailer around a deflate stream
 
 
@@ -34,7 +36,7 @@ class Payload:
 
 def prepare_payload(snapshot: Snapshot, extra: bytes = b"") -> Payload:
     """``extra``: more refresh-time exposition (the change counters) sent after the snapshot."""
-    plain = render_snapshot(snapshot) + extra
+    plain = render_snapshot(snapshot, extra)
     compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
     head = compressor.compress(plain) + compressor.flush(zlib.Z_SYNC_FLUSH)
     return Payload(snapshot=snapshot, plain=plain, gzip_head=head, _compressor=compressor)
