@@ -130,9 +130,9 @@ def render_snapshot(snapshot: Snapshot, extra: bytes = b"") -> bytes:
     )
     w.family(
         "bittensor_subnet_permit_cutoff_stake_weight_alpha",
-        "Stake weight of the k-th strongest current permit holder (0 while fewer than k hold permits); below it a permit is at risk at the next epoch.",
+        "Stake weight of the k-th strongest current permit holder (absent while fewer than k hold permits); below it a permit is at risk at the next epoch.",
         "gauge",
-        ((f'netuid="{n.netuid}"', n.permit_cutoff_stake_weight / RAO) for n in subnets),
+        ((f'netuid="{n.netuid}"', n.permit_cutoff_stake_weight / RAO) for n in subnets if n.permit_cutoff_stake_weight is not None),
     )
     chain = snapshot.chain
     for name, help_text, value in (

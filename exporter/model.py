@@ -98,9 +98,9 @@ class SubnetState:
     max_validators: int  # k in the top-k permit rule
     permits: int  # uids holding a permit from the last epoch
     # Stake weight (rao) of the k-th strongest permit holder now: a validator
-    # below it would lose its permit if the epoch ran at this block. 0 while
-    # fewer than k uids hold permits.
-    permit_cutoff_stake_weight: float
+    # below it would lose its permit if the epoch ran at this block. None while
+    # fewer than k uids hold permits (then only StakeThreshold limits permits).
+    permit_cutoff_stake_weight: Optional[float]
 
 
 @dataclass(frozen=True)

@@ -159,5 +159,5 @@ def _subnet(read: ChainRead, netuid: int, permit_weights: list[float]) -> Subnet
         netuid=netuid,
         max_validators=k,
         permits=sum(read.permits.get(netuid, ())),
-        permit_cutoff_stake_weight=ranked[k - 1] if 0 < k <= len(ranked) else 0.0,
+        permit_cutoff_stake_weight=ranked[k - 1] if 0 < k <= len(ranked) else None,
     )

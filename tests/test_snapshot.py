@@ -122,4 +122,4 @@ def test_subnet_permit_cutoff_is_the_kth_strongest_permit_holder():
     # netuid 1 permit holders by stake weight: Z (~499,999), M (~720), the children (~290) ...
     assert subnets[1].max_validators == 3 and subnets[1].permits == 10
     assert subnets[1].permit_cutoff_stake_weight == pytest.approx(t.EXPECTED["child"]["stake_weight"])
-    assert subnets[2].permit_cutoff_stake_weight == 0.0, "fewer permit holders than k"
+    assert subnets[2].permit_cutoff_stake_weight is None, "fewer permit holders than k: no cutoff but StakeThreshold"
