@@ -32,7 +32,7 @@ class Options:
     latency_ms: float = 50.0  # the injected per-request latency of the second setting
     max_in_flight: int = 32  # chain.max_in_flight
     history: bool = False  # also record each refresh in a history database
-    tcp_nodelay: bool = False  # experiment: TCP_NODELAY on the exporter's HTTP handler
+    proposed_fixes: bool = False  # experiment: emulate the changes proposed for other modules
     naive_sample: int = 400  # validators (a) reads at 0 ms; 0 reads them all
     naive_sample_latency: int = 20  # validators (a) reads at the injected latency
     sdk_runs: int = 3  # (b) runs per latency setting
@@ -120,7 +120,7 @@ def run(options: Options, progress=lambda message: None) -> dict[str, Any]:
         url = result["chain"]["url"]
 
         progress("exporter refreshes")
-        with Worker(ExporterSide, url, options.max_in_flight, options.history, options.tcp_nodelay) as exporter:
+        with Worker(ExporterSide, url, options.max_in_flight, options.history, options.proposed_fixes) as exporter:
             by_latency = {}
             for setting in (0.0, latency):
                 node.call("set_latency", setting)

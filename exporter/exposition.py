@@ -50,7 +50,7 @@ VALIDATOR_FAMILIES: tuple[tuple[str, str, Callable[[ValidatorState], float]], ..
 
 
 class _Writer:
-    """The exposition as one string per family: a mainnet refresh renders ~100,000 lines."""
+    """The exposition, a few bytes objects per family: a mainnet refresh renders ~100,000 lines."""
 
     def __init__(self) -> None:
         # Encoded family by family: the megabytes are then joined once, with
