@@ -66,7 +66,8 @@ class SnapshotCollector:
         yield gauge("bittensor_subnet_validator_permits", "Uids holding a validator permit.", ["netuid"],
                     (([str(n.netuid)], n.permits) for n in s.subnets))
         yield gauge("bittensor_subnet_permit_cutoff_stake_weight_alpha", "Stake weight of the k-th strongest permit holder.",
-                    ["netuid"], (([str(n.netuid)], n.permit_cutoff_stake_weight / RAO) for n in s.subnets))
+                    ["netuid"], (([str(n.netuid)], n.permit_cutoff_stake_weight / RAO)
+                                for n in s.subnets if n.permit_cutoff_stake_weight is not None))
         chain = s.chain
         for name, value in (
             ("bittensor_chain_block", chain.block),
