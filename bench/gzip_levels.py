@@ -21,6 +21,8 @@ from tests.harness import ExporterUnderTest
 from tests.simnode import ChainState, SimNode
 from tests.simnode.scenarios import SCENARIOS
 
+from .run import CACHE_ENV
+
 
 def rendered(scenario: str, seed: int) -> bytes:
     state = ChainState()
@@ -41,9 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
-    os.environ.setdefault("BITTENSOR_RUNTIME_CACHE_DIR", tempfile.mkdtemp(prefix="bench-runtime-cache-"))
     configure_logging("warning", "console")
-    plain = rendered(args.scenario, args.seed)
+    if os.environ.get(CACHE_ENV):
+        plain = rendered(args.scenario, args.seed)
+    else:  # keep the SDK's metadata cache out of the home directory
+        with tempfile.TemporaryDirectory(prefix="bench-runtime-cache-") as cache:
+            os.environ[CACHE_ENV] = cache
+            plain = rendered(args.scenario, args.seed)
     print(f"exposition: {len(plain) / 1e6:.2f} MB; median CPU of {args.repeats} compressions per level")
     print("level | CPU ms | gzip MB | bytes vs level 6")
     sizes, cpus = {}, {}

@@ -23,6 +23,8 @@ from .scrape import fetch, load
 from .servers import PrometheusClientServer, StaticServer
 from .workers import Worker
 
+CACHE_ENV = "BITTENSOR_RUNTIME_CACHE_DIR"
+
 
 @dataclass(frozen=True)
 class Options:
@@ -41,10 +43,6 @@ class Options:
     scrape_trials: int = 3  # loads per server and encoding, exporter and (d) taking turns
     slow_scrapes: int = 2  # the same for (c), one trial: its every scrape renders the snapshot
     decode_repeats: int = 7
-
-
-def _median(rows: list[dict], key: str) -> float:
-    return statistics.median(row[key] for row in rows)
 
 
 def _sample(items: list, size: int) -> list:
@@ -111,7 +109,20 @@ def _check_same_samples(exporter_body: bytes, baseline_body: bytes) -> int:
 
 
 def run(options: Options, progress=lambda message: None) -> dict[str, Any]:
-    os.environ.setdefault("BITTENSOR_RUNTIME_CACHE_DIR", tempfile.mkdtemp(prefix="bench-runtime-cache-"))
+    """The raw results of one run (``report.summarize`` turns them into the table's numbers)."""
+    if os.environ.get(CACHE_ENV):
+        return _run(options, progress)
+    # The SDK caches runtime metadata under the home directory unless told otherwise;
+    # the child processes inherit the variable.
+    with tempfile.TemporaryDirectory(prefix="bench-runtime-cache-") as cache:
+        os.environ[CACHE_ENV] = cache
+        try:
+            return _run(options, progress)
+        finally:
+            del os.environ[CACHE_ENV]
+
+
+def _run(options: Options, progress) -> dict[str, Any]:
     latency = options.latency_ms / 1000
     result: dict[str, Any] = {"options": asdict(options)}
     progress(f"building the {options.scenario} scenario")
