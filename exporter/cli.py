@@ -120,12 +120,13 @@ def run(config: Config, web: WebConfig = WebConfig()) -> int:
     from .history_writer import HistoryWriter
     from .http_server import MetricsServer, MetricsSource, split_listen_address
     from .logs import configure_logging
-    from .refresher import Refresher
+    from .refresher import Refresher, tune_gc
     from .self_metrics import SelfMetrics
     from .sentry import init_sentry
     from .wire import RequestCounter
 
     configure_logging(config.log_level, config.log_format)
+    tune_gc()
     # The SDK caches runtime metadata on disk (one file per runtime version) so a
     # restart skips the download; keep it beside the history, not in a home directory.
     os.environ.setdefault("BITTENSOR_RUNTIME_CACHE_DIR", str(Path(config.history.path).resolve().parent / "runtime-cache"))
@@ -156,7 +157,7 @@ def run(config: Config, web: WebConfig = WebConfig()) -> int:
     events = (lambda query: answer_events(h.path, query)) if h.api_enabled else None
     host, port = split_listen_address(config.listen_address)
     try:
-        server = MetricsServer(host, port, MetricsSource(refresher.served_payload, refresher.is_fresh, registry, events), web)
+        server = MetricsServer(host, port, MetricsSource(refresher.served_payload, refresher.is_fresh, registry, events, lambda: refresher.generation), web)
     except OSError as error:
         log.error("cannot listen", address=config.listen_address, error=error.strerror or str(error))
         return EXIT_RUNTIME

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 import zlib
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +27,7 @@ from .web_config import BasicAuth, WebConfig
 # response; http.server itself caps a header line at 64 KiB and 100 headers.
 REQUEST_TIMEOUT_SECONDS = 10
 MAX_CONNECTIONS = 64
+LIVE_METRICS_MAX_AGE_SECONDS = 1.0
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -53,12 +55,28 @@ class MetricsSource:
         is_fresh: Callable[[], bool],
         registry: CollectorRegistry,
         events: Optional[Callable[[str], tuple[int, bytes]]] = None,
+        generation: Callable[[], int] = lambda: 0,
     ):
         self.payload = payload
         self.is_fresh = is_fresh
         self.registry = registry
         # query string -> (status, JSON body); None when the history API is disabled
         self.events = events
+        # Bumped by every refresh, so self-metrics never lag a finished refresh.
+        self.generation = generation
+        self._live: tuple[float, int, bytes] = (float("-inf"), -1, b"")
+        self._live_lock = threading.Lock()
+
+    def live_metrics(self) -> bytes:
+        """The self-metrics, rendered at most once a second: a burst of concurrent
+        scrapes shares one rendering instead of queueing on the GIL for each."""
+        with self._live_lock:
+            rendered_at, generation, body = self._live
+            now, current = time.monotonic(), self.generation()
+            if now - rendered_at >= LIVE_METRICS_MAX_AGE_SECONDS or generation != current:
+                body = generate_latest(self.registry)
+                self._live = (now, current, body)
+            return body
 
 
 def _accepts_gzip(header: Optional[str]) -> bool:
@@ -77,6 +95,9 @@ def make_handler(source: MetricsSource, web: WebConfig = WebConfig(),
         server_version = f"bittensor-validator-exporter/{__version__}"
         protocol_version = "HTTP/1.1"
         timeout = request_timeout
+        # Headers and body go out in separate writes; without TCP_NODELAY the last
+        # small write waits for the client's delayed ACK (about 40 ms a scrape).
+        disable_nagle_algorithm = True
 
         def setup(self) -> None:
             super().setup()
@@ -130,7 +151,7 @@ def make_handler(source: MetricsSource, web: WebConfig = WebConfig(),
                 self._send(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", [b"not found\n"], send_body)
 
         def _metrics(self, send_body: bool) -> None:
-            live = generate_latest(source.registry)
+            live = source.live_metrics()
             payload = source.payload()
             gzip = _accepts_gzip(self.headers.get("Accept-Encoding"))
             if payload is None:

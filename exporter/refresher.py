@@ -6,6 +6,7 @@ refresh leaves the last good payload published and sets ``up`` to 0.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from typing import Callable, Optional, Protocol
@@ -22,6 +23,13 @@ from .snapshot import build_snapshot
 from .wire import RequestCounter
 
 log = structlog.get_logger("exporter.refresh")
+
+def tune_gc() -> None:
+    """A refresh allocates ~10^5 short-lived, acyclic objects; with the default
+    thresholds the cyclic collector rescans everything alive several times per
+    refresh (0.1-0.2 s of CPU at mainnet scale). Collect far less often."""
+    gc.set_threshold(50_000, 20, 10)
+
 
 class ChainSource(Protocol):
     def read(self, scope: ScopeConfig, timeout: float) -> ChainRead: ...
@@ -47,6 +55,7 @@ class Refresher:
         # Replaced whole, never mutated: HTTP threads read it without a lock.
         self.payload: Optional[Payload] = None
         self.last_success: Optional[float] = None
+        self.generation = 0  # refreshes finished, good or not
 
     def served_payload(self) -> Optional[Payload]:
         """The payload scrapes get: the last good one, until it is too old to be trusted.
@@ -68,6 +77,12 @@ class Refresher:
         return self._clock() - self.last_success <= self._config.staleness_limit_seconds
 
     def refresh_once(self) -> bool:
+        try:
+            return self._refresh()
+        finally:
+            self.generation += 1
+
+    def _refresh(self) -> bool:
         started = time.monotonic()
         requests_before = self._counter.total()
         try:

@@ -16,7 +16,7 @@ from exporter.history_api import answer_events
 from exporter.history_store import Retention
 from exporter.history_writer import HistoryWriter
 from exporter.http_server import MetricsServer, MetricsSource
-from exporter.refresher import Refresher
+from exporter.refresher import Refresher, tune_gc
 from exporter.self_metrics import SelfMetrics
 from exporter.wire import RequestCounter
 
@@ -32,6 +32,7 @@ class ExporterUnderTest:
             Config(chain=ChainConfig(endpoints=endpoints, timeout_seconds=chain_timeout), scope=scope, refresh_timeout_seconds=30),
             **config_overrides,
         )
+        tune_gc()
         self.counter = RequestCounter()
         self.registry = CollectorRegistry()
         self.metrics = SelfMetrics(self.registry, self.counter)
@@ -45,7 +46,8 @@ class ExporterUnderTest:
                                          stake_change_ratio=stake_change_ratio, watched=scope.watched_hotkeys)
             events = lambda query: answer_events(history_path, query)  # noqa: E731
         self.refresher = Refresher(self.config, self.session, self.metrics, self.counter, history=self.history, **kwargs)
-        source = MetricsSource(self.refresher.served_payload, self.refresher.is_fresh, self.registry, events)
+        source = MetricsSource(self.refresher.served_payload, self.refresher.is_fresh, self.registry, events,
+                              lambda: self.refresher.generation)
         self.server = MetricsServer("127.0.0.1", 0, source)
         self.server.start()
         self.url = f"http://127.0.0.1:{self.server.port}"
