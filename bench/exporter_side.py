@@ -6,16 +6,13 @@ of this process (the chain-I/O event loop included), nothing of the node's.
 
 from __future__ import annotations
 
-import gc
 import os
 import resource
 import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from socketserver import StreamRequestHandler
 from typing import Any, Optional
 
 from exporter.chain_session import ChainSession
@@ -28,10 +25,8 @@ from tests.harness import ExporterUnderTest
 
 
 class ExporterSide:
-    def __init__(self, url: str, max_in_flight: int = 32, history: bool = False, proposed_fixes: bool = False):
+    def __init__(self, url: str, max_in_flight: int = 32, history: bool = False):
         configure_logging("warning", "console")  # one log line per refresh would drown the table
-        if proposed_fixes:
-            _apply_proposed_fixes()
         self._tmp: Optional[str] = tempfile.mkdtemp(prefix="bench-exporter-") if history else None
         self.exporter = ExporterUnderTest(
             url,
@@ -104,34 +99,3 @@ class ExporterSide:
         self.exporter.close()
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
-
-
-def _apply_proposed_fixes() -> None:
-    """An experiment, off by default: changes proposed for modules outside the benchmark.
-
-    Emulated from outside so their effect can be measured before anyone makes
-    them (BENCHMARKS.md):
-
-    - ``exporter/http_server.py``: TCP_NODELAY on the handler, so a response's
-      last small write does not wait for the client's delayed ACK;
-    - ``exporter/http_server.py``: the live self-metrics rendered at most once
-      a second rather than by every scrape (``ProcessCollector`` reads /proc
-      and takes the GIL between syscalls: 16 concurrent scrapes queue on it);
-    - ``exporter/cli.py``: ``gc.set_threshold(50_000, 20, 10)`` at start-up, so
-      the cyclic GC stops rescanning the ~10^5 objects a refresh allocates.
-    """
-    import exporter.http_server as http_server
-
-    StreamRequestHandler.disable_nagle_algorithm = True
-    render = http_server.generate_latest
-    cache: dict[str, Any] = {"at": float("-inf"), "text": b""}
-    lock = threading.Lock()
-
-    def generate_latest_cached(registry) -> bytes:
-        with lock:
-            if time.monotonic() - cache["at"] >= 1.0:
-                cache["text"], cache["at"] = render(registry), time.monotonic()
-            return cache["text"]
-
-    http_server.generate_latest = generate_latest_cached
-    gc.set_threshold(50_000, 20, 10)

@@ -83,7 +83,6 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "latency_ms": result["options"]["latency_ms"],
         "scrapers": result["options"]["scrapers"],
         "runs": result["options"]["runs"],
-        "proposed_fixes": result["options"]["proposed_fixes"],
         "max_in_flight_limit": result["options"]["max_in_flight"],
         "chain": result["chain"],
         "exporter": exporter,
@@ -201,6 +200,4 @@ def notes(s: dict[str, Any]) -> str:
         f"{len(trials)} loads of {trials[0]['requests']} requests per encoding, taking turns; (c): one load of "
         f"{c['plain']['requests']} requests per encoding",
         "(x) = baseline / exporter; (exp x) = exporter / floor",
-        *(["EXPERIMENT: the exporter ran with the changes proposed for other modules (--proposed-fixes)"]
-          if s["proposed_fixes"] else []),
     ])

@@ -34,7 +34,6 @@ class Options:
     latency_ms: float = 50.0  # the injected per-request latency of the second setting
     max_in_flight: int = 32  # chain.max_in_flight
     history: bool = False  # also record each refresh in a history database
-    proposed_fixes: bool = False  # experiment: emulate the changes proposed for other modules
     naive_sample: int = 400  # validators (a) reads at 0 ms; 0 reads them all
     naive_sample_latency: int = 20  # validators (a) reads at the injected latency
     sdk_runs: int = 3  # (b) runs per latency setting
@@ -131,7 +130,7 @@ def _run(options: Options, progress) -> dict[str, Any]:
         url = result["chain"]["url"]
 
         progress("exporter refreshes")
-        with Worker(ExporterSide, url, options.max_in_flight, options.history, options.proposed_fixes) as exporter:
+        with Worker(ExporterSide, url, options.max_in_flight, options.history) as exporter:
             by_latency = {}
             for setting in (0.0, latency):
                 node.call("set_latency", setting)
