@@ -172,7 +172,7 @@ def table(s: dict[str, Any]) -> str:
     for encoding in ("plain", "gzip"):
         for p in ("p50", "p99"):
             ours = e["scrapes"][encoding][p]
-            target = f"<= 1.5 x (d), <= (c)/10" if p == "p99" else ""
+            target = "<= 1.5 x (d), <= (c)/10" if p == "p99" else ""
             rows.append((f"/metrics {p}, {encoding}", _s(ours), target, mark(f"p99_{encoding}") if p == "p99" else "",
                          "", "", vs(c[encoding][p], ours), floor(d[encoding][p], ours)))
     header = ("", "exporter", "target", "met", "(a) naive per validator", "(b) SDK query_map paging",

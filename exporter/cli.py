@@ -12,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
-from prometheus_client import CollectorRegistry
 
 from . import __version__
 from .config import LOG_FORMATS, LOG_LEVELS, Config, ConfigError, listen_address_problem, load_config
@@ -113,17 +112,11 @@ def run(config: Config, web: WebConfig = WebConfig()) -> int:
     """Start the refresh thread and the HTTP server; block until SIGINT or SIGTERM."""
     import structlog
 
-    from .chain_session import ChainSession
-    from .history_api import answer_events
+    from .app import build_exporter
     from .history_schema import SchemaTooNew
-    from .history_store import Retention
-    from .history_writer import HistoryWriter
-    from .http_server import MetricsServer, MetricsSource, split_listen_address
     from .logs import configure_logging
-    from .refresher import Refresher, tune_gc
-    from .self_metrics import SelfMetrics
+    from .refresher import tune_gc
     from .sentry import init_sentry
-    from .wire import RequestCounter
 
     configure_logging(config.log_level, config.log_format)
     tune_gc()
@@ -132,35 +125,15 @@ def run(config: Config, web: WebConfig = WebConfig()) -> int:
     os.environ.setdefault("BITTENSOR_RUNTIME_CACHE_DIR", str(Path(config.history.path).resolve().parent / "runtime-cache"))
     log = structlog.get_logger("exporter")
     init_sentry()
-    counter = RequestCounter()
-    registry = CollectorRegistry()
-    metrics = SelfMetrics(registry, counter)
-    h = config.history
     try:
-        history = HistoryWriter(
-            h.path,
-            metrics,
-            retention=Retention(
-                every_refresh_seconds=h.samples_every_refresh_hours * 3600,
-                hourly_seconds=h.samples_hourly_days * 86400,
-                sample_all=h.samples_scope == "all",
-            ),
-            stake_change_ratio=h.stake_change_ratio,
-            watched=config.scope.watched_hotkeys,
-        )
+        exporter = build_exporter(config, web)
     except SchemaTooNew as error:
-        log.error("history database refused", path=h.path, error=str(error))
+        log.error("history database refused", path=config.history.path, error=str(error))
         return EXIT_RUNTIME
-    session = ChainSession(config.chain, counter, observe=metrics.observe_endpoint)
-    metrics.add_endpoints(e.label for e in session.pool.endpoints)
-    refresher = Refresher(config, session, metrics, counter, history=history)
-    events = (lambda query: answer_events(h.path, query)) if h.api_enabled else None
-    host, port = split_listen_address(config.listen_address)
-    try:
-        server = MetricsServer(host, port, MetricsSource(refresher.served_payload, refresher.is_fresh, registry, events, lambda: refresher.generation), web)
     except OSError as error:
         log.error("cannot listen", address=config.listen_address, error=error.strerror or str(error))
         return EXIT_RUNTIME
+    server, refresher = exporter.server, exporter.refresher
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -180,6 +153,5 @@ def run(config: Config, web: WebConfig = WebConfig()) -> int:
     log.info("stopping")
     server.stop()
     worker.join(timeout=config.refresh_timeout_seconds + 5)
-    session.close()
-    history.close()
+    exporter.close()
     return 0

@@ -239,8 +239,12 @@ class MetricsServer:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop serving; safe to call more than once."""
+        if self._thread is None:
+            return
         self._server.shutdown()
         self._server.server_close()
+        self._thread = None
 
 
 def split_listen_address(address: str) -> tuple[str, int]:

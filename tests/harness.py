@@ -7,48 +7,34 @@ import urllib.request
 from dataclasses import replace
 from typing import Optional
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.chain_session import ChainSession
-from exporter.config import ChainConfig, Config, ScopeConfig
-from exporter.history_api import answer_events
-from exporter.history_store import Retention
-from exporter.history_writer import HistoryWriter
-from exporter.http_server import MetricsServer, MetricsSource
-from exporter.refresher import Refresher, tune_gc
-from exporter.self_metrics import SelfMetrics
-from exporter.wire import RequestCounter
+from exporter.app import build_exporter
+from exporter.config import ChainConfig, Config, HistoryConfig, ScopeConfig
+from exporter.refresher import tune_gc
 
 
 class ExporterUnderTest:
-    """The same wiring as ``exporter.cli.run``, with the refresh driven by the test."""
+    """``exporter.app.build_exporter`` on a free loopback port, the refresh driven by the test."""
 
     def __init__(self, endpoint, scope: ScopeConfig = ScopeConfig(), clock=None, history_path: Optional[str] = None,
-                 retention: Retention = Retention(), stake_change_ratio: float = 0.05, chain_timeout: float = 10,
-                 pool=None, **config_overrides):
+                 stake_change_ratio: float = 0.05, chain_timeout: float = 10, pool=None, **config_overrides):
         endpoints = (endpoint,) if isinstance(endpoint, str) else tuple(endpoint)
         self.config = replace(
-            Config(chain=ChainConfig(endpoints=endpoints, timeout_seconds=chain_timeout), scope=scope, refresh_timeout_seconds=30),
+            Config(
+                chain=ChainConfig(endpoints=endpoints, timeout_seconds=chain_timeout),
+                scope=scope,
+                refresh_timeout_seconds=30,
+                history=HistoryConfig(path=history_path or "", stake_change_ratio=stake_change_ratio),
+                listen_address="127.0.0.1:0",
+            ),
             **config_overrides,
         )
         tune_gc()
-        self.counter = RequestCounter()
-        self.registry = CollectorRegistry()
-        self.metrics = SelfMetrics(self.registry, self.counter)
-        self.session = ChainSession(self.config.chain, self.counter, pool=pool, observe=self.metrics.observe_endpoint)
-        self.metrics.add_endpoints(e.label for e in self.session.pool.endpoints)
-        kwargs = {"clock": clock} if clock else {}
-        self.history = None
-        events = None
-        if history_path is not None:
-            self.history = HistoryWriter(history_path, self.metrics, retention=retention,
-                                         stake_change_ratio=stake_change_ratio, watched=scope.watched_hotkeys)
-            events = lambda query: answer_events(history_path, query)  # noqa: E731
-        self.refresher = Refresher(self.config, self.session, self.metrics, self.counter, history=self.history, **kwargs)
-        source = MetricsSource(self.refresher.served_payload, self.refresher.is_fresh, self.registry, events,
-                              lambda: self.refresher.generation)
-        self.server = MetricsServer("127.0.0.1", 0, source)
+        self.app = build_exporter(self.config, with_history=history_path is not None, clock=clock, pool=pool)
+        self.counter, self.registry, self.metrics = self.app.counter, self.app.registry, self.app.metrics
+        self.session, self.history, self.refresher = self.app.session, self.app.history, self.app.refresher
+        self.server = self.app.server
         self.server.start()
         self.url = f"http://127.0.0.1:{self.server.port}"
 
@@ -73,10 +59,7 @@ class ExporterUnderTest:
         return parse_exposition(body.decode())
 
     def close(self) -> None:
-        self.server.stop()
-        self.session.close()
-        if self.history is not None:
-            self.history.close()
+        self.app.close()
 
 
 def parse_exposition(text: str) -> dict:
