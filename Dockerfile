@@ -2,8 +2,8 @@
 # Container images of the Bittensor validator exporter, from one file:
 #   runtime (the default, last stage): the exporter alone, as a non-root user,
 #            able to run on a read-only root filesystem;
-#   demo:    the simulated subtensor node of tests/simnode with the demo chain
-#            (tests/demo_stack.py), which `docker compose --profile demo up`
+#   demo:    the simulated subtensor node of simnode with the demo chain
+#            (simnode/demo.py), which `docker compose --profile demo up`
 #            reads instead of a real chain.
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -40,12 +40,12 @@ RUN groupadd --system --gid 10001 exporter \
 FROM base AS demo
 COPY --from=build-demo /opt/venv /opt/venv
 WORKDIR /opt/demo
-COPY tests ./tests
+COPY simnode ./simnode
 USER exporter
 EXPOSE 9944
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import socket; socket.create_connection(('127.0.0.1', 9944), timeout=2).close()"]
-ENTRYPOINT ["python", "-m", "tests.demo_stack", "--host", "0.0.0.0", "--port", "9944"]
+ENTRYPOINT ["python", "-m", "simnode.demo", "--host", "0.0.0.0", "--port", "9944"]
 CMD ["--change-every", "60"]
 
 # -- runtime: the exporter ----------------------------------------------------

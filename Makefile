@@ -19,7 +19,7 @@ run: $(VENV)/.installed
 
 # A simulated node with a demo chain state, and the exporter reading it.
 demo: $(VENV)/.installed
-	$(BIN)/python -m tests.simnode --port 9944 --scenario demo & \
+	$(BIN)/python -m simnode --port 9944 --scenario demo & \
 	trap 'kill $$!' EXIT INT TERM; \
 	BITTENSOR_EXPORTER_ENDPOINTS=ws://127.0.0.1:9944 $(BIN)/bittensor-validator-exporter --config.file $(CONFIG) --interval 15s
 

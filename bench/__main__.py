@@ -8,8 +8,8 @@ import sys
 import time
 from dataclasses import fields
 
-from .report import notes, summarize, table
-from .run import Options, run
+from exporter.report import notes, summarize, table
+from exporter.run import Options, run
 
 
 def main(argv: list[str] | None = None) -> int:

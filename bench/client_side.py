@@ -15,7 +15,7 @@ from typing import Any
 from bittensor._transport.codec import RuntimeCodec
 from bittensor._transport.interface import SubstrateConnection
 
-from exporter.chain_reader import MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED, ChainReader
+from exporter.chain.reader import MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED, ChainReader
 from exporter.config import ScopeConfig
 
 SUBTENSOR = "SubtensorModule"

@@ -15,12 +15,12 @@ import tempfile
 import time
 from typing import Any, Optional
 
-from exporter.chain_session import ChainSession
+from exporter.chain.session import ChainSession
 from exporter.config import ChainConfig
-from exporter.exposition import render_snapshot
+from exporter.serving.exposition import render_snapshot
 from exporter.logs import configure_logging
-from exporter.payload import prepare_payload
-from exporter.snapshot import build_snapshot
+from exporter.serving.publication import prepare_payload
+from exporter.snapshot.builder import build_snapshot
 from tests.harness import ExporterUnderTest
 
 

@@ -14,14 +14,14 @@ import tempfile
 import time
 import zlib
 
-from exporter.exposition import render_snapshot
+from exporter.serving.exposition import render_snapshot
 from exporter.logs import configure_logging
-from exporter.payload import GZIP_LEVEL
+from exporter.serving.publication import GZIP_LEVEL
 from tests.harness import ExporterUnderTest
-from tests.simnode import ChainState, SimNode
-from tests.simnode.scenarios import SCENARIOS
+from simnode import ChainState, SimNode
+from simnode.scenarios import SCENARIOS
 
-from .run import CACHE_ENV
+from exporter.run import CACHE_ENV
 
 
 def rendered(scenario: str, seed: int) -> bytes:

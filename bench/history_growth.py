@@ -1,7 +1,7 @@
 """Measure how fast the history database grows at mainnet scale.
 
 Simulates a day (or --hours) of 60 s refreshes of the mainnet-scale chain
-(tests.simnode.scenarios.mainnet_scale: ~8,000 validators in scope, 3,000
+(simnode.scenarios.mainnet_scale: ~8,000 validators in scope, 3,000
 edges) with every stake drifting a little each refresh, a few takes and edges
 changing, and writes them through the real history code into a real SQLite
 file. Prints the file size after each simulated hour and bytes per day.
@@ -22,14 +22,14 @@ from dataclasses import replace
 from prometheus_client import CollectorRegistry
 
 from exporter.config import ScopeConfig, WatchedHotkey
-from exporter.history_store import Retention
-from exporter.history_writer import HistoryWriter
-from exporter.model import ChainRead
-from exporter.self_metrics import SelfMetrics
-from exporter.snapshot import build_snapshot
-from exporter.wire import RequestCounter
-from tests.simnode import ChainState
-from tests.simnode.scenarios import mainnet_scale
+from exporter.history.store import Retention
+from exporter.history.writer import HistoryWriter
+from exporter.snapshot.model import ChainRead
+from exporter.serving.status import SelfMetrics
+from exporter.snapshot.builder import build_snapshot
+from exporter.chain.wire import RequestCounter
+from simnode import ChainState
+from simnode.scenarios import mainnet_scale
 
 
 def read_of(world) -> ChainRead:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from tests.simnode import ChainState, SimNode
-from tests.simnode.scenarios import SCENARIOS
+from simnode import ChainState, SimNode
+from simnode.scenarios import SCENARIOS
 
 # Per new block: subnets whose epoch pays emissions, and single stake changes.
 EPOCH_SUBNETS_PER_BLOCK = 2

@@ -16,12 +16,12 @@ from typing import Any
 
 from tests.harness import parse_exposition
 
-from .client_side import ClientSide
-from .exporter_side import ExporterSide
-from .node_side import NodeSide
-from .scrape import fetch, load
-from .servers import PrometheusClientServer, StaticServer
-from .workers import Worker
+from exporter.client_side import ClientSide
+from exporter.exporter_side import ExporterSide
+from exporter.node_side import NodeSide
+from exporter.scrape import fetch, load
+from exporter.servers import PrometheusClientServer, StaticServer
+from exporter.workers import Worker
 
 CACHE_ENV = "BITTENSOR_RUNTIME_CACHE_DIR"
 

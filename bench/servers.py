@@ -17,8 +17,8 @@ from threading import Thread
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
-from exporter.exposition import CACHED, RAO, U64_MAX, VALIDATOR_FAMILIES
-from exporter.model import Snapshot
+from exporter.serving.exposition import CACHED, RAO, U64_MAX, VALIDATOR_FAMILIES
+from exporter.snapshot.model import Snapshot
 
 VALIDATOR_LABELS = ["hotkey", "netuid"]
 

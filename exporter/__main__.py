@@ -1,5 +1,5 @@
 """``python -m exporter``: the same entry point as the console script."""
 
-from .cli import main
+from exporter.cli import main
 
 raise SystemExit(main())

@@ -11,17 +11,17 @@ from typing import Callable, Optional
 
 from prometheus_client import CollectorRegistry
 
-from .chain_session import ChainSession
-from .config import Config, HistoryConfig
-from .endpoint_pool import EndpointPool
-from .history_api import answer_events
-from .history_store import Retention
-from .history_writer import HistoryWriter
-from .http_server import MetricsServer, MetricsSource, split_listen_address
-from .refresher import Refresher
-from .self_metrics import SelfMetrics
-from .web_config import WebConfig
-from .wire import RequestCounter
+from exporter.chain.session import ChainSession
+from exporter.config import Config, HistoryConfig
+from exporter.chain.endpoints import EndpointPool
+from exporter.history.queries import answer_events
+from exporter.history.store import Retention
+from exporter.history.writer import HistoryWriter
+from exporter.serving.server import MetricsServer, MetricsSource, split_listen_address
+from exporter.refresh import Refresher
+from exporter.serving.status import SelfMetrics
+from exporter.serving.web_config import WebConfig
+from exporter.chain.wire import RequestCounter
 
 
 def retention_of(history: HistoryConfig) -> Retention:

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 
-from . import __version__
-from .config import LOG_FORMATS, LOG_LEVELS, Config, ConfigError, listen_address_problem, load_config
-from .history_cli import add_history_parser, run_history
-from .web_config import WebConfig, load_web_config
+from exporter import __version__
+from exporter.config import LOG_FORMATS, LOG_LEVELS, Config, ConfigError, listen_address_problem, load_config
+from exporter.history.cli import add_history_parser, run_history
+from exporter.serving.web_config import WebConfig, load_web_config
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -112,11 +112,11 @@ def run(config: Config, web: WebConfig = WebConfig()) -> int:
     """Start the refresh thread and the HTTP server; block until SIGINT or SIGTERM."""
     import structlog
 
-    from .app import build_exporter
-    from .history_schema import SchemaTooNew
-    from .logs import configure_logging
-    from .refresher import tune_gc
-    from .sentry import init_sentry
+    from exporter.app import build_exporter
+    from exporter.history.schema import SchemaTooNew
+    from exporter.logs import configure_logging
+    from exporter.refresh import tune_gc
+    from exporter.sentry import init_sentry
 
     configure_logging(config.log_level, config.log_format)
     tune_gc()

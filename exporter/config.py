@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .ss58 import is_valid_ss58
+from exporter.ss58 import is_valid_ss58
 
 DEFAULT_ENDPOINT = "wss://entrypoint-finney.opentensor.ai:443"
 DEFAULT_LISTEN_ADDRESS = ":9744"

@@ -6,7 +6,7 @@ import os
 
 import structlog
 
-from . import __version__
+from exporter import __version__
 
 log = structlog.get_logger("exporter")
 

@@ -6,7 +6,7 @@ import pytest
 
 from tests import tricky_chain
 from tests.harness import ExporterUnderTest
-from tests.simnode import ChainState, SimNode
+from simnode import ChainState, SimNode
 
 
 @pytest.fixture(autouse=True)

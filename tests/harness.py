@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import build_exporter
 from exporter.config import ChainConfig, Config, HistoryConfig, ScopeConfig
-from exporter.refresher import tune_gc
+from exporter.refresh import tune_gc
 
 
 class ExporterUnderTest:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import sys
 
-from exporter.changes import state_of
+from exporter.snapshot.changes import state_of
 from exporter.config import ScopeConfig
-from exporter.history_store import HistoryStore, Retention
-from exporter.snapshot import build_snapshot
+from exporter.history.store import HistoryStore, Retention
+from exporter.snapshot.builder import build_snapshot
 from tests import tricky_chain as t
 from tests.test_snapshot import chain_read
 

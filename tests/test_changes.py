@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from exporter.changes import HistoryState, state_of
+from exporter.snapshot.changes import HistoryState, state_of
 from exporter.config import ScopeConfig
-from exporter.snapshot import build_snapshot
+from exporter.snapshot.builder import build_snapshot
 from tests import tricky_chain as t
 from tests.test_snapshot import chain_read
 

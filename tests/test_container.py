@@ -23,8 +23,8 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from exporter.config import load_config
-from exporter.http_server import MetricsServer, MetricsSource
-from exporter.web_config import load_web_config
+from exporter.serving.server import MetricsServer, MetricsSource
+from exporter.serving.web_config import load_web_config
 from tests.external_tools import require_tool
 
 REPO = Path(__file__).resolve().parent.parent
@@ -157,7 +157,7 @@ def test_build_context_holds_what_the_dockerfile_copies_and_no_secrets():
     patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
     sources = [args.split()[0] for _, k, args in instructions() if k == "COPY" and not args.startswith("--from")]
-    for source in sources + ["exporter/cli.py", "tests/simnode/metadata/finney-metadata-v15.scale", "tests/simnode/__main__.py"]:
+    for source in sources + ["exporter/cli.py", "simnode/metadata/finney-metadata-v15.scale", "simnode/__main__.py"]:
         assert (REPO / source).exists(), source
         assert not _ignored(source, patterns), f"{source} is needed in the build context"
     for secret in ["config.yaml", "alertmanager/discord_webhook_url", "history.db", ".venv/bin/python",
@@ -168,7 +168,7 @@ def test_build_context_holds_what_the_dockerfile_copies_and_no_secrets():
 def test_demo_entry_point_serves_and_moves_the_demo_chain():
     """The demo image's command, run here on a free port with a fast change interval."""
     entry = exec_form(of("demo", "ENTRYPOINT")[0])
-    assert entry[:3] == ["python", "-m", "tests.demo_stack"]
+    assert entry[:3] == ["python", "-m", "simnode.demo"]
     args = [a if a != "9944" else "0" for a in entry[3:]] + ["--change-every", "0.2"]
     process = subprocess.Popen([sys.executable, "-m", entry[2], *args], cwd=REPO, stdout=subprocess.PIPE, text=True)
     watchdog = threading.Timer(30, process.kill)  # bounds the blocking reads below

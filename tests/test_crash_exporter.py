@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tests import tricky_chain as t
 from tests.conftest import write_tricky_chain
-from tests.simnode import ChainState, SimNode
+from simnode import ChainState, SimNode
 from tests.test_new_user import free_port
 
 REPO = Path(__file__).resolve().parent.parent

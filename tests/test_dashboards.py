@@ -24,9 +24,9 @@ from tests.dashboard_queries import (
     variable_query,
     variables,
 )
-from tests.demo_stack import demo_chain, demo_scope
+from simnode.demo import demo_chain, demo_scope
 from tests.harness import ExporterUnderTest
-from tests.simnode import SimNode
+from simnode import SimNode
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # Stable uids: links between dashboards and bookmarks rely on them.

@@ -8,11 +8,11 @@ import sqlite3
 import pytest
 
 from exporter.config import ScopeConfig
-from exporter.endpoint_pool import EndpointPool
+from exporter.chain.endpoints import EndpointPool
 from tests import tricky_chain as t
 from tests.conftest import write_tricky_chain
 from tests.harness import series
-from tests.simnode import ChainState, SimNode
+from simnode import ChainState, SimNode
 
 SCOPE = ScopeConfig(min_stake_weight=100)
 FAST = dict(chain_timeout=1, refresh_timeout_seconds=6)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.changes import CHANGE_KINDS
+from exporter.snapshot.changes import CHANGE_KINDS
 from exporter.config import ScopeConfig, WatchedHotkey
 from tests import tricky_chain as t
 from tests.harness import series

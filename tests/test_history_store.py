@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.changes import HistoryState, state_of
+from exporter.snapshot.changes import HistoryState, state_of
 from exporter.config import ScopeConfig
-from exporter.history_schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, migrate
-from exporter.history_store import HistoryStore, Retention
-from exporter.history_writer import HistoryWriter
-from exporter.self_metrics import SelfMetrics
-from exporter.snapshot import build_snapshot
-from exporter.wire import RequestCounter
+from exporter.history.schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, migrate
+from exporter.history.store import HistoryStore, Retention
+from exporter.history.writer import HistoryWriter
+from exporter.serving.status import SelfMetrics
+from exporter.snapshot.builder import build_snapshot
+from exporter.chain.wire import RequestCounter
 from tests import tricky_chain as t
 from tests.test_snapshot import chain_read
 

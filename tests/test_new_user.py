@@ -13,8 +13,8 @@ import pytest
 
 from tests.harness import names, parse_exposition, series
 from tests.oracle import expected
-from tests.simnode import ChainState
-from tests.simnode.scenarios import demo
+from simnode import ChainState
+from simnode.scenarios import demo
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = 20261122
@@ -63,7 +63,7 @@ def processes(tmp_path):
 
 
 def test_metrics_match_the_formulas_for_an_unseen_chain(tmp_path, processes):
-    node = processes("tests.simnode", "--port", "0", "--scenario", "demo", "--seed", str(SEED), stdout=subprocess.PIPE)
+    node = processes("simnode", "--port", "0", "--scenario", "demo", "--seed", str(SEED), stdout=subprocess.PIPE)
     endpoint = node.stdout.readline().split()[0]
     assert endpoint.startswith("ws://127.0.0.1:")
     port = free_port()

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.config import Config, ConfigError, parse_config
-from exporter.stake_math import U64_MAX, inherited_stake
+from exporter.snapshot.stake_math import U64_MAX, inherited_stake
 from tests.oracle import q
 
 # --- config ---------------------------------------------------------------------------

@@ -16,8 +16,8 @@ from bittensor._transport import SubstrateConnection
 from bittensor._transport.errors import BlockNotFound, SubstrateRequestException
 from websockets.asyncio.client import connect
 
-from tests.simnode import ChainState, SimNode
-from tests.simnode.scenarios import U64_MAX, deterministic_hotkey, demo, mainnet_scale
+from simnode import ChainState, SimNode
+from simnode.scenarios import U64_MAX, deterministic_hotkey, demo, mainnet_scale
 
 RAO = 10**9
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -333,7 +333,7 @@ def test_scenarios_are_deterministic():
 
 
 def test_cli_serves_until_sigterm():
-    cmd = [sys.executable, "-m", "tests.simnode", "--port", "0", "--scenario", "demo"]
+    cmd = [sys.executable, "-m", "simnode", "--port", "0", "--scenario", "demo"]
     with subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True) as proc:
         try:
             url = proc.stdout.readline().split()[0]
@@ -359,7 +359,7 @@ def test_scenarios_are_identical_across_processes():
     import sys
 
     code = (
-        "import hashlib; from tests.simnode import ChainState; from tests.simnode.scenarios import demo;"
+        "import hashlib; from simnode import ChainState; from simnode.scenarios import demo;"
         "s = ChainState(); demo(s, seed=3);"
         "print(hashlib.sha256(repr(sorted(s.head.storage.items())).encode()).hexdigest())"
     )

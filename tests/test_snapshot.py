@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 
 from exporter.config import ScopeConfig, WatchedHotkey
-from exporter.model import ChainRead
-from exporter.snapshot import build_snapshot
+from exporter.snapshot.model import ChainRead
+from exporter.snapshot.builder import build_snapshot
 from tests import tricky_chain as t
 
 

@@ -32,11 +32,11 @@ from tests.dashboard_queries import (
     variable_query,
     variables,
 )
-from tests.demo_stack import DETAIL_NETUID, REPO, change_chain, demo_chain, demo_config_document, detail_hotkey
+from simnode.demo import DETAIL_NETUID, REPO, change_chain, demo_chain, demo_config_document, detail_hotkey
 from tests.external_tools import require_tool
 from tests.harness import parse_exposition, series
 from tests.prometheus_server import PrometheusServer, derive_config
-from tests.simnode import SimNode
+from simnode import SimNode
 
 # (dashboard uid, panel title) -> why that panel has no data in this scenario.
 # History panels are added at run time while the history metrics are absent.

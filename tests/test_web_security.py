@@ -19,8 +19,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.config import ConfigError
-from exporter.http_server import MetricsServer, MetricsSource
-from exporter.web_config import load_web_config
+from exporter.serving.server import MetricsServer, MetricsSource
+from exporter.serving.web_config import load_web_config
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"

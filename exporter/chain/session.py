@@ -18,11 +18,11 @@ from typing import Callable, Optional
 from bittensor._transport.errors import MaxRetriesExceeded, RpcPolicyRejection, SubstrateRequestException
 from bittensor._transport.interface import SubstrateConnection
 
-from .chain_reader import ChainReader
-from .config import ChainConfig, ScopeConfig
-from .endpoint_pool import Endpoint, EndpointPool
-from .model import ChainRead
-from .wire import RequestCounter, counting_connect_factory
+from exporter.chain.reader import ChainReader
+from exporter.config import ChainConfig, ScopeConfig
+from exporter.chain.endpoints import Endpoint, EndpointPool
+from exporter.snapshot.model import ChainRead
+from exporter.chain.wire import RequestCounter, counting_connect_factory
 
 # Response timeouts the SDK tolerates on one connection before reporting failure.
 _SDK_RETRIES = 2

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from bittensor._transport.codec import ss58_encode
 
-from .state import ChainState
+from simnode.state import ChainState
 
 U64_MAX = 2**64 - 1
 RAO = 10**9

@@ -10,7 +10,7 @@ import hashlib
 import struct
 from typing import Any, Callable, Optional
 
-from .state import Block, ChainState, metadata_blob
+from simnode.state import Block, ChainState, metadata_blob
 
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602

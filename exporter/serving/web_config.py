@@ -34,7 +34,7 @@ from typing import Optional
 import bcrypt
 import yaml
 
-from .config import ConfigError
+from exporter.config import ConfigError
 
 CLIENT_AUTH = {
     "NoClientCert": ssl.CERT_NONE,

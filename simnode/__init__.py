@@ -1,6 +1,6 @@
 """A simulated subtensor node: real finney metadata, test-built chain state, real wire."""
 
-from .state import ChainState
-from .server import SimNode
+from simnode.state import ChainState
+from simnode.server import SimNode
 
 __all__ = ["ChainState", "SimNode"]

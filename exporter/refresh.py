@@ -13,14 +13,14 @@ from typing import Callable, Optional, Protocol
 
 import structlog
 
-from .chain_session import ReadError
-from .config import Config, ScopeConfig
-from .history_writer import HistoryWriter
-from .model import ChainRead
-from .payload import Payload, prepare_payload
-from .self_metrics import SelfMetrics
-from .snapshot import build_snapshot
-from .wire import RequestCounter
+from exporter.chain.session import ReadError
+from exporter.config import Config, ScopeConfig
+from exporter.history.writer import HistoryWriter
+from exporter.snapshot.model import ChainRead
+from exporter.serving.publication import Payload, prepare_payload
+from exporter.serving.status import SelfMetrics
+from exporter.snapshot.builder import build_snapshot
+from exporter.chain.wire import RequestCounter
 
 log = structlog.get_logger("exporter.refresh")
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from .config import ScopeConfig
-from .model import ChainInfo, ChainRead, Edge, Identity, PendingChildren, Snapshot, SubnetState, ValidatorState
-from .stake_math import U64_MAX, effective_take, inherited_stake
+from exporter.config import ScopeConfig
+from exporter.snapshot.model import ChainInfo, ChainRead, Edge, Identity, PendingChildren, Snapshot, SubnetState, ValidatorState
+from exporter.snapshot.stake_math import U64_MAX, effective_take, inherited_stake
 
 RAO_PER_UNIT = 10**9
 TAKE_DENOMINATOR = 65535

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
-from .changes import ChangeEvent, HistoryState, ValidatorRecord
-from .history_schema import check_not_newer, migrate
-from .model import Snapshot
+from exporter.snapshot.changes import ChangeEvent, HistoryState, ValidatorRecord
+from exporter.history.schema import check_not_newer, migrate
+from exporter.snapshot.model import Snapshot
 
 TIER_EVERY_REFRESH = 0
 TIER_HOURLY = 1

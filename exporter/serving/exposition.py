@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Sequence
 
-from .model import Snapshot, ValidatorState
+from exporter.snapshot.model import Snapshot, ValidatorState
 
 RAO = 1e9
 CACHED = " Cached: refreshed on the exporter's interval from one finalized block."

@@ -10,8 +10,8 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 
-from .exposition import render_snapshot
-from .model import Snapshot
+from exporter.serving.exposition import render_snapshot
+from exporter.snapshot.model import Snapshot
 
 # Measured on the mainnet-scale exposition (11.7 MB; BENCHMARKS.md, `python -m
 # bench.gzip_levels`): level 1 takes half the CPU of zlib's default 6 (~65 vs

@@ -18,10 +18,10 @@ from typing import Any
 
 from bittensor._transport.interface import SubstrateConnection
 
-from .config import ScopeConfig
-from .model import ChainRead, frozen
-from .snapshot import select_candidates
-from .storage_reads import PAGE_SIZE, StorageReader
+from exporter.config import ScopeConfig
+from exporter.snapshot.model import ChainRead, frozen
+from exporter.snapshot.builder import select_candidates
+from exporter.chain.storage import PAGE_SIZE, StorageReader
 
 # Runtime items that only some runtimes declare; read when present.
 MIN_TAKE_PER_SUBNET = "MinChildkeyTakePerSubnet"

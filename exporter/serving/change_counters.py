@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .changes import CHANGE_KINDS, ChangeEvent
-from .model import ValidatorState
+from exporter.snapshot.changes import CHANGE_KINDS, ChangeEvent
+from exporter.snapshot.model import ValidatorState
 
 NAME = "bittensor_childkey_changes_total"
 HELP = (

@@ -1,6 +1,6 @@
 """The demo chain of the compose stack: the simulated node's "demo" scenario, kept moving.
 
-``python -m tests.demo_stack`` serves it like ``python -m tests.simnode
+``python -m simnode.demo`` serves it like ``python -m simnode
 --scenario demo``, and every ``--change-every`` seconds changes the watched demo
 validator (stake, take, pending child set) so the dashboards' rates and change
 panels have something to show. The stack test applies the same changes.
@@ -17,8 +17,8 @@ from pathlib import Path
 import yaml
 
 from exporter.config import ScopeConfig, parse_config
-from tests.simnode import ChainState, SimNode
-from tests.simnode.scenarios import demo
+from simnode import ChainState, SimNode
+from simnode.scenarios import demo
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO / "docker" / "demo-config.yaml"
@@ -40,7 +40,7 @@ def detail_hotkey() -> str:
 
 
 def demo_chain() -> ChainState:
-    """A fresh chain holding the demo scenario, as `python -m tests.simnode --scenario demo` serves it."""
+    """A fresh chain holding the demo scenario, as `python -m simnode --scenario demo` serves it."""
     state = ChainState()
     demo(state)
     return state
@@ -66,7 +66,7 @@ def change_chain(state: ChainState, step: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.demo_stack", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m simnode.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9944)
     parser.add_argument("--change-every", type=float, default=60.0, metavar="SECONDS", help="0: never change")

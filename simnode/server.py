@@ -16,8 +16,8 @@ from typing import Any, Callable, Optional
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from .rpc import RpcError, dispatch
-from .state import ChainState
+from simnode.rpc import RpcError, dispatch
+from simnode.state import ChainState
 
 _DROP = object()  # an answer meaning "kill the connection instead"
 

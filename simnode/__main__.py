@@ -1,4 +1,4 @@
-"""Run a simulated node in the foreground: ``python -m tests.simnode --scenario demo``."""
+"""Run a simulated node in the foreground: ``python -m simnode --scenario demo``."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import argparse
 import signal
 import threading
 
-from .scenarios import SCENARIOS
-from .server import SimNode
-from .state import METADATA_FILES, ChainState
+from simnode.scenarios import SCENARIOS
+from simnode.server import SimNode
+from simnode.state import METADATA_FILES, ChainState
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.simnode", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m simnode", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9944, help="0 picks a free port")
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="demo")

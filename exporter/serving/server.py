@@ -19,9 +19,9 @@ from typing import Callable, Optional
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from . import __version__
-from .payload import Payload
-from .web_config import BasicAuth, WebConfig
+from exporter import __version__
+from exporter.serving.publication import Payload
+from exporter.serving.web_config import BasicAuth, WebConfig
 
 # Seconds a client may take to send its request line, headers, or to read the
 # response; http.server itself caps a header line at 64 KiB and 100 headers.

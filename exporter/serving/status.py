@@ -6,8 +6,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
-from . import __version__
-from .wire import RequestCounter
+from exporter import __version__
+from exporter.chain.wire import RequestCounter
 
 # Every reason a refresh can fail with; each series exists at 0 from start-up.
 ERROR_REASONS = ("timeout", "connection", "rpc_error", "decode", "internal")

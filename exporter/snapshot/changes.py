@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Optional
 
-from .model import Snapshot
+from exporter.snapshot.model import Snapshot
 
 U64_MAX = 2**64 - 1
 

@@ -13,12 +13,12 @@ from typing import Callable, Optional
 
 import structlog
 
-from .change_counters import ChangeCounters
-from .changes import HistoryState, state_of
-from .history_schema import SchemaTooNew
-from .history_store import HistoryStore, Retention
-from .model import Snapshot
-from .self_metrics import SelfMetrics
+from exporter.serving.change_counters import ChangeCounters
+from exporter.snapshot.changes import HistoryState, state_of
+from exporter.history.schema import SchemaTooNew
+from exporter.history.store import HistoryStore, Retention
+from exporter.snapshot.model import Snapshot
+from exporter.serving.status import SelfMetrics
 
 log = structlog.get_logger("exporter.history")
 

@@ -13,9 +13,9 @@ from datetime import datetime, timezone
 from typing import Mapping, Optional
 from urllib.parse import parse_qs
 
-from .changes import CHANGE_KINDS
-from .history_store import MAX_PAGE, EventQuery, query_events
-from .ss58 import is_valid_ss58
+from exporter.snapshot.changes import CHANGE_KINDS
+from exporter.history.store import MAX_PAGE, EventQuery, query_events
+from exporter.ss58 import is_valid_ss58
 
 PARAMS = ("hotkey", "netuid", "kind", "since", "until", "limit", "cursor")
 

@@ -9,9 +9,9 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .history_api import BadQuery, build_query
-from .history_schema import SchemaTooNew
-from .history_store import HistoryStore, query_events
+from exporter.history.queries import BadQuery, build_query
+from exporter.history.schema import SchemaTooNew
+from exporter.history.store import HistoryStore, query_events
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
