@@ -20,7 +20,7 @@ from bittensor._transport.interface import SubstrateConnection
 
 from exporter.config import ScopeConfig
 from exporter.snapshot.model import ChainRead, frozen
-from exporter.snapshot.builder import select_candidates
+from exporter.snapshot.scope import select_candidates
 from exporter.chain.storage import PAGE_SIZE, StorageReader
 
 # Runtime items that only some runtimes declare; read when present.

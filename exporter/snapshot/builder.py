@@ -7,46 +7,17 @@ watched hotkey wherever it is registered or has childkey relationships.
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Optional
 
 from exporter.config import ScopeConfig
 from exporter.snapshot.model import ChainInfo, ChainRead, Edge, Identity, PendingChildren, Snapshot, SubnetState, ValidatorState
+from exporter.snapshot.scope import select_candidates
 from exporter.snapshot.stake_math import U64_MAX, effective_take, inherited_stake
 
 RAO_PER_UNIT = 10**9
 TAKE_DENOMINATOR = 65535
 _U96F32_ONE = 2**32
 _I64F64_ONE = 2**64
-
-
-def select_candidates(read: ChainRead, scope: ScopeConfig) -> dict[tuple[str, int], Optional[int]]:
-    """(hotkey, netuid) -> uid for permit holders and watched hotkeys, before the stake filter.
-
-    The chain reader calls this too, to know whose stakes to read.
-    """
-    candidates: dict[tuple[str, int], Optional[int]] = {}
-    for netuid in read.netuids:
-        if netuid == 0 or not scope.includes_netuid(netuid):
-            continue
-        for uid, permitted in enumerate(read.permits.get(netuid, ())):
-            hotkey = read.hotkeys.get((netuid, uid))
-            if permitted and hotkey is not None:
-                candidates[(hotkey, netuid)] = uid
-    for (netuid, hotkey), uid in read.watched_uids.items():
-        if netuid != 0 and scope.includes_netuid(netuid):
-            candidates.setdefault((hotkey, netuid), uid)
-    watched = scope.watched_hotkeys
-    for hotkey, netuid in _related_keys(read, watched):
-        if scope.includes_netuid(netuid):
-            candidates.setdefault((hotkey, netuid), None)
-    return candidates
-
-
-def _related_keys(read: ChainRead, hotkeys: frozenset[str]) -> Iterable[tuple[str, int]]:
-    """(hotkey, netuid) where one of ``hotkeys`` has children or parents."""
-    if not hotkeys:
-        return ()
-    return [key for key in (*read.children, *read.parents) if key[0] in hotkeys]
 
 
 def _stake_of(read: ChainRead, hotkey: str, netuid: int, uid: Optional[int]) -> tuple[ValidatorState, int]:
