@@ -8,8 +8,8 @@ import sys
 import time
 from dataclasses import fields
 
-from exporter.report import notes, summarize, table
-from exporter.run import Options, run
+from bench.report import notes, summarize, table
+from bench.run import Options, run
 
 
 def main(argv: list[str] | None = None) -> int:

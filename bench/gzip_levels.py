@@ -21,7 +21,7 @@ from tests.harness import ExporterUnderTest
 from simnode import ChainState, SimNode
 from simnode.scenarios import SCENARIOS
 
-from exporter.run import CACHE_ENV
+from bench.run import CACHE_ENV
 
 
 def rendered(scenario: str, seed: int) -> bytes:

@@ -16,12 +16,12 @@ from typing import Any
 
 from tests.harness import parse_exposition
 
-from exporter.client_side import ClientSide
-from exporter.exporter_side import ExporterSide
-from exporter.node_side import NodeSide
-from exporter.scrape import fetch, load
-from exporter.servers import PrometheusClientServer, StaticServer
-from exporter.workers import Worker
+from bench.client_side import ClientSide
+from bench.exporter_side import ExporterSide
+from bench.node_side import NodeSide
+from bench.scrape import fetch, load
+from bench.servers import PrometheusClientServer, StaticServer
+from bench.workers import Worker
 
 CACHE_ENV = "BITTENSOR_RUNTIME_CACHE_DIR"
 
