@@ -1,6 +1,6 @@
 """The exporter's process: the production wiring (``tests.harness``), refreshes timed one by one.
 
-CPU time is ``time.process_time()`` around ``refresh_once()``: every thread
+CPU time is ``time.process_time()`` around one refresh: every thread
 of this process (the chain-I/O event loop included), nothing of the node's.
 """
 
@@ -19,7 +19,7 @@ from exporter.chain.session import ChainSession
 from exporter.config import ChainConfig
 from exporter.serving.exposition import render_snapshot
 from exporter.logs import configure_logging
-from exporter.serving.publication import prepare_payload
+from exporter.serving.publication import render
 from exporter.snapshot.builder import build_snapshot
 from tests.harness import ExporterUnderTest
 
@@ -53,13 +53,13 @@ class ExporterSide:
         samples: dict[str, list[float]] = {"read": [], "snapshot": [], "render": [], "render+gzip": []}
         for _ in range(runs):
             t0 = time.process_time()
-            read = self._session.read(config.scope, config.refresh_timeout_seconds)
+            read, _ = self._session.read(config.scope, config.refresh_timeout_seconds)
             t1 = time.process_time()
             snapshot = build_snapshot(read, config.scope)
             t2 = time.process_time()
             render_snapshot(snapshot)
             t3 = time.process_time()
-            prepare_payload(snapshot)
+            render(snapshot)
             t4 = time.process_time()
             for stage, seconds in zip(samples, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 samples[stage].append(seconds)
@@ -68,7 +68,7 @@ class ExporterSide:
         return medians
 
     def payload_info(self) -> dict[str, Any]:
-        payload = self.exporter.refresher.payload
+        payload = self.exporter.refresher.current().data
         return {
             "plain_bytes": len(payload.plain),
             "gzip_bytes": len(payload.gzip_head),
@@ -77,10 +77,10 @@ class ExporterSide:
         }
 
     def validators(self) -> list[tuple[str, int]]:
-        return [(v.hotkey, v.netuid) for v in self.exporter.refresher.payload.snapshot.validators]
+        return [(v.hotkey, v.netuid) for v in self.exporter.snapshot.validators]
 
     def snapshot(self):
-        return self.exporter.refresher.payload.snapshot
+        return self.exporter.snapshot
 
     def peak_rss(self) -> dict[str, float]:
         """Peak resident set of this process in MiB: ru_maxrss, and VmHWM where /proc has it."""

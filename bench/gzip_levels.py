@@ -1,6 +1,6 @@
 """``python -m bench.gzip_levels``: CPU and size of each gzip level on the rendered exposition.
 
-The evidence behind ``exporter.payload.GZIP_LEVEL``: one refresh of the
+The evidence behind ``exporter.serving.publication.GZIP_LEVEL``: one refresh of the
 scenario in-process, then every zlib level (default memLevel) over the same
 bytes, median process CPU of several compressions each.
 """
@@ -32,7 +32,7 @@ def rendered(scenario: str, seed: int) -> bytes:
         try:
             if not exporter.refresh():
                 raise RuntimeError("refresh failed")
-            return render_snapshot(exporter.refresher.payload.snapshot)
+            return render_snapshot(exporter.snapshot)
         finally:
             exporter.close()
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             samples.append(time.process_time() - started)
         sizes[level], cpus[level] = len(out), statistics.median(samples)
     for level in range(1, 10):
-        mark = "  <- exporter.payload.GZIP_LEVEL" if level == GZIP_LEVEL else ""
+        mark = "  <- exporter.serving.publication.GZIP_LEVEL" if level == GZIP_LEVEL else ""
         print(f"{level:5} | {cpus[level] * 1000:6.1f} | {sizes[level] / 1e6:7.3f} | {sizes[level] / sizes[6] - 1:+7.1%}{mark}")
     return 0
 

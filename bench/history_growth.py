@@ -21,13 +21,11 @@ from dataclasses import replace
 
 from prometheus_client import CollectorRegistry
 
-from exporter.config import ScopeConfig, WatchedHotkey
+from exporter.config import HistoryConfig, ScopeConfig, WatchedHotkey
 from exporter.history.store import Retention
 from exporter.history.writer import HistoryWriter
 from exporter.snapshot.model import ChainRead
-from exporter.serving.status import SelfMetrics
 from exporter.snapshot.builder import build_snapshot
-from exporter.chain.wire import RequestCounter
 from simnode import ChainState
 from simnode.scenarios import mainnet_scale
 
@@ -61,8 +59,8 @@ def main() -> None:
     scope = ScopeConfig(watch=watch)
     directory = tempfile.mkdtemp()
     path = os.path.join(directory, "history.db")
-    metrics = SelfMetrics(CollectorRegistry(), RequestCounter())
-    writer = HistoryWriter(path, metrics, retention=Retention(sample_all=args.sample_all), watched=scope.watched_hotkeys)
+    writer = HistoryWriter(path, Retention(sample_all=args.sample_all), stake_change_ratio=HistoryConfig.stake_change_ratio,
+                           watched=scope.watched_hotkeys)
     stake, takes = dict(base.stake), dict(base.takes)
     refreshes = int(args.hours * 60)
     started, write_seconds, sizes = time.time(), 0.0, []
@@ -78,7 +76,7 @@ def main() -> None:
         read = replace(base, block=1 + i * 5, timestamp_ms=base.timestamp_ms + i * 60_000, stake=stake, takes=takes)
         snapshot = build_snapshot(read, scope)
         t0 = time.perf_counter()
-        assert writer.record(snapshot)
+        assert writer.record(snapshot).ok
         write_seconds += time.perf_counter() - t0
         if (i + 1) % 60 == 0:
             sizes.append(database_bytes(path))

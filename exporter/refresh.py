@@ -1,38 +1,62 @@
-"""The background refresh: read the chain, build the snapshot, publish it for scrapes.
+"""One refresh as a pipeline, run on one thread, ending in one publication.
 
-One unit of work, ``refresh_once()``; the loop only schedules it. A failed
-refresh leaves the last good payload published and sets ``up`` to 0.
+read (chain I/O) -> snapshot (pure) -> changes (pure) -> history commit ->
+render -> publish. Each stage returns what it made; the refresh folds their
+outcomes into the status and swaps one immutable ``Publication`` that HTTP
+threads read. A failed refresh publishes too: the last good snapshot with a
+status saying why (up 0).
+
+The refresh thread is the only thread that runs the pipeline, owns the
+history database's connection and the change counters, and advances the
+status. Tests drive it through ``refresh_now()``, which runs a refresh on
+that same thread.
 """
 
 from __future__ import annotations
 
-import gc
+import queue
 import threading
 import time
-from typing import Callable, Optional, Protocol
+from concurrent.futures import Future
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional, Protocol
 
 import structlog
 
-from exporter.chain.session import ReadError
+from exporter.chain.session import Attempt, ReadError
 from exporter.config import Config, ScopeConfig
 from exporter.history.writer import HistoryWriter
-from exporter.snapshot.model import ChainRead
-from exporter.serving.publication import Payload, prepare_payload
-from exporter.serving.status import SelfMetrics
+from exporter.serving.change_counters import ChangeCounters
+from exporter.serving.publication import Publication, RenderedSnapshot, first_publication, render
+from exporter.serving.status import EndpointAttempt, HistoryResult, RefreshOutcome, Status, advance, render_status
 from exporter.snapshot.builder import build_snapshot
-from exporter.chain.wire import RequestCounter
+from exporter.snapshot.model import ChainRead, Snapshot
 
 log = structlog.get_logger("exporter.refresh")
-
-def tune_gc() -> None:
-    """A refresh allocates ~10^5 short-lived, acyclic objects; with the default
-    thresholds the cyclic collector rescans everything alive several times per
-    refresh (0.1-0.2 s of CPU at mainnet scale). Collect far less often."""
-    gc.set_threshold(50_000, 20, 10)
+_SCHEDULED = object()  # a job the interval made, not a caller
 
 
 class ChainSource(Protocol):
-    def read(self, scope: ScopeConfig, timeout: float) -> ChainRead: ...
+    def read(self, scope: ScopeConfig, timeout: float) -> tuple[ChainRead, tuple[Attempt, ...]]: ...
+
+
+class RequestTotals(Protocol):
+    def totals(self) -> dict[str, int]: ...
+
+
+class _Stages:
+    """Wall time of each stage that ran, in order."""
+
+    def __init__(self) -> None:
+        self.timings: list[tuple[str, float]] = []
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings.append((name, time.monotonic() - started))
 
 
 class Refresher:
@@ -40,105 +64,181 @@ class Refresher:
         self,
         config: Config,
         source: ChainSource,
-        metrics: SelfMetrics,
-        counter: RequestCounter,
+        requests: RequestTotals,
+        endpoints: tuple[str, ...],
         *,
         history: Optional[HistoryWriter] = None,
         clock: Callable[[], float] = time.time,
     ):
         self._config = config
         self._source = source
-        self._metrics = metrics
-        self._counter = counter
+        self._requests = requests
         self._history = history
         self._clock = clock
-        # Replaced whole, never mutated: HTTP threads read it without a lock.
-        self.payload: Optional[Payload] = None
-        self.last_success: Optional[float] = None
-        self.generation = 0  # refreshes finished, good or not
+        self._counters = ChangeCounters()
+        self._status = Status.initial(endpoints)
+        self._data: Optional[RenderedSnapshot] = None
+        self._last_success: Optional[float] = None
+        self._generation = 0
+        self._publication = first_publication(
+            render_status(self._status), config.staleness_limit_seconds, config.withdraw_after_seconds
+        )
+        self._jobs: "queue.SimpleQueue[Optional[Future]]" = queue.SimpleQueue()
+        self._thread: Optional[threading.Thread] = None
 
-    def served_payload(self) -> Optional[Payload]:
-        """The payload scrapes get: the last good one, until it is too old to be trusted.
+    # -- what HTTP threads read ---------------------------------------------
 
-        Past ``withdraw_after_seconds`` the per-validator series are withdrawn
-        (the exporter's own metrics, with up 0 and the last success time, remain)
-        so dashboards show a gap instead of numbers that may be hours wrong.
-        """
-        if self.payload is None or self.last_success is None:
-            return None
-        if self._clock() - self.last_success > self._config.withdraw_after_seconds:
-            return None
-        return self.payload
+    def current(self) -> Publication:
+        """The latest publication: one reference, replaced whole, never changed."""
+        return self._publication
 
-    def is_fresh(self) -> bool:
-        """Whether the last successful refresh is recent enough to trust."""
-        if self.last_success is None:
-            return False
-        return self._clock() - self.last_success <= self._config.staleness_limit_seconds
+    # -- the pipeline (refresh thread only) -----------------------------------
 
-    def refresh_once(self) -> bool:
-        try:
-            return self._refresh()
-        finally:
-            self.generation += 1
-
-    def _refresh(self) -> bool:
+    def refresh_once(self) -> Publication:
+        """Run one refresh and publish its result; returns the new publication."""
         started = time.monotonic()
-        requests_before = self._counter.total()
+        requests_before = sum(self._requests.totals().values())
+        stages = _Stages()
+        attempts: tuple[Attempt, ...] = ()
+        history: Optional[HistoryResult] = None
+        error: Optional[str] = None
+        snapshot: Optional[Snapshot] = None
         try:
-            read = self._source.read(self._config.scope, self._config.refresh_timeout_seconds)
-            snapshot = build_snapshot(read, self._config.scope)
+            with stages.stage("read"):
+                try:
+                    read, attempts = self._source.read(self._config.scope, self._config.refresh_timeout_seconds)
+                except ReadError as failure:
+                    attempts = failure.attempts
+                    raise
+            with stages.stage("snapshot"):
+                snapshot = build_snapshot(read, self._config.scope)
             extra = b""
             if self._history is not None:
                 # Before publishing, so the change counters served match the
-                # events just committed. Scrapes meanwhile serve the last payload.
-                self._history.record(snapshot)
-                extra = self._history.counters.render()
-            payload = prepare_payload(snapshot, extra)
-        except ReadError as error:
-            return self._failed(error.reason, str(error), started)
-        except Exception as error:  # noqa: BLE001 - a bug must not stop the exporter
-            log.exception("refresh failed", reason="internal")
-            return self._failed("internal", repr(error), started, logged=True)
-        self.payload = payload
-        self.last_success = self._clock()
-        duration = time.monotonic() - started
-        requests = self._counter.total() - requests_before
-        m = self._metrics
-        m.up.set(1)
-        m.last_success.set(self.last_success)
-        m.refresh_duration.observe(duration)
-        m.refresh_requests.set(requests)
-        m.validators.set(len(snapshot.validators))
-        m.edges.set(len(snapshot.edges))
-        m.snapshot_bytes.labels("identity").set(len(payload.plain))
-        m.snapshot_bytes.labels("gzip").set(len(payload.gzip_head))
-        log.info(
-            "refresh",
-            block=snapshot.chain.block,
-            duration_seconds=round(duration, 3),
-            validators=len(snapshot.validators),
-            edges=len(snapshot.edges),
-            pending_sets=len(snapshot.pending),
-            requests=requests,
-            spec_version=snapshot.chain.spec_version,
+                # events just committed. Scrapes meanwhile serve the last publication.
+                history = self._record(snapshot, stages)
+                extra = self._counters.render()
+            with stages.stage("render"):
+                data = render(snapshot, extra)
+        except ReadError as failure:
+            error = failure.reason
+            log.warning("refresh failed", reason=error, error=str(failure), duration_seconds=_round(started))
+        except Exception as failure:  # noqa: BLE001 - a bug must not stop the exporter
+            error = "internal"
+            log.exception("refresh failed", reason=error, error=repr(failure))
+        finished_at = self._clock()
+        totals = self._requests.totals()
+        outcome = RefreshOutcome(
+            finished_at=finished_at,
+            seconds=time.monotonic() - started,
+            error=error,
+            stages=tuple(stages.timings),
+            attempts=tuple(EndpointAttempt(a.endpoint, a.reason, a.seconds) for a in attempts),
+            history=history,
+            requests=sum(totals.values()) - requests_before,
+            request_totals=totals,
+            **({} if error else _counts(data)),
         )
-        return True
+        if error is None:
+            self._data, self._last_success = data, finished_at
+            assert snapshot is not None
+            log.info(
+                "refresh",
+                block=snapshot.chain.block,
+                duration_seconds=round(outcome.seconds, 3),
+                validators=outcome.validators,
+                edges=outcome.edges,
+                pending_sets=len(snapshot.pending),
+                requests=outcome.requests,
+                spec_version=snapshot.chain.spec_version,
+            )
+        return self._publish(outcome)
 
-    def _failed(self, reason: str, message: str, started: float, logged: bool = False) -> bool:
-        duration = time.monotonic() - started
-        self._metrics.up.set(0)
-        self._metrics.errors.labels(reason).inc()
-        self._metrics.refresh_duration.observe(duration)
-        if not logged:
-            log.warning("refresh failed", reason=reason, error=message, duration_seconds=round(duration, 3))
-        return False
+    def _record(self, snapshot: Snapshot, stages: _Stages) -> HistoryResult:
+        assert self._history is not None
+        with stages.stage("changes"):
+            diff = self._history.diff(snapshot)
+        if diff is None:
+            return HistoryResult(ok=False)
+        with stages.stage("history"):
+            committed = self._history.commit(snapshot, diff)
+        if committed.ok:
+            self._counters.add(committed.events)
+            self._counters.ensure(snapshot.validators)
+        return HistoryResult(committed.ok, len(committed.events), committed.database_bytes, committed.at)
 
-    def run(self, stop: threading.Event) -> None:
-        """Refresh now, then every interval (measured start to start) until ``stop``."""
-        while True:
-            started = time.monotonic()
-            self.refresh_once()
-            wait = max(0.0, self._config.interval_seconds - (time.monotonic() - started))
-            if stop.wait(wait):
-                return
+    def _publish(self, outcome: RefreshOutcome) -> Publication:
+        self._status = advance(self._status, outcome)
+        self._generation += 1
+        publication = Publication(
+            generation=self._generation,
+            up=outcome.error is None,
+            data=self._data,
+            status=render_status(self._status),
+            status_withdrawn=render_status(self._status, withdrawn=True),
+            last_success=self._last_success,
+            stale_after_seconds=self._config.staleness_limit_seconds,
+            withdraw_after_seconds=self._config.withdraw_after_seconds,
+        )
+        self._publication = publication  # the one atomic swap scrapes see
+        return publication
+
+    # -- the refresh thread ----------------------------------------------------
+
+    def start(self, *, scheduled: bool = True) -> None:
+        """Start the refresh thread: a refresh now and every interval (start to start),
+        or, with ``scheduled`` False, only when ``refresh_now()`` asks."""
+        self._thread = threading.Thread(target=self._run, args=(scheduled,), name="refresh", daemon=True)
+        self._thread.start()
+
+    def refresh_now(self, timeout: Optional[float] = None) -> Publication:
+        """Run one refresh on the refresh thread and wait for its publication."""
+        if self._thread is None:
+            raise RuntimeError("the refresh thread is not running")
+        job: Future = Future()
+        self._jobs.put(job)
+        return job.result(timeout)
+
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """Finish the refresh in progress, close the history on its own thread, and return."""
+        if self._thread is None:
+            return
+        self._jobs.put(None)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def _run(self, scheduled: bool) -> None:
+        try:
+            next_at = time.monotonic()
+            while True:
+                wait = max(0.0, next_at - time.monotonic()) if scheduled else None
+                try:
+                    job = self._jobs.get(timeout=wait)
+                except queue.Empty:
+                    job = _SCHEDULED
+                if job is None:
+                    return
+                if job is _SCHEDULED:
+                    next_at = time.monotonic() + self._config.interval_seconds
+                    self.refresh_once()
+                    continue
+                try:
+                    job.set_result(self.refresh_once())
+                except BaseException as failure:  # noqa: BLE001 - handed to the waiting caller
+                    job.set_exception(failure)
+        finally:
+            if self._history is not None:
+                self._history.close()
+
+
+def _counts(data: RenderedSnapshot) -> dict:
+    return {
+        "validators": len(data.snapshot.validators),
+        "edges": len(data.snapshot.edges),
+        "plain_bytes": len(data.plain),
+        "gzip_bytes": len(data.gzip_head),
+    }
+
+
+def _round(started: float) -> float:
+    return round(time.monotonic() - started, 3)

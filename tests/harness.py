@@ -11,7 +11,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import build_exporter
 from exporter.config import ChainConfig, Config, HistoryConfig, ScopeConfig
-from exporter.refresh import tune_gc
 
 
 class ExporterUnderTest:
@@ -30,16 +29,22 @@ class ExporterUnderTest:
             ),
             **config_overrides,
         )
-        tune_gc()
         self.app = build_exporter(self.config, with_history=history_path is not None, clock=clock, pool=pool)
-        self.counter, self.registry, self.metrics = self.app.counter, self.app.registry, self.app.metrics
-        self.session, self.history, self.refresher = self.app.session, self.app.history, self.app.refresher
+        self.counter, self.session, self.refresher = self.app.counter, self.app.session, self.app.refresher
         self.server = self.app.server
-        self.server.start()
+        # The refresh thread runs as in production, but only when the test asks.
+        self.app.start(scheduled=False)
         self.url = f"http://127.0.0.1:{self.server.port}"
 
     def refresh(self) -> bool:
-        return self.refresher.refresh_once()
+        """One refresh on the exporter's refresh thread; True if it succeeded."""
+        return self.refresher.refresh_now(timeout=120).up
+
+    @property
+    def snapshot(self):
+        """The snapshot the exporter is serving (None before the first good refresh)."""
+        data = self.refresher.current().data
+        return data.snapshot if data is not None else None
 
     def get(self, path: str, headers: Optional[dict] = None, method: str = "GET"):
         request = urllib.request.Request(self.url + path, headers=headers or {}, method=method)

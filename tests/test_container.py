@@ -20,10 +20,10 @@ import bcrypt
 import pytest
 import yaml
 
-from prometheus_client import CollectorRegistry
 
 from exporter.config import load_config
 from exporter.serving.server import MetricsServer, MetricsSource
+from tests.fakes import fake_publication
 from exporter.serving.web_config import load_web_config
 from tests.external_tools import require_tool
 
@@ -125,7 +125,7 @@ def test_exporter_healthcheck_follows_healthz_over_tls(tmp_path, fresh):
         f"tls_server_config:\n  cert_file: {tmp_path / 'server.crt'}\n  key_file: {tmp_path / 'server.key'}\n"
         f"basic_auth_users:\n  prometheus: '{bcrypt.hashpw(b'secret', bcrypt.gensalt(rounds=4)).decode()}'\n"
     )
-    source = MetricsSource(lambda: None, lambda: fresh, CollectorRegistry())
+    source = MetricsSource(lambda: fake_publication(fresh))
     server = MetricsServer("127.0.0.1", 0, source, load_web_config(str(tmp_path / "web.yml")))
     server.start()
     try:

@@ -12,16 +12,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from exporter.snapshot.changes import HistoryState, state_of
 from exporter.config import ScopeConfig
 from exporter.history.schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, migrate
 from exporter.history.store import HistoryStore, Retention
 from exporter.history.writer import HistoryWriter
-from exporter.serving.status import SelfMetrics
 from exporter.snapshot.builder import build_snapshot
-from exporter.chain.wire import RequestCounter
 from tests import tricky_chain as t
 from tests.test_snapshot import chain_read
 
@@ -117,13 +114,29 @@ def small_filesystem(tmp_path: Path, size: str):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def make_writer(path: Path) -> tuple[HistoryWriter, SelfMetrics]:
-    metrics = SelfMetrics(CollectorRegistry(), RequestCounter())
-    return HistoryWriter(str(path), metrics, retention=Retention(sample_all=True)), metrics
+class Writes:
+    """A history writer and the results of its commits, as the refresh thread would count them."""
+
+    def __init__(self, path: Path):
+        self.writer = HistoryWriter(str(path), Retention(sample_all=True), stake_change_ratio=0.05)
+        self.results = {"ok": 0, "error": 0}
+
+    def record(self, snapshot) -> bool:
+        ok = self.writer.record(snapshot).ok
+        self.results["ok" if ok else "error"] += 1
+        return ok
+
+    def close(self) -> None:
+        self.writer.close()
 
 
-def value(metrics: SelfMetrics, result: str) -> float:
-    return metrics.history_writes.labels(result)._value.get()
+def make_writer(path: Path) -> tuple[Writes, dict]:
+    writes = Writes(path)
+    return writes, writes.results
+
+
+def value(results: dict, result: str) -> int:
+    return results[result]
 
 
 def test_full_disk_is_counted_logged_and_retried(tmp_path):

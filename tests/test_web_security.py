@@ -16,10 +16,10 @@ from pathlib import Path
 
 import bcrypt
 import pytest
-from prometheus_client import CollectorRegistry
 
 from exporter.config import ConfigError
 from exporter.serving.server import MetricsServer, MetricsSource
+from tests.fakes import fake_publication
 from exporter.serving.web_config import load_web_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,7 +56,7 @@ def web_config(directory: Path, *, tls: bool = True, users: bool = True) -> Path
 
 
 def serve(web=None, **kwargs) -> MetricsServer:
-    source = MetricsSource(lambda: None, lambda: True, CollectorRegistry())
+    source = MetricsSource(fake_publication)
     server = MetricsServer("127.0.0.1", 0, source, load_web_config(str(web)) if web else load_web_config(None), **kwargs)
     server.start()
     return server

@@ -13,7 +13,8 @@ import asyncio
 import concurrent.futures
 import threading
 import time
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 from bittensor._transport.errors import MaxRetriesExceeded, RpcPolicyRejection, SubstrateRequestException
 from bittensor._transport.interface import SubstrateConnection
@@ -28,11 +29,21 @@ from exporter.chain.wire import RequestCounter, counting_connect_factory
 _SDK_RETRIES = 2
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One try of one endpoint; ``reason`` None is a success."""
+
+    endpoint: str  # the endpoint's label (scheme://host:port), safe for metrics and logs
+    reason: Optional[str]
+    seconds: float
+
+
 class ReadError(Exception):
     """A refresh's chain read failed; ``reason`` is a bounded label for metrics."""
 
-    def __init__(self, reason: str, message: str):
+    def __init__(self, reason: str, message: str, attempts: tuple[Attempt, ...] = ()):
         self.reason = reason
+        self.attempts = attempts
         super().__init__(message)
 
 
@@ -53,9 +64,6 @@ def classify(error: BaseException) -> str:
     return "internal"
 
 
-EndpointObserver = Callable[[Endpoint, Optional[str], float], None]  # (endpoint, error reason or None, seconds)
-
-
 class ChainSession:
     def __init__(
         self,
@@ -63,13 +71,11 @@ class ChainSession:
         counter: RequestCounter,
         *,
         pool: Optional[EndpointPool] = None,
-        observe: Optional[EndpointObserver] = None,
     ):
         self._chain = chain
         self._counter = counter
         self._reader = ChainReader(chain.max_in_flight)
         self.pool = pool or EndpointPool(chain.endpoints)
-        self._observe = observe or (lambda endpoint, reason, seconds: None)
         self._conn: Optional[SubstrateConnection] = None
         self._conn_endpoint: Optional[Endpoint] = None
         self._loop = asyncio.new_event_loop()
@@ -114,8 +120,8 @@ class ChainSession:
             await self._drop_connection()
             raise
 
-    async def _read(self, scope: ScopeConfig, deadline: float) -> ChainRead:
-        """Try endpoints in the pool's order until one gives a complete read."""
+    async def _read(self, scope: ScopeConfig, deadline: float, attempts: list[Attempt]) -> ChainRead:
+        """Try endpoints in the pool's order until one gives a complete read; each try goes in ``attempts``."""
         last: Optional[BaseException] = None
         for endpoint in self.pool.order():
             remaining = deadline - time.monotonic()
@@ -127,21 +133,28 @@ class ChainSession:
             except Exception as error:  # noqa: BLE001 - try the next endpoint
                 last = error
                 self.pool.failed(endpoint)
-                self._observe(endpoint, classify(error), time.monotonic() - started)
+                attempts.append(Attempt(endpoint.label, classify(error), time.monotonic() - started))
                 continue
             self.pool.succeeded(endpoint)
-            self._observe(endpoint, None, time.monotonic() - started)
+            attempts.append(Attempt(endpoint.label, None, time.monotonic() - started))
             return read
         raise last if last is not None else TimeoutError("no time left in this refresh to try an endpoint")
 
-    def read(self, scope: ScopeConfig, timeout: float) -> ChainRead:
-        """One consistent read at the finalized head; raises ReadError on any failure."""
+    def read(self, scope: ScopeConfig, timeout: float) -> tuple[ChainRead, tuple[Attempt, ...]]:
+        """One consistent read at the finalized head, and the endpoint tries it took.
+
+        Raises ReadError (carrying the tries) on any failure. The tries are
+        appended on the chain I/O thread and handed over only once the read
+        has finished, so no other thread sees the list while it changes.
+        """
         deadline = time.monotonic() + timeout
-        future = asyncio.run_coroutine_threadsafe(self._read(scope, deadline), self._loop)
+        attempts: list[Attempt] = []
+        future = asyncio.run_coroutine_threadsafe(self._read(scope, deadline, attempts), self._loop)
         try:
-            return future.result()
+            read = future.result()
         except Exception as error:  # noqa: BLE001 - every failure becomes a labelled ReadError
-            raise ReadError(classify(error), _describe(error)) from error
+            raise ReadError(classify(error), _describe(error), tuple(attempts)) from error
+        return read, tuple(attempts)
 
     def close(self) -> None:
         if self._loop.is_running():

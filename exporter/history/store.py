@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from exporter.snapshot.changes import ChangeEvent, HistoryState, ValidatorRecord
+from exporter.config import HistoryConfig
 from exporter.history.schema import check_not_newer, migrate
 from exporter.snapshot.model import Snapshot
 
@@ -25,11 +26,21 @@ MAX_PAGE = 1000
 
 @dataclass(frozen=True)
 class Retention:
-    every_refresh_seconds: float = 24 * 3600
-    hourly_seconds: float = 90 * 86400
+    """How long samples are kept; the defaults are the config's."""
+
+    every_refresh_seconds: float = HistoryConfig.samples_every_refresh_hours * 3600
+    hourly_seconds: float = HistoryConfig.samples_hourly_days * 86400
     # False: only watched hotkeys are sampled (at mainnet scale, sampling all
     # ~8,000 validators costs tens of MB a day; see the README).
-    sample_all: bool = False
+    sample_all: bool = HistoryConfig.samples_scope == "all"
+
+    @classmethod
+    def of(cls, history: HistoryConfig) -> "Retention":
+        return cls(
+            every_refresh_seconds=history.samples_every_refresh_hours * 3600,
+            hourly_seconds=history.samples_hourly_days * 86400,
+            sample_all=history.samples_scope == "all",
+        )
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,20 @@
-"""Prepare, once per refresh, the bytes every scrape of that snapshot will send.
+"""One refresh's publication: everything a scrape serves, prepared once and never changed.
 
-The snapshot part is gzip-compressed once; each scrape appends its small live
-self-metrics by continuing a copy of the same compressor, so a gzip scrape is
-one valid gzip member without recompressing megabytes.
+The refresh thread builds a new ``Publication`` after every refresh, good or
+failed, and swaps one reference to it; an HTTP thread reads that reference
+once per request, so every line of one page comes from the same refresh.
+
+The snapshot part is gzip-compressed once; each scrape appends the status
+and the small live process metrics by continuing a copy of the same
+compressor, so a gzip scrape is one valid gzip member without recompressing
+megabytes.
 """
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
+from typing import Optional
 
 from exporter.serving.exposition import render_snapshot
 from exporter.snapshot.model import Snapshot
@@ -22,7 +28,9 @@ _GZIP_WBITS = 31  # 16 + 15: a gzip header and trailer around a deflate stream
 
 
 @dataclass(frozen=True)
-class Payload:
+class RenderedSnapshot:
+    """A snapshot's exposition (and the change counters after it), plain and gzip-started."""
+
     snapshot: Snapshot
     plain: bytes
     gzip_head: bytes
@@ -34,9 +42,51 @@ class Payload:
         return compressor.compress(extra) + compressor.flush()
 
 
-def prepare_payload(snapshot: Snapshot, extra: bytes = b"") -> Payload:
+def render(snapshot: Snapshot, extra: bytes = b"") -> RenderedSnapshot:
     """``extra``: more refresh-time exposition (the change counters) sent after the snapshot."""
     plain = render_snapshot(snapshot, extra)
     compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
     head = compressor.compress(plain) + compressor.flush(zlib.Z_SYNC_FLUSH)
-    return Payload(snapshot=snapshot, plain=plain, gzip_head=head, _compressor=compressor)
+    return RenderedSnapshot(snapshot=snapshot, plain=plain, gzip_head=head, _compressor=compressor)
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What scrapes serve until the next refresh replaces it."""
+
+    generation: int  # refreshes finished, good or not
+    up: bool  # whether the refresh that made this publication succeeded
+    data: Optional[RenderedSnapshot]  # the last good snapshot; None before the first
+    status: bytes  # the exporter's status, with the snapshot served
+    status_withdrawn: bytes  # the same status as served once the snapshot is withdrawn
+    last_success: Optional[float]  # unix time of the refresh that produced ``data``
+    stale_after_seconds: float
+    withdraw_after_seconds: float
+
+    def serves_snapshot(self, now: float) -> bool:
+        """The last good snapshot is served until it is too old to be trusted.
+
+        Past ``withdraw_after_seconds`` its per-validator series are withdrawn
+        (the status, with up 0 and the last success time, remains) so
+        dashboards show a gap instead of numbers that may be hours wrong.
+        """
+        return self.data is not None and self.last_success is not None and now - self.last_success <= self.withdraw_after_seconds
+
+    def is_fresh(self, now: float) -> bool:
+        """Whether the last successful refresh is recent enough to trust (``/healthz``)."""
+        return self.last_success is not None and now - self.last_success <= self.stale_after_seconds
+
+    def body(self, now: float, live: bytes, gzip: bool) -> list[bytes]:
+        """The chunks of one ``/metrics`` response: snapshot (while trusted), status, ``live``."""
+        if self.serves_snapshot(now):
+            assert self.data is not None
+            if gzip:
+                return [self.data.gzip_head, self.data.gzip_tail(self.status + live)]
+            return [self.data.plain, self.status, live]
+        text = self.status_withdrawn + live
+        return [zlib.compress(text, wbits=_GZIP_WBITS)] if gzip else [text]
+
+
+def first_publication(status: bytes, stale_after_seconds: float, withdraw_after_seconds: float) -> Publication:
+    """What is served before the first refresh finishes: the status alone."""
+    return Publication(0, False, None, status, status, None, stale_after_seconds, withdraw_after_seconds)

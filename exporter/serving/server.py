@@ -9,18 +9,19 @@ clients are cut off), a cap on concurrent connections (past it: an immediate
 
 from __future__ import annotations
 
+import selectors
 import socket
 import threading
 import time
-import zlib
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional
 
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.process_collector import ProcessCollector
 
 from exporter import __version__
-from exporter.serving.publication import Payload
+from exporter.serving.publication import Publication
 from exporter.serving.web_config import BasicAuth, WebConfig
 
 # Seconds a client may take to send its request line, headers, or to read the
@@ -46,37 +47,47 @@ relationships of Bittensor validators, refreshed on an interval from one finaliz
 """
 
 
+class ProcessMetrics:
+    """The process's own CPU, memory and file descriptors, read live at scrape time.
+
+    Rendered at most once a second: a burst of concurrent scrapes shares one
+    reading instead of queueing on the GIL for each. The cache holds
+    immutable bytes; nothing else is shared with the refresh thread.
+    """
+
+    def __init__(self, max_age_seconds: float = LIVE_METRICS_MAX_AGE_SECONDS):
+        self._registry = CollectorRegistry()
+        ProcessCollector(registry=self._registry)
+        self._max_age = max_age_seconds
+        self._cached: tuple[float, bytes] = (float("-inf"), b"")
+        self._lock = threading.Lock()
+
+    def __call__(self) -> bytes:
+        with self._lock:
+            rendered_at, body = self._cached
+            now = time.monotonic()
+            if now - rendered_at >= self._max_age:
+                body = generate_latest(self._registry)
+                self._cached = (now, body)
+            return body
+
+
 class MetricsSource:
-    """What the HTTP side reads: the published payload, freshness and self-metrics."""
+    """What the HTTP side reads: the current publication, live process metrics, the events API."""
 
     def __init__(
         self,
-        payload: Callable[[], Optional[Payload]],
-        is_fresh: Callable[[], bool],
-        registry: CollectorRegistry,
+        current: Callable[[], Publication],
+        *,
+        clock: Callable[[], float] = time.time,
+        live: Callable[[], bytes] = lambda: b"",
         events: Optional[Callable[[str], tuple[int, bytes]]] = None,
-        generation: Callable[[], int] = lambda: 0,
     ):
-        self.payload = payload
-        self.is_fresh = is_fresh
-        self.registry = registry
+        self.current = current  # one reference read per request
+        self.clock = clock
+        self.live = live
         # query string -> (status, JSON body); None when the history API is disabled
         self.events = events
-        # Bumped by every refresh, so self-metrics never lag a finished refresh.
-        self.generation = generation
-        self._live: tuple[float, int, bytes] = (float("-inf"), -1, b"")
-        self._live_lock = threading.Lock()
-
-    def live_metrics(self) -> bytes:
-        """The self-metrics, rendered at most once a second: a burst of concurrent
-        scrapes shares one rendering instead of queueing on the GIL for each."""
-        with self._live_lock:
-            rendered_at, generation, body = self._live
-            now, current = time.monotonic(), self.generation()
-            if now - rendered_at >= LIVE_METRICS_MAX_AGE_SECONDS or generation != current:
-                body = generate_latest(self.registry)
-                self._live = (now, current, body)
-            return body
 
 
 def _accepts_gzip(header: Optional[str]) -> bool:
@@ -141,7 +152,7 @@ def make_handler(source: MetricsSource, web: WebConfig = WebConfig(),
             elif path == "/metrics":
                 self._metrics(send_body)
             elif path == "/healthz":
-                fresh = source.is_fresh()
+                fresh = source.current().is_fresh(source.clock())
                 text = b"ok\n" if fresh else b"stale: no successful refresh within the staleness limit\n"
                 self._send(HTTPStatus.OK if fresh else HTTPStatus.SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", [text], send_body)
             elif path == "/":
@@ -151,17 +162,9 @@ def make_handler(source: MetricsSource, web: WebConfig = WebConfig(),
                 self._send(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", [b"not found\n"], send_body)
 
         def _metrics(self, send_body: bool) -> None:
-            live = source.live_metrics()
-            payload = source.payload()
+            publication = source.current()
             gzip = _accepts_gzip(self.headers.get("Accept-Encoding"))
-            if payload is None:
-                chunks = [live]
-                if gzip:
-                    chunks = [zlib.compress(live, wbits=31)]
-            elif gzip:
-                chunks = [payload.gzip_head, payload.gzip_tail(live)]
-            else:
-                chunks = [payload.plain, live]
+            chunks = publication.body(source.clock(), source.live(), gzip)
             self._send(HTTPStatus.OK, CONTENT_TYPE, chunks, send_body, gzip=gzip)
 
         def _send(self, status, content_type: str, chunks: list[bytes], send_body: bool, gzip: bool = False) -> None:
@@ -190,7 +193,27 @@ class _BoundedServer(ThreadingHTTPServer):
 
     def server_activate(self) -> None:
         self._slots = threading.BoundedSemaphore(self.max_connections)
+        self._wake, self._waker = socket.socketpair()
         super().server_activate()
+
+    def serve_until_stopped(self) -> None:
+        """``serve_forever`` without its half-second poll: ``stop_serving`` wakes the loop at once."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self, selectors.EVENT_READ)
+            selector.register(self._wake, selectors.EVENT_READ)
+            while True:
+                ready = {key.fileobj for key, _ in selector.select()}
+                if self._wake in ready:
+                    return
+                self._handle_request_noblock()
+
+    def stop_serving(self) -> None:
+        self._waker.send(b"x")
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._wake.close()
+        self._waker.close()
 
     def process_request(self, request, client_address) -> None:
         if not self._slots.acquire(blocking=False):
@@ -229,22 +252,25 @@ class MetricsServer:
         if web.tls is not None:
             self._server.socket = web.tls.wrap_socket(self._server.socket, server_side=True, do_handshake_on_connect=False)
         self._thread: Optional[threading.Thread] = None
+        self._closed = False
 
     @property
     def port(self) -> int:
         return self._server.server_address[1]
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_until_stopped, name="http", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop serving; safe to call more than once."""
-        if self._thread is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread = None
+        """Stop serving and release the port; safe to call more than once."""
+        if self._thread is not None:
+            self._server.stop_serving()
+            self._thread.join()
+            self._thread = None
+        if not self._closed:
+            self._closed = True
+            self._server.server_close()
 
 
 def split_listen_address(address: str) -> tuple[str, int]:

@@ -1,143 +1,250 @@
-"""The exporter's own health metrics, kept in a registry the entry point builds."""
+"""The exporter's own health, as an immutable record advanced once per refresh and rendered with it.
+
+Nothing here is a live metrics object: the refresh thread folds each
+refresh's outcome into a new ``Status`` (a pure function) and renders it into
+the publication, so every self-metric on a page describes the same refresh
+as the data beside it. Names, help texts and label sets are the ones
+operators' dashboards and alerts already use.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily
-from prometheus_client.process_collector import ProcessCollector
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Mapping, Optional
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.utils import floatToGoString
 
 from exporter import __version__
-from exporter.chain.wire import RequestCounter
 
 # Every reason a refresh can fail with; each series exists at 0 from start-up.
 ERROR_REASONS = ("timeout", "connection", "rpc_error", "decode", "internal")
 REFRESH_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
+# Stages run from milliseconds (render, changes) to minutes (a slow read).
+STAGE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+# The stages of one refresh, in pipeline order.
+STAGES = ("read", "snapshot", "changes", "history", "render")
+HISTORY_RESULTS = ("ok", "error")
 
 
-class _RequestCollector:
-    """Exports the wire-level request counts as a counter family, read at scrape time."""
+@dataclass(frozen=True)
+class Histogram:
+    """Counts per bucket (the last one is +Inf, not cumulative) and the sum of observations."""
 
-    def __init__(self, counter: RequestCounter):
-        self._counter = counter
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...] = ()
+    total: float = 0.0
+
+    def observe(self, value: float) -> "Histogram":
+        counts = list(self.counts or (0,) * (len(self.bounds) + 1))
+        counts[next((i for i, b in enumerate(self.bounds) if value <= b), len(self.bounds))] += 1
+        return replace(self, counts=tuple(counts), total=self.total + value)
+
+    def buckets(self) -> list[tuple[str, int]]:
+        """Cumulative (le, count) pairs, as the exposition format wants them."""
+        counts = self.counts or (0,) * (len(self.bounds) + 1)
+        running, out = 0, []
+        for bound, count in zip((*map(floatToGoString, self.bounds), "+Inf"), counts):
+            running += count
+            out.append((bound, running))
+        return out
+
+
+@dataclass(frozen=True)
+class EndpointAttempt:
+    """One try of one endpoint in a refresh's chain read; ``reason`` None is a success."""
+
+    endpoint: str  # the endpoint's label: scheme://host:port, never the URL
+    reason: Optional[str]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class HistoryResult:
+    """What the history stage of one refresh did."""
+
+    ok: bool
+    events: int = 0
+    database_bytes: Optional[int] = None
+    at: Optional[float] = None  # unix time of the commit
+
+
+@dataclass(frozen=True)
+class RefreshOutcome:
+    """Everything one refresh reports about itself, good or not."""
+
+    finished_at: float  # unix time
+    seconds: float
+    error: Optional[str] = None  # a bounded reason (ERROR_REASONS), None on success
+    stages: tuple[tuple[str, float], ...] = ()
+    attempts: tuple[EndpointAttempt, ...] = ()
+    history: Optional[HistoryResult] = None  # None: history disabled or not reached
+    requests: int = 0  # JSON-RPC requests this refresh sent
+    request_totals: Mapping[str, int] = field(default_factory=dict)  # since start, by method
+    validators: int = 0
+    edges: int = 0
+    plain_bytes: int = 0
+    gzip_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Status:
+    """The exporter's health after the refreshes so far; advanced only by ``advance``."""
+
+    endpoints: tuple[str, ...] = ()
+    up: bool = False
+    last_success: float = 0.0
+    refresh_duration: Histogram = Histogram(REFRESH_BUCKETS)
+    stage_duration: Mapping[str, Histogram] = field(default_factory=dict)
+    errors: Mapping[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_REASONS, 0))
+    refresh_requests: int = 0
+    validators: int = 0
+    edges: int = 0
+    snapshot_bytes: Optional[tuple[int, int]] = None  # (identity, gzip) of the served snapshot
+    history_writes: Mapping[str, int] = field(default_factory=lambda: dict.fromkeys(HISTORY_RESULTS, 0))
+    history_last_success: float = 0.0
+    history_bytes: int = 0
+    endpoint_up: Mapping[str, bool] = field(default_factory=dict)
+    endpoint_errors: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    endpoint_read_duration: Mapping[str, Histogram] = field(default_factory=dict)
+    request_totals: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def initial(cls, endpoints: Iterable[str]) -> "Status":
+        """Before any refresh: every endpoint's series exist, errors at 0."""
+        endpoints = tuple(endpoints)
+        return cls(
+            endpoints=endpoints,
+            endpoint_up=dict.fromkeys(endpoints, False),
+            endpoint_errors={(e, r): 0 for e in endpoints for r in ERROR_REASONS},
+        )
+
+
+def _plus(counts: Mapping, key, by: int = 1) -> dict:
+    new = dict(counts)
+    new[key] = new.get(key, 0) + by
+    return new
+
+
+def advance(status: Status, outcome: RefreshOutcome) -> Status:
+    """The status after one more refresh: a pure function of the last status and the outcome."""
+    stages = dict(status.stage_duration)
+    for stage, seconds in outcome.stages:
+        stages[stage] = stages.get(stage, Histogram(STAGE_BUCKETS)).observe(seconds)
+    endpoint_up = dict(status.endpoint_up)
+    endpoint_errors = dict(status.endpoint_errors)
+    endpoint_reads = dict(status.endpoint_read_duration)
+    for a in outcome.attempts:
+        endpoint_up[a.endpoint] = a.reason is None
+        endpoint_reads[a.endpoint] = endpoint_reads.get(a.endpoint, Histogram(REFRESH_BUCKETS)).observe(a.seconds)
+        if a.reason is not None:
+            endpoint_errors = _plus(endpoint_errors, (a.endpoint, a.reason))
+    new = replace(
+        status,
+        up=outcome.error is None,
+        refresh_duration=status.refresh_duration.observe(outcome.seconds),
+        stage_duration=stages,
+        endpoint_up=endpoint_up,
+        endpoint_errors=endpoint_errors,
+        endpoint_read_duration=endpoint_reads,
+        request_totals=dict(outcome.request_totals) or status.request_totals,
+    )
+    h = outcome.history
+    if h is not None:
+        new = replace(new, history_writes=_plus(new.history_writes, "ok" if h.ok else "error"))
+        if h.ok:
+            new = replace(new, history_last_success=h.at or outcome.finished_at,
+                          history_bytes=h.database_bytes if h.database_bytes is not None else new.history_bytes)
+    if outcome.error is not None:
+        return replace(new, errors=_plus(new.errors, outcome.error))
+    return replace(
+        new,
+        last_success=outcome.finished_at,
+        refresh_requests=outcome.requests,
+        validators=outcome.validators,
+        edges=outcome.edges,
+        snapshot_bytes=(outcome.plain_bytes, outcome.gzip_bytes),
+    )
+
+
+class _Families:
+    """A collector over one Status, so prometheus_client renders it in its usual format."""
+
+    def __init__(self, status: Status, withdrawn: bool):
+        self._status = status
+        self._withdrawn = withdrawn
 
     def collect(self):
-        family = CounterMetricFamily(
-            "bittensor_exporter_rpc_requests",
-            "JSON-RPC requests sent to the chain endpoint, by method.",
-            labels=["method"],
-        )
-        for method, count in sorted(self._counter.totals().items()):
-            family.add_metric([method], count)
-        yield family
+        s = self._status
+        yield _gauge("bittensor_exporter_up",
+                     "1 if the last refresh read the chain successfully, else 0 (the last good snapshot is still served).",
+                     int(s.up))
+        yield _histogram("bittensor_exporter_refresh_duration_seconds",
+                         "Wall time of one refresh: chain read, snapshot and rendering.", {(): s.refresh_duration})
+        yield _histogram("bittensor_exporter_refresh_stage_duration_seconds",
+                         f"Wall time of each stage of a refresh ({', '.join(STAGES)}).",
+                         {(stage,): s.stage_duration[stage] for stage in STAGES if stage in s.stage_duration}, ["stage"])
+        yield _gauge("bittensor_exporter_last_refresh_success_timestamp_seconds",
+                     "Unix time of the last successful refresh.", s.last_success)
+        yield _counter("bittensor_exporter_refresh_errors", "Failed refreshes, by reason.",
+                       {(r,): s.errors.get(r, 0) for r in ERROR_REASONS}, ["reason"])
+        yield _gauge("bittensor_exporter_refresh_rpc_requests", "JSON-RPC requests the last refresh sent.", s.refresh_requests)
+        # While the snapshot is withdrawn for staleness, no validator or edge series are served.
+        yield _gauge("bittensor_exporter_validators", "Validator (hotkey, netuid) pairs in scope in the served snapshot.",
+                     0 if self._withdrawn else s.validators)
+        yield _gauge("bittensor_exporter_child_edges", "Parent/child edges exported in the served snapshot.",
+                     0 if self._withdrawn else s.edges)
+        sizes = {} if s.snapshot_bytes is None else {("identity",): s.snapshot_bytes[0], ("gzip",): s.snapshot_bytes[1]}
+        yield _gauge_family("bittensor_exporter_snapshot_bytes", "Size of the rendered snapshot exposition, by encoding.",
+                            sizes, ["encoding"])
+        yield _counter("bittensor_exporter_history_writes",
+                       "Refreshes written to the history database, by result (ok, error).",
+                       {(r,): s.history_writes.get(r, 0) for r in HISTORY_RESULTS}, ["result"])
+        yield _gauge("bittensor_exporter_history_last_write_success_timestamp_seconds",
+                     "Unix time of the last successful history write.", s.history_last_success)
+        yield _gauge("bittensor_exporter_history_database_bytes",
+                     "Size of the history database file and its write-ahead log.", s.history_bytes)
+        yield _gauge_family("bittensor_exporter_endpoint_up",
+                            "1 if the last chain read through this endpoint succeeded, else 0 (endpoint label: scheme://host:port).",
+                            {(e,): int(s.endpoint_up.get(e, False)) for e in s.endpoints}, ["endpoint"])
+        yield _counter("bittensor_exporter_endpoint_errors", "Failed chain reads through this endpoint, by reason.",
+                       {(e, r): s.endpoint_errors.get((e, r), 0) for e in s.endpoints for r in ERROR_REASONS},
+                       ["endpoint", "reason"])
+        yield _histogram("bittensor_exporter_endpoint_read_duration_seconds",
+                         "Wall time of one refresh's chain read through this endpoint, failed or not.",
+                         {(e,): s.endpoint_read_duration[e] for e in s.endpoints if e in s.endpoint_read_duration},
+                         ["endpoint"])
+        yield _gauge_family("bittensor_exporter_build_info", "Exporter version (value 1).", {(__version__,): 1}, ["version"])
+        yield _counter("bittensor_exporter_rpc_requests", "JSON-RPC requests sent to the chain endpoint, by method.",
+                       {(m,): c for m, c in sorted(s.request_totals.items())}, ["method"])
 
 
-class SelfMetrics:
-    def __init__(self, registry: CollectorRegistry, counter: RequestCounter):
-        # `_created` series double the self-metrics and no dashboard or alert uses them.
-        disable_created_metrics()
-        self.registry = registry
-        self.up = Gauge(
-            "bittensor_exporter_up",
-            "1 if the last refresh read the chain successfully, else 0 (the last good snapshot is still served).",
-            registry=registry,
-        )
-        self.refresh_duration = Histogram(
-            "bittensor_exporter_refresh_duration_seconds",
-            "Wall time of one refresh: chain read, snapshot and rendering.",
-            buckets=REFRESH_BUCKETS,
-            registry=registry,
-        )
-        self.last_success = Gauge(
-            "bittensor_exporter_last_refresh_success_timestamp_seconds",
-            "Unix time of the last successful refresh.",
-            registry=registry,
-        )
-        self.errors = Counter(
-            "bittensor_exporter_refresh_errors",
-            "Failed refreshes, by reason.",
-            ["reason"],
-            registry=registry,
-        )
-        for reason in ERROR_REASONS:
-            self.errors.labels(reason)
-        self.refresh_requests = Gauge(
-            "bittensor_exporter_refresh_rpc_requests",
-            "JSON-RPC requests the last refresh sent.",
-            registry=registry,
-        )
-        self.validators = Gauge(
-            "bittensor_exporter_validators",
-            "Validator (hotkey, netuid) pairs in scope in the served snapshot.",
-            registry=registry,
-        )
-        self.edges = Gauge(
-            "bittensor_exporter_child_edges",
-            "Parent/child edges exported in the served snapshot.",
-            registry=registry,
-        )
-        self.snapshot_bytes = Gauge(
-            "bittensor_exporter_snapshot_bytes",
-            "Size of the rendered snapshot exposition, by encoding.",
-            ["encoding"],
-            registry=registry,
-        )
-        self.history_writes = Counter(
-            "bittensor_exporter_history_writes",
-            "Refreshes written to the history database, by result (ok, error).",
-            ["result"],
-            registry=registry,
-        )
-        for result in ("ok", "error"):
-            self.history_writes.labels(result)
-        self.history_last_success = Gauge(
-            "bittensor_exporter_history_last_write_success_timestamp_seconds",
-            "Unix time of the last successful history write.",
-            registry=registry,
-        )
-        self.history_bytes = Gauge(
-            "bittensor_exporter_history_database_bytes",
-            "Size of the history database file and its write-ahead log.",
-            registry=registry,
-        )
-        self.endpoint_up = Gauge(
-            "bittensor_exporter_endpoint_up",
-            "1 if the last chain read through this endpoint succeeded, else 0 (endpoint label: scheme://host:port).",
-            ["endpoint"],
-            registry=registry,
-        )
-        self.endpoint_errors = Counter(
-            "bittensor_exporter_endpoint_errors",
-            "Failed chain reads through this endpoint, by reason.",
-            ["endpoint", "reason"],
-            registry=registry,
-        )
-        self.endpoint_read_duration = Histogram(
-            "bittensor_exporter_endpoint_read_duration_seconds",
-            "Wall time of one refresh's chain read through this endpoint, failed or not.",
-            ["endpoint"],
-            buckets=REFRESH_BUCKETS,
-            registry=registry,
-        )
-        build = Gauge(
-            "bittensor_exporter_build_info",
-            "Exporter version (value 1).",
-            ["version"],
-            registry=registry,
-        )
-        build.labels(__version__).set(1)
-        registry.register(_RequestCollector(counter))
-        ProcessCollector(registry=registry)
+def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help_text, value=value)
 
-    def add_endpoints(self, labels) -> None:
-        """Create every endpoint's series at start-up, errors at 0."""
-        for label in labels:
-            self.endpoint_up.labels(label)
-            for reason in ERROR_REASONS:
-                self.endpoint_errors.labels(label, reason)
 
-    def observe_endpoint(self, endpoint, reason, seconds: float) -> None:
-        """ChainSession's report of one read attempt (reason None: success)."""
-        self.endpoint_up.labels(endpoint.label).set(0 if reason else 1)
-        self.endpoint_read_duration.labels(endpoint.label).observe(seconds)
-        if reason:
-            self.endpoint_errors.labels(endpoint.label, reason).inc()
+def _gauge_family(name: str, help_text: str, values: Mapping[tuple, float], labels: list[str]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, help_text, labels=labels)
+    for label_values, value in values.items():
+        family.add_metric(list(label_values), value)
+    return family
+
+
+def _counter(name: str, help_text: str, values: Mapping[tuple, float], labels: list[str]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, help_text, labels=labels)
+    for label_values, value in values.items():
+        family.add_metric(list(label_values), value)
+    return family
+
+
+def _histogram(name: str, help_text: str, values: Mapping[tuple, Histogram], labels: Optional[list[str]] = None):
+    family = HistogramMetricFamily(name, help_text, labels=labels or [])
+    for label_values, histogram in values.items():
+        family.add_metric(list(label_values), histogram.buckets(), histogram.total)
+    return family
+
+
+def render_status(status: Status, withdrawn: bool = False) -> bytes:
+    """The status as exposition text; ``withdrawn``: as served while the snapshot is withheld."""
+    return generate_latest(_Families(status, withdrawn))  # type: ignore[arg-type] - any object with collect()
