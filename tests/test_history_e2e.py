@@ -112,10 +112,28 @@ def test_restart_compares_against_the_recorded_state(tricky_node, exporter_facto
     assert first.refresh()
     first.close()
     tricky_node.state.set("ChildkeyTake", [t.C3, 1], 0)
-    tricky_node.state.commit_block()
+    changed_at, _ = tricky_node.state.commit_block()
     second = exporter_factory(tricky_node, scope=SCOPE, history_path=str(db))
     assert second.refresh()
-    assert [(e[1], e[2]) for e in events_in(db)] == [("take_changed", t.C3)]
+    tricky_node.state.commit_block()
+    assert second.refresh()
+    # Once, at the block where the restarted exporter first saw it (its first refresh).
+    assert [(e[0], e[1], e[2]) for e in events_in(db)] == [(changed_at, "take_changed", t.C3)]
+    assert series(second.scrape(), "bittensor_exporter_history_writes_total", result="error") == 0
+
+
+def test_history_is_written_on_the_refresh_thread_from_the_first_refresh(tricky_node, exporter_factory, tmp_path):
+    """The exporter is built on this thread and refreshes on its own; no write may fail for it."""
+    db = tmp_path / "history.db"
+    exporter = exporter_factory(tricky_node, scope=SCOPE, history_path=str(db))
+    assert exporter.refresh()
+    tricky_node.state.set("ChildkeyTake", [t.C5, 1], 1234)
+    changed_at, _ = tricky_node.state.commit_block()
+    assert exporter.refresh()
+    assert [(e[0], e[1], e[2]) for e in events_in(db)] == [(changed_at, "take_changed", t.C5)]
+    s = exporter.scrape()
+    assert series(s, "bittensor_exporter_history_writes_total", result="ok") == 2
+    assert series(s, "bittensor_exporter_history_writes_total", result="error") == 0
 
 
 def test_events_api(recorded):
