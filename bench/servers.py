@@ -17,7 +17,8 @@ from threading import Thread
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
-from exporter.serving.exposition import CACHED, RAO, U64_MAX, VALIDATOR_FAMILIES
+from exporter.serving.exposition import CACHED, VALIDATOR_FAMILIES
+from exporter.snapshot.units import U64_MAX, to_units
 from exporter.snapshot.model import Snapshot
 
 VALIDATOR_LABELS = ["hotkey", "netuid"]
@@ -66,7 +67,7 @@ class SnapshotCollector:
         yield gauge("bittensor_subnet_validator_permits", "Uids holding a validator permit.", ["netuid"],
                     (([str(n.netuid)], n.permits) for n in s.subnets))
         yield gauge("bittensor_subnet_permit_cutoff_stake_weight_alpha", "Stake weight of the k-th strongest permit holder.",
-                    ["netuid"], (([str(n.netuid)], n.permit_cutoff_stake_weight / RAO)
+                    ["netuid"], (([str(n.netuid)], to_units(n.permit_cutoff_stake_weight))
                                 for n in s.subnets if n.permit_cutoff_stake_weight is not None))
         chain = s.chain
         for name, value in (
@@ -74,7 +75,7 @@ class SnapshotCollector:
             ("bittensor_chain_block_timestamp_seconds", chain.timestamp_seconds),
             ("bittensor_chain_runtime_spec_version", chain.spec_version),
             ("bittensor_chain_tao_weight_ratio", chain.tao_weight),
-            ("bittensor_chain_stake_threshold_alpha", chain.stake_threshold / RAO),
+            ("bittensor_chain_stake_threshold_alpha", to_units(chain.stake_threshold)),
             ("bittensor_chain_min_childkey_take_ratio", chain.min_take),
             ("bittensor_chain_max_childkey_take_ratio", chain.max_take),
             ("bittensor_chain_pending_childkey_cooldown_blocks", chain.pending_cooldown),

@@ -96,8 +96,8 @@ class Config:
         return 15 * self.interval_seconds
 
 
-# Schema: key -> (python types accepted, validator or nested schema). A validator
-# returns a problem string or None. Kept as data so unknown keys fall out for free.
+# Each default is written once, on the dataclasses above; the parser below
+# reads them from there (a dataclass field's default is its class attribute).
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
 
@@ -179,20 +179,20 @@ def listen_address_problem(address: Any) -> Optional[str]:
 
 def _parse_chain(c: _Collector, raw: Any) -> ChainConfig:
     section = c.mapping(raw, "chain", ("endpoints", "timeout_seconds", "max_in_flight"))
-    endpoints = section.get("endpoints", [DEFAULT_ENDPOINT])
+    endpoints = section.get("endpoints", list(ChainConfig.endpoints))
     if isinstance(endpoints, str):
         endpoints = [endpoints]
     if not isinstance(endpoints, list) or not endpoints:
         c.add("chain.endpoints", "must be a non-empty list of ws:// or wss:// URLs")
-        endpoints = [DEFAULT_ENDPOINT]
+        endpoints = list(ChainConfig.endpoints)
     for i, url in enumerate(endpoints):
         problem = endpoint_problem(url)
         if problem:
             c.add(f"chain.endpoints[{i}]", problem)
     return ChainConfig(
         endpoints=tuple(u for u in endpoints if isinstance(u, str)),
-        timeout_seconds=c.number(section, "chain", "timeout_seconds", 30.0, lo=1, hi=600),
-        max_in_flight=c.number(section, "chain", "max_in_flight", 32, lo=1, hi=256, integer=True),
+        timeout_seconds=c.number(section, "chain", "timeout_seconds", ChainConfig.timeout_seconds, lo=1, hi=600),
+        max_in_flight=c.number(section, "chain", "max_in_flight", ChainConfig.max_in_flight, lo=1, hi=256, integer=True),
     )
 
 
@@ -233,7 +233,7 @@ def _parse_scope(c: _Collector, raw: Any) -> ScopeConfig:
         c.add("scope.netuids", f"must be a list of integers 0-65535, got {netuids!r}")
         netuids = []
     return ScopeConfig(
-        min_stake_weight=c.number(section, "scope", "min_stake_weight", 1000.0, lo=0, hi=1e12),
+        min_stake_weight=c.number(section, "scope", "min_stake_weight", ScopeConfig.min_stake_weight, lo=0, hi=1e12),
         netuids=tuple(sorted(set(netuids))),
         watch=_parse_watch(c, section.get("watch")),
     )
@@ -246,17 +246,17 @@ HISTORY_KEYS = (
 
 
 def _parse_history(c: _Collector, section: dict) -> HistoryConfig:
-    api = section.get("api_enabled", True)
+    api = section.get("api_enabled", HistoryConfig.api_enabled)
     if not isinstance(api, bool):
         c.add("history.api_enabled", f"must be true or false, got {_kind(api)}")
-        api = True
+        api = HistoryConfig.api_enabled
     return HistoryConfig(
-        path=c.string(section, "history", "path", "history.db"),
+        path=c.string(section, "history", "path", HistoryConfig.path),
         api_enabled=api,
-        stake_change_ratio=c.number(section, "history", "stake_change_ratio", 0.05, lo=0.0001, hi=100),
-        samples_every_refresh_hours=c.number(section, "history", "samples_every_refresh_hours", 24, lo=0, hi=24 * 365),
-        samples_scope=c.string(section, "history", "samples_scope", "watched", choices=("watched", "all")),
-        samples_hourly_days=c.number(section, "history", "samples_hourly_days", 90, lo=0, hi=3650),
+        stake_change_ratio=c.number(section, "history", "stake_change_ratio", HistoryConfig.stake_change_ratio, lo=0.0001, hi=100),
+        samples_every_refresh_hours=c.number(section, "history", "samples_every_refresh_hours", HistoryConfig.samples_every_refresh_hours, lo=0, hi=24 * 365),
+        samples_scope=c.string(section, "history", "samples_scope", HistoryConfig.samples_scope, choices=("watched", "all")),
+        samples_hourly_days=c.number(section, "history", "samples_hourly_days", HistoryConfig.samples_hourly_days, lo=0, hi=3650),
     )
 
 
@@ -273,21 +273,21 @@ def parse_config(document: Any) -> Config:
     history = c.mapping(top.get("history"), "history", HISTORY_KEYS)
     web = c.mapping(top.get("web"), "web", ("listen_address",))
     log = c.mapping(top.get("log"), "log", ("level", "format"))
-    listen = c.string(web, "web", "listen_address", DEFAULT_LISTEN_ADDRESS)
+    listen = c.string(web, "web", "listen_address", Config.listen_address)
     problem = listen_address_problem(listen)
     if problem:
         c.add("web.listen_address", problem)
     config = Config(
         chain=chain,
-        interval_seconds=c.number(refresh, "refresh", "interval_seconds", 60.0, lo=1, hi=86400),
-        refresh_timeout_seconds=c.number(refresh, "refresh", "timeout_seconds", 120.0, lo=1, hi=3600),
+        interval_seconds=c.number(refresh, "refresh", "interval_seconds", Config.interval_seconds, lo=1, hi=86400),
+        refresh_timeout_seconds=c.number(refresh, "refresh", "timeout_seconds", Config.refresh_timeout_seconds, lo=1, hi=3600),
         stale_after_seconds=c.number(refresh, "refresh", "stale_after_seconds", None, lo=1, hi=7 * 86400),
         max_staleness_seconds=c.number(refresh, "refresh", "max_staleness_seconds", None, lo=1, hi=30 * 86400),
         scope=_parse_scope(c, top.get("scope")),
         history=_parse_history(c, history),
         listen_address=listen,
-        log_level=c.string(log, "log", "level", "info", choices=LOG_LEVELS),
-        log_format=c.string(log, "log", "format", "auto", choices=LOG_FORMATS),
+        log_level=c.string(log, "log", "level", Config.log_level, choices=LOG_LEVELS),
+        log_format=c.string(log, "log", "format", Config.log_format, choices=LOG_FORMATS),
     )
     if c.problems:
         raise ConfigError(c.problems)

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.config import Config, ConfigError, parse_config
-from exporter.snapshot.stake_math import U64_MAX, inherited_stake
+from exporter.snapshot.stake_math import inherited_stake
+from exporter.snapshot.units import U64_MAX
 from tests.oracle import q
 
 # --- config ---------------------------------------------------------------------------

@@ -10,10 +10,9 @@ from __future__ import annotations
 from typing import Callable, Iterable, Sequence
 
 from exporter.snapshot.model import Snapshot, ValidatorState
+from exporter.snapshot.units import to_units, u64_ratio
 
-RAO = 1e9
 CACHED = " Cached: refreshed on the exporter's interval from one finalized block."
-U64_MAX = 2**64 - 1
 
 
 def escape_label(value: str) -> str:
@@ -35,13 +34,13 @@ def _numbers(values: Sequence[float]) -> Iterable[str]:
 
 # (name, help, value of a validator); labels are always hotkey and netuid.
 VALIDATOR_FAMILIES: tuple[tuple[str, str, Callable[[ValidatorState], float]], ...] = (
-    ("bittensor_validator_own_stake_alpha", "Own stake A on the subnet (TotalHotkeyAlpha), in alpha.", lambda v: v.own_alpha / RAO),
-    ("bittensor_validator_root_stake_tao", "Own root stake T (TotalHotkeyAlpha on netuid 0), in TAO.", lambda v: v.root_tao / RAO),
-    ("bittensor_validator_stake_to_children_alpha", "Alpha stake given to childkeys on the subnet, A * sum of child proportions.", lambda v: v.to_children_alpha / RAO),
-    ("bittensor_validator_stake_from_parents_alpha", "Alpha stake received from parent hotkeys' own stake on the subnet.", lambda v: v.from_parents_alpha / RAO),
-    ("bittensor_validator_inherited_stake_alpha", "Inherited (effective) alpha stake A - given + received, as the chain computes it.", lambda v: v.inherited_alpha / RAO),
-    ("bittensor_validator_inherited_root_stake_tao", "Inherited root stake T - given + received through this subnet's childkeys, in TAO.", lambda v: v.inherited_root_tao / RAO),
-    ("bittensor_validator_stake_weight_alpha", "Stake weight: inherited alpha + TaoWeight * inherited root stake, in alpha units.", lambda v: v.stake_weight / RAO),
+    ("bittensor_validator_own_stake_alpha", "Own stake A on the subnet (TotalHotkeyAlpha), in alpha.", lambda v: to_units(v.own_alpha)),
+    ("bittensor_validator_root_stake_tao", "Own root stake T (TotalHotkeyAlpha on netuid 0), in TAO.", lambda v: to_units(v.root_tao)),
+    ("bittensor_validator_stake_to_children_alpha", "Alpha stake given to childkeys on the subnet, A * sum of child proportions.", lambda v: to_units(v.to_children_alpha)),
+    ("bittensor_validator_stake_from_parents_alpha", "Alpha stake received from parent hotkeys' own stake on the subnet.", lambda v: to_units(v.from_parents_alpha)),
+    ("bittensor_validator_inherited_stake_alpha", "Inherited (effective) alpha stake A - given + received, as the chain computes it.", lambda v: to_units(v.inherited_alpha)),
+    ("bittensor_validator_inherited_root_stake_tao", "Inherited root stake T - given + received through this subnet's childkeys, in TAO.", lambda v: to_units(v.inherited_root_tao)),
+    ("bittensor_validator_stake_weight_alpha", "Stake weight: inherited alpha + TaoWeight * inherited root stake, in alpha units.", lambda v: to_units(v.stake_weight)),
     ("bittensor_validator_childkey_take_ratio", "Effective childkey take (0-1): ChildkeyTake, never below the chain minimum.", lambda v: v.childkey_take),
     ("bittensor_validator_parents", "Number of parent hotkeys on the subnet (ParentKeys).", lambda v: v.parents),
     ("bittensor_validator_children", "Number of child hotkeys on the subnet (ChildKeys).", lambda v: v.children),
@@ -105,7 +104,7 @@ def render_snapshot(snapshot: Snapshot, extra: bytes = b"") -> bytes:
     )
     w.family(
         "bittensor_childkey_proportion_ratio", "Share (0-1) of the parent's stake delegated to the child on the subnet.", "gauge",
-        ((f'parent_hotkey="{e.parent}",child_hotkey="{e.child}",netuid="{e.netuid}"', e.proportion / U64_MAX) for e in snapshot.edges),
+        ((f'parent_hotkey="{e.parent}",child_hotkey="{e.child}",netuid="{e.netuid}"', u64_ratio(e.proportion)) for e in snapshot.edges),
     )
     w.family(
         "bittensor_childkey_pending_children", "Children in a scheduled (pending) child set; 0 schedules a revocation of all children.", "gauge",
@@ -117,7 +116,7 @@ def render_snapshot(snapshot: Snapshot, extra: bytes = b"") -> bytes:
     )
     w.family(
         "bittensor_childkey_pending_proportion_ratio", "Share (0-1) of the parent's stake the pending child set would delegate to the child.", "gauge",
-        ((f'parent_hotkey="{p.parent}",child_hotkey="{child}",netuid="{p.netuid}"', q / U64_MAX) for p in snapshot.pending for q, child in p.children),
+        ((f'parent_hotkey="{p.parent}",child_hotkey="{child}",netuid="{p.netuid}"', u64_ratio(q)) for p in snapshot.pending for q, child in p.children),
     )
     subnets = snapshot.subnets
     w.family(
@@ -132,7 +131,7 @@ def render_snapshot(snapshot: Snapshot, extra: bytes = b"") -> bytes:
         "bittensor_subnet_permit_cutoff_stake_weight_alpha",
         "Stake weight of the k-th strongest current permit holder (absent while fewer than k hold permits); below it a permit is at risk at the next epoch.",
         "gauge",
-        ((f'netuid="{n.netuid}"', n.permit_cutoff_stake_weight / RAO) for n in subnets if n.permit_cutoff_stake_weight is not None),
+        ((f'netuid="{n.netuid}"', to_units(n.permit_cutoff_stake_weight)) for n in subnets if n.permit_cutoff_stake_weight is not None),
     )
     chain = snapshot.chain
     for name, help_text, value in (
@@ -140,7 +139,7 @@ def render_snapshot(snapshot: Snapshot, extra: bytes = b"") -> bytes:
         ("bittensor_chain_block_timestamp_seconds", "Unix time of that block (Timestamp.Now).", chain.timestamp_seconds),
         ("bittensor_chain_runtime_spec_version", "spec_version of the runtime that governs that block.", chain.spec_version),
         ("bittensor_chain_tao_weight_ratio", "TaoWeight (0-1): weight of root TAO in stake weight.", chain.tao_weight),
-        ("bittensor_chain_stake_threshold_alpha", "StakeThreshold: minimum stake weight for a validator permit, in alpha units.", chain.stake_threshold / RAO),
+        ("bittensor_chain_stake_threshold_alpha", "StakeThreshold: minimum stake weight for a validator permit, in alpha units.", to_units(chain.stake_threshold)),
         ("bittensor_chain_min_childkey_take_ratio", "MinChildkeyTake (0-1).", chain.min_take),
         ("bittensor_chain_max_childkey_take_ratio", "MaxChildkeyTake (0-1).", chain.max_take),
         ("bittensor_chain_pending_childkey_cooldown_blocks", "PendingChildKeyCooldown: blocks before a scheduled child set can apply.", chain.pending_cooldown),

@@ -12,10 +12,9 @@ from typing import Optional
 from exporter.config import ScopeConfig
 from exporter.snapshot.model import ChainInfo, ChainRead, Edge, Identity, PendingChildren, Snapshot, SubnetState, ValidatorState
 from exporter.snapshot.scope import select_candidates
-from exporter.snapshot.stake_math import U64_MAX, effective_take, inherited_stake
+from exporter.snapshot.stake_math import effective_take, inherited_stake
+from exporter.snapshot.units import take_ratio, to_rao, u64_ratio
 
-RAO_PER_UNIT = 10**9
-TAKE_DENOMINATOR = 65535
 _U96F32_ONE = 2**32
 _I64F64_ONE = 2**64
 
@@ -47,7 +46,7 @@ def _stake_of(read: ChainRead, hotkey: str, netuid: int, uid: Optional[int]) -> 
         inherited_alpha=result.inherited,
         inherited_root_tao=result.root_inherited,
         stake_weight=result.stake_weight_fixed / _I64F64_ONE,
-        childkey_take=take / TAKE_DENOMINATOR,
+        childkey_take=take_ratio(take),
         parents=len(parents),
         children=len(children),
         suspended=suspended,
@@ -62,7 +61,7 @@ def _has_permit(read: ChainRead, netuid: int, uid: Optional[int]) -> bool:
 
 def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
     watched = {w.hotkey: w for w in scope.watch}
-    min_weight_fixed = int(round(scope.min_stake_weight * RAO_PER_UNIT)) * _I64F64_ONE
+    min_weight_fixed = to_rao(scope.min_stake_weight) * _I64F64_ONE
     validators = []
     permit_weights: dict[int, list[float]] = {}
     permit_holders = set()
@@ -104,10 +103,10 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
             block_hash=read.block_hash,
             timestamp_seconds=read.timestamp_ms / 1000,
             spec_version=read.spec_version,
-            tao_weight=read.tao_weight / U64_MAX,
+            tao_weight=u64_ratio(read.tao_weight),
             stake_threshold=read.stake_threshold,
-            min_take=read.min_take / TAKE_DENOMINATOR,
-            max_take=read.max_take / TAKE_DENOMINATOR,
+            min_take=take_ratio(read.min_take),
+            max_take=take_ratio(read.max_take),
             pending_cooldown=read.pending_cooldown,
         ),
         validators=tuple(validators),

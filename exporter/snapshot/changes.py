@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from exporter.snapshot.model import Snapshot
 
-U64_MAX = 2**64 - 1
+from exporter.snapshot.units import to_units, u64_ratio
 
 # The bounded set of change kinds (a label value of bittensor_childkey_changes_total).
 CHANGE_KINDS = (
@@ -87,7 +87,7 @@ def _moved(ref: float, new: float, ratio: float) -> bool:
 
 def _pending_value(pending: Pending) -> dict:
     children, cooldown = pending
-    return {"children": [[p / U64_MAX, child] for p, child in children], "cooldown_block": cooldown}
+    return {"children": [[u64_ratio(p), child] for p, child in children], "cooldown_block": cooldown}
 
 
 def state_of(snapshot: Snapshot, previous: HistoryState, stake_ratio: float) -> tuple[HistoryState, list[ChangeEvent]]:
@@ -111,10 +111,10 @@ def state_of(snapshot: Snapshot, previous: HistoryState, stake_ratio: float) -> 
             if old.permit != v.permit:
                 emit("permit_gained" if v.permit else "permit_lost", *key, old=old.permit, new=v.permit)
             if _moved(old.own_ref, v.own_alpha, stake_ratio):
-                emit("own_stake_moved", *key, old=old.own_ref / 1e9, new=v.own_alpha / 1e9)
+                emit("own_stake_moved", *key, old=to_units(old.own_ref), new=to_units(v.own_alpha))
                 record = replace(record, own_ref=v.own_alpha)
             if _moved(old.weight_ref, v.stake_weight, stake_ratio):
-                emit("stake_weight_moved", *key, old=old.weight_ref / 1e9, new=v.stake_weight / 1e9)
+                emit("stake_weight_moved", *key, old=to_units(old.weight_ref), new=to_units(v.stake_weight))
                 record = replace(record, weight_ref=v.stake_weight)
         validators[key] = record
     for key, old in previous.validators.items():
@@ -127,12 +127,12 @@ def state_of(snapshot: Snapshot, previous: HistoryState, stake_ratio: float) -> 
         for (parent, child, netuid), proportion in edges.items():
             before = previous.edges.get((parent, child, netuid))
             if before is None:
-                emit("edge_added", child, netuid, parent=parent, child=child, new=proportion / U64_MAX)
+                emit("edge_added", child, netuid, parent=parent, child=child, new=u64_ratio(proportion))
             elif before != proportion:
-                emit("proportion_changed", child, netuid, parent=parent, child=child, old=before / U64_MAX, new=proportion / U64_MAX)
+                emit("proportion_changed", child, netuid, parent=parent, child=child, old=u64_ratio(before), new=u64_ratio(proportion))
         for (parent, child, netuid), before in previous.edges.items():
             if (parent, child, netuid) not in edges:
-                emit("edge_removed", child, netuid, parent=parent, child=child, old=before / U64_MAX)
+                emit("edge_removed", child, netuid, parent=parent, child=child, old=u64_ratio(before))
 
     pending = {(p.parent, p.netuid): (tuple(p.children), p.cooldown_block) for p in snapshot.chain_pending}
     if not first_run:

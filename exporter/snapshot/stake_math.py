@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-U64_MAX = 2**64 - 1
+from exporter.snapshot.units import U64_MAX
+
 _FRAC32 = 32  # U96F32 fractional bits
 _FRAC64 = 64  # I64F64 fractional bits
 _U96F32_MAX = 2**128 - 1
