@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from datetime import datetime, timezone
 from typing import Mapping, Optional
 from urllib.parse import parse_qs
@@ -73,8 +74,15 @@ def build_query(params: Mapping[str, Optional[str]]) -> EventQuery:
     )
 
 
+# HTTP threads query with their own short-lived read-only connections (never
+# the writer's); a few at a time, so a flood of API requests can't hold every
+# connection slot on slow queries or starve the refresh thread's writes.
+MAX_CONCURRENT_QUERIES = 4
+_query_slots = threading.BoundedSemaphore(MAX_CONCURRENT_QUERIES)
+
+
 def answer_events(db_path: str, query_string: str) -> tuple[int, bytes]:
-    """(HTTP status, JSON body) for one API request."""
+    """(HTTP status, JSON body) for one API request, on the caller's thread and connection."""
     raw = parse_qs(query_string, keep_blank_values=True)
     repeated = [k for k, v in raw.items() if len(v) > 1]
     try:
@@ -83,8 +91,12 @@ def answer_events(db_path: str, query_string: str) -> tuple[int, bytes]:
         query = build_query({k: v[0] for k, v in raw.items()})
     except BadQuery as error:
         return 400, json.dumps({"error": str(error)}).encode()
+    if not _query_slots.acquire(timeout=1):
+        return 503, json.dumps({"error": "too many history queries at once; retry shortly"}).encode()
     try:
         events, cursor = query_events(db_path, query)
     except sqlite3.Error as error:
         return 503, json.dumps({"error": f"history database unavailable: {error}"}).encode()
+    finally:
+        _query_slots.release()
     return 200, json.dumps({"events": events, "next_cursor": cursor}).encode()

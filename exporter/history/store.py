@@ -56,7 +56,7 @@ class EventQuery:
 
 def _connect(path: str, read_only: bool) -> sqlite3.Connection:
     if read_only:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, check_same_thread=False)
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     else:
         conn = sqlite3.connect(path, timeout=5, isolation_level=None)
         try:
