@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import selectors
 import socket
+import sys
 import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional
 
+import structlog
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
 from exporter import __version__
 from exporter.serving.publication import Publication
 from exporter.serving.web_config import BasicAuth, WebConfig
+
+log = structlog.get_logger("exporter.http")
 
 # Seconds a client may take to send its request line, headers, or to read the
 # response; http.server itself caps a header line at 64 KiB and 100 headers.
@@ -214,6 +218,12 @@ class _BoundedServer(ThreadingHTTPServer):
         super().server_close()
         self._wake.close()
         self._waker.close()
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that hangs up or sends garbage mid-request is not the exporter's
+        # error: one debug line instead of socketserver's traceback on stderr.
+        log.debug("http connection error", client=client_address[0] if client_address else None,
+                  error=repr(sys.exc_info()[1]))
 
     def process_request(self, request, client_address) -> None:
         if not self._slots.acquire(blocking=False):
