@@ -220,7 +220,10 @@ class Refresher:
                     return
                 if job is _SCHEDULED:
                     next_at = time.monotonic() + self._config.interval_seconds
-                    self.refresh_once()
+                    try:
+                        self.refresh_once()
+                    except Exception:  # noqa: BLE001 - a bug in publishing must not end the thread
+                        log.exception("refresh could not publish")
                     continue
                 try:
                     job.set_result(self.refresh_once())
