@@ -7,6 +7,12 @@ The plan is three dependent stages, each a handful of bulk requests in parallel:
 3. stakes of those hotkeys and their parents, their takes and coldkeys.
 
 No request is ever made per validator.
+
+Opening the block (``open_finalized``: the finalized head, its number and its
+runtime codec) is the only part that talks to the SDK connection. The plan
+itself (``read_from``) only asks a ``StorageSource`` for decoded values, so it
+runs as well against a ``StorageReader`` pinned to a block as against an
+in-memory source holding literal values.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol, Sequence
 
 from bittensor._transport.interface import SubstrateConnection
 
@@ -39,6 +45,20 @@ async def codec_at(conn: SubstrateConnection, block_hash: str):
     return await conn._runtimes.codec_at(block_hash)  # noqa: SLF001 - see docstring
 
 
+class StorageSource(Protocol):
+    """Decoded storage at one block: what the plan needs of a ``StorageReader``."""
+
+    block_hash: str
+
+    def has_item(self, item: str) -> bool: ...
+
+    async def values(self, reads: Sequence[tuple[str, list]], pallet: str = ...) -> list[Any]: ...
+
+    async def batch(self, item: str, params_list: Sequence[list]) -> list[Any]: ...
+
+    async def scan(self, item: str, *, shards: int = 1) -> list[tuple[Any, Any]]: ...
+
+
 class ChainReader:
     """Plans and runs one refresh's reads; remembers map sizes to shard the next scan."""
 
@@ -50,41 +70,53 @@ class ChainReader:
         size = self._map_sizes.get(item, 2 * PAGE_SIZE)
         return max(1, min(32, math.ceil(size / (PAGE_SIZE * _SHARD_FILL))))
 
-    async def _scan(self, reader: StorageReader, item: str) -> list[tuple[Any, Any]]:
-        rows = await reader.scan(item, shards=self._shards(item))
+    async def _scan(self, source: StorageSource, item: str) -> list[tuple[Any, Any]]:
+        rows = await source.scan(item, shards=self._shards(item))
         self._map_sizes[item] = len(rows)
         return rows
 
     async def read(self, conn: SubstrateConnection, scope: ScopeConfig) -> ChainRead:
+        """One refresh's reads over ``conn``, all at its finalized head."""
+        source, block, spec_version = await self.open_finalized(conn)
+        return await self.read_from(source, scope, block=block, spec_version=spec_version)
+
+    async def open_finalized(self, conn: SubstrateConnection) -> tuple[StorageReader, int, int]:
+        """A storage reader pinned to the finalized head, with its block number and spec version.
+
+        Every request of the read goes through one semaphore of ``max_in_flight``.
+        """
         semaphore = asyncio.Semaphore(self._max_in_flight)
         head = await conn.get_chain_finalised_head()
         block, codec = await asyncio.gather(conn.get_block_number(head), codec_at(conn, head))
-        reader = StorageReader(conn, codec, head, semaphore)
-        partial = await self._read_structure(reader, block, codec.spec_version)
-        partial = await self._read_hotkeys(reader, partial, scope)
-        return await self._read_stakes(reader, partial, scope)
+        return StorageReader(conn, codec, head, semaphore), block, codec.spec_version
 
-    async def _read_structure(self, reader: StorageReader, block: int, spec_version: int) -> ChainRead:
-        optional_scans = [item for item in (MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED) if reader.has_item(item)]
+    async def read_from(self, source: StorageSource, scope: ScopeConfig, *, block: int, spec_version: int) -> ChainRead:
+        """The three-stage plan against ``source`` (all of it at ``source.block_hash``)."""
+        partial = await self._read_structure(source, block, spec_version)
+        partial = await self._read_hotkeys(source, partial, scope)
+        return await self._read_stakes(source, partial, scope)
+
+    async def _read_structure(self, source: StorageSource, block: int, spec_version: int) -> ChainRead:
+        optional_scans = [item for item in (MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED) if source.has_item(item)]
         plain, now, networks, permits, max_validators, children, parents, pending, *optional = await asyncio.gather(
-            reader.values(
+            source.values(
                 [("TaoWeight", []), ("StakeThreshold", []), ("MinChildkeyTake", []),
                  ("MaxChildkeyTake", []), ("PendingChildKeyCooldown", [])]
             ),
-            reader.values([("Now", [])], pallet="Timestamp"),
-            self._scan(reader, "NetworksAdded"),
-            self._scan(reader, "ValidatorPermit"),
-            self._scan(reader, "MaxAllowedValidators"),
-            self._scan(reader, "ChildKeys"),
-            self._scan(reader, "ParentKeys"),
-            self._scan(reader, "PendingChildKeys"),
-            *(self._scan(reader, item) for item in optional_scans),
+            source.values([("Now", [])], pallet="Timestamp"),
+            self._scan(source, "NetworksAdded"),
+            self._scan(source, "ValidatorPermit"),
+            self._scan(source, "MaxAllowedValidators"),
+            self._scan(source, "ChildKeys"),
+            self._scan(source, "ParentKeys"),
+            self._scan(source, "PendingChildKeys"),
+            *(self._scan(source, item) for item in optional_scans),
         )
         extras = dict(zip(optional_scans, optional))
         tao_weight, threshold, min_take, max_take, cooldown = plain
         return ChainRead(
             block=block,
-            block_hash=reader.block_hash,
+            block_hash=source.block_hash,
             timestamp_ms=int(now[0]),
             spec_version=spec_version,
             tao_weight=int(tao_weight),
@@ -107,18 +139,18 @@ class ChainReader:
             suspended=_suspensions(extras.get(THRESHOLD_SUSPENDED)) if THRESHOLD_SUSPENDED in extras else None,
         )
 
-    async def _read_hotkeys(self, reader: StorageReader, read: ChainRead, scope: ScopeConfig) -> ChainRead:
+    async def _read_hotkeys(self, source: StorageSource, read: ChainRead, scope: ScopeConfig) -> ChainRead:
         subnets = [n for n in read.netuids if n != 0 and scope.includes_netuid(n)]
         uid_keys = [[n, uid] for n in subnets for uid, ok in enumerate(read.permits.get(n, ())) if ok]
         watch_keys = [[n, w.hotkey] for n in subnets for w in scope.watch]
-        hotkeys, uids = await asyncio.gather(reader.batch("Keys", uid_keys), reader.batch("Uids", watch_keys))
+        hotkeys, uids = await asyncio.gather(source.batch("Keys", uid_keys), source.batch("Uids", watch_keys))
         return replace(
             read,
             hotkeys=frozen({(n, uid): h for (n, uid), h in zip(uid_keys, hotkeys)}),
             watched_uids=frozen({(n, h): int(uid) for (n, h), uid in zip(watch_keys, uids) if uid is not None}),
         )
 
-    async def _read_stakes(self, reader: StorageReader, read: ChainRead, scope: ScopeConfig) -> ChainRead:
+    async def _read_stakes(self, source: StorageSource, read: ChainRead, scope: ScopeConfig) -> ChainRead:
         candidates = select_candidates(read, scope)
         stake_keys: set[tuple[str, int]] = set()
         for hotkey, netuid in candidates:
@@ -129,9 +161,9 @@ class ChainReader:
         take_list = sorted(candidates)
         owners = sorted({hotkey for hotkey, _ in candidates})
         stakes, takes, coldkeys = await asyncio.gather(
-            reader.batch("TotalHotkeyAlpha", [list(k) for k in stake_list]),
-            reader.batch("ChildkeyTake", [list(k) for k in take_list]),
-            reader.batch("Owner", [[h] for h in owners]),
+            source.batch("TotalHotkeyAlpha", [list(k) for k in stake_list]),
+            source.batch("ChildkeyTake", [list(k) for k in take_list]),
+            source.batch("Owner", [[h] for h in owners]),
         )
         return replace(
             read,
