@@ -1,0 +1,315 @@
+"""The chain reader's plan, against an in-memory storage source holding literal decoded values.
+
+``ChainReader.read_from`` is driven here without a node, a websocket or a codec:
+``FakeSource`` answers ``values``/``batch``/``scan`` from the literal storage of
+tests/tricky_chain.py and records every call, so each test sees exactly which
+items and keys each stage asked for. (That the fake decodes like the real
+thing is checked in tests/test_storage_reader.py, which runs the same plan over
+a real codec and the simulated node's storage, in process.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, replace
+from typing import Any, Iterable, Optional
+
+import pytest
+
+from exporter.chain.reader import MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED, ChainReader
+from exporter.config import ScopeConfig, WatchedHotkey
+from exporter.snapshot.model import ChainRead
+from tests import tricky_chain as t
+from tests.test_snapshot import chain_read
+
+SUBTENSOR = "SubtensorModule"
+ZERO_ACCOUNT = t.hotkey(0)  # what the chain returns for a missing AccountId value
+BLOCK, BLOCK_HASH, SPEC = 100, "0xab", 393
+NOW_MS = 1_767_225_600_000
+
+# Missing keys decode to the item's default, like the real reader: ValueQuery
+# items to their type's zero, OptionQuery items (Uids) to None.
+DEFAULTS = {"Keys": ZERO_ACCOUNT, "Owner": ZERO_ACCOUNT, "TotalHotkeyAlpha": 0, "ChildkeyTake": 0, "Uids": None}
+STAGES = (
+    # 1: constants, the subnet list, permits and every childkey map
+    {"TaoWeight", "StakeThreshold", "MinChildkeyTake", "MaxChildkeyTake", "PendingChildKeyCooldown", "Now",
+     "NetworksAdded", "ValidatorPermit", "MaxAllowedValidators", "ChildKeys", "ParentKeys", "PendingChildKeys"},
+    # 2: hotkeys behind permitted uids, uids of watched hotkeys
+    {"Keys", "Uids"},
+    # 3: stakes, takes, coldkeys
+    {"TotalHotkeyAlpha", "ChildkeyTake", "Owner"},
+)
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str  # values | batch | scan
+    items: tuple[str, ...]
+    keys: tuple = ()  # batch: the params asked for, as tuples
+    shards: Optional[int] = None  # scan
+
+
+class FakeSource:
+    """The ``StorageReader`` interface over literal decoded values: item -> {params tuple: value}."""
+
+    def __init__(self, storage: dict[str, dict[tuple, Any]], *, optional_items: Iterable[str] = ()):
+        self.block_hash = BLOCK_HASH
+        self.storage = storage
+        self.optional_items = set(optional_items)
+        self.calls: list[Call] = []
+
+    @classmethod
+    def of(cls, writes: Iterable[tuple[str, str, list, Any]], **kwargs) -> "FakeSource":
+        storage: dict[str, dict[tuple, Any]] = {}
+        for _pallet, item, params, value in writes:
+            storage.setdefault(item, {})[tuple(params)] = value
+        return cls(storage, **kwargs)
+
+    def has_item(self, item: str, pallet: str = SUBTENSOR) -> bool:
+        return item not in (MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED) or item in self.optional_items
+
+    def _get(self, item: str, params: tuple) -> Any:
+        assert self.has_item(item), f"{item} read though the runtime does not declare it"
+        return self.storage.get(item, {}).get(params, DEFAULTS.get(item))
+
+    async def values(self, reads, pallet: str = SUBTENSOR) -> list[Any]:
+        self.calls.append(Call("values", tuple(item for item, _ in reads), tuple(tuple(p) for _, p in reads)))
+        return [self._get(item, tuple(params)) for item, params in reads]
+
+    async def batch(self, item: str, params_list, pallet: str = SUBTENSOR) -> list[Any]:
+        keys = tuple(tuple(p) for p in params_list)
+        self.calls.append(Call("batch", (item,), keys))
+        return [self._get(item, k) for k in keys]
+
+    async def scan(self, item: str, params=(), *, shards: int = 1, pallet: str = SUBTENSOR) -> list[tuple[Any, Any]]:
+        assert not params, "the reader scans whole maps"
+        assert self.has_item(item), f"{item} scanned though the runtime does not declare it"
+        self.calls.append(Call("scan", (item,), shards=shards))
+        return [(k[0] if len(k) == 1 else k, v) for k, v in self.storage.get(item, {}).items()]
+
+    # -- what was asked -------------------------------------------------------
+
+    def asked(self, item: str) -> list[tuple]:
+        """Every key ``batch`` was asked for on ``item``, in order, over all calls."""
+        return [k for c in self.calls if c.method == "batch" and c.items == (item,) for k in c.keys]
+
+    def items_in_order(self) -> list[str]:
+        return [item for c in self.calls for item in c.items]
+
+
+def tricky_writes() -> list[tuple[str, str, list, Any]]:
+    return [*t.storage_writes(), ("Timestamp", "Now", [], NOW_MS)]
+
+
+def read(source: FakeSource, scope: ScopeConfig, reader: Optional[ChainReader] = None) -> ChainRead:
+    reader = reader or ChainReader(max_in_flight=4)
+    return asyncio.run(reader.read_from(source, scope, block=BLOCK, spec_version=SPEC))
+
+
+SCOPE = ScopeConfig(min_stake_weight=100, watch=(WatchedHotkey(t.P, "parent"),))
+# The permit holders of the subnets (not root) in scope, and the watched P.
+CANDIDATES_1 = [h for h, ok in zip(t.UIDS_1, t.PERMITS_1) if ok]
+CANDIDATES = {*((h, 1) for h in CANDIDATES_1), (t.V2, 2)}
+
+
+def test_the_read_equals_the_literal_chain_read():
+    got = read(FakeSource.of(tricky_writes()), SCOPE)
+    expected = chain_read(
+        # Keys are read only for permitted uids of subnets in scope: not uid 10 (NP)
+        # on netuid 1, not the permitless OWNER on netuid 2, nothing on root.
+        hotkeys={**{(1, uid): h for uid, h in enumerate(CANDIDATES_1)}, (2, 0): t.V2},
+        # P is watched: its uid on netuid 1; it is not registered on netuid 2.
+        watched_uids={(1, t.P): 0},
+        # Coldkeys only for candidates: NP has no permit and is not watched.
+        coldkeys={h: c for h, c in t.COLD.items() if h != t.NP},
+    )
+    assert got == expected
+    assert got.min_take_per_subnet is None and got.suspended is None
+
+
+def test_stages_run_in_order_with_a_fixed_number_of_bulk_calls():
+    source = FakeSource.of(tricky_writes())
+    read(source, SCOPE)
+    order = source.items_in_order()
+    stage_of = {item: i for i, stage in enumerate(STAGES) for item in stage}
+    assert set(order) == set().union(*STAGES)
+    assert [stage_of[item] for item in order] == sorted(stage_of[item] for item in order)
+    assert [c.method for c in source.calls].count("values") == 2  # SubtensorModule's plain items, Timestamp.Now
+    assert len(source.calls) == 2 + 6 + 2 + 3
+
+
+def test_only_watched_hotkeys_uids_are_requested():
+    source = FakeSource.of(tricky_writes())
+    read(source, SCOPE)
+    assert source.asked("Uids") == [(1, t.P), (2, t.P)], "each subnet in scope but root, for the one watched hotkey"
+
+    unwatched = FakeSource.of(tricky_writes())
+    assert read(unwatched, replace(SCOPE, watch=())).watched_uids == {}
+    assert unwatched.asked("Uids") == []
+
+
+def test_hotkeys_are_requested_for_permitted_uids_only():
+    source = FakeSource.of(tricky_writes())
+    read(source, SCOPE)
+    assert source.asked("Keys") == [(1, uid) for uid in range(10)] + [(2, 0)]
+
+
+def test_stakes_are_requested_for_candidates_their_parents_and_root_only():
+    source = FakeSource.of(tricky_writes())
+    read(source, SCOPE)
+    asked = source.asked("TotalHotkeyAlpha")
+    assert len(asked) == len(set(asked)), "no key twice"
+    # NP holds no permit but is Z's parent; P2 and P3 are M's parents, P the children's.
+    related = {(h, n) for h, n in CANDIDATES} | {(t.NP, 1)}
+    assert set(asked) == {(h, n) for h, n in related} | {(h, 0) for h, _ in related}
+    assert (t.OWNER, 2) not in asked and (t.OWNER, 0) not in asked
+
+
+def test_takes_and_coldkeys_only_for_candidates():
+    source = FakeSource.of(tricky_writes())
+    read(source, SCOPE)
+    assert set(source.asked("ChildkeyTake")) == CANDIDATES
+    assert set(source.asked("Owner")) == {(h,) for h, _ in CANDIDATES}
+
+
+def test_a_watched_hotkey_without_a_permit_is_a_candidate():
+    source = FakeSource.of(tricky_writes())
+    got = read(source, replace(SCOPE, watch=(WatchedHotkey(t.NP, "no permit"),)))
+    assert got.watched_uids == {(1, t.NP): 10}
+    assert (t.NP, 1) in source.asked("ChildkeyTake") and (t.NP,) in source.asked("Owner")
+    assert got.coldkeys[t.NP] == t.COLD[t.NP]
+
+
+def test_the_subnet_filter_narrows_every_stage():
+    source = FakeSource.of(tricky_writes())
+    got = read(source, replace(SCOPE, netuids=(2,)))
+    assert source.asked("Keys") == [(2, 0)]
+    assert source.asked("Uids") == [(2, t.P)]
+    assert set(source.asked("TotalHotkeyAlpha")) == {(t.V2, 2), (t.V2, 0)}
+    assert source.asked("ChildkeyTake") == [(t.V2, 2)]
+    assert got.netuids == (0, 1, 2), "the subnet list and the childkey maps are still read whole"
+    assert got.children == {k: tuple(v) for k, v in t.CHILD_KEYS.items()}
+
+
+def test_zero_values_are_dropped_defaults_are_not_invented():
+    got = read(FakeSource.of(tricky_writes()), SCOPE)
+    assert (t.Z, 1) not in got.stake, "Z's zero stake is not stored"
+    assert (t.C1, 1) not in got.takes and (t.C4, 1) not in got.takes
+    assert got.takes[(t.C2, 1)] == 11796
+
+
+def test_empty_child_and_parent_vectors_are_dropped_but_a_pending_revocation_is_kept():
+    writes = tricky_writes() + [
+        (SUBTENSOR, "ChildKeys", [t.V2, 2], []),
+        (SUBTENSOR, "ParentKeys", [t.V2, 2], []),
+        (SUBTENSOR, "ChildKeys", [t.M, 1], []),
+    ]
+    got = read(FakeSource.of(writes), SCOPE)
+    assert (t.V2, 2) not in got.children and (t.V2, 2) not in got.parents and (t.M, 1) not in got.children
+    assert got.pending[(1, t.P)] == ((), 7400), "an empty pending set is a scheduled revocation"
+
+
+def test_networks_added_false_is_not_a_subnet():
+    got = read(FakeSource.of(tricky_writes() + [(SUBTENSOR, "NetworksAdded", [7], False)]), SCOPE)
+    assert got.netuids == (0, 1, 2)
+
+
+def test_optional_items_are_read_only_when_the_runtime_declares_them():
+    source = FakeSource.of(tricky_writes())
+    got = read(source, SCOPE)
+    assert MIN_TAKE_PER_SUBNET not in source.items_in_order()
+    assert THRESHOLD_SUSPENDED not in source.items_in_order()
+    assert got.min_take_per_subnet is None and got.suspended is None
+
+
+def test_optional_items_present_but_empty_are_empty_not_none():
+    source = FakeSource.of(tricky_writes(), optional_items=(MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED))
+    got = read(source, SCOPE)
+    assert {MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED} <= set(source.items_in_order())
+    assert got.min_take_per_subnet == {} and got.suspended == {}
+
+
+@pytest.mark.parametrize("hotkey_first", [True, False], ids=["hotkey-netuid", "netuid-hotkey"])
+def test_optional_items_when_present(hotkey_first):
+    def suspended_key(hotkey, netuid):
+        return [hotkey, netuid] if hotkey_first else [netuid, hotkey]
+
+    writes = tricky_writes() + [
+        (SUBTENSOR, MIN_TAKE_PER_SUBNET, [1], 6000),
+        (SUBTENSOR, MIN_TAKE_PER_SUBNET, [2], 0),
+        (SUBTENSOR, THRESHOLD_SUSPENDED, suspended_key(t.C1, 1), True),
+        (SUBTENSOR, THRESHOLD_SUSPENDED, suspended_key(t.M, 1), False),
+    ]
+    only_min_take = read(FakeSource.of(writes, optional_items=(MIN_TAKE_PER_SUBNET,)), SCOPE)
+    assert only_min_take.min_take_per_subnet == {1: 6000, 2: 0}
+    assert only_min_take.suspended is None
+
+    both = read(FakeSource.of(writes, optional_items=(MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED)), SCOPE)
+    assert both.suspended == {(t.C1, 1): True, (t.M, 1): False}
+
+
+def test_a_suspension_key_without_both_parts_is_ignored():
+    writes = tricky_writes() + [(SUBTENSOR, THRESHOLD_SUSPENDED, [t.C1], True)]
+    got = read(FakeSource.of(writes, optional_items=(THRESHOLD_SUSPENDED,)), SCOPE)
+    assert got.suspended == {}
+
+
+def big_chain(validators_per_subnet: int, subnets: int) -> list[tuple[str, str, list, Any]]:
+    """``subnets`` subnets of permitted validators, each with a parent, a take and a coldkey."""
+    writes = [(SUBTENSOR, item, [], value) for item, value in
+              (("TaoWeight", t.TAO_WEIGHT), ("StakeThreshold", 0), ("MinChildkeyTake", 0),
+               ("MaxChildkeyTake", 11796), ("PendingChildKeyCooldown", 7200))]
+    writes.append(("Timestamp", "Now", [], NOW_MS))
+    for netuid in range(1, subnets + 1):
+        writes += [(SUBTENSOR, "NetworksAdded", [netuid], True),
+                   (SUBTENSOR, "MaxAllowedValidators", [netuid], 64),
+                   (SUBTENSOR, "ValidatorPermit", [netuid], [True] * validators_per_subnet)]
+        for uid in range(validators_per_subnet):
+            hotkey, parent = f"hk-{netuid}-{uid}", f"parent-{netuid}-{uid}"
+            writes += [(SUBTENSOR, "Keys", [netuid, uid], hotkey),
+                       (SUBTENSOR, "TotalHotkeyAlpha", [hotkey, netuid], 10 * t.RAO),
+                       (SUBTENSOR, "ChildkeyTake", [hotkey, netuid], 100),
+                       (SUBTENSOR, "Owner", [hotkey], f"cold-{hotkey}"),
+                       (SUBTENSOR, "ChildKeys", [parent, netuid], [(t.MAX, hotkey)]),
+                       (SUBTENSOR, "ParentKeys", [hotkey, netuid], [(t.MAX, parent)])]
+    return writes
+
+
+def test_no_request_per_validator():
+    calls = []
+    for validators, subnets in ((1, 1), (5, 2), (64, 4)):
+        source = FakeSource.of(big_chain(validators, subnets))
+        got = read(source, ScopeConfig(min_stake_weight=0))
+        assert len(got.hotkeys) == validators * subnets
+        assert len(source.asked("TotalHotkeyAlpha")) == 4 * validators * subnets  # self, parent; subnet, root
+        calls.append([(c.method, c.items) for c in source.calls])
+    assert calls[0] == calls[1] == calls[2], "the same bulk calls whatever the number of validators"
+
+
+def test_scans_are_sharded_by_the_map_sizes_the_last_read_saw():
+    reader = ChainReader(max_in_flight=4)
+    first = FakeSource.of(tricky_writes())
+    read(first, SCOPE, reader)
+    # Nothing seen yet: assume two pages' worth, at most 800 keys a shard -> 3 shards.
+    assert {c.shards for c in first.calls if c.method == "scan"} == {3}
+
+    # ParentKeys now holds 5,000 entries and ChildKeys 26,000 (empty vectors, dropped).
+    grown = FakeSource.of(tricky_writes()).storage
+    grown["ParentKeys"].update(dict.fromkeys(((f"gone-{i}", 1) for i in range(5000 - len(grown["ParentKeys"]))), []))
+    grown["ChildKeys"].update(dict.fromkeys(((f"gone-{i}", 1) for i in range(26_000 - len(grown["ChildKeys"]))), []))
+    second = FakeSource(grown)
+    read(second, SCOPE, reader)
+    assert {c.shards for c in second.calls if c.method == "scan"} == {1}, "every map was small last time"
+
+    third = FakeSource(grown)
+    read(third, SCOPE, reader)
+    shards = {c.items[0]: c.shards for c in third.calls if c.method == "scan"}
+    assert shards["ParentKeys"] == 7, "ceil(5000 / 800)"
+    assert shards["ChildKeys"] == 32, "ceil(26000 / 800) = 33, capped"
+    assert shards["NetworksAdded"] == 1
+
+
+def test_an_empty_chain_reads_as_empty():
+    got = read(FakeSource.of(big_chain(0, 0)), SCOPE)
+    assert got.netuids == () and got.hotkeys == {} and got.stake == {} and got.coldkeys == {}
+    assert got.block == BLOCK and got.block_hash == BLOCK_HASH and got.spec_version == SPEC
