@@ -9,7 +9,9 @@ Three shapes cover everything the exporter needs:
   page's values are fetched while the next page's keys are listed.
 
 Every request goes through one semaphore, so the configured number of requests
-in flight is a hard cap however the reads are combined.
+in flight is a hard cap however the reads are combined. A read that fails
+cancels its other requests before the error propagates: nothing it started
+keeps paging in the background.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class StorageReader:
         keys = ["0x" + k.hex() for k in self._codec.storage_key_batch(entry, [list(p) for p in params_list])]
         chunks = [keys[i : i + PAGE_SIZE] for i in range(0, len(keys), PAGE_SIZE)]
         found: dict[str, Optional[str]] = {}
-        for part in await asyncio.gather(*(self._query_storage(chunk) for chunk in chunks)):
+        for part in await _gather(*(self._query_storage(chunk) for chunk in chunks)):
             found.update(part)
         return decode_storage_values(self._codec, entry, [_bytes(found.get(k)) for k in keys])
 
@@ -81,7 +83,7 @@ class StorageReader:
         entry = self._codec.storage_entry(pallet, item)
         prefix = "0x" + self._codec.storage_key(entry, list(params)).hex()
         bounds = _shard_bounds(prefix, shards)
-        pages = await asyncio.gather(*(self._scan_range(prefix, lo, hi) for lo, hi in bounds))
+        pages = await _gather(*(self._scan_range(prefix, lo, hi) for lo, hi in bounds))
         changes = [change for page in pages for change in page]
         return self._codec.decode_map_changes(entry, changes, fixed=len(params))
 
@@ -94,6 +96,7 @@ class StorageReader:
                 mine = keys if end is None else [k for k in keys if k < end]
                 if mine:
                     fetches.append(asyncio.ensure_future(self._query_storage(mine)))
+                _raise_failed(fetches)  # a failed value fetch ends the listing, not just the read
                 if len(keys) < PAGE_SIZE or len(mine) < len(keys):
                     break
                 start = keys[-1]
@@ -105,6 +108,24 @@ class StorageReader:
         for values in await asyncio.gather(*fetches):
             changes.extend(values.items())
         return changes
+
+
+async def _gather(*aws) -> list[Any]:
+    """``asyncio.gather``, except that the first failure cancels the others before it propagates."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def _raise_failed(fetches: list[asyncio.Future]) -> None:
+    for fetch in fetches:
+        if fetch.done() and not fetch.cancelled() and fetch.exception() is not None:
+            fetch.result()
 
 
 def _shard_bounds(prefix: str, shards: int) -> list[tuple[str, Optional[str]]]:
