@@ -2,6 +2,19 @@
 
 Every time: the file passes ``PRAGMA integrity_check`` and holds every event the
 exporter had logged as committed before it died.
+
+The kills are aimed at the writes rather than at random times: the test sees
+each write to the history file's WAL (``history.db-wal``) as it happens and
+kills after the first, second or third write of the first or second refresh
+the run commits, at once or a little later. So kills land in the middle of a
+transaction (frames written, commit frame not yet), between a commit and its
+log line, and between transactions; after each kill the WAL tells which, and
+the test asserts that both happened in a fair share of the runs.
+
+Each run is a separate process running the real command line
+(``exporter.cli:main``, what ``python -m exporter`` runs), forked from a
+process that has already imported the exporter (``tests/fork_server.py``), so
+the 50 runs do not pay 50 interpreter start-ups.
 """
 
 from __future__ import annotations
@@ -11,19 +24,20 @@ import os
 import random
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 from tests import tricky_chain as t
 from tests.conftest import write_tricky_chain
-from simnode import ChainState, SimNode
+from tests.fork_server import ForkServer
 from tests.test_new_user import free_port
+from tests.wal_watch import FileWrites, wal_tail
+from simnode import ChainState, SimNode
 
-REPO = Path(__file__).resolve().parent.parent
 KILLS = int(os.environ.get("EXPORTER_CRASH_RUNS", "50"))
+QUIET = 0.1  # seconds without a write that end one refresh's burst of writes
+RUN_TIMEOUT = 30.0  # the exporter's first write comes well within this
 
 
 def committed_events(stderr_lines: list[str]) -> int:
@@ -37,6 +51,42 @@ def committed_events(stderr_lines: list[str]) -> int:
         if record.get("event") == "changes recorded":
             total += record["events"]
     return total
+
+
+def aim(rng: random.Random) -> tuple[int, int, float]:
+    """Where to kill: (which burst of writes, which write in it, seconds after that write)."""
+    burst = 2 if rng.random() < 0.1 else 1
+    write = rng.choice((1, 1, 1, 2, 3))
+    offset = rng.choice((0.0, 0.0, rng.uniform(0, 0.002), rng.uniform(0.002, 0.05)))
+    return burst, write, offset
+
+
+class RunDied(AssertionError):
+    pass
+
+
+def kill_at_write(zygote: ForkServer, pid: int, writes: FileWrites, burst: int, write: int, offset: float) -> int:
+    """Block until the chosen write, SIGKILL ``pid`` ``offset`` seconds after it; the WAL's
+    size when the kill was sent."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    bursts = seen = 0
+    while bursts < burst:
+        # the first write of the next burst; a burst ends after QUIET seconds without a write
+        while not writes.wait(0.5):
+            if zygote.poll(pid) is not None:
+                raise RunDied("the exporter exited on its own")
+            if time.monotonic() > deadline:
+                raise RunDied(f"no history write within {RUN_TIMEOUT:.0f} s")
+        bursts, seen = bursts + 1, 1
+        while bursts < burst and writes.wait(QUIET):
+            pass
+    while seen < write and writes.wait(QUIET):  # the burst may end first: then kill between transactions
+        seen += 1
+    if offset:
+        time.sleep(offset)  # the offset itself is what is being varied
+    size = writes.path.stat().st_size if writes.path.exists() else 0
+    os.kill(pid, signal.SIGKILL)
+    return size
 
 
 def test_sigkill_during_history_writes_never_corrupts_or_loses_events(tmp_path):
@@ -54,9 +104,13 @@ def test_sigkill_during_history_writes_never_corrupts_or_loses_events(tmp_path):
             state.commit_block()
 
     db = tmp_path / "history.db"
+    wal = Path(f"{db}-wal")
     config = tmp_path / "config.yaml"
-    rng = random.Random(11)
-    with SimNode(state) as node:
+    log = tmp_path / "exporter.log"
+    rng = random.Random(int(os.environ.get("EXPORTER_CRASH_SEED", "11")))
+    landed = {"during a commit": 0, "after a commit, before its log line": 0, "between commits": 0}
+    in_file = 0
+    with SimNode(state) as node, ForkServer(["exporter.*"]) as zygote, FileWrites(wal) as writes:
         config.write_text(
             f"chain:\n  endpoints: [{node.url}]\nrefresh:\n  interval_seconds: 1\n"
             f"scope:\n  min_stake_weight: 100\nhistory:\n  path: {db}\n  samples_scope: all\n"
@@ -65,29 +119,42 @@ def test_sigkill_during_history_writes_never_corrupts_or_loses_events(tmp_path):
         churner.start()
         survived_at_least = 0
         try:
-            for _ in range(KILLS):
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "exporter", "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{free_port()}",
-                     "--log.format", "json"],
-                    cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            for run in range(KILLS):
+                writes.drain()  # the test's own checkpoint of the previous run
+                pid = zygote.spawn(
+                    "exporter.cli:main",
+                    ["--config.file", str(config), "--web.listen-address", f"127.0.0.1:{free_port()}", "--log.format", "json"],
+                    stderr=log,
                 )
-                lines: list[str] = []
-                reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
-                reader.start()
-                time.sleep(rng.uniform(1.0, 3.5))
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-                reader.join(timeout=5)
-                proc.stderr.close()
-                if not db.exists():
-                    continue  # killed before it created the file
+                try:
+                    size_at_kill = kill_at_write(zygote, pid, writes, *aim(rng))
+                except RunDied as error:
+                    raise AssertionError(f"run {run}: {error}; its log:\n{log.read_text()}") from None
+                assert zygote.wait(pid) == -signal.SIGKILL
+                # Read the WAL before anything opens the database (and recovers it): frames of
+                # an unfinished commit, or a WAL still growing after the kill was sent, mean
+                # the kill landed during a commit.
+                during_commit = wal_tail(wal).mid_transaction or (wal.exists() and wal.stat().st_size > size_at_kill)
+                before_kill = in_file
                 with sqlite3.connect(db) as conn:
                     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
                     created = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone()
                     in_file = conn.execute("SELECT count(*) FROM events").fetchone()[0] if created else 0
-                survived_at_least += committed_events(lines)
-                assert in_file >= survived_at_least, "an event logged as committed is missing"
+                conn.close()
+                logged = committed_events(log.read_text().splitlines())
+                survived_at_least += logged
+                assert in_file >= survived_at_least, f"run {run}: an event logged as committed is missing"
+                if during_commit:
+                    landed["during a commit"] += 1
+                elif in_file - before_kill > logged:
+                    landed["after a commit, before its log line"] += 1
+                else:
+                    landed["between commits"] += 1
         finally:
             stop.set()
             churner.join()
+    print(f"kills landed: {landed}; events committed and logged: {survived_at_least}")
     assert survived_at_least > 0, "the exporter committed changes between the kills"
+    # typically about half of the kills land during a commit and most of the rest between commits
+    assert landed["during a commit"] >= KILLS // 10, f"too few kills landed while a commit was being written: {landed}"
+    assert landed["between commits"] >= KILLS // 10, f"too few kills landed between commits: {landed}"
