@@ -52,10 +52,13 @@ class Call:
 class FakeSource:
     """The ``StorageReader`` interface over literal decoded values: item -> {params tuple: value}."""
 
-    def __init__(self, storage: dict[str, dict[tuple, Any]], *, optional_items: Iterable[str] = ()):
+    def __init__(self, storage: dict[str, dict[tuple, Any]], *, optional_items: Iterable[str] = (),
+                 fail: Iterable[str] = (), hang: Iterable[str] = ()):
         self.block_hash = BLOCK_HASH
         self.storage = storage
         self.optional_items = set(optional_items)
+        self.fail, self.hang = set(fail), set(hang)  # items whose read raises / never answers
+        self.cancelled: list[str] = []
         self.calls: list[Call] = []
 
     @classmethod
@@ -68,23 +71,38 @@ class FakeSource:
     def has_item(self, item: str, pallet: str = SUBTENSOR) -> bool:
         return item not in (MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED) or item in self.optional_items
 
+    async def _answer(self, item: str) -> None:
+        await asyncio.sleep(0)  # like a request: the others of its stage start meanwhile
+        if item in self.fail:
+            raise ConnectionError(f"reading {item}: the node went away")
+        if item in self.hang:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled.append(item)
+                raise
+
     def _get(self, item: str, params: tuple) -> Any:
         assert self.has_item(item), f"{item} read though the runtime does not declare it"
         return self.storage.get(item, {}).get(params, DEFAULTS.get(item))
 
     async def values(self, reads, pallet: str = SUBTENSOR) -> list[Any]:
         self.calls.append(Call("values", tuple(item for item, _ in reads), tuple(tuple(p) for _, p in reads)))
+        for item, _ in reads:
+            await self._answer(item)
         return [self._get(item, tuple(params)) for item, params in reads]
 
     async def batch(self, item: str, params_list, pallet: str = SUBTENSOR) -> list[Any]:
         keys = tuple(tuple(p) for p in params_list)
         self.calls.append(Call("batch", (item,), keys))
+        await self._answer(item)
         return [self._get(item, k) for k in keys]
 
     async def scan(self, item: str, params=(), *, shards: int = 1, pallet: str = SUBTENSOR) -> list[tuple[Any, Any]]:
         assert not params, "the reader scans whole maps"
         assert self.has_item(item), f"{item} scanned though the runtime does not declare it"
         self.calls.append(Call("scan", (item,), shards=shards))
+        await self._answer(item)
         return [(k[0] if len(k) == 1 else k, v) for k, v in self.storage.get(item, {}).items()]
 
     # -- what was asked -------------------------------------------------------
@@ -313,3 +331,22 @@ def test_an_empty_chain_reads_as_empty():
     got = read(FakeSource.of(big_chain(0, 0)), SCOPE)
     assert got.netuids == () and got.hotkeys == {} and got.stake == {} and got.coldkeys == {}
     assert got.block == BLOCK and got.block_hash == BLOCK_HASH and got.spec_version == SPEC
+
+
+@pytest.mark.parametrize("fail, hang", [("ParentKeys", "ChildKeys"), ("Now", "PendingChildKeys"),
+                                        ("Uids", "Keys"), ("TotalHotkeyAlpha", "Owner")])
+def test_a_failed_read_cancels_the_rest_of_its_stage(fail, hang):
+    """Nothing of a failed read stays in flight: the session closes the connection right after."""
+    source = FakeSource.of(tricky_writes(), fail={fail}, hang={hang})
+
+    async def read_then_settle():
+        with pytest.raises(ConnectionError, match=fail):
+            await ChainReader(max_in_flight=4).read_from(source, SCOPE, block=BLOCK, spec_version=SPEC)
+        for _ in range(10):  # let anything still running show itself
+            await asyncio.sleep(0)
+        return asyncio.all_tasks() - {asyncio.current_task()}
+
+    assert asyncio.run(read_then_settle()) == set()
+    assert source.cancelled == [hang]
+    stage = next(i for i, items in enumerate(STAGES) if fail in items)
+    assert not set(source.items_in_order()) & set().union(*STAGES[stage + 1:]), "no later stage starts"

@@ -1,6 +1,7 @@
 """Read everything one refresh needs from the chain, pinned to one finalized block.
 
-The plan is three dependent stages, each a handful of bulk requests in parallel:
+The plan is three dependent stages, each a handful of bulk requests in parallel
+(a failed request cancels the rest of the read: see ``gather_or_cancel``):
 
 1. chain constants, the subnet list, validator permits, and every childkey map;
 2. the hotkeys behind the permitted uids (and the uids of watched hotkeys);
@@ -27,7 +28,7 @@ from bittensor._transport.interface import SubstrateConnection
 from exporter.config import ScopeConfig
 from exporter.snapshot.model import ChainRead, frozen
 from exporter.snapshot.scope import select_candidates
-from exporter.chain.storage import PAGE_SIZE, StorageReader
+from exporter.chain.storage import PAGE_SIZE, StorageReader, gather_or_cancel
 
 # Runtime items that only some runtimes declare; read when present.
 MIN_TAKE_PER_SUBNET = "MinChildkeyTakePerSubnet"
@@ -87,7 +88,7 @@ class ChainReader:
         """
         semaphore = asyncio.Semaphore(self._max_in_flight)
         head = await conn.get_chain_finalised_head()
-        block, codec = await asyncio.gather(conn.get_block_number(head), codec_at(conn, head))
+        block, codec = await gather_or_cancel(conn.get_block_number(head), codec_at(conn, head))
         return StorageReader(conn, codec, head, semaphore), block, codec.spec_version
 
     async def read_from(self, source: StorageSource, scope: ScopeConfig, *, block: int, spec_version: int) -> ChainRead:
@@ -98,7 +99,7 @@ class ChainReader:
 
     async def _read_structure(self, source: StorageSource, block: int, spec_version: int) -> ChainRead:
         optional_scans = [item for item in (MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED) if source.has_item(item)]
-        plain, now, networks, permits, max_validators, children, parents, pending, *optional = await asyncio.gather(
+        plain, now, networks, permits, max_validators, children, parents, pending, *optional = await gather_or_cancel(
             source.values(
                 [("TaoWeight", []), ("StakeThreshold", []), ("MinChildkeyTake", []),
                  ("MaxChildkeyTake", []), ("PendingChildKeyCooldown", [])]
@@ -143,7 +144,7 @@ class ChainReader:
         subnets = [n for n in read.netuids if n != 0 and scope.includes_netuid(n)]
         uid_keys = [[n, uid] for n in subnets for uid, ok in enumerate(read.permits.get(n, ())) if ok]
         watch_keys = [[n, w.hotkey] for n in subnets for w in scope.watch]
-        hotkeys, uids = await asyncio.gather(source.batch("Keys", uid_keys), source.batch("Uids", watch_keys))
+        hotkeys, uids = await gather_or_cancel(source.batch("Keys", uid_keys), source.batch("Uids", watch_keys))
         return replace(
             read,
             hotkeys=frozen({(n, uid): h for (n, uid), h in zip(uid_keys, hotkeys)}),
@@ -160,7 +161,7 @@ class ChainReader:
         stake_list = sorted(stake_keys)
         take_list = sorted(candidates)
         owners = sorted({hotkey for hotkey, _ in candidates})
-        stakes, takes, coldkeys = await asyncio.gather(
+        stakes, takes, coldkeys = await gather_or_cancel(
             source.batch("TotalHotkeyAlpha", [list(k) for k in stake_list]),
             source.batch("ChildkeyTake", [list(k) for k in take_list]),
             source.batch("Owner", [[h] for h in owners]),

@@ -74,7 +74,7 @@ class StorageReader:
         keys = ["0x" + k.hex() for k in self._codec.storage_key_batch(entry, [list(p) for p in params_list])]
         chunks = [keys[i : i + PAGE_SIZE] for i in range(0, len(keys), PAGE_SIZE)]
         found: dict[str, Optional[str]] = {}
-        for part in await _gather(*(self._query_storage(chunk) for chunk in chunks)):
+        for part in await gather_or_cancel(*(self._query_storage(chunk) for chunk in chunks)):
             found.update(part)
         return decode_storage_values(self._codec, entry, [_bytes(found.get(k)) for k in keys])
 
@@ -83,7 +83,7 @@ class StorageReader:
         entry = self._codec.storage_entry(pallet, item)
         prefix = "0x" + self._codec.storage_key(entry, list(params)).hex()
         bounds = _shard_bounds(prefix, shards)
-        pages = await _gather(*(self._scan_range(prefix, lo, hi) for lo, hi in bounds))
+        pages = await gather_or_cancel(*(self._scan_range(prefix, lo, hi) for lo, hi in bounds))
         changes = [change for page in pages for change in page]
         return self._codec.decode_map_changes(entry, changes, fixed=len(params))
 
@@ -105,13 +105,19 @@ class StorageReader:
                 fetch.cancel()
             raise
         changes: list[tuple[str, Optional[str]]] = []
-        for values in await asyncio.gather(*fetches):
+        for values in await gather_or_cancel(*fetches):
             changes.extend(values.items())
         return changes
 
 
-async def _gather(*aws) -> list[Any]:
-    """``asyncio.gather``, except that the first failure cancels the others before it propagates."""
+async def gather_or_cancel(*aws) -> list[Any]:
+    """``asyncio.gather``, except that the first failure cancels the others before it propagates.
+
+    Plain ``gather`` leaves the others running, still sending requests on a
+    connection the session is about to close; answers arriving while the SDK
+    closes can stall its ``close()`` until the session's 5 s limit, which held
+    up the failed refresh and the failover to the next endpoint.
+    """
     tasks = [asyncio.ensure_future(a) for a in aws]
     try:
         return await asyncio.gather(*tasks)
