@@ -102,7 +102,7 @@ def all_imports() -> tuple[Import, ...]:
 
 
 def layer(module: str) -> str:
-    """``snapshot``/``chain``/``history``/``serving``, ``shared``, ``top`` (exporter's own top level) or ``external``."""
+    """A package (``snapshot``, ``chain``, ...), ``shared``, ``top`` (exporter's top level) or ``external``."""
     parts = module.split(".")
     if parts[0] != "exporter":
         return "external"
@@ -127,7 +127,7 @@ def problem(imp: Import) -> str | None:
         return None
     if source == "shared":
         return None if target == "shared" else "a shared module imports beyond the shared modules"
-    if target in ("shared", CORE) or (target == source and source != "top"):
+    if target in ("shared", CORE, source):
         return None
     who = "the pure core" if source == CORE else source
     return f"{who} imports {target}" if target in PACKAGES else f"{who} imports the top-level {imp.target}"

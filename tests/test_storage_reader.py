@@ -10,7 +10,6 @@ every request is counted and its concurrency observed.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from typing import Any
 
 import bittensor_core
@@ -31,7 +30,8 @@ _codecs: dict[int, RuntimeCodec] = {}
 
 def codec_for(spec_version: int) -> RuntimeCodec:
     if spec_version not in _codecs:
-        _codecs[spec_version] = RuntimeCodec(metadata_blob(spec_version), spec_version=spec_version, transaction_version=1)
+        blob = metadata_blob(spec_version)
+        _codecs[spec_version] = RuntimeCodec(blob, spec_version=spec_version, transaction_version=1)
     return _codecs[spec_version]
 
 
@@ -119,7 +119,8 @@ def test_the_real_codec_reads_what_the_fake_source_holds(spec_version):
 
     fake = FakeSource.of([*t.storage_writes(), ("Timestamp", "Now", [], state.finalized.timestamp_ms)])
     fake.block_hash = state.finalized.hash
-    want = run(ChainReader(max_in_flight=4).read_from(fake, SCOPE, block=state.finalized.number, spec_version=spec_version))
+    block = state.finalized.number
+    want = run(ChainReader(max_in_flight=4).read_from(fake, SCOPE, block=block, spec_version=spec_version))
     assert got == want
     # Six small maps in three shards (first read: no sizes remembered), one short keys page each;
     # values fetched per non-empty page; two plain reads, five batches of under 1,000 keys.
@@ -175,7 +176,8 @@ def test_scan_under_a_prefix_decodes_the_free_key_part_only():
     state.commit_block()
     reader, _ = reader_over(state)
     assert sorted(run(reader.scan("Keys", [1], shards=4))) == [(uid, t.hotkey(uid)) for uid in range(6)]
-    assert sorted(run(reader.scan("Keys", shards=2))) == [((1, uid), t.hotkey(uid)) for uid in range(6)] + [((2, 0), t.V2)]
+    everything = [((1, uid), t.hotkey(uid)) for uid in range(6)] + [((2, 0), t.V2)]
+    assert sorted(run(reader.scan("Keys", shards=2))) == everything
 
 
 def test_an_identity_keyed_map_scans_whole_with_many_shards():
@@ -258,7 +260,8 @@ def test_values_reads_several_items_in_one_request():
     state.set("MaxChildkeyTake", [], 11796)
     state.commit_block()
     reader, conn = reader_over(state)
-    got = run(reader.values([("TaoWeight", []), ("MaxChildkeyTake", []), ("StakeThreshold", []), ("NetworksAdded", [3])]))
+    reads = [("TaoWeight", []), ("MaxChildkeyTake", []), ("StakeThreshold", []), ("NetworksAdded", [3])]
+    got = run(reader.values(reads))
     assert got == [t.TAO_WEIGHT, 11796, 0, False]
     assert run(reader.values([("Now", [])], pallet="Timestamp")) == [state.finalized.timestamp_ms]
     assert conn.count("state_queryStorageAt") == 2
@@ -295,7 +298,9 @@ def test_requests_in_flight_never_exceed_the_semaphore(monkeypatch, cap):
 def test_shard_bounds_cover_the_key_space_without_overlap():
     assert _shard_bounds("0xab", 1) == [("0xab", None)]
     assert _shard_bounds("0xab", 0) == [("0xab", None)]
-    assert _shard_bounds("0xab", 4) == [("0xab", "0xab40"), ("0xab40", "0xab80"), ("0xab80", "0xabc0"), ("0xabc0", None)]
+    assert _shard_bounds("0xab", 4) == [
+        ("0xab", "0xab40"), ("0xab40", "0xab80"), ("0xab80", "0xabc0"), ("0xabc0", None)
+    ]
     for shards in (2, 3, 7, 32, 255, 256, 10_000):
         bounds = _shard_bounds("0xab", shards)
         assert len(bounds) == min(shards, 256)
