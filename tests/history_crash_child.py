@@ -1,7 +1,9 @@
 """A history writer that never stops on its own: the crash-safety test kills it with SIGKILL.
 
 After each committed refresh it prints the total number of events committed
-so far, so the parent knows what must survive.
+so far, so the parent knows what must survive. ``main`` takes the argument
+list, so the test can run it forked from ``tests/fork_server.py`` as well as
+``python -m tests.history_crash_child PATH``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from tests import tricky_chain as t
 from tests.test_snapshot import chain_read
 
 
-def main(path: str) -> None:
+def main(argv: list[str]) -> None:
+    (path,) = argv
     store = HistoryStore.open(path)
     state = store.load_state()
     committed = sum(1 for _ in store._conn.execute("SELECT id FROM events"))  # noqa: SLF001
@@ -37,4 +40,4 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1:])

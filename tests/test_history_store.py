@@ -7,7 +7,7 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,9 +20,10 @@ from exporter.history.store import HistoryStore, Retention
 from exporter.history.writer import HistoryWriter
 from exporter.snapshot.builder import build_snapshot
 from tests import tricky_chain as t
+from tests.fork_server import ForkServer
+from tests.wal_watch import FileWrites, died_in_a_commit
 from tests.test_snapshot import chain_read
 
-REPO = Path(__file__).resolve().parent.parent
 SCOPE = ScopeConfig(min_stake_weight=100)
 CRASH_RUNS = int(os.environ.get("HISTORY_CRASH_RUNS", "20"))  # the real exporter gets 50: test_crash_exporter.py
 
@@ -79,24 +80,61 @@ def test_retention_keeps_every_refresh_for_a_day_and_hourly_for_longer(tmp_path)
     store.close()
 
 
+def reported(out: Path) -> list[int]:
+    """The committed-event totals a crash child printed (complete lines only)."""
+    text = out.read_text() if out.exists() else ""
+    return [int(line) for line in text.split("\n")[:-1]]
+
+
 def test_killed_writer_leaves_an_intact_file_and_every_committed_event(tmp_path):
+    """A writer that commits refresh after refresh is killed after 1-6 reported commits, at a
+    write to its WAL (so mostly inside a commit). Every run is forked from a process that has
+    imported the writer already (tests/fork_server.py): no run pays for an interpreter."""
     path = tmp_path / "crash.db"
+    wal = Path(f"{path}-wal")
     rng = random.Random(7)
     committed = 0
-    for _ in range(CRASH_RUNS):
-        child = subprocess.Popen([sys.executable, "-m", "tests.history_crash_child", str(path)], cwd=REPO,
-                                 stdout=subprocess.PIPE, text=True)
-        lines = rng.randint(1, 6)
-        for _ in range(lines):
-            line = child.stdout.readline()
-            assert line, "writer died on its own"
-            committed = max(committed, int(line))
-        os.kill(child.pid, signal.SIGKILL)  # mid-way through the next transaction, most likely
-        child.wait()
-        child.stdout.close()
-        assert integrity(path) == "ok"
-        with sqlite3.connect(path) as conn:
-            assert conn.execute("SELECT count(*) FROM events").fetchone()[0] >= committed
+    landed = {"in its WAL writes": 0, "after its commit frame, before it was reported": 0, "elsewhere": 0}
+    with ForkServer(["tests.history_crash_child"]) as zygote, FileWrites(wal) as wal_writes:
+        for run in range(CRASH_RUNS):
+            wal_before = wal.read_bytes() if wal.exists() else b""
+            out = tmp_path / f"writer-{run}.out"
+            with FileWrites(out) as printed:
+                pid = zygote.spawn("tests.history_crash_child:main", [str(path)], stdout=out)
+                lines = rng.randint(1, 6)
+                while len(reported(out)) < lines:  # each line: one more commit
+                    if not printed.wait(1.0):
+                        assert zygote.poll(pid) is None, "writer died on its own"
+            nth, offset = rng.choice((1, 1, 2, 3)), rng.choice((0.0, 0.0, rng.uniform(0, 0.001)))
+            wal_writes.drain()  # the writes of the commits it reported
+            for _ in range(nth):  # a write of a commit still to come
+                assert wal_writes.wait(10.0), "writer stopped writing"
+            if offset:
+                time.sleep(offset)  # the offset itself is what is being varied
+            size_at_kill = wal.stat().st_size
+            os.kill(pid, signal.SIGKILL)
+            assert zygote.wait(pid) == -signal.SIGKILL
+            in_writes = wal.stat().st_size > size_at_kill or died_in_a_commit(wal_before, path, tmp_path / "scratch")
+            committed = max([committed, *reported(out)])
+            # Read-only, the check leaves the WAL as the kill left it, for the next run to
+            # recover from; read-write, closing it checkpoints the WAL into the database.
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True) if rng.random() < 0.5 else sqlite3.connect(path)
+            try:
+                assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+                in_file = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+            finally:
+                conn.close()
+            assert in_file >= committed
+            if in_writes:
+                landed["in its WAL writes"] += 1
+            elif in_file > committed:  # the run counts from what is in the file: one commit went unreported
+                landed["after its commit frame, before it was reported"] += 1
+            else:
+                landed["elsewhere"] += 1
+    assert committed > 0
+    in_commit = landed["in its WAL writes"] + landed["after its commit frame, before it was reported"]
+    print(f"kills landed: {landed}")
+    assert in_commit >= CRASH_RUNS // 4, f"too few kills landed inside a commit: {landed}"
 
 
 @contextmanager

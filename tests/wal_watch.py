@@ -3,9 +3,8 @@ read back, after the writer died, whether it died mid-transaction.
 
 ``FileWrites`` reports writes to one file (inotify on Linux: every ``write()``
 the writer makes wakes the watcher; elsewhere, polling its size and mtime).
-``wal_tail`` parses a WAL file the way SQLite's recovery does (header, salts,
-cumulative checksums) and counts the frames after the last commit frame:
-frames of a transaction the writer never finished.
+``died_in_a_commit`` compares what a killed writer wrote to its WAL with what
+SQLite's recovery keeps of it: bytes beyond that are a commit it never finished.
 """
 
 from __future__ import annotations
@@ -13,9 +12,10 @@ from __future__ import annotations
 import ctypes
 import os
 import select
+import shutil
+import sqlite3
 import struct
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -109,60 +109,44 @@ class FileWrites:
         self.close()
 
 
-@dataclass(frozen=True)
-class WalTail:
-    header: bool  # a valid WAL header
-    committed_frames: int  # valid frames up to and including the last commit frame
-    uncommitted_frames: int  # valid frames after it: a transaction that never committed
-    torn_bytes: int  # a frame (or header) cut short, or failing its checksum, at the end
-
-    @property
-    def mid_transaction(self) -> bool:
-        """The writer died inside a commit. SQLite writes a WAL header only together with
-        the first frame of a transaction, so a header with no frame after it counts too."""
-        return self.uncommitted_frames > 0 or self.torn_bytes > 0 or (self.header and self.committed_frames == 0)
-
-
-def _checksum(data: bytes, big_endian: bool, s0: int, s1: int) -> tuple[int, int]:
-    words = struct.unpack((">" if big_endian else "<") + f"{len(data) // 4}I", data)
-    for i in range(0, len(words), 2):
-        s0 = (s0 + words[i] + s1) & 0xFFFFFFFF
-        s1 = (s1 + words[i + 1] + s0) & 0xFFFFFFFF
-    return s0, s1
-
-
-def wal_tail(path: Path) -> WalTail:
-    """What SQLite's recovery will find in the WAL at ``path`` (read it before opening the database)."""
+def recovered_log_end(db: Path, scratch: Path) -> int:
+    """How many bytes of ``db``'s WAL SQLite's recovery keeps: its header and every frame up
+    to the last commit (0 when it keeps no frame). Asks SQLite itself, on a copy of the
+    database and its WAL (without the shared-memory index, so recovery reads the WAL)."""
+    wal = Path(f"{db}-wal")
+    if not wal.exists() or wal.stat().st_size == 0:
+        return 0
+    scratch.mkdir(exist_ok=True)
+    copy = scratch / "recover.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{copy}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(db, copy)
+    shutil.copyfile(wal, f"{copy}-wal")
+    conn = sqlite3.connect(copy)
     try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        return WalTail(False, 0, 0, 0)
-    if len(data) < 32:
-        return WalTail(False, 0, 0, len(data))
-    magic, _, page_size, _, salt1, salt2, c0, c1 = struct.unpack(">8I", data[:32])
-    if magic not in (0x377F0682, 0x377F0683):
-        return WalTail(False, 0, 0, len(data))
-    big_endian = magic & 1 == 1
-    s0, s1 = _checksum(data[:24], big_endian, 0, 0)
-    if (s0, s1) != (c0, c1):
-        return WalTail(False, 0, 0, len(data))
-    frame_size = 24 + page_size
-    offset, frames, last_commit, torn = 32, 0, 0, 0
-    while offset < len(data):
-        frame = data[offset: offset + frame_size]
-        if len(frame) < frame_size:
-            torn = len(frame)
-            break
-        _, commit_size, f_salt1, f_salt2, f0, f1 = struct.unpack(">6I", frame[:24])
-        if (f_salt1, f_salt2) != (salt1, salt2):
-            break  # left over from before the WAL was restarted
-        s0, s1 = _checksum(frame[:8], big_endian, s0, s1)
-        s0, s1 = _checksum(frame[24:], big_endian, s0, s1)
-        if (s0, s1) != (f0, f1):
-            torn = frame_size
-            break
-        frames += 1
-        offset += frame_size
-        if commit_size:
-            last_commit = frames
-    return WalTail(True, last_commit, frames - last_commit, torn)
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    finally:
+        conn.close()
+    return 32 + frames * (24 + page_size) if frames > 0 else 0
+
+
+def written_end(before: bytes, after: bytes, chunk: int = 4096) -> int:
+    """One past the last byte that differs between two versions of a file (0: identical)."""
+    if len(after) > len(before):
+        return len(after)
+    for start in range((len(after) - 1) // chunk * chunk, -1, -chunk):
+        a, b = after[start:start + chunk], before[start:start + chunk]
+        if a != b:
+            return start + next(i for i in range(len(a), 0, -1) if a[i - 1] != b[i - 1])
+    return 0
+
+
+def died_in_a_commit(wal_before: bytes, db: Path, scratch: Path) -> bool:
+    """Whether the writer of ``db``, now dead, wrote WAL bytes that recovery discards: frames of
+    a transaction whose commit frame it never wrote (or a new WAL header, which SQLite writes
+    only together with a transaction's first frame). ``wal_before``: the WAL before it ran.
+    Call it before anything opens the database."""
+    wal = Path(f"{db}-wal")
+    after = wal.read_bytes() if wal.exists() else b""
+    return written_end(wal_before, after) > recovered_log_end(db, scratch)
