@@ -77,6 +77,7 @@ class ChainSession:
         self._reader = ChainReader(chain.max_in_flight)
         self.pool = pool or EndpointPool(chain.endpoints)
         self._conn: Optional[SubstrateConnection] = None
+        self._closing: set[asyncio.Future] = set()  # connections closing in the background
         self._conn_endpoint: Optional[Endpoint] = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="chain-io", daemon=True)
@@ -106,10 +107,32 @@ class ChainSession:
         self._conn, self._conn_endpoint = conn, endpoint
         return conn
 
+    async def _close_all(self) -> None:
+        await self._drop_connection()
+        # Connections still closing in the background were abandoned after a
+        # failure; at shutdown there is nothing left to wait for on them.
+        for task in self._closing:
+            task.cancel()
+        if self._closing:
+            await asyncio.wait(set(self._closing), timeout=1)
+
     async def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             await _close_quietly(conn)
+
+    def _abandon_connection(self) -> None:
+        """Drop the connection without waiting for it to close.
+
+        Closing a connection that failed mid-read can wait seconds on answers
+        still in flight; the refresh (and a failover to the next endpoint)
+        must not. The close finishes in the background on this loop.
+        """
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            task = asyncio.ensure_future(_close_quietly(conn))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def _read_from(self, endpoint: Endpoint, scope: ScopeConfig) -> ChainRead:
         try:
@@ -117,7 +140,7 @@ class ChainSession:
         except BaseException:
             # A failed or cancelled read may leave the session mid-page or given
             # up; the next attempt starts on a fresh connection.
-            await self._drop_connection()
+            self._abandon_connection()
             raise
 
     async def _read(self, scope: ScopeConfig, deadline: float, attempts: list[Attempt]) -> ChainRead:
@@ -158,7 +181,7 @@ class ChainSession:
 
     def close(self) -> None:
         if self._loop.is_running():
-            asyncio.run_coroutine_threadsafe(self._drop_connection(), self._loop).result(timeout=10)
+            asyncio.run_coroutine_threadsafe(self._close_all(), self._loop).result(timeout=10)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
 
