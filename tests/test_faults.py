@@ -36,11 +36,20 @@ def always(method_name: str, action: tuple):
 
 
 @pytest.fixture
-def watched(tricky_node, exporter_factory, tmp_path):
-    """An exporter with history that has read the tricky chain once."""
-    exporter = exporter_factory(tricky_node, scope=SCOPE, history_path=str(tmp_path / "h.db"), **FAST)
-    assert exporter.refresh()
-    return tricky_node, exporter, tmp_path / "h.db"
+def watch(tricky_node, exporter_factory, tmp_path):
+    """Start an exporter with history (FAST, or what the test overrides) that has read the tricky chain once."""
+
+    def start(**overrides):
+        exporter = exporter_factory(tricky_node, scope=SCOPE, history_path=str(tmp_path / "h.db"), **{**FAST, **overrides})
+        assert exporter.refresh()
+        return tricky_node, exporter, tmp_path / "h.db"
+
+    return start
+
+
+@pytest.fixture
+def watched(watch):
+    return watch()
 
 
 def assert_last_good_values_served(exporter, up: int):
@@ -78,8 +87,10 @@ def test_connection_dropped_in_the_middle_of_a_paged_read(watched):
     change_and_recover(node, exporter, db)
 
 
-def test_stalled_response_times_out(watched):
-    node, exporter, db = watched
+def test_stalled_response_times_out(watch):
+    # The SDK gives up after _SDK_RETRIES response timeouts (and a 0.25 s backoff
+    # between them): a shorter one makes that ~1.3 s instead of ~2.3 s.
+    node, exporter, db = watch(chain_timeout=0.5)
     node.fault = always("state_queryStorageAt", ("delay", 30))
     assert not exporter.refresh()
     s = assert_last_good_values_served(exporter, up=0)
@@ -88,8 +99,11 @@ def test_stalled_response_times_out(watched):
     change_and_recover(node, exporter, db)
 
 
-def test_malformed_json(watched):
-    node, exporter, db = watched
+def test_malformed_json(watch):
+    # Every frame the SDK receives, unparseable or not, resets its count of response
+    # timeouts, so it reconnects and resubmits until the refresh's deadline: that
+    # deadline is what this test waits for. 1.5 s leaves room for two reconnects.
+    node, exporter, db = watch(chain_timeout=0.5, refresh_timeout_seconds=1.5)
     node.fault = always("chain_getFinalizedHead", ("raw", "{this is not json"))
     assert not exporter.refresh()
     assert_last_good_values_served(exporter, up=0)
@@ -132,8 +146,11 @@ def test_node_restart(watched):
     change_and_recover(node, exporter, db)
 
 
-def test_very_large_response(watched):
-    node, exporter, db = watched
+def test_very_large_response(watch):
+    # Moving 40 MB through both ends of the websocket in one process takes ~2 s of
+    # CPU; with a 1 s response timeout a busy machine saw timeouts, reconnects and
+    # a second transfer (7 s). A timeout that doesn't race the transfer keeps it to one.
+    node, exporter, db = watch(chain_timeout=10, refresh_timeout_seconds=30)
     node.fault = always("chain_getFinalizedHead", ("result", "0x" + "ab" * 20_000_000))  # a 40 MB "hash"
     assert not exporter.refresh()
     assert_last_good_values_served(exporter, up=0)

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Optional
 
 IN_MODIFY = 0x00000002
-IN_CREATE = 0x00000100
 _EVENT = struct.Struct("iIII")
 
 
@@ -37,7 +36,7 @@ class FileWrites:
             fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
             if fd < 0:
                 raise OSError(ctypes.get_errno(), "inotify_init1")
-            if libc.inotify_add_watch(fd, os.fsencode(self.path.parent), IN_MODIFY | IN_CREATE) < 0:
+            if libc.inotify_add_watch(fd, os.fsencode(self.path.parent), IN_MODIFY) < 0:
                 os.close(fd)
                 raise OSError(ctypes.get_errno(), "inotify_add_watch")
             self._fd = fd
