@@ -36,7 +36,7 @@ from tests.wal_watch import FileWrites, died_in_a_commit
 from simnode import ChainState, SimNode
 
 KILLS = int(os.environ.get("EXPORTER_CRASH_RUNS", "50"))
-QUIET = 0.1  # seconds without a write that end one refresh's burst of writes
+QUIET = 0.05  # seconds without a write that end one refresh's burst of writes (its writes come within ms)
 RUN_TIMEOUT = 30.0  # the exporter's first write comes well within this
 
 
@@ -55,8 +55,8 @@ def committed_events(stderr_lines: list[str]) -> int:
 
 def aim(rng: random.Random, run: int) -> tuple[int, int, float]:
     """Where to kill: (which burst of writes, which write in it, seconds after that write).
-    Every 12th run waits for its second refresh (a second costs a second: the interval)."""
-    burst = 2 if run % 12 == 11 else 1
+    Every 16th run waits for its second refresh (a second costs a second: the interval)."""
+    burst = 2 if run % 16 == 15 else 1
     write = rng.choice((1, 1, 1, 2, 3))
     offset = rng.choice((0.0, 0.0, rng.uniform(0, 0.002), rng.uniform(0.002, 0.05)))
     return burst, write, offset
