@@ -5,11 +5,13 @@ exporter had logged as committed before it died.
 
 The kills are aimed at the writes rather than at random times: the test sees
 each write to the history file's WAL (``history.db-wal``) as it happens and
-kills after the first, second or third write of the first (or, in a few
-runs, the second) refresh the run commits, at once or a little later. So kills land in the middle of a
-transaction (frames written, commit frame not yet), between a commit and its
-log line, and between transactions; after each kill the WAL tells which, and
-the test asserts that both happened in a fair share of the runs.
+kills after the first, second or third write of the first (or, in a few runs,
+the second) refresh the run commits, at once or a little later. So kills land
+in the middle of a commit (frames written, commit frame not yet), between a
+commit and its log line, and between commits; after each kill the WAL tells
+which, and the test asserts that the first and the last each happened in a
+fair share of the runs. The check after a kill alternates between leaving the
+WAL as the kill left it (the next run recovers from it) and checkpointing it.
 
 Each run is a separate process running the real command line
 (``exporter.cli:main``, what ``python -m exporter`` runs), forked from a
