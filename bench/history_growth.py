@@ -19,7 +19,6 @@ import tempfile
 import time
 from dataclasses import replace
 
-from prometheus_client import CollectorRegistry
 
 from exporter.config import HistoryConfig, ScopeConfig, WatchedHotkey
 from exporter.history.store import Retention

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
+from exporter.cli import main
 from exporter.config import ConfigError, load_config, parse_config
 from tests.tricky_chain import hotkey
 
@@ -80,7 +84,19 @@ def test_endpoints_from_environment(tmp_path):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """The real command in its own process: start-up, exit code and stderr as an operator sees them."""
     return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True, text=True, cwd=REPO, timeout=60)
+
+
+def run_main(*args: str) -> SimpleNamespace:
+    """``exporter.cli.main`` in this process: the same code path without an interpreter start-up."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse exits on bad flags
+            code = exit_.code
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def test_cli_bad_config_exits_2_with_one_message(tmp_path):
@@ -103,18 +119,18 @@ def test_cli_bad_config_exits_2_with_one_message(tmp_path):
     ],
 )
 def test_cli_bad_flags_exit_2(args, needle):
-    result = run_cli("check-config", *args)
+    result = run_main("check-config", *args)
     assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
 
 
 def test_cli_invalid_yaml(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("chain: [unclosed\n")
-    result = run_cli("check-config", "--config.file", str(path))
+    result = run_main("check-config", "--config.file", str(path))
     assert result.returncode == 2 and "not valid YAML at line" in result.stderr
 
 
 def test_cli_flags_override_the_file(tmp_path):
     path = tmp_path / "ok.yaml"
     path.write_text("refresh:\n  interval_seconds: 60\n")
-    assert run_cli("--config.file", str(path), "--interval", "2m", "check-config").returncode == 0
+    assert run_main("--config.file", str(path), "--interval", "2m", "check-config").returncode == 0
