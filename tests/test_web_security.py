@@ -22,7 +22,6 @@ from tests.fakes import fake_publication
 from tests.test_config import run_main
 from exporter.serving.web_config import load_web_config
 
-REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
 
 
