@@ -18,6 +18,10 @@ reuse what they know:
 Passwords are only ever compared against bcrypt hashes; a password that
 matched once is remembered by its SHA-256 digest so a scrape does not pay
 bcrypt's deliberate cost every time.
+
+A file that cannot be used, whatever is wrong with it (not UTF-8, too big,
+YAML aliases, wrong types, a malformed hash), is one ``ConfigError`` with
+short messages: never a traceback, never an unbounded read or message.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import ssl
+import stat
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import bcrypt
 import yaml
@@ -51,6 +57,19 @@ TLS_VERSIONS = {
 }
 TLS_KEYS = ("cert_file", "key_file", "client_auth_type", "client_ca_file", "min_version", "max_version",
             "cipher_suites", "curve_preferences", "prefer_server_cipher_suites")
+TOP_KEYS = ("tls_server_config", "basic_auth_users", "http_server_config")
+SERVER_KEYS = ("headers", "http2")  # http2 is accepted for compatibility; the exporter serves HTTP/1.1
+
+MAX_FILE_BYTES = 1 << 20  # a web config is a few hundred bytes; /dev/zero must not be read forever
+MAX_CERT_BYTES = 1 << 20
+BCRYPT_MAX_PASSWORD_BYTES = 72  # bcrypt ignores the rest: a longer password must never match
+# $2a$/$2b$/$2y$, a cost of 04-31, 22 salt and 31 hash characters of bcrypt's base64 alphabet
+_BCRYPT_HASH = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+# Set by the server itself: configuring them would break the framing, encoding or auth of responses.
+RESERVED_HEADERS = frozenset({"connection", "content-encoding", "content-length", "content-type", "date",
+                              "keep-alive", "server", "transfer-encoding", "vary", "www-authenticate"})
 
 
 @dataclass(frozen=True)
@@ -61,114 +80,271 @@ class WebConfig:
 
 
 class BasicAuth:
-    """Checks ``Authorization: Basic`` headers against bcrypt hashes, thread-safely."""
+    """Checks ``Authorization: Basic`` headers against bcrypt hashes, thread-safely.
+
+    ``check`` answers without bcrypt when it can (auth disabled, a malformed
+    header, a password bcrypt cannot verify, a password verified before);
+    ``allows`` always answers, paying bcrypt's cost when needed, so a server
+    runs it off its event loop. An unknown user is checked against a dummy
+    hash of the configured cost: it takes as long as a wrong password.
+    """
 
     def __init__(self, users: dict):
         self._users = users
         self._verified: set[tuple[str, bytes]] = set()
         self._lock = threading.Lock()
+        cost = max((int(h.split(b"$")[2]) for h in users.values()), default=10)
+        # A well-formed hash nothing matches, with the users' cost: checking it costs what a real check does.
+        self._dummy = bcrypt.gensalt(rounds=cost) + b"." * 31
 
     @property
     def enabled(self) -> bool:
         return bool(self._users)
 
-    def allows(self, header: Optional[str]) -> bool:
+    @staticmethod
+    def _credentials(header: Optional[str]) -> Optional[tuple[str, bytes]]:
+        scheme, _, token = (header or "").strip().partition(" ")
+        if scheme.lower() != "basic":  # the scheme is case-insensitive (RFC 9110 11.1)
+            return None
+        try:
+            user, colon, password = base64.b64decode(token.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return None
+        if not colon or len(password.encode()) > BCRYPT_MAX_PASSWORD_BYTES:
+            return None
+        return user, password.encode()
+
+    def check(self, header: Optional[str]) -> Optional[bool]:
+        """True or False when known without bcrypt; None when ``allows`` must decide."""
         if not self._users:
             return True
-        if not header or not header.startswith("Basic "):
+        credentials = self._credentials(header)
+        if credentials is None:
             return False
-        try:
-            user, _, password = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
+        user, password = credentials
+        hashed = self._users.get(user)
+        if hashed is not None:
+            with self._lock:
+                if (user, _digest(hashed, password)) in self._verified:
+                    return True
+        return None
+
+    def allows(self, header: Optional[str]) -> bool:
+        known = self.check(header)
+        if known is not None:
+            return known
+        user, password = self._credentials(header)  # type: ignore[misc] - check() returned None: well-formed
         hashed = self._users.get(user)
         if hashed is None:
-            # Spend the same time as for a real user, so timing does not reveal user names.
-            bcrypt.checkpw(password.encode(), _DUMMY_HASH)
+            _checkpw(password, self._dummy)  # same time as a wrong password: timing does not reveal user names
             return False
-        digest = hashlib.sha256(hashed + b"\0" + password.encode()).digest()
-        with self._lock:
-            if (user, digest) in self._verified:
-                return True
-        if not bcrypt.checkpw(password.encode(), hashed):
+        if not _checkpw(password, hashed):
             return False
         with self._lock:
-            self._verified.add((user, digest))
+            self._verified.add((user, _digest(hashed, password)))
         return True
 
 
-_DUMMY_HASH = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=10))
+def _digest(hashed: bytes, password: bytes) -> bytes:
+    return hashlib.sha256(hashed + b"\0" + password).digest()
+
+
+def _checkpw(password: bytes, hashed: bytes) -> bool:
+    try:
+        return bcrypt.checkpw(password, hashed)
+    except ValueError:  # a hash bcrypt refuses after all: it matches nothing
+        return False
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A bounded rendering of a value from the file, for error messages."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        text = repr(value)
+        return text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"a {type(value).__name__}"
+
+
+def _text(value: str, limit: int = 60) -> str:
+    """A bounded, unquoted rendering of a string (a key, an error message) for error messages."""
+    text = value.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases: no alias bomb, no shared structures to walk twice."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not allowed here", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _read_document(path: str) -> Any:
+    where = f"web.config.file: {path}"
+    try:
+        with open(path, "rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise ConfigError([f"web.config.file: cannot read {path}: {error.strerror or error}"]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError([f"{where} is larger than {MAX_FILE_BYTES // 1024} KiB: not a web config"])
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError([f"{where} is UTF-16 text: save it as UTF-8"])
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConfigError([f"{where} is not UTF-8 text (byte {error.start})"]) from None
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or "syntax error"
+        mark = getattr(error, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError([f"{where} is not valid YAML: {_text(str(problem), 120)}{at}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{where} is nested too deeply"]) from None
+
+
+def _mapping(value: Any, where: str, problems: list[str], keys: Optional[tuple[str, ...]] = None) -> dict:
+    """``value`` as a mapping of string keys (empty when it is not one: the problem is listed)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"{where}: must be a mapping, got {_short(value)}")
+        return {}
+    result = {}
+    for key, item in value.items():
+        if not isinstance(key, str):
+            problems.append(f"{where or 'web.config.file'}: keys must be strings, got {_short(key)}")
+        elif keys is not None and key not in keys:
+            problems.append(f"{where + '.' if where else 'web.config.file: '}{_text(key)}: unknown key")
+        else:
+            result[key] = item
+    return result
+
+
+def _string(raw: dict, key: str, where: str, problems: list[str]) -> Optional[str]:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        problems.append(f"{where}.{key}: must be a non-empty string, got {_short(value)}")
+        return None
+    return value
+
+
+def _regular_file(path: Path, where: str, problems: list[str]) -> bool:
+    """Certificates and keys are small regular files (a FIFO or /dev/zero would hang the load)."""
+    try:
+        info = path.stat()
+    except OSError as error:
+        problems.append(f"{where}: cannot load {_short(str(path))}: {error.strerror or error}")
+        return False
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_CERT_BYTES:
+        problems.append(f"{where}: {_short(str(path))} is not a certificate or key file")
+        return False
+    return True
 
 
 def _tls_context(raw: dict, base: Path, problems: list[str]) -> Optional[ssl.SSLContext]:
-    for key in sorted(set(raw) - set(TLS_KEYS)):
-        problems.append(f"tls_server_config.{key}: unknown key")
-    cert, key = raw.get("cert_file"), raw.get("key_file")
-    if not cert or not key:
-        problems.append("tls_server_config: cert_file and key_file are both required")
-        return None
+    where = "tls_server_config"
+    cert, key = _string(raw, "cert_file", where, problems), _string(raw, "key_file", where, problems)
     auth = raw.get("client_auth_type", "NoClientCert")
-    if auth not in CLIENT_AUTH:
-        problems.append(f"tls_server_config.client_auth_type: must be one of {', '.join(CLIENT_AUTH)}, got {auth!r}")
+    versions = {name: raw[name] for name in ("min_version", "max_version") if name in raw}
+    ca = _string(raw, "client_ca_file", where, problems)
+    count = len(problems)
+    if not cert or not key:
+        problems.append(f"{where}: cert_file and key_file are both required")
+    if not isinstance(auth, str) or auth not in CLIENT_AUTH:
+        problems.append(f"{where}.client_auth_type: must be one of {', '.join(CLIENT_AUTH)}, got {_short(auth)}")
+    elif auth in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert") and not ca:
+        problems.append(f"{where}.client_ca_file: required with client_auth_type {auth}")
+    for name, value in versions.items():
+        if not isinstance(value, str) or value not in TLS_VERSIONS:
+            problems.append(f"{where}.{name}: must be one of {', '.join(TLS_VERSIONS)}, got {_short(value)}")
+    if len(problems) > count or cert is None or key is None:
         return None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     for name, attribute in (("min_version", "minimum_version"), ("max_version", "maximum_version")):
-        if name in raw:
-            if raw[name] not in TLS_VERSIONS:
-                problems.append(f"tls_server_config.{name}: must be one of {', '.join(TLS_VERSIONS)}, got {raw[name]!r}")
-                return None
-            setattr(context, attribute, TLS_VERSIONS[raw[name]])
+        if name in versions:
+            setattr(context, attribute, TLS_VERSIONS[versions[name]])
+    if not (_regular_file(base / cert, f"{where}.cert_file", problems) and _regular_file(base / key, f"{where}.key_file", problems)):
+        return None
     try:
-        context.load_cert_chain(base / cert, base / key)
-    except (OSError, ssl.SSLError) as error:
-        problems.append(f"tls_server_config: cannot load cert_file/key_file: {error}")
+        # An encrypted key fails here instead of prompting for a pass phrase on the terminal.
+        context.load_cert_chain(base / cert, base / key, password=lambda: b"")
+    except (OSError, ssl.SSLError, ValueError) as error:
+        problems.append(f"{where}: cannot load cert_file/key_file: {_text(str(error), 200)}")
         return None
     context.verify_mode = CLIENT_AUTH[auth]
-    if auth in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert"):
-        ca = raw.get("client_ca_file")
-        if not ca:
-            problems.append(f"tls_server_config.client_ca_file: required with client_auth_type {auth}")
+    if ca and auth in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert"):
+        if not _regular_file(base / ca, f"{where}.client_ca_file", problems):
             return None
         try:
             context.load_verify_locations(base / ca)
-        except (OSError, ssl.SSLError) as error:
-            problems.append(f"tls_server_config.client_ca_file: cannot load: {error}")
+        except (OSError, ssl.SSLError, ValueError) as error:
+            problems.append(f"{where}.client_ca_file: cannot load: {_text(str(error), 200)}")
             return None
     return context
+
+
+def _users(raw: dict, problems: list[str]) -> dict[str, bytes]:
+    users = {}
+    for user, hashed in raw.items():
+        where = f"basic_auth_users.{_text(user)}"
+        if ":" in user:
+            problems.append(f"{where}: a user name cannot contain ':'")
+        elif not isinstance(hashed, str) or not hashed.startswith(("$2a$", "$2b$", "$2y$")):
+            problems.append(f"{where}: must be a bcrypt hash ($2y$...), not a password")
+        elif not _BCRYPT_HASH.fullmatch(hashed):
+            problems.append(f"{where}: not a valid bcrypt hash (expected $2y$<cost 04-31>$ and 53 characters)")
+        else:
+            users[user] = hashed.replace("$2y$", "$2b$", 1).encode()
+    return users
+
+
+def _headers(raw: dict, problems: list[str]) -> dict[str, str]:
+    headers = {}
+    for name, value in raw.items():
+        where = f"http_server_config.headers.{_text(name)}"
+        if not _HEADER_NAME.fullmatch(name):
+            problems.append(f"{where}: not a valid header name")
+        elif name.lower() in RESERVED_HEADERS:
+            problems.append(f"{where}: set by the exporter itself, cannot be configured")
+        elif isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            problems.append(f"{where}: must be a string, got {_short(value)}")
+        elif not _HEADER_VALUE.fullmatch(str(value)) or len(str(value)) > 4096:
+            problems.append(f"{where}: the value must be one line of printable text")
+        else:
+            headers[name] = str(value)
+    return headers
 
 
 def load_web_config(path: Optional[str]) -> WebConfig:
     """Parse the web config file (None: plain HTTP, no auth); ConfigError lists every problem."""
     if path is None:
         return WebConfig()
-    try:
-        document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except OSError as error:
-        raise ConfigError([f"web.config.file: cannot read {path}: {error.strerror or error}"]) from None
-    except yaml.YAMLError:
-        raise ConfigError([f"web.config.file: {path} is not valid YAML"]) from None
-    if not isinstance(document, dict):
-        raise ConfigError([f"web.config.file: {path} must be a mapping"])
+    document = _read_document(path)
     problems: list[str] = []
-    for key in sorted(set(document) - {"tls_server_config", "basic_auth_users", "http_server_config"}):
-        problems.append(f"web.config.file: {key}: unknown key")
-    base = Path(path).parent  # relative file names are relative to the config file, as in exporter-toolkit
-    tls = None
-    if document.get("tls_server_config") is not None:
-        if isinstance(document["tls_server_config"], dict):
-            tls = _tls_context(document["tls_server_config"], base, problems)
-        else:
-            problems.append("tls_server_config: must be a mapping")
-    users = {}
-    for user, hashed in (document.get("basic_auth_users") or {}).items():
-        if not isinstance(hashed, str) or not hashed.startswith(("$2a$", "$2b$", "$2y$")):
-            problems.append(f"basic_auth_users.{user}: must be a bcrypt hash ($2y$...), not a password")
-            continue
-        users[str(user)] = hashed.replace("$2y$", "$2b$", 1).encode()
-    server = document.get("http_server_config") or {}
-    headers = server.get("headers") or {} if isinstance(server, dict) else {}
+    if document is not None and not isinstance(document, dict):
+        raise ConfigError([f"web.config.file: {path} must be a mapping, got {_short(document)}"])
+    try:
+        top = _mapping(document, "", problems, TOP_KEYS)
+        base = Path(path).parent  # relative file names are relative to the config file, as in exporter-toolkit
+        tls = None
+        if top.get("tls_server_config") is not None:
+            raw = _mapping(top["tls_server_config"], "tls_server_config", problems, TLS_KEYS)
+            if isinstance(top["tls_server_config"], dict):
+                tls = _tls_context(raw, base, problems)
+        users = _users(_mapping(top.get("basic_auth_users"), "basic_auth_users", problems), problems)
+        server = _mapping(top.get("http_server_config"), "http_server_config", problems, SERVER_KEYS)
+        headers = _headers(_mapping(server.get("headers"), "http_server_config.headers", problems), problems)
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a shape nobody foresaw is still one message, not a traceback
+        raise ConfigError([f"web.config.file: {path} cannot be used ({type(error).__name__})"]) from None
     if problems:
         raise ConfigError(problems)
-    return WebConfig(tls=tls, users=users, headers={str(k): str(v) for k, v in headers.items()})
-
+    return WebConfig(tls=tls, users=users, headers=headers)
