@@ -6,6 +6,7 @@ drive is exactly what operators run.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -21,6 +22,13 @@ from exporter.serving.server import MetricsServer, MetricsSource, ProcessMetrics
 from exporter.serving.web_config import WebConfig
 
 
+# Seconds from "stop" to everything closed, whatever the exporter was doing: well
+# inside the 10 s a supervisor (compose: 30 s) gives between SIGTERM and SIGKILL.
+SHUTDOWN_SECONDS = 8.0
+# Of those, what closing the chain connection may take at the end.
+_SESSION_CLOSE_SECONDS = 2.5
+
+
 @dataclass
 class Exporter:
     config: Config
@@ -34,11 +42,23 @@ class Exporter:
         self.server.start()
         self.refresher.start(scheduled=scheduled)
 
-    def close(self, timeout: Optional[float] = None) -> None:
-        """Stop serving, let the refresh in progress finish (it closes the history), drop the chain."""
+    def close(self, timeout: float = SHUTDOWN_SECONDS) -> None:
+        """Stop within about ``timeout`` seconds, whatever is in progress.
+
+        The chain read in flight is cancelled first, so a refresh stalled on a
+        silent endpoint ends at once (it publishes its failure). HTTP stops;
+        the refresh thread finishes what it is doing, which is never more
+        than a history commit, and closes the history on its own thread; then
+        the chain connection is closed. Every wait is bounded: a thread that
+        overruns is left behind (all are daemons; SQLite's WAL makes an
+        unfinished commit safe).
+        """
+        deadline = time.monotonic() + timeout
+        self.session.cancel()
         self.server.stop()
-        self.refresher.stop(timeout)
-        self.session.close()
+        session_seconds = min(_SESSION_CLOSE_SECONDS, timeout / 3)
+        self.refresher.stop(max(0.1, deadline - session_seconds - time.monotonic()))
+        self.session.close(max(0.1, deadline - time.monotonic()))
 
 
 def build_exporter(

@@ -1,9 +1,13 @@
 """Choose which chain endpoint a refresh uses: configured order, health, backoff.
 
-Endpoints are tried in the order configured. One that fails is skipped until
-its backoff expires (exponential, capped, with jitter so many exporters do
-not retry a recovering public endpoint in lockstep); as soon as a preferred
-endpoint is due again, it is tried first again.
+Every refresh may try every endpoint. Those that are due come first, in the
+order configured; one that failed is put behind them until its backoff
+expires (exponential, capped, with jitter so many exporters do not retry a
+recovering public endpoint in lockstep), and those still backing off come
+last, the one whose backoff ends first before the others. Backoff is a
+preference, never an exclusion: when the endpoint in use dies, a healthy one
+that is still backing off from an old failure is tried in the same refresh.
+As soon as a preferred endpoint is due again, it is tried first again.
 """
 
 from __future__ import annotations
@@ -63,11 +67,13 @@ class EndpointPool:
         self._cap = cap
 
     def order(self) -> list[Endpoint]:
-        """Endpoints to try this refresh: those due, in configured order; if none is
-        due, the one whose backoff ends first (a refresh never gives up untried)."""
+        """Every endpoint, in the order to try them this refresh: those due in
+        configured order, then those backing off by when their backoff ends
+        (ties in configured order)."""
         now = self._clock()
         due = [e for e in self.endpoints if e.retry_at <= now]
-        return due or [min(self.endpoints, key=lambda e: e.retry_at)]
+        waiting = sorted((e for e in self.endpoints if e.retry_at > now), key=lambda e: e.retry_at)
+        return due + waiting
 
     def succeeded(self, endpoint: Endpoint) -> None:
         endpoint.failures = 0

@@ -4,7 +4,13 @@ The SDK is asyncio-based and its connection lives on one event loop, so the
 loop runs forever in its own daemon thread: the websocket stays open (and
 answers pings) between refreshes, and the refresh thread stays synchronous.
 Failover between endpoints is the pool's decision, made per refresh; the SDK
-is given one endpoint at a time and few retries, so a bad endpoint fails fast.
+is given one endpoint at a time and few retries, so a bad endpoint fails fast,
+and every endpoint is tried before a refresh fails (each try is given a share
+of the refresh's time, so a stalled first endpoint cannot use it all up).
+
+Stopping is bounded: ``cancel()`` fails the read in flight at once (the refresh
+thread gets a ReadError and can publish and exit), and ``close()`` gives the
+connection and every task left on the loop a fixed time to finish.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import concurrent.futures
 import threading
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
+
+import structlog
 
 from bittensor._transport.errors import MaxRetriesExceeded, RpcPolicyRejection, SubstrateRequestException
 from bittensor._transport.interface import SubstrateConnection
@@ -25,8 +33,16 @@ from exporter.chain.endpoints import Endpoint, EndpointPool
 from exporter.snapshot.model import ChainRead
 from exporter.chain.wire import RequestCounter, counting_connect_factory
 
+log = structlog.get_logger("exporter.chain")
+
 # Response timeouts the SDK tolerates on one connection before reporting failure.
 _SDK_RETRIES = 2
+# Seconds a connection gets to close: in the background after a failure, and at shutdown.
+_CLOSE_SECONDS = 5.0
+_SHUTDOWN_CLOSE_SECONDS = 2.0
+# Beyond its deadline, how long the refresh thread waits for a read that did not
+# stop by itself (a try that ignored its cancellation) before giving up on it.
+_OVERRUN_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,10 @@ def classify(error: BaseException) -> str:
     return "internal"
 
 
+class ShuttingDown(Exception):
+    """The session was cancelled: the exporter is stopping."""
+
+
 class ChainSession:
     def __init__(
         self,
@@ -79,7 +99,12 @@ class ChainSession:
         self._conn: Optional[SubstrateConnection] = None
         self._closing: set[asyncio.Future] = set()  # connections closing in the background
         self._conn_endpoint: Optional[Endpoint] = None
+        self._lock = threading.Lock()  # guards _in_flight between the refresh thread and cancel()
+        self._in_flight: Optional[concurrent.futures.Future] = None
+        self._cancelled = threading.Event()
+        self._closed = False
         self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(_log_loop_exception)
         self._thread = threading.Thread(target=self._loop.run_forever, name="chain-io", daemon=True)
         self._thread.start()
 
@@ -102,24 +127,33 @@ class ChainSession:
         try:
             await conn.initialize()
         except BaseException:
-            await _close_quietly(conn)
+            self._close_in_background(conn)
             raise
         self._conn, self._conn_endpoint = conn, endpoint
         return conn
 
-    async def _close_all(self) -> None:
-        await self._drop_connection()
+    async def _close_all(self, seconds: float) -> None:
+        """Close the connection, then cancel whatever is left on the loop; ``seconds`` in all."""
+        deadline = self._loop.time() + seconds
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await _close_quietly(conn, max(0.1, seconds / 2))
         # Connections still closing in the background were abandoned after a
-        # failure; at shutdown there is nothing left to wait for on them.
-        for task in self._closing:
+        # failure, and the SDK may have tasks of its own: at shutdown there is
+        # nothing left to wait for on any of them.
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
             task.cancel()
-        if self._closing:
-            await asyncio.wait(set(self._closing), timeout=1)
+        if others:
+            await asyncio.wait(others, timeout=max(0.1, deadline - self._loop.time()))
+        for task in others:
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: never "Task exception was never retrieved"
 
     async def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            await _close_quietly(conn)
+            await _close_quietly(conn, _CLOSE_SECONDS)
 
     def _abandon_connection(self) -> None:
         """Drop the connection without waiting for it to close.
@@ -130,9 +164,12 @@ class ChainSession:
         """
         conn, self._conn = self._conn, None
         if conn is not None:
-            task = asyncio.ensure_future(_close_quietly(conn))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self._close_in_background(conn)
+
+    def _close_in_background(self, conn: SubstrateConnection) -> None:
+        task = asyncio.ensure_future(_close_quietly(conn, _CLOSE_SECONDS))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def _read_from(self, endpoint: Endpoint, scope: ScopeConfig) -> ChainRead:
         try:
@@ -144,15 +181,18 @@ class ChainSession:
             raise
 
     async def _read(self, scope: ScopeConfig, deadline: float, attempts: list[Attempt]) -> ChainRead:
-        """Try endpoints in the pool's order until one gives a complete read; each try goes in ``attempts``."""
+        """Try every endpoint, in the pool's order, until one gives a complete read;
+        each try goes in ``attempts``."""
         last: Optional[BaseException] = None
-        for endpoint in self.pool.order():
+        order = self.pool.order()
+        for index, endpoint in enumerate(order):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             started = time.monotonic()
             try:
-                read = await asyncio.wait_for(self._read_from(endpoint, scope), remaining)
+                budget = attempt_budget(remaining, len(order) - index, self._chain.timeout_seconds)
+                read = await asyncio.wait_for(self._read_from(endpoint, scope), budget)
             except Exception as error:  # noqa: BLE001 - try the next endpoint
                 last = error
                 self.pool.failed(endpoint)
@@ -172,25 +212,106 @@ class ChainSession:
         """
         deadline = time.monotonic() + timeout
         attempts: list[Attempt] = []
-        future = asyncio.run_coroutine_threadsafe(self._read(scope, deadline, attempts), self._loop)
+        with self._lock:
+            if self._cancelled.is_set():
+                raise ReadError("timeout", "not read: the exporter is stopping")
+            future = asyncio.run_coroutine_threadsafe(self._read(scope, deadline, attempts), self._loop)
+            self._in_flight = future
         try:
-            read = future.result()
+            read = future.result(timeout + _OVERRUN_SECONDS)
+        except concurrent.futures.CancelledError:
+            # The tries may still be settling on the loop, so none are handed over.
+            if self._cancelled.is_set():
+                raise ReadError("timeout", "read cancelled: the exporter is stopping") from None
+            raise ReadError("internal", "read cancelled") from None
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise ReadError("timeout", f"the read did not stop at its {timeout:g}s deadline") from None
         except Exception as error:  # noqa: BLE001 - every failure becomes a labelled ReadError
             raise ReadError(classify(error), _describe(error), tuple(attempts)) from error
+        finally:
+            with self._lock:
+                self._in_flight = None
         return read, tuple(attempts)
 
-    def close(self) -> None:
-        if self._loop.is_running():
-            asyncio.run_coroutine_threadsafe(self._close_all(), self._loop).result(timeout=10)
+    def cancel(self) -> None:
+        """Fail the read in flight now, and every later one at once (the exporter is stopping).
+
+        Safe from any thread; the refresh thread's ``read()`` returns within
+        moments with a ReadError, however stalled the endpoint.
+        """
+        with self._lock:
+            self._cancelled.set()
+            future = self._in_flight
+        if future is not None:
+            future.cancel()
+
+    def close(self, timeout: float = _SHUTDOWN_CLOSE_SECONDS + 1) -> None:
+        """Cancel any read, close the connection and stop the loop, within about ``timeout`` seconds.
+
+        Safe to call more than once and from any thread but the loop's own.
+        """
+        self.cancel()
+        if self._closed:
+            return
+        self._closed = True
+        deadline = time.monotonic() + timeout
+        closing = min(_SHUTDOWN_CLOSE_SECONDS, timeout * 0.7)
+        if self._thread.is_alive():
+            try:
+                asyncio.run_coroutine_threadsafe(self._close_all(closing), self._loop).result(timeout=closing + 0.5)
+            except Exception as error:  # noqa: BLE001 - shutting down: give up on a close that does not finish
+                log.warning("chain connection not closed cleanly", error=_describe(error))
             self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
+            self._thread.join(max(0.1, deadline - time.monotonic()))
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    def task_count(self) -> int:
+        """Tasks alive on the chain I/O loop (for tests: nothing may pile up after failures)."""
+
+        async def count() -> int:
+            return len([t for t in asyncio.all_tasks() if t is not asyncio.current_task()])
+
+        return asyncio.run_coroutine_threadsafe(count(), self._loop).result(timeout=5)
+
+    def run_on_loop(self, function, timeout: float = 5) -> Any:
+        """Call ``function()`` on the chain I/O thread and return its result (tests, diagnostics)."""
+
+        async def call() -> Any:
+            return function()
+
+        return asyncio.run_coroutine_threadsafe(call(), self._loop).result(timeout=timeout)
 
 
-async def _close_quietly(conn: SubstrateConnection) -> None:
+def attempt_budget(remaining: float, endpoints_left: int, response_timeout: float) -> float:
+    """Seconds one try may take so the endpoints after it are still tried in time.
+
+    Each later endpoint is left one response timeout (enough to find a dead or
+    stalled one out), but never less than an equal share of what remains; the
+    last endpoint gets everything left.
+    """
+    if endpoints_left <= 1:
+        return remaining
+    return max(remaining / endpoints_left, remaining - (endpoints_left - 1) * response_timeout)
+
+
+async def _close_quietly(conn: SubstrateConnection, seconds: float) -> None:
     try:
-        await asyncio.wait_for(conn.close(), 5)
+        await asyncio.wait_for(conn.close(), seconds)
     except Exception:  # noqa: BLE001 - closing a broken connection may fail; nothing to do
         pass
+
+
+def _log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """asyncio's reports (e.g. "Task exception was never retrieved") as one structured log line."""
+    error = context.get("exception")
+    where = context.get("task") or context.get("future") or context.get("handle")
+    log.error(
+        "asyncio: " + str(context.get("message") or "unhandled exception in the chain I/O loop"),
+        where=_describe(repr(where)) if where is not None else None,
+        exc_info=error if isinstance(error, BaseException) else None,
+    )
 
 
 def _describe(error: BaseException) -> str:
