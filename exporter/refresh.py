@@ -6,6 +6,12 @@ outcomes into the status and swaps one immutable ``Publication`` that HTTP
 threads read. A failed refresh publishes too: the last good snapshot with a
 status saying why (up 0).
 
+Nothing the chain did not say is published or recorded: the read is checked
+inside the chain reader (so a bad endpoint fails over), and the snapshot is
+checked (``check_snapshot``) before history or rendering sees it. Either
+refusal is an ``InvalidRead``: the refresh fails with reason ``invalid`` and
+one log line naming the rule.
+
 The refresh thread is the only thread that runs the pipeline, owns the
 history database's connection and the change counters, and advances the
 status. Tests drive it through ``refresh_now()``, which runs a refresh on
@@ -31,6 +37,7 @@ from exporter.serving.publication import Publication, RenderedSnapshot, first_pu
 from exporter.serving.status import EndpointAttempt, HistoryResult, RefreshOutcome, Status, advance, render_status
 from exporter.snapshot.builder import build_snapshot
 from exporter.snapshot.model import ChainRead, Snapshot
+from exporter.snapshot.validate import InvalidRead, check_snapshot
 
 log = structlog.get_logger("exporter.refresh")
 _SCHEDULED = object()  # a job the interval made, not a caller
@@ -112,6 +119,7 @@ class Refresher:
                     raise
             with stages.stage("snapshot"):
                 snapshot = build_snapshot(read, self._config.scope)
+                check_snapshot(snapshot)
             extra = b""
             if self._history is not None:
                 # Before publishing, so the change counters served match the
@@ -121,8 +129,16 @@ class Refresher:
             with stages.stage("render"):
                 data = render(snapshot, extra)
         except ReadError as failure:
-            error = failure.reason
-            log.warning("refresh failed", reason=error, error=str(failure), duration_seconds=_round(started))
+            invalid = _invalid_cause(failure)
+            if invalid is not None:
+                error = "invalid"
+                _log_invalid(invalid, attempts, started)
+            else:
+                error = failure.reason
+                log.warning("refresh failed", reason=error, error=str(failure), duration_seconds=_round(started))
+        except InvalidRead as failure:
+            error = "invalid"
+            _log_invalid(failure, attempts, started)
         except Exception as failure:  # noqa: BLE001 - a bug must not stop the exporter
             error = "internal"
             log.exception("refresh failed", reason=error, error=repr(failure))
@@ -232,6 +248,27 @@ class Refresher:
         finally:
             if self._history is not None:
                 self._history.close()
+
+
+def _invalid_cause(failure: ReadError) -> Optional[InvalidRead]:
+    """The ``InvalidRead`` behind a failed read, if that is what failed it."""
+    cause: Optional[BaseException] = failure.__cause__
+    while cause is not None and not isinstance(cause, InvalidRead):
+        cause = cause.__cause__
+    return cause
+
+
+def _log_invalid(failure: InvalidRead, attempts: tuple[Attempt, ...], started: float) -> None:
+    """The one line a refused read logs: the rule it broke, where, and which endpoint said it."""
+    log.warning(
+        "refresh held back, needs confirmation" if failure.held else "refresh failed",
+        reason="invalid",
+        rule=failure.rule,
+        detail=failure.detail,
+        held_back=failure.held,
+        endpoint=attempts[-1].endpoint if attempts else None,
+        duration_seconds=_round(started),
+    )
 
 
 def _counts(data: RenderedSnapshot) -> dict:

@@ -47,6 +47,7 @@ class Call:
     items: tuple[str, ...]
     keys: tuple = ()  # batch: the params asked for, as tuples
     shards: Optional[int] = None  # scan
+    max_keys: Optional[int] = None  # scan: the cap it was given
 
 
 class FakeSource:
@@ -98,10 +99,11 @@ class FakeSource:
         await self._answer(item)
         return [self._get(item, k) for k in keys]
 
-    async def scan(self, item: str, params=(), *, shards: int = 1, pallet: str = SUBTENSOR) -> list[tuple[Any, Any]]:
+    async def scan(self, item: str, params=(), *, shards: int = 1, max_keys: Optional[int] = None,
+                   pallet: str = SUBTENSOR) -> list[tuple[Any, Any]]:
         assert not params, "the reader scans whole maps"
         assert self.has_item(item), f"{item} scanned though the runtime does not declare it"
-        self.calls.append(Call("scan", (item,), shards=shards))
+        self.calls.append(Call("scan", (item,), shards=shards, max_keys=max_keys))
         await self._answer(item)
         return [(k[0] if len(k) == 1 else k, v) for k, v in self.storage.get(item, {}).items()]
 

@@ -14,6 +14,13 @@ runtime codec) is the only part that talks to the SDK connection. The plan
 itself (``read_from``) only asks a ``StorageSource`` for decoded values, so it
 runs as well against a ``StorageReader`` pinned to a block as against an
 in-memory source holding literal values.
+
+Nothing is returned that the chain could not have said: the storage reader
+checks every answer as it arrives and caps every scan (``scan_caps``), and
+``read`` passes the finished read through a ``ReadGate`` (the chain's
+invariants, then the step from the last good read). Each refusal is an
+``InvalidRead`` raised inside the read, so the session counts the endpoint
+as failed and tries the next one.
 """
 
 from __future__ import annotations
@@ -21,19 +28,30 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import replace
-from typing import Any, Protocol, Sequence
+from typing import Any, Optional, Protocol, Sequence
 
 from bittensor._transport.interface import SubstrateConnection
 
 from exporter.config import ScopeConfig
 from exporter.snapshot.model import ChainRead, frozen
 from exporter.snapshot.scope import select_candidates
+from exporter.snapshot.validate import MAX_NETUIDS, ReadGate, check_block_hash, stake_keys
 from exporter.chain.storage import PAGE_SIZE, StorageReader, gather_or_cancel
 
 # Runtime items that only some runtimes declare; read when present.
 MIN_TAKE_PER_SUBNET = "MinChildkeyTakePerSubnet"
 THRESHOLD_SUSPENDED = "ChildkeyThresholdSuspended"
 _SHARD_FILL = 0.8  # aim for pages 80 % full so a growing map rarely needs a second page
+
+# Scan caps, from the chain's own limits. Maps keyed by netuid alone hold at
+# most one entry per subnet. Maps keyed by (hotkey, netuid) hold one entry per
+# parent, child or flagged hotkey on a subnet: a parent needs StakeThreshold of
+# stake and has at most 5 children, so mainnet holds a few thousand; the floor
+# is 256 subnets x 256 uids (MaxAllowedUids), and a map that grew past half
+# of it in admitted reads may reach twice its size.
+NETUID_KEYED = frozenset({"NetworksAdded", "ValidatorPermit", "MaxAllowedValidators", MIN_TAKE_PER_SUBNET})
+HOTKEY_KEYED_FLOOR = 256 * 256
+HOTKEY_KEYED_GROWTH = 2
 
 
 async def codec_at(conn: SubstrateConnection, block_hash: str):
@@ -57,38 +75,60 @@ class StorageSource(Protocol):
 
     async def batch(self, item: str, params_list: Sequence[list]) -> list[Any]: ...
 
-    async def scan(self, item: str, *, shards: int = 1) -> list[tuple[Any, Any]]: ...
+    async def scan(self, item: str, *, shards: int = 1, max_keys: Optional[int] = None) -> list[tuple[Any, Any]]: ...
 
 
 class ChainReader:
-    """Plans and runs one refresh's reads; remembers map sizes to shard the next scan."""
+    """Plans and runs one refresh's reads; remembers map sizes to shard the next scan.
+
+    ``gate`` holds the last good read (and one held back), so the step checks
+    span refreshes and endpoints.
+    """
 
     def __init__(self, max_in_flight: int):
         self._max_in_flight = max_in_flight
         self._map_sizes: dict[str, int] = {}
+        self._admitted_sizes: dict[str, int] = {}
+        self.gate = ReadGate()
 
     def _shards(self, item: str) -> int:
         size = self._map_sizes.get(item, 2 * PAGE_SIZE)
         return max(1, min(32, math.ceil(size / (PAGE_SIZE * _SHARD_FILL))))
 
+    def scan_cap(self, item: str) -> int:
+        """The most keys a scan of ``item`` may list before the read is refused."""
+        if item in NETUID_KEYED:
+            return MAX_NETUIDS
+        return max(HOTKEY_KEYED_FLOOR, HOTKEY_KEYED_GROWTH * self._admitted_sizes.get(item, 0))
+
     async def _scan(self, source: StorageSource, item: str) -> list[tuple[Any, Any]]:
-        rows = await source.scan(item, shards=self._shards(item))
+        rows = await source.scan(item, shards=self._shards(item), max_keys=self.scan_cap(item))
         self._map_sizes[item] = len(rows)
         return rows
 
     async def read(self, conn: SubstrateConnection, scope: ScopeConfig) -> ChainRead:
-        """One refresh's reads over ``conn``, all at its finalized head."""
+        """One refresh's reads over ``conn``, all at its finalized head, admitted by the gate.
+
+        Raises ``InvalidRead`` (a ValueError) for anything the chain could not have said.
+        """
         source, block, spec_version = await self.open_finalized(conn)
-        return await self.read_from(source, scope, block=block, spec_version=spec_version)
+        read = await self.read_from(source, scope, block=block, spec_version=spec_version)
+        self.gate.admit(read, scope)
+        self._admitted_sizes = dict(self._map_sizes)
+        return read
 
     async def open_finalized(self, conn: SubstrateConnection) -> tuple[StorageReader, int, int]:
         """A storage reader pinned to the finalized head, with its block number and spec version.
 
         Every request of the read goes through one semaphore of ``max_in_flight``.
+        A malformed head, a header number at or before genesis, or one before
+        the last good read's ends the read before anything is read at it.
         """
         semaphore = asyncio.Semaphore(self._max_in_flight)
         head = await conn.get_chain_finalised_head()
+        check_block_hash(head)  # before any request uses it
         block, codec = await gather_or_cancel(conn.get_block_number(head), codec_at(conn, head))
+        self.gate.check_head(block, head)
         return StorageReader(conn, codec, head, semaphore), block, codec.spec_version
 
     async def read_from(self, source: StorageSource, scope: ScopeConfig, *, block: int, spec_version: int) -> ChainRead:
@@ -153,12 +193,7 @@ class ChainReader:
 
     async def _read_stakes(self, source: StorageSource, read: ChainRead, scope: ScopeConfig) -> ChainRead:
         candidates = select_candidates(read, scope)
-        stake_keys: set[tuple[str, int]] = set()
-        for hotkey, netuid in candidates:
-            related = [hotkey] + [parent for _, parent in read.parents.get((hotkey, netuid), ())]
-            for who in related:
-                stake_keys.update(((who, netuid), (who, 0)))
-        stake_list = sorted(stake_keys)
+        stake_list = sorted(stake_keys(read, scope))  # candidates and their parents, on their subnet and root
         take_list = sorted(candidates)
         owners = sorted({hotkey for hotkey, _ in candidates})
         stakes, takes, coldkeys = await gather_or_cancel(

@@ -12,19 +12,34 @@ Every request goes through one semaphore, so the configured number of requests
 in flight is a hard cap however the reads are combined. A read that fails
 cancels its other requests before the error propagates: nothing it started
 keeps paging in the background.
+
+Nothing an endpoint answers is taken on trust (``InvalidRead`` otherwise, as
+soon as the answer arrives): a ``state_queryStorageAt`` answer is for the
+block asked about and holds every key asked for and no other; a key page is a
+list of at most the keys asked for, strictly ascending, after the start key
+and under the prefix; every listed key has a value; no value is larger than
+any item the exporter reads can be; and a scan stops as soon as it has listed
+more keys than its cap, so what an endpoint sends costs bounded memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any, Optional, Sequence
 
 from bittensor._transport.codec import RuntimeCodec
 from bittensor._transport.interface import SubstrateConnection
 from bittensor._transport.storage import decode_storage_values
 
+from exporter.snapshot.validate import InvalidRead
+
 PAGE_SIZE = 1000  # the node-side cap on state_getKeysPaged and a sane queryStorageAt size
 SUBTENSOR = "SubtensorModule"
+# The largest value read is a ValidatorPermit of MaxAllowedUids (<= 4096) bools;
+# anything past 64 KiB is not one of the exporter's items.
+MAX_VALUE_BYTES = 1 << 16
+_HEX = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
 
 
 class StorageReader:
@@ -52,9 +67,11 @@ class StorageReader:
         async with self._semaphore:
             return await self._conn.rpc_request(method, params)
 
-    async def _query_storage(self, keys: list[str]) -> dict[str, Optional[str]]:
+    async def _query_storage(self, keys: list[str], *, listed: bool = False) -> dict[str, Optional[str]]:
+        """Raw values of ``keys`` at the pinned block; ``listed``: keys a page listed, so each has a value."""
+        keys = list(dict.fromkeys(keys))  # asked once each, so a key answered twice is the endpoint's doing
         response = await self._rpc("state_queryStorageAt", [keys, self.block_hash])
-        return {key: value for group in response or [] for key, value in group["changes"]}
+        return _answered(response, keys, self.block_hash, listed=listed)
 
     async def values(self, reads: Sequence[tuple[str, list]], pallet: str = SUBTENSOR) -> list[Any]:
         """Decoded values of ``(item, params)`` reads, defaults applied, in one request."""
@@ -78,24 +95,34 @@ class StorageReader:
             found.update(part)
         return decode_storage_values(self._codec, entry, [_bytes(found.get(k)) for k in keys])
 
-    async def scan(self, item: str, params: Sequence = (), *, shards: int = 1, pallet: str = SUBTENSOR) -> list[tuple[Any, Any]]:
-        """Every (key, value) of a map under ``params``, keys decoded past the prefix."""
+    async def scan(self, item: str, params: Sequence = (), *, shards: int = 1, max_keys: Optional[int] = None,
+                   pallet: str = SUBTENSOR) -> list[tuple[Any, Any]]:
+        """Every (key, value) of a map under ``params``, keys decoded past the prefix.
+
+        More than ``max_keys`` keys (over all shards) is an ``InvalidRead``,
+        raised as soon as a page crosses it: paging stops there.
+        """
         entry = self._codec.storage_entry(pallet, item)
         prefix = "0x" + self._codec.storage_key(entry, list(params)).hex()
         bounds = _shard_bounds(prefix, shards)
-        pages = await gather_or_cancel(*(self._scan_range(prefix, lo, hi) for lo, hi in bounds))
+        budget = _Budget(item, max_keys)
+        pages = await gather_or_cancel(*(self._scan_range(prefix, lo, hi, budget) for lo, hi in bounds))
         changes = [change for page in pages for change in page]
         return self._codec.decode_map_changes(entry, changes, fixed=len(params))
 
-    async def _scan_range(self, prefix: str, start: str, end: Optional[str]) -> list[tuple[str, Optional[str]]]:
+    async def _scan_range(self, prefix: str, start: str, end: Optional[str],
+                          budget: Optional["_Budget"] = None) -> list[tuple[str, Optional[str]]]:
         """Keys in (start, end) under prefix, with values; value fetches overlap key paging."""
+        budget = budget or _Budget(prefix, None)
         fetches: list[asyncio.Future] = []
         try:
             while True:
-                keys = await self._rpc("state_getKeysPaged", [prefix, PAGE_SIZE, start, self.block_hash]) or []
+                answer = await self._rpc("state_getKeysPaged", [prefix, PAGE_SIZE, start, self.block_hash])
+                keys = _page(answer, prefix, start)
                 mine = keys if end is None else [k for k in keys if k < end]
+                budget.take(len(mine))
                 if mine:
-                    fetches.append(asyncio.ensure_future(self._query_storage(mine)))
+                    fetches.append(asyncio.ensure_future(self._query_storage(mine, listed=True)))
                 _raise_failed(fetches)  # a failed value fetch ends the listing, not just the read
                 if len(keys) < PAGE_SIZE or len(mine) < len(keys):
                     break
@@ -132,6 +159,81 @@ def _raise_failed(fetches: list[asyncio.Future]) -> None:
     for fetch in fetches:
         if fetch.done() and not fetch.cancelled() and fetch.exception() is not None:
             fetch.result()
+
+
+class _Budget:
+    """Keys one scan may list over all its shards."""
+
+    def __init__(self, item: str, cap: Optional[int]):
+        self.item, self.cap, self.listed = item, cap, 0
+
+    def take(self, count: int) -> None:
+        self.listed += count
+        if self.cap is not None and self.listed > self.cap:
+            raise InvalidRead("scan_cap", f"{self.item}: more than {self.cap} keys listed; the chain's limits allow fewer")
+
+
+def _page(answer: Any, prefix: str, start: str) -> list[str]:
+    """A ``state_getKeysPaged`` answer, checked: at most PAGE_SIZE keys, ascending, after ``start``, under ``prefix``."""
+    if answer is None:
+        raise InvalidRead("null_answer", f"state_getKeysPaged under {prefix[:18]}... answered null")
+    if not isinstance(answer, list):
+        raise InvalidRead("malformed_answer", f"state_getKeysPaged answered a {type(answer).__name__}, not a list")
+    if len(answer) > PAGE_SIZE:
+        raise InvalidRead("page_too_long", f"state_getKeysPaged answered {len(answer)} keys for {PAGE_SIZE} asked")
+    keys = []
+    previous = start
+    for key in answer:
+        key = _hex_key(key, "state_getKeysPaged")
+        if not key.startswith(prefix):
+            raise InvalidRead("key_outside_prefix", f"{key[:80]} listed under prefix {prefix}")
+        if key <= previous:
+            rule = "keys_not_after_start" if previous == start else "keys_not_ascending"
+            raise InvalidRead(rule, f"{key[:80]} listed after {previous[:80]}")
+        keys.append(key)
+        previous = key
+    return keys
+
+
+def _answered(response: Any, keys: list[str], block_hash: str, *, listed: bool) -> dict[str, Optional[str]]:
+    """A ``state_queryStorageAt`` answer, checked: for ``block_hash``, every key in ``keys`` once and no other."""
+    if response is None:
+        raise InvalidRead("null_answer", f"state_queryStorageAt of {len(keys)} keys answered null")
+    if not isinstance(response, list):
+        raise InvalidRead("malformed_answer", f"state_queryStorageAt answered a {type(response).__name__}, not a list")
+    asked = set(keys)
+    found: dict[str, Optional[str]] = {}
+    for group in response:
+        if not isinstance(group, dict) or not isinstance(group.get("changes"), list):
+            raise InvalidRead("malformed_answer", "state_queryStorageAt: a change set without a list of changes")
+        block = group.get("block")
+        if block is not None and (not isinstance(block, str) or block.lower() != block_hash.lower()):
+            raise InvalidRead("answer_from_other_block", f"values of block {str(block)[:80]} for block {block_hash}")
+        for change in group["changes"]:
+            if not isinstance(change, (list, tuple)) or len(change) != 2:
+                raise InvalidRead("malformed_answer", "state_queryStorageAt: a change is not a [key, value] pair")
+            key, value = _hex_key(change[0], "state_queryStorageAt"), change[1]
+            if key not in asked:
+                raise InvalidRead("unrequested_key", f"state_queryStorageAt answered {key[:80]}, never asked")
+            if key in found:
+                raise InvalidRead("duplicate_key", f"state_queryStorageAt answered {key[:80]} twice")
+            if value is not None:
+                if not isinstance(value, str) or not value.startswith("0x"):
+                    raise InvalidRead("malformed_answer", f"the value of {key[:80]} is not 0x-prefixed hex")
+                if len(value) > 2 + 2 * MAX_VALUE_BYTES:
+                    raise InvalidRead("value_too_large", f"the value of {key[:80]} has {(len(value) - 2) // 2} bytes")
+            elif listed:
+                raise InvalidRead("listed_key_without_value", f"{key[:80]} was listed at this block but has no value")
+            found[key] = value
+    if len(found) != len(asked):
+        raise InvalidRead("missing_keys", f"state_queryStorageAt answered {len(found)} of {len(asked)} keys")
+    return found
+
+
+def _hex_key(key: Any, method: str) -> str:
+    if not isinstance(key, str) or not _HEX.fullmatch(key):
+        raise InvalidRead("malformed_answer", f"{method}: key {str(key)[:80]} is not 0x-prefixed hex")
+    return key.lower()
 
 
 def _shard_bounds(prefix: str, shards: int) -> list[tuple[str, Optional[str]]]:

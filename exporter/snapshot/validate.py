@@ -1,0 +1,302 @@
+"""Never publish what the chain did not say: the checks between a read and its publication.
+
+Pure functions over literal values, no I/O. Three layers, each raising
+``InvalidRead(rule, detail)``:
+
+- ``check_read``: invariants one read must satisfy on its own, because the
+  chain enforces them (at most 5 children, no duplicate child, proportions
+  summing to at most u64::MAX, ParentKeys mirroring ChildKeys, takes within
+  MaxChildkeyTake, a root subnet, a positive block, a well-formed hash, ...);
+- ``check_successor`` and ``ReadGate``: the step from the last good read.
+  The block never goes back; a read in which more than half of the subnets,
+  permit holders, child edges or read stake vanished at once is *held back*
+  and accepted only when the next read (the next refresh, or another
+  endpoint in the same refresh) confirms it;
+- ``check_snapshot``: what is about to be rendered has no duplicate series
+  and no impossible number.
+
+The chain reader runs the first two inside the read, so the endpoint that
+said it counts as failed and the session tries the next one; the refresh
+runs ``check_snapshot`` after building. ``InvalidRead`` is a ``ValueError``
+(what it is, to code that does not know it) whose type name says ``invalid``
+to code that does.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from typing import Iterable, Mapping, Optional
+
+from exporter.config import ScopeConfig
+from exporter.snapshot.model import ChainRead, Link, Snapshot
+from exporter.snapshot.scope import select_candidates
+from exporter.snapshot.units import RAO_PER_UNIT, U64_MAX
+
+# The chain's own limits.
+MAX_CHILDREN = 5  # per parent and subnet (do_schedule_children: TooManyChildren)
+MAX_NETUIDS = 4096  # netuids in use stay far below this; u16 allows 65536
+MAX_UIDS = 4096  # MaxAllowedUids bound: ValidatorPermit has one entry per uid
+TAO_SUPPLY_RAO = 21_000_000 * RAO_PER_UNIT  # no root stake exceeds the TAO supply
+# What a missing AccountId decodes to (ValueQuery default): never a registered hotkey.
+ZERO_ACCOUNT = "5C4hrfjw9DjXZTzV3MwzrrAr9P1MJhSrvWGWqi1eSuyUpnhM"  # ss58(bytes(32), 42)
+
+# One step from the last good read: a measure that lost more than this share
+# is held back for confirmation, once it was at least MIN_COUNT (tiny test
+# chains legitimately lose 2 of 3 edges).
+MAX_LOSS = 0.5
+MIN_COUNT = 4
+
+_BLOCK_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
+_DETAIL_CHARS = 240
+
+
+class InvalidRead(ValueError):
+    """A read (or snapshot) the chain could not have produced; never published or recorded.
+
+    ``rule`` is a short stable name of the broken rule (for logs and tests),
+    ``detail`` says where; ``held`` marks a read held back for confirmation
+    rather than refused outright.
+    """
+
+    def __init__(self, rule: str, detail: str, *, held: bool = False):
+        detail = detail if len(detail) <= _DETAIL_CHARS else detail[:_DETAIL_CHARS] + "..."
+        self.rule, self.detail, self.held = rule, detail, held
+        super().__init__(f"{rule}: {detail}" + (" (held back, needs confirmation)" if held else ""))
+
+
+# -- one read on its own ---------------------------------------------------------
+
+
+def check_block(block: object, block_hash: object) -> None:
+    """The finalized head: a block after genesis and a 32-byte hash as 0x + 64 hex digits."""
+    check_block_hash(block_hash)
+    if isinstance(block, bool) or not isinstance(block, int) or block <= 0:
+        raise InvalidRead("block_number", f"header number {_short(block)} is not a block after genesis")
+
+
+def check_block_hash(block_hash: object) -> None:
+    if not isinstance(block_hash, str) or not _BLOCK_HASH.fullmatch(block_hash):
+        raise InvalidRead("block_hash_malformed", f"finalized head {_short(block_hash)} is not 0x + 64 hex digits")
+
+
+def check_read(read: ChainRead) -> None:
+    """Every invariant the chain keeps, on one read; raises ``InvalidRead`` naming the first broken."""
+    check_block(read.block, read.block_hash)
+    if read.timestamp_ms <= 0:
+        raise InvalidRead("timestamp", f"Timestamp.Now is {read.timestamp_ms} at block {read.block}")
+    _check_subnets(read)
+    _check_takes(read)
+    for (parent, netuid), links in read.children.items():
+        _check_child_set(f"ChildKeys[{parent}, {netuid}]", parent, netuid, links)
+    for (netuid, parent), (links, _cooldown) in read.pending.items():
+        _check_child_set(f"PendingChildKeys[{netuid}, {parent}]", parent, netuid, links)
+    _check_parents(read)
+    _check_mirror(read)
+    for (hotkey, netuid), amount in read.stake.items():
+        if amount < 0 or amount > U64_MAX:
+            raise InvalidRead("value_out_of_range", f"TotalHotkeyAlpha[{hotkey}, {netuid}] = {amount}")
+        if netuid == 0 and amount > TAO_SUPPLY_RAO:
+            raise InvalidRead("stake_above_supply", f"root stake of {hotkey} is {amount} rao, above the 21M TAO supply")
+
+
+def _check_subnets(read: ChainRead) -> None:
+    if any(not 0 <= n < MAX_NETUIDS for n in read.netuids):
+        raise InvalidRead("netuid_out_of_range", f"netuids {_short(sorted(read.netuids)[-3:])} (bound {MAX_NETUIDS})")
+    if 0 not in read.netuids:
+        raise InvalidRead("no_root_subnet", f"NetworksAdded lists {len(read.netuids)} subnets and not root (netuid 0)")
+    for netuid, permits in read.permits.items():
+        if len(permits) > MAX_UIDS:
+            raise InvalidRead("permits_too_long", f"ValidatorPermit[{netuid}] has {len(permits)} uids (bound {MAX_UIDS})")
+    seen: dict[tuple[int, str], int] = {}
+    for (netuid, uid), hotkey in read.hotkeys.items():
+        if not isinstance(hotkey, str) or not hotkey or hotkey == ZERO_ACCOUNT:
+            raise InvalidRead("permit_without_hotkey", f"Keys[{netuid}, {uid}] of a permitted uid is empty")
+        other = seen.setdefault((netuid, hotkey), uid)
+        if other != uid:
+            raise InvalidRead("duplicate_hotkey", f"{hotkey} holds uids {other} and {uid} on netuid {netuid}")
+
+
+def _check_takes(read: ChainRead) -> None:
+    if read.min_take > read.max_take:
+        raise InvalidRead("min_take_above_max", f"MinChildkeyTake {read.min_take} > MaxChildkeyTake {read.max_take}")
+    for (hotkey, netuid), take in read.takes.items():
+        if not 0 <= take <= read.max_take:
+            raise InvalidRead("take_above_max",
+                              f"ChildkeyTake[{hotkey}, {netuid}] = {take} outside [0, MaxChildkeyTake {read.max_take}]")
+
+
+def _check_child_set(where: str, parent: str, netuid: int, links: Iterable[Link]) -> None:
+    links = tuple(links)
+    if netuid == 0 and links:
+        raise InvalidRead("children_on_root", f"{where}: the chain has no child keys on root")
+    if len(links) > MAX_CHILDREN:
+        raise InvalidRead("too_many_children", f"{where}: {len(links)} children (the chain allows {MAX_CHILDREN})")
+    _check_proportions(where, links)
+    children = [child for _, child in links]
+    if parent in children:
+        raise InvalidRead("self_child", f"{where}: the parent is its own child")
+    if len(set(children)) != len(children):
+        twice = next(c for c, n in Counter(children).items() if n > 1)
+        raise InvalidRead("duplicate_child", f"{where}: {twice} appears twice")
+    total = sum(p for p, _ in links)
+    if total > U64_MAX:
+        raise InvalidRead("proportions_exceed_one", f"{where}: proportions sum to {total / U64_MAX:.6g} x u64::MAX")
+
+
+def _check_proportions(where: str, links: tuple[Link, ...]) -> None:
+    for proportion, _ in links:
+        if not 0 <= proportion <= U64_MAX:
+            raise InvalidRead("value_out_of_range", f"{where}: proportion {proportion}")
+
+
+def _check_parents(read: ChainRead) -> None:
+    for (child, netuid), links in read.parents.items():
+        where = f"ParentKeys[{child}, {netuid}]"
+        links = tuple(links)
+        _check_proportions(where, links)
+        parents = [parent for _, parent in links]
+        if len(set(parents)) != len(parents):
+            twice = next(p for p, n in Counter(parents).items() if n > 1)
+            raise InvalidRead("duplicate_parent", f"{where}: {twice} appears twice")
+
+
+def _check_mirror(read: ChainRead) -> None:
+    """ParentKeys[c, n] lists (q, p) exactly when ChildKeys[p, n] lists (q, c)."""
+    down = {(p, c, n): q for (p, n), links in read.children.items() for q, c in links}
+    up = {(p, c, n): q for (c, n), links in read.parents.items() for q, p in links}
+    if down == up:
+        return
+    for edge in sorted(down.keys() ^ up.keys())[:1]:
+        parent, child, netuid = edge
+        side = "ParentKeys lacks" if edge in down else "ChildKeys lacks"
+        raise InvalidRead("parents_do_not_mirror_children", f"{side} the edge {parent} -> {child} on netuid {netuid}")
+    edge = next(e for e in sorted(down) if down[e] != up[e])
+    raise InvalidRead("parents_do_not_mirror_children",
+                      f"edge {edge[0]} -> {edge[1]} on netuid {edge[2]}: proportion {down[edge]} vs {up[edge]}")
+
+
+# -- one step from the last good read ----------------------------------------------
+
+
+def check_successor(last: ChainRead, read: ChainRead) -> None:
+    """Finalized blocks only move forward, and a finalized block never changes."""
+    if read.block < last.block:
+        raise InvalidRead("block_went_back", f"block {read.block} after block {last.block} was published")
+    if read.block == last.block and read.block_hash.lower() != last.block_hash.lower():
+        raise InvalidRead("block_hash_changed", f"block {read.block} has hash {read.block_hash}, was {last.block_hash}")
+    if read.timestamp_ms < last.timestamp_ms:
+        raise InvalidRead("timestamp_went_back", f"Timestamp.Now {read.timestamp_ms} after {last.timestamp_ms}")
+
+
+def stake_keys(read: ChainRead, scope: ScopeConfig) -> set[tuple[str, int]]:
+    """The (hotkey, netuid) whose TotalHotkeyAlpha a read asks for: candidates and their parents, on their subnet and root."""
+    keys: set[tuple[str, int]] = set()
+    for hotkey, netuid in select_candidates(read, scope):
+        for who in (hotkey, *(parent for _, parent in read.parents.get((hotkey, netuid), ()))):
+            keys.update(((who, netuid), (who, 0)))
+    return keys
+
+
+def step_problem(before: ChainRead, after: ChainRead, scope: ScopeConfig) -> Optional[tuple[str, str]]:
+    """(rule, detail) when more than MAX_LOSS of something vanished from ``before`` to ``after``, else None.
+
+    Counted: subnets, permit holders, child edges, and the stake of the keys
+    both reads asked for (a validator leaving scope takes its parents' stake
+    out of the read, which is no loss).
+    """
+    common = stake_keys(before, scope) & stake_keys(after, scope)
+    pairs = (
+        ("subnets", len(before.netuids), len(after.netuids), MIN_COUNT),
+        ("validators", _permit_holders(before), _permit_holders(after), MIN_COUNT),
+        ("edges", _edges(before), _edges(after), MIN_COUNT),
+        ("stake", sum(before.stake.get(k, 0) for k in common), sum(after.stake.get(k, 0) for k in common), 1),
+    )
+    for name, was, now, floor in pairs:
+        if was >= floor and now < was * (1 - MAX_LOSS):
+            return f"{name}_dropped", f"{name} fell from {was} to {now} in one step (block {before.block} -> {after.block})"
+    return None
+
+
+def _permit_holders(read: ChainRead) -> int:
+    return sum(sum(1 for p in permits if p) for permits in read.permits.values())
+
+
+def _edges(read: ChainRead) -> int:
+    return sum(len(links) for links in read.children.values())
+
+
+class ReadGate:
+    """Admits reads one after another: invariants, then the step from the last admitted read.
+
+    A read that is implausible next to the last good one is held back (raises
+    with ``held``); the next read confirms it when it agrees with the held
+    one both ways, or supersedes it when it is plausible next to the last good
+    one. Either way the read admitted becomes the new last good read.
+    """
+
+    def __init__(self) -> None:
+        self.last_good: Optional[ChainRead] = None
+        self.held: Optional[ChainRead] = None
+
+    def check_head(self, block: object, block_hash: object) -> None:
+        """The finalized head alone, before anything is read at it."""
+        check_block(block, block_hash)
+        if self.last_good is not None and isinstance(block, int) and block < self.last_good.block:
+            raise InvalidRead("block_went_back", f"block {block} after block {self.last_good.block} was published")
+
+    def admit(self, read: ChainRead, scope: ScopeConfig) -> None:
+        check_read(read)
+        last = self.last_good
+        if last is not None:
+            check_successor(last, read)
+            problem = step_problem(last, read, scope)
+            if problem is not None and not self._confirms(read, scope):
+                self.held = read
+                raise InvalidRead(*problem, held=True)
+        self.last_good, self.held = read, None
+
+    def _confirms(self, read: ChainRead, scope: ScopeConfig) -> bool:
+        held = self.held
+        if held is None or read.block < held.block:
+            return False
+        return step_problem(held, read, scope) is None and step_problem(read, held, scope) is None
+
+
+# -- what is about to be rendered ----------------------------------------------------
+
+
+def check_snapshot(snapshot: Snapshot) -> None:
+    """No duplicate series, no number the chain's arithmetic cannot produce."""
+    _unique("validator", ((v.hotkey, v.netuid) for v in snapshot.validators))
+    _unique("edge", ((e.parent, e.child, e.netuid) for e in snapshot.edges))
+    _unique("pending set", ((p.parent, p.netuid) for p in snapshot.pending))
+    _unique("identity", (i.hotkey for i in snapshot.identities))
+    _unique("subnet", (s.netuid for s in snapshot.subnets))
+    for v in snapshot.validators:
+        where = f"validator {v.hotkey} on netuid {v.netuid}"
+        numbers = (v.own_alpha, v.root_tao, v.to_children_alpha, v.from_parents_alpha, v.inherited_alpha,
+                   v.inherited_root_tao, v.stake_weight, v.childkey_take)
+        if not all(math.isfinite(x) and x >= 0 for x in numbers):
+            raise InvalidRead("impossible_number", f"{where}: a negative or non-finite amount")
+        if v.to_children_alpha > v.own_alpha + 1:
+            raise InvalidRead("gives_more_than_it_owns",
+                              f"{where}: gives {v.to_children_alpha:.0f} rao of {v.own_alpha} own to children")
+        if v.childkey_take > 1:
+            raise InvalidRead("impossible_number", f"{where}: take ratio {v.childkey_take}")
+        if v.children > MAX_CHILDREN:
+            raise InvalidRead("too_many_children", f"{where}: {v.children} children")
+
+
+def _unique(what: str, keys: Iterable) -> None:
+    seen = set()
+    for key in keys:
+        if key in seen:
+            raise InvalidRead("duplicate_series", f"{what} {key} twice")
+        seen.add(key)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:80] + "..."
