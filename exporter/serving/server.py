@@ -53,8 +53,11 @@ MAX_CONNECTIONS = 1024
 MAX_LINE_BYTES = 65536  # request line (414) or one header line (431), as http.server
 MAX_HEADERS = 100  # header lines (431), as http.server
 MAX_HEADER_BYTES = 65536  # all header lines together (431)
-WRITE_SLICE_BYTES = 256 * 1024  # a large body goes out in slices, waiting for the socket in between
-WRITE_BUFFER_HIGH_BYTES = 256 * 1024  # unsent bytes a connection buffers before it waits for the client
+RECV_BYTES = 16384  # one receive; a connection holds no buffer while it waits
+TLS_RECORD_BATCH_BYTES = 256 * 1024  # plaintext encrypted at once: bounds a TLS connection's output buffer
+COALESCE_BYTES = 65536  # body chunks below this are joined with their neighbours into one send
+LINGER_SECONDS = 1.0  # after an error answer: how long unread input is drained before closing
+LINGER_BYTES = 1 << 18
 LISTEN_BACKLOG = 1024
 IO_THREADS = 2  # bcrypt checks and events API queries, off the event loop
 FD_RESERVE = 128  # file descriptors left to the rest of the process (chain connections, SQLite, logs)
@@ -142,6 +145,10 @@ class _BadRequest(Exception):
         self.reason = reason
 
 
+class _ClientGone(Exception):
+    """The client closed its side before a complete request head."""
+
+
 class _Request:
     __slots__ = ("method", "target", "version", "headers")
 
@@ -161,43 +168,143 @@ class _Request:
         return "transfer-encoding" in self.headers or length not in ("", "0")
 
 
-def _parse_version(text: str) -> tuple[int, int]:
-    if not text.startswith("HTTP/"):
-        raise _BadRequest(HTTPStatus.BAD_REQUEST, "bad request line")
-    major, dot, minor = text[5:].partition(".")
-    if not (dot and major.isdigit() and minor.isdigit() and len(major) <= 3 and len(minor) <= 3):
-        raise _BadRequest(HTTPStatus.BAD_REQUEST, "bad HTTP version")
-    version = (int(major), int(minor))
-    if version[0] != 1:
-        raise _BadRequest(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "HTTP/1.x only")
-    return version
+class _PlainChannel:
+    """Bytes in and out of a non-blocking socket through the event loop, with no copies and no buffer."""
+
+    tls = False
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket):
+        self._loop = loop
+        self.sock = sock
+
+    async def handshake(self) -> None:
+        pass
+
+    async def recv(self) -> bytes:
+        """Up to RECV_BYTES; b"" once the client closed its side."""
+        return await self._loop.sock_recv(self.sock, RECV_BYTES)
+
+    async def send(self, data) -> None:
+        await self._loop.sock_sendall(self.sock, data)
+
+    async def finish(self) -> None:
+        """No more output: a FIN after the last response byte."""
+        self.sock.shutdown(socket.SHUT_WR)
 
 
-async def _read_line(reader: asyncio.StreamReader, too_long: HTTPStatus) -> bytes:
-    try:
-        return await reader.readuntil(b"\n")
-    except asyncio.LimitOverrunError:
-        raise _BadRequest(too_long, "line too long") from None
+class _TLSChannel(_PlainChannel):
+    """TLS over the same socket with memory BIOs: the handshake is one more step under the head deadline."""
+
+    tls = True
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, context: ssl.SSLContext):
+        super().__init__(loop, sock)
+        self._incoming, self._outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+
+    async def _flush(self) -> None:
+        data = self._outgoing.read()
+        if data:
+            await self._loop.sock_sendall(self.sock, data)
+
+    async def _fill(self) -> bool:
+        await self._flush()
+        data = await self._loop.sock_recv(self.sock, RECV_BYTES)
+        if not data:
+            return False
+        self._incoming.write(data)
+        return True
+
+    async def handshake(self) -> None:
+        while True:
+            try:
+                self._tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if not await self._fill():
+                    raise _ClientGone("closed during the TLS handshake") from None
+        await self._flush()
+
+    async def recv(self) -> bytes:
+        while True:
+            try:
+                data = self._tls.read(RECV_BYTES)
+            except ssl.SSLWantReadError:
+                if not await self._fill():
+                    return b""
+                continue
+            except ssl.SSLZeroReturnError:  # the client's close_notify
+                return b""
+            await self._flush()  # a read may answer the client (a key update)
+            return data
+
+    async def send(self, data) -> None:
+        view = memoryview(data)
+        for start in range(0, len(view), TLS_RECORD_BATCH_BYTES):
+            self._tls.write(view[start:start + TLS_RECORD_BATCH_BYTES])
+            await self._flush()
+
+    async def finish(self) -> None:
+        try:
+            self._tls.unwrap()  # close_notify; the client's is not waited for
+        except (ssl.SSLWantReadError, ssl.SSLError):
+            pass
+        await self._flush()
+        self.sock.shutdown(socket.SHUT_WR)
 
 
-async def _read_head(reader: asyncio.StreamReader) -> _Request:
-    """One request head, within the reader's line limit and the header count and size limits."""
-    line = await _read_line(reader, HTTPStatus.REQUEST_URI_TOO_LONG)
-    if line in (b"\r\n", b"\n"):  # one empty line before a request is tolerated (RFC 9112 2.2)
-        line = await _read_line(reader, HTTPStatus.REQUEST_URI_TOO_LONG)
-    if len(line) > MAX_LINE_BYTES + 2:
-        raise _BadRequest(HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long")
+def _parse_request_line(line: bytes) -> tuple[str, str, tuple[int, int]]:
     parts = line.decode("latin-1").split()
     if len(parts) != 3:
         raise _BadRequest(HTTPStatus.BAD_REQUEST, "bad request line")
-    method, target, version_text = parts
-    version = _parse_version(version_text)
+    method, target, version = parts
+    if not version.startswith("HTTP/"):
+        raise _BadRequest(HTTPStatus.BAD_REQUEST, "bad request line")
+    major, dot, minor = version[5:].partition(".")
+    if not (dot and major.isdigit() and minor.isdigit() and len(major) <= 3 and len(minor) <= 3):
+        raise _BadRequest(HTTPStatus.BAD_REQUEST, "bad HTTP version")
+    if int(major) != 1:
+        raise _BadRequest(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "HTTP/1.x only")
+    return method, target, (int(major), int(minor))
+
+
+async def _read_head(channel: _PlainChannel, buffer: bytearray) -> _Request:
+    """One request head from ``buffer`` (what the connection received beyond the last request) and the channel.
+
+    Bounded: the buffer never holds more than a line limit plus one receive
+    beyond what the limits allow; the bytes after the head stay in ``buffer``.
+    """
+    position = 0
+    request_line: Optional[tuple[str, str, tuple[int, int]]] = None
     headers: dict[str, str] = {}
     count = total = 0
+    skipped_blank = False
     while True:
-        line = await _read_line(reader, HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+        newline = buffer.find(b"\n", position)
+        if newline < 0:
+            pending = len(buffer) - position
+            if request_line is None and pending > MAX_LINE_BYTES:
+                raise _BadRequest(HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long")
+            if request_line is not None and (pending > MAX_LINE_BYTES or total + pending > MAX_HEADER_BYTES):
+                raise _BadRequest(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "header line or headers too large")
+            data = await channel.recv()
+            if not data:
+                raise _ClientGone("closed before a complete request head" if buffer else "closed")
+            buffer += data
+            continue
+        line = bytes(buffer[position:newline + 1])
+        position = newline + 1
+        if request_line is None:
+            if len(line) > MAX_LINE_BYTES + 2:
+                raise _BadRequest(HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long")
+            if line in (b"\r\n", b"\n") and not skipped_blank:  # one empty line before a request (RFC 9112 2.2)
+                skipped_blank = True
+                continue
+            request_line = _parse_request_line(line)
+            continue
         if line in (b"\r\n", b"\n"):
-            return _Request(method, target, version, headers)
+            del buffer[:position]
+            return _Request(*request_line, headers)
         count += 1
         total += len(line)
         if count > MAX_HEADERS or total > MAX_HEADER_BYTES or len(line) > MAX_LINE_BYTES + 2:
@@ -229,6 +336,7 @@ class MetricsServer:
 
     The socket is bound here (an unusable address raises OSError at once);
     ``start`` serves, ``stop`` closes every connection and releases the port.
+    ``request_timeout`` is the deadline for a whole request head.
     """
 
     def __init__(self, host: str, port: int, source: MetricsSource, web: WebConfig = WebConfig(),
@@ -273,7 +381,7 @@ class MetricsServer:
             running = threading.Event()
             self._thread = threading.Thread(target=self._run, args=(running,), name="http", daemon=True)
             self._thread.start()
-            running.wait()
+            running.wait(timeout=10)
 
     def stop(self) -> None:
         """Stop serving, close every connection and release the port; prompt, and safe to call again."""
@@ -294,22 +402,21 @@ class MetricsServer:
                 self._pool.shutdown(wait=False, cancel_futures=True)  # an events query in SQLite finishes alone
             self._socket.close()
 
-    # -- the event loop's thread ----------------------------------------------------------------
+    # -- on the event loop's thread --------------------------------------------------------------
 
     def _run(self, running: threading.Event) -> None:
         loop = asyncio.new_event_loop()
         loop.set_exception_handler(_log_loop_error)
         self._loop = loop
-        self._stopping = asyncio.Event()
         try:
             loop.run_until_complete(self._main(running))
         finally:
             loop.close()
 
     async def _main(self, running: threading.Event) -> None:
+        self._stopping = asyncio.Event()
         running.set()
         accepting = asyncio.ensure_future(self._accept_forever())
-        assert self._stopping is not None
         await self._stopping.wait()
         accepting.cancel()
         for task in list(self._connections):
@@ -353,79 +460,75 @@ class MetricsServer:
     async def _serve(self, connection: socket.socket, peer, accepted: float) -> None:
         loop = asyncio.get_running_loop()
         client = peer[0] if isinstance(peer, tuple) and peer else None
-        transport: Optional[asyncio.BaseTransport] = None
-        writer: Optional[asyncio.StreamWriter] = None
-        graceful = False
+        tls = self._web.tls
+        channel = _TLSChannel(loop, connection, tls) if tls is not None else _PlainChannel(loop, connection)
+        buffer = bytearray()
         try:
-            reader = asyncio.StreamReader(limit=MAX_LINE_BYTES + 2, loop=loop)
-            protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms wait for a delayed ACK
             deadline = accepted + self._head_timeout
-            tls = self._web.tls
-            opening = loop.connect_accepted_socket(
-                lambda: protocol, connection, ssl=tls,
-                ssl_handshake_timeout=max(deadline - loop.time(), 0.001) if tls is not None else None,
-            )
-            transport, _ = await asyncio.wait_for(opening, max(deadline - loop.time(), 0))
-            transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH_BYTES)
-            writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+            await asyncio.wait_for(channel.handshake(), max(deadline - loop.time(), 0))
             while True:
                 try:
-                    request = await asyncio.wait_for(_read_head(reader), max(deadline - loop.time(), 0))
+                    request = await asyncio.wait_for(_read_head(channel, buffer), max(deadline - loop.time(), 0))
                 except _BadRequest as error:
-                    await self._answer_bad_request(reader, writer, error)
-                    graceful = True
+                    await self._answer_bad_request(channel, error)
+                    await self._linger(channel)
                     return
-                if not await self._respond(request, writer):
-                    graceful = True
+                keep_alive = await asyncio.wait_for(self._respond(request, channel), self._response_timeout)
+                if not keep_alive:
+                    await channel.finish()
+                    if request.has_body or buffer:
+                        await self._linger(channel)
                     return
                 deadline = loop.time() + self._head_timeout
         except asyncio.TimeoutError:
-            log.debug("http request head deadline passed", client=client)
-        except (OSError, EOFError, asyncio.IncompleteReadError) as error:  # ssl.SSLError is an OSError
+            log.debug("http deadline passed", client=client)
+        except _ClientGone:
+            pass
+        except (OSError, EOFError) as error:  # ssl.SSLError too: plain HTTP to the TLS port is just closed
             log.debug("http connection error", client=client, error=repr(error)[:200])
         except asyncio.CancelledError:
             pass  # the server is stopping
         except Exception as error:  # noqa: BLE001 - never let one connection's surprise print a traceback
             log.warning("http connection failed", client=client, error=repr(error)[:200])
         finally:
-            try:
-                if graceful and writer is not None:
-                    await self._close(writer)
-            finally:
-                self._open -= 1
-                if transport is not None:
-                    transport.abort()  # a no-op once closed
-                else:
-                    connection.close()
+            self._open -= 1
+            connection.close()
 
-    async def _close(self, writer: asyncio.StreamWriter) -> None:
-        """Flush what is still buffered (at most ``WRITE_BUFFER_HIGH_BYTES``), then close."""
-        writer.close()
+    async def _linger(self, channel: _PlainChannel) -> None:
+        """After the last response: read and drop a little of what the client still sends, so the
+        close does not reset the connection before the client has read the answer."""
         try:
-            await asyncio.wait_for(writer.wait_closed(), self._head_timeout)
+            channel.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        dropped = 0
+        try:
+            async def drop() -> None:
+                nonlocal dropped
+                while dropped < LINGER_BYTES:
+                    data = await self._loop.sock_recv(channel.sock, RECV_BYTES)  # type: ignore[union-attr]
+                    if not data:
+                        return
+                    dropped += len(data)
+
+            await asyncio.wait_for(drop(), LINGER_SECONDS)
         except (asyncio.TimeoutError, OSError):
             pass
 
-    async def _answer_bad_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                                  error: _BadRequest) -> None:
+    async def _answer_bad_request(self, channel: _PlainChannel, error: _BadRequest) -> None:
         body = f"{error.status.phrase}: {error.reason}\n".encode()
-        await self._send(writer, self._head(error.status, "text/plain; charset=utf-8", len(body), False), [body])
-        # Read (and drop) a little of what the client is still sending before closing: closing
-        # with unread data resets the connection, and the client may lose the answer.
-        if writer.can_write_eof():
-            writer.write_eof()
-            try:
-                await asyncio.wait_for(reader.read(1 << 18), 1)
-            except (asyncio.TimeoutError, OSError):
-                pass
+        head = self._head(error.status, "text/plain; charset=utf-8", len(body), keep_alive=False)
+        await asyncio.wait_for(channel.send(head + body), self._response_timeout)
+        if channel.tls:
+            await channel.finish()
 
-    async def _respond(self, request: _Request, writer: asyncio.StreamWriter) -> bool:
+    async def _respond(self, request: _Request, channel: _PlainChannel) -> bool:
         """Answer one request; True if the connection stays open for the next."""
         keep_alive = request.keep_alive and not request.has_body  # bodies are never read: close after
-        send_body = request.method == "GET"
         if request.method not in ("GET", "HEAD"):
-            head = self._head(HTTPStatus.METHOD_NOT_ALLOWED, None, 0, keep_alive, request.version, "Allow: GET, HEAD\r\n")
-            await self._send(writer, head, [])
+            await channel.send(self._head(HTTPStatus.METHOD_NOT_ALLOWED, None, 0, keep_alive, request.version,
+                                          "Allow: GET, HEAD\r\n"))
             return keep_alive
         path, _, query = request.target.partition("?")
         # /healthz stays open so container health checks need no credentials; it tells only whether
@@ -436,20 +539,19 @@ class MetricsServer:
             if allowed is None:  # bcrypt's deliberate cost: off the event loop
                 allowed = await asyncio.get_running_loop().run_in_executor(self._pool, self._auth.allows, header)
             if not allowed:
-                head = self._head(HTTPStatus.UNAUTHORIZED, None, 0, keep_alive, request.version,
-                                  'WWW-Authenticate: Basic realm="bittensor-validator-exporter"\r\n')
-                await self._send(writer, head, [])
+                await channel.send(self._head(HTTPStatus.UNAUTHORIZED, None, 0, keep_alive, request.version,
+                                              'WWW-Authenticate: Basic realm="bittensor-validator-exporter"\r\n'))
                 return keep_alive
         try:
             status, content_type, chunks, gzip = await self._content(path, query, request)
         except Exception as error:  # noqa: BLE001 - the exporter's fault, not the client's: 500, one line
             log.error("http response failed", path=path, error=repr(error)[:300])
-            status, content_type, chunks, gzip = HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8", [b"internal error\n"], False
+            status, content_type, chunks, gzip = (HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8",
+                                                  [b"internal error\n"], False)
             keep_alive = False
-        length = sum(map(len, chunks))
-        head = self._head(status, content_type, length, keep_alive, request.version,
+        head = self._head(status, content_type, sum(map(len, chunks)), keep_alive, request.version,
                           "Content-Encoding: gzip\r\n" if gzip else "")
-        await self._send(writer, head, chunks if send_body else [])
+        await self._send(channel, head, chunks if request.method == "GET" else [])
         return keep_alive
 
     async def _content(self, path: str, query: str, request: _Request) -> tuple[HTTPStatus, str, list[bytes], bool]:
@@ -492,29 +594,19 @@ class MetricsServer:
         lines.append("\r\n")
         return "".join(lines).encode("latin-1")
 
-    async def _send(self, writer: asyncio.StreamWriter, head: bytes, chunks: list[bytes]) -> None:
-        """Head and body in slices under flow control, the whole within the response deadline."""
-        transport = writer.transport
-        timer = asyncio.get_running_loop().call_later(self._response_timeout, transport.abort)
-        try:
-            if len(chunks) == 1 and len(chunks[0]) <= WRITE_SLICE_BYTES:
-                writer.write(head + chunks[0])
-            else:
-                writer.write(head)
-                for chunk in chunks:
-                    view = memoryview(chunk)
-                    for start in range(0, len(view), WRITE_SLICE_BYTES):
-                        await self._drain(writer)
-                        writer.write(view[start:start + WRITE_SLICE_BYTES])
-            await self._drain(writer)
-        finally:
-            timer.cancel()
-
     @staticmethod
-    async def _drain(writer: asyncio.StreamWriter) -> None:
-        if writer.transport.is_closing():  # the client left (or the deadline aborted it): stop writing
-            raise ConnectionResetError("connection closed while writing")
-        await writer.drain()
+    async def _send(channel: _PlainChannel, head: bytes, chunks: list[bytes]) -> None:
+        """The head and the body: small pieces joined, large chunks sent from where they are (no copy)."""
+        pending = [head]
+        for chunk in chunks:
+            if len(chunk) < COALESCE_BYTES:
+                pending.append(chunk)
+                continue
+            await channel.send(b"".join(pending))
+            pending = []
+            await channel.send(chunk)
+        if pending:
+            await channel.send(b"".join(pending))
 
 
 def _descriptor_budget() -> int:
