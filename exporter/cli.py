@@ -9,6 +9,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
@@ -126,14 +127,33 @@ def prepare_process(config: Config) -> None:
 
 
 def run(config: Config, web: WebConfig = WebConfig()) -> int:
-    """Start the refresh thread and the HTTP server; block until SIGINT or SIGTERM."""
+    """Start the refresh thread and the HTTP server; block until SIGINT or SIGTERM.
+
+    A signal at any moment, start-up included, stops the exporter within
+    ``SHUTDOWN_SECONDS`` with exit code 0.
+    """
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _run(config, web, stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(config: Config, web: WebConfig, stop: threading.Event) -> int:
     import structlog
 
     from exporter.app import build_exporter
     from exporter.history.schema import SchemaTooNew
+    from exporter.history.writer import history_path_problem
 
     prepare_process(config)
     log = structlog.get_logger("exporter")
+    problem = history_path_problem(config.history.path)
+    if problem:
+        log.error("history database unusable", path=config.history.path, error=problem)
+        return EXIT_CONFIG
     try:
         exporter = build_exporter(config, web)
     except SchemaTooNew as error:
@@ -142,9 +162,10 @@ def run(config: Config, web: WebConfig = WebConfig()) -> int:
     except OSError as error:
         log.error("cannot listen", address=config.listen_address, error=error.strerror or str(error))
         return EXIT_RUNTIME
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    if stop.is_set():  # stopped while starting
+        log.info("stopping")
+        exporter.close()
+        return 0
     exporter.start()
     log.info(
         "started",
@@ -157,5 +178,7 @@ def run(config: Config, web: WebConfig = WebConfig()) -> int:
     )
     stop.wait()
     log.info("stopping")
-    exporter.close(timeout=config.refresh_timeout_seconds + 5)
+    started = time.monotonic()
+    exporter.close()
+    log.info("stopped", seconds=round(time.monotonic() - started, 3))
     return 0

@@ -9,6 +9,7 @@ CLI) open their own read-only connections and never block the writer.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,23 @@ from exporter.snapshot.model import Snapshot
 TIER_EVERY_REFRESH = 0
 TIER_HOURLY = 1
 MAX_PAGE = 1000
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def storable_int(value: int):
+    """``value`` as SQLite can store it in an INTEGER column.
+
+    SQLite's integers are signed 64-bit; a chain u64 (a stake in rao, a block)
+    beyond 2^63 - 1 would make the driver raise OverflowError mid-commit. Such
+    a value is stored as the nearest REAL instead (15-16 significant digits):
+    history keeps it, approximately, and the refresh goes on.
+    """
+    if _INT64_MIN <= value <= _INT64_MAX:
+        return value
+    try:
+        return float(value)
+    except OverflowError:
+        return math.copysign(math.inf, value)
 
 
 @dataclass(frozen=True)
@@ -121,7 +139,7 @@ class HistoryStore:
         watched: frozenset[str],
     ) -> None:
         """Write one refresh (state diff, events, samples, retention) in one transaction."""
-        block, now = snapshot.chain.block, int(snapshot.chain.timestamp_seconds)
+        block, now = snapshot.chain.block, storable_int(int(snapshot.chain.timestamp_seconds))
         c = self._conn
         c.execute("BEGIN IMMEDIATE")
         try:
@@ -129,7 +147,8 @@ class HistoryStore:
             c.executemany(
                 "INSERT INTO events (block, time, kind, hotkey, netuid, parent, child, old_value, new_value)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(e.block, e.time, e.kind, e.hotkey, e.netuid, e.parent, e.child, _json(e.old), _json(e.new)) for e in events],
+                [(_i(e.block), e.time, e.kind, e.hotkey, _i(e.netuid), e.parent, e.child, _json(e.old), _json(e.new))
+                 for e in events],
             )
             self._write_samples(snapshot, now, retention, watched)
             c.execute("DELETE FROM samples WHERE tier = ? AND time < ?", (TIER_EVERY_REFRESH, now - retention.every_refresh_seconds))
@@ -155,7 +174,8 @@ class HistoryStore:
         samples = []
         tiers = (TIER_EVERY_REFRESH, TIER_HOURLY) if hourly else (TIER_EVERY_REFRESH,)
         for v in rows:
-            values = (snapshot.chain.block, v.own_alpha, v.inherited_alpha, v.root_tao, v.inherited_root_tao, v.stake_weight, v.childkey_take)
+            values = (_i(snapshot.chain.block), _i(v.own_alpha), _i(v.inherited_alpha), _i(v.root_tao), _i(v.inherited_root_tao),
+                      v.stake_weight, v.childkey_take)
             samples.extend((tier, now, ids[(v.hotkey, v.netuid)], *values) for tier in tiers)
         c.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", samples)
 
@@ -178,23 +198,29 @@ def _write_state_diff(c: sqlite3.Connection, previous: HistoryState, state: Hist
     changed = [(k, r) for k, r in state.validators.items() if previous.validators.get(k) != r]
     c.executemany(
         "INSERT OR REPLACE INTO validator_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(h, n, r.uid, int(r.permit), r.own_alpha, r.stake_weight, r.take, r.own_ref, r.weight_ref, block) for (h, n), r in changed],
+        [(h, _i(n), _i(r.uid), int(r.permit), _i(r.own_alpha), r.stake_weight, r.take, _i(r.own_ref), r.weight_ref, _i(block))
+         for (h, n), r in changed],
     )
     c.executemany("DELETE FROM validator_state WHERE hotkey = ? AND netuid = ?", [k for k in previous.validators if k not in state.validators])
     c.executemany(
         "INSERT OR REPLACE INTO edge_state VALUES (?, ?, ?, ?, ?)",
-        [(p, ch, n, str(q), block) for (p, ch, n), q in state.edges.items() if previous.edges.get((p, ch, n)) != q],
+        [(p, ch, _i(n), str(q), _i(block)) for (p, ch, n), q in state.edges.items() if previous.edges.get((p, ch, n)) != q],
     )
     c.executemany("DELETE FROM edge_state WHERE parent = ? AND child = ? AND netuid = ?", [k for k in previous.edges if k not in state.edges])
     c.executemany(
         "INSERT OR REPLACE INTO pending_state VALUES (?, ?, ?, ?, ?)",
         [
-            (p, n, json.dumps([[str(q), child] for q, child in children]), cooldown, block)
+            (p, _i(n), json.dumps([[str(q), child] for q, child in children]), _i(cooldown), _i(block))
             for (p, n), (children, cooldown) in state.pending.items()
             if previous.pending.get((p, n)) != (children, cooldown)
         ],
     )
     c.executemany("DELETE FROM pending_state WHERE parent = ? AND netuid = ?", [k for k in previous.pending if k not in state.pending])
+
+
+def _i(value):
+    """An INTEGER column's value (None stays NULL)."""
+    return None if value is None else storable_int(value)
 
 
 def _json(value) -> Optional[str]:

@@ -2,20 +2,23 @@
 
 The connection is opened lazily by the first refresh, on the refresh thread,
 and used by no other thread: SQLite connections must stay on the thread that
-made them. A failed write (disk full, read-only file, locked) is logged and
-reported in the refresh's outcome; the recorded state does not advance, so
-the next refresh finds the same changes again and retries, and the exporter
-keeps serving throughout.
+made them. A failed write (disk full, read-only file, locked, or any other
+exception: history never blocks metrics) is logged and reported in the
+refresh's outcome; the recorded state does not advance, so the next refresh
+finds the same changes again and retries, and the exporter keeps serving
+throughout.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
+from urllib.parse import quote
 
 import structlog
 
@@ -61,6 +64,48 @@ def refuse_newer_file(path: str) -> None:
         conn.close()
 
 
+def history_path_problem(path: str) -> Optional[str]:
+    """Why the history file at ``path`` can't be written, or None; nothing is created or changed.
+
+    Checked at start-up so that a directory, a read-only file or directory, or
+    a file that is not SQLite is one clear error then, not a failure at every
+    refresh. A file that does not exist yet is fine if its directory is writable.
+    """
+    if not path:
+        return "history.path is empty"
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    try:
+        if target.is_dir():
+            return f"{path} is a directory, not a file"
+        if not parent.is_dir():
+            return f"the directory {parent} does not exist"
+        # SQLite writes its journal (-wal, -shm) beside the file: the directory must be writable.
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return f"the directory {parent} is not writable"
+        if not target.exists():
+            return None
+        if not target.is_file():
+            return f"{path} is not a regular file"
+        if not os.access(target, os.R_OK | os.W_OK):
+            return f"{path} is not writable"
+    except OSError as error:
+        return f"cannot check {path}: {error.strerror or error}"
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(target.resolve()))}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error as error:
+        return f"cannot open {path}: {error}"
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as error:
+        if "not a database" in str(error) or "malformed" in str(error):
+            return f"{path} is not a SQLite database ({error})"
+        return None  # locked or busy now: not a reason to refuse to start
+    finally:
+        conn.close()
+    return None
+
+
 class HistoryWriter:
     def __init__(
         self,
@@ -79,6 +124,7 @@ class HistoryWriter:
         self._store: Optional[HistoryStore] = None
         self._owner: Optional[int] = None  # the thread that opened the connection
         self._state = HistoryState.empty()
+        self._last_failure: Optional[tuple[str, str]] = None  # (stage, error type) last logged with a traceback
 
     def _open(self) -> bool:
         """Open the file and load its last state; False (logged) if it can't be."""
@@ -86,14 +132,17 @@ class HistoryWriter:
             return True
         try:
             store = HistoryStore.open(self._path)
-            self._state = store.load_state()
-        except SchemaTooNew as error:
+        except Exception as error:  # noqa: BLE001 - SchemaTooNew, sqlite3.Error, OSError, or a bug
             self._failed("open", error)
             return False
-        except (sqlite3.Error, OSError) as error:
+        try:
+            self._state = store.load_state()
+        except Exception as error:  # noqa: BLE001 - history never blocks metrics
             self._failed("open", error)
+            _close_quietly(store)
             return False
         self._store, self._owner = store, threading.get_ident()
+        self._last_failure = None
         return True
 
     def _check_thread(self) -> None:
@@ -105,7 +154,11 @@ class HistoryWriter:
         self._check_thread()
         if not self._open():
             return None
-        state, events = state_of(snapshot, self._state, self._ratio)
+        try:
+            state, events = state_of(snapshot, self._state, self._ratio)
+        except Exception as error:  # noqa: BLE001 - history never blocks metrics
+            self._failed("changes", error)
+            return None
         return Diff(state, tuple(events))
 
     def commit(self, snapshot: Snapshot, diff: Diff) -> Committed:
@@ -115,15 +168,20 @@ class HistoryWriter:
             return Committed(ok=False)
         try:
             self._store.commit_refresh(snapshot, self._state, diff.state, list(diff.events), self._retention, self._watched)
-        except (sqlite3.Error, OSError) as error:
+        except Exception as error:  # noqa: BLE001 - any failure, SQLite's or not, leaves the state where it was
             self._failed("write", error)
             if isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.OperationalError):
-                self.close()
+                self.close()  # a corrupt file or a broken connection: reopen next refresh
             return Committed(ok=False)
         self._state = diff.state
+        self._last_failure = None
         if diff.events:
             log.info("changes recorded", block=snapshot.chain.block, events=len(diff.events))
-        return Committed(ok=True, events=diff.events, database_bytes=self._store.size_bytes(), at=self._clock())
+        try:
+            size: Optional[int] = self._store.size_bytes()
+        except OSError:
+            size = None
+        return Committed(ok=True, events=diff.events, database_bytes=size, at=self._clock())
 
     def record(self, snapshot: Snapshot) -> Committed:
         """``diff`` then ``commit``, for callers that don't time the stages apart."""
@@ -131,14 +189,36 @@ class HistoryWriter:
         return Committed(ok=False) if diff is None else self.commit(snapshot, diff)
 
     def _failed(self, stage: str, error: BaseException) -> None:
-        log.error("history write failed; will retry next refresh", stage=stage, path=self._path, error=str(error))
+        """One log line per failure. An unexpected exception (not SQLite's or the
+        file system's) carries its traceback, once until history works again."""
+        expected = isinstance(error, (sqlite3.Error, OSError, SchemaTooNew))
+        kind = (stage, type(error).__name__)
+        traceback = not expected and kind != self._last_failure
+        if not expected:
+            self._last_failure = kind
+        log.error(
+            "history write failed; will retry next refresh",
+            stage=stage,
+            path=self._path,
+            error=_bounded(str(error) or type(error).__name__),
+            error_type=type(error).__name__,
+            exc_info=error if traceback else None,
+        )
 
     def close(self) -> None:
         """Close the connection; call it on the thread that used it."""
         store, self._store = self._store, None
         self._owner = None
         if store is not None:
-            try:
-                store.close()
-            except sqlite3.Error:
-                pass
+            _close_quietly(store)
+
+
+def _close_quietly(store: HistoryStore) -> None:
+    try:
+        store.close()
+    except Exception:  # noqa: BLE001 - closing is the last thing done with it
+        pass
+
+
+def _bounded(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
