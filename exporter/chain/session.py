@@ -190,10 +190,12 @@ class ChainSession:
             if remaining <= 0:
                 break
             started = time.monotonic()
+            budget = attempt_budget(remaining, len(order) - index, self._chain.timeout_seconds)
             try:
-                budget = attempt_budget(remaining, len(order) - index, self._chain.timeout_seconds)
                 read = await asyncio.wait_for(self._read_from(endpoint, scope), budget)
             except Exception as error:  # noqa: BLE001 - try the next endpoint
+                if isinstance(error, TimeoutError) and not str(error):
+                    error = TimeoutError(f"no complete read from {endpoint.label} within {budget:.3g}s")
                 last = error
                 self.pool.failed(endpoint)
                 attempts.append(Attempt(endpoint.label, classify(error), time.monotonic() - started))
@@ -224,10 +226,10 @@ class ChainSession:
             if self._cancelled.is_set():
                 raise ReadError("timeout", "read cancelled: the exporter is stopping") from None
             raise ReadError("internal", "read cancelled") from None
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise ReadError("timeout", f"the read did not stop at its {timeout:g}s deadline") from None
         except Exception as error:  # noqa: BLE001 - every failure becomes a labelled ReadError
+            if not future.done():  # this wait timed out, not the read: a try ignored its cancellation
+                future.cancel()
+                raise ReadError("timeout", f"the read did not stop at its {timeout:g}s deadline") from None
             raise ReadError(classify(error), _describe(error), tuple(attempts)) from error
         finally:
             with self._lock:
@@ -297,10 +299,34 @@ def attempt_budget(remaining: float, endpoints_left: int, response_timeout: floa
 
 
 async def _close_quietly(conn: SubstrateConnection, seconds: float) -> None:
+    """Close ``conn`` within ``seconds``; whatever happens, nothing is raised or left unretrieved.
+
+    The SDK's close cancels its supervisor task and awaits it. On Python 3.11
+    ``asyncio.wait_for`` loses a cancellation that races the arrival of a frame
+    (bpo-42130, fixed in 3.12): the supervisor then pumps on until its response
+    timeout, and the close with it. So the supervisor is cancelled again while
+    the close waits. (``_session._supervisor`` is private to bittensor 11.x, like
+    the rest of the transport this module relies on; without it, the close
+    simply waits.)
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    closing = asyncio.ensure_future(conn.close())
     try:
-        await asyncio.wait_for(conn.close(), seconds)
-    except Exception:  # noqa: BLE001 - closing a broken connection may fail; nothing to do
-        pass
+        while not closing.done():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await asyncio.wait({closing}, timeout=min(0.05, remaining))
+            supervisor = getattr(getattr(conn, "_session", None), "_supervisor", None)
+            if not closing.done() and isinstance(supervisor, asyncio.Task) and not supervisor.done():
+                supervisor.cancel()
+    finally:
+        if not closing.done():
+            closing.cancel()
+            await asyncio.wait({closing}, timeout=0.5)
+        if closing.done() and not closing.cancelled():
+            closing.exception()  # retrieved: closing a broken connection may fail; nothing to do
 
 
 def _log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict) -> None:
