@@ -39,7 +39,7 @@ def storable_int(value: int):
     try:
         return float(value)
     except OverflowError:
-        return math.copysign(math.inf, value)
+        return math.inf if value > 0 else -math.inf
 
 
 @dataclass(frozen=True)
