@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import os
+import resource
+import selectors
 import shutil
 import socket
 import ssl
+import statistics
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Optional
 
 import bcrypt
 import pytest
 
 from exporter.config import ConfigError
 from exporter.serving.server import MetricsServer, MetricsSource
+from exporter.serving.web_config import BasicAuth, load_web_config
 from tests.fakes import fake_publication
 from tests.test_config import run_main
-from exporter.serving.web_config import load_web_config
 
 PASSWORD = "correct horse battery staple"
 
@@ -77,7 +83,7 @@ def client_context(certificate: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(certificate / "server.crt"))
 
 
-def test_tls_handshake_and_basic_auth(certificate):
+def test_tls_handshake_and_basic_auth(certificate, capfd):
     server = serve(web_config(certificate))
     url = f"https://127.0.0.1:{server.port}/metrics"
     try:
@@ -95,8 +101,10 @@ def test_tls_handshake_and_basic_auth(certificate):
             urllib.request.urlopen(url, timeout=10)
         with pytest.raises((ConnectionError, OSError)):  # plain HTTP to the TLS port gets nothing
             urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=10).read()
+        assert get(f"https://127.0.0.1:{server.port}/healthz", context=context)[0] == 200
     finally:
         server.stop()
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_basic_auth_without_tls(certificate):
@@ -109,6 +117,53 @@ def test_basic_auth_without_tls(certificate):
         assert get(url, user="prometheus", password=PASSWORD + "x")[0] == 401
     finally:
         server.stop()
+
+
+def header_get(url: str, authorization: str) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": authorization}), timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_basic_auth_scheme_is_case_insensitive_and_long_passwords_never_match(tmp_path):
+    password = "p" * 72  # bcrypt's limit: it would ignore anything after
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+    path = tmp_path / "web.yml"
+    path.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    server = serve(path)
+    url = f"http://127.0.0.1:{server.port}/metrics"
+
+    def token(user: str, secret: str) -> str:
+        return base64.b64encode(f"{user}:{secret}".encode()).decode()
+
+    try:
+        for scheme in ("Basic", "basic", "BASIC"):
+            assert header_get(url, f"{scheme} {token('prometheus', password)}") == 200, scheme
+        assert header_get(url, f"Basic {token('prometheus', password + 'x')}") == 401, "73 bytes: refused, not truncated"
+        assert header_get(url, f"Basic {token('prometheus', password + 'x' * 1000)}") == 401
+        assert header_get(url, f"Bearer {token('prometheus', password)}") == 401
+        assert header_get(url, f"Basic {base64.b64encode(b'prometheus').decode()}") == 401, "no colon"
+        assert header_get(url, "Basic %%%") == 401
+    finally:
+        server.stop()
+
+
+def test_an_unknown_user_costs_what_a_wrong_password_costs():
+    auth = BasicAuth({"prometheus": bcrypt.hashpw(b"secret", bcrypt.gensalt(rounds=7))})
+
+    def cost(user: str) -> float:
+        header = "Basic " + base64.b64encode(f"{user}:wrong".encode()).decode()
+        times = []
+        for _ in range(3):
+            began = time.perf_counter()
+            assert auth.allows(header) is False
+            times.append(time.perf_counter() - began)
+        return statistics.median(times)
+
+    ratio = cost("nobody") / cost("prometheus")
+    assert 0.5 < ratio < 2, f"an unknown user takes {ratio:.2f}x a wrong password's time"
 
 
 @pytest.mark.parametrize("text, needle", [
@@ -132,30 +187,182 @@ def test_bad_web_config_is_refused(certificate, tmp_path, text, needle):
     assert result.returncode == 2 and needle in result.stderr
 
 
-def test_slow_clients_are_cut_off_and_do_not_block_scrapes():
-    server = serve(request_timeout=1)
-    try:
-        slow = socket.create_connection(("127.0.0.1", server.port))
-        slow.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # never finishes its headers
-        assert get(f"http://127.0.0.1:{server.port}/metrics")[0] == 200, "others are served meanwhile"
-        slow.settimeout(5)
-        assert slow.recv(1024) == b"", "the server closes it after its request timeout"
-        slow.close()
-    finally:
-        server.stop()
+BILLION_LAUGHS = b"a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + b"".join(
+    b"%s: &%s [%s]\n" % (bytes([c]), bytes([c]), b", ".join([b"*" + bytes([c - 1])] * 9)) for c in range(ord("b"), ord("j"))
+) + b"basic_auth_users: *i\n"
 
 
-def test_oversized_headers_are_rejected():
-    server = serve()
+@pytest.mark.parametrize("content, needle", [
+    (b"\xff\xfe" + "basic_auth_users: {}\n".encode("utf-16-le"), "UTF-16"),
+    ("basic_auth_users:\n  prometheus: caf\xe9\n".encode("latin-1"), "not UTF-8"),
+    (b"- a\n- b\n", "must be a mapping"),
+    (b"basic_auth_users: [a, b]\n", "basic_auth_users: must be a mapping"),
+    (b"http_server_config: 5\n", "http_server_config: must be a mapping"),
+    (b"tls_server_config:\n  cert_file: [a]\n  key_file: {k: v}\n  min_version: [TLS12]\n", "cert_file: must be a non-empty string"),
+    (b"tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: {x: 1}\n", "client_auth_type: must be one of"),
+    (b"1: x\n", "keys must be strings"),
+    (BILLION_LAUGHS, "aliases"),
+    (b"basic_auth_users: " + b"[" * 3000, "nested too deeply"),
+    (b"basic_auth_users:\n  prometheus: $2y$10$short\n", "not a valid bcrypt hash"),
+    (b"basic_auth_users:\n  'a:b': $2y$04$" + b"a" * 53 + b"\n", "cannot contain ':'"),
+    (b'http_server_config:\n  headers:\n    X-A: "a\\r\\nSet-Cookie: x=1"\n', "one line"),
+    (b"http_server_config:\n  headers:\n    Content-Length: 5\n", "set by the exporter"),
+    (b"http_server_config:\n  headers:\n    'Bad Name': x\n", "not a valid header name"),
+    (b"a" * (1 << 20) + b": 1\n", "larger than"),
+])
+def test_a_bad_web_config_is_one_short_message_and_exit_code_2(tmp_path, content, needle):
+    path = tmp_path / "web.yml"
+    path.write_bytes(content)
+    result = run_main("check-config", "--web.config.file", str(path))
+    assert result.returncode == 2, result.stderr
+    assert needle in result.stderr and "Traceback" not in result.stderr and len(result.stderr) < 1000, result.stderr
+
+
+@pytest.mark.parametrize("path, needle", [("/dev/zero", "larger than"), ("/", "cannot read")])
+def test_a_web_config_that_is_no_file_is_refused_quickly(path, needle):
+    if not os.path.exists(path):
+        pytest.skip(f"no {path}")
+    result = run_main("check-config", "--web.config.file", path)
+    assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
+
+
+# -- slow clients ----------------------------------------------------------------------------------
+
+SLOW_PLAIN = 300  # idle or trickling one header line at a time, on the plain port
+SLOW_TLS = 48  # idle before the handshake, trickling after it, and handshaking late, on the TLS port
+HEAD_DEADLINE = 1.0  # seconds; the server's default is 10, the test's is short to stay quick
+TRICKLE_EVERY = 0.2
+
+
+class SlowClient:
+    def __init__(self, port: int, kind: str, context: Optional[ssl.SSLContext] = None):
+        self.kind = kind
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.opened = time.monotonic()
+        self.closed: Optional[float] = None
+        self.answered = b""
+        self.context = context
+        if kind == "trickle-tls":
+            self.handshake()
+        elif kind == "trickle":
+            self.sock.sendall(b"GET /metrics HTTP/1.1\r\n")
+        self.sock.setblocking(False)
+
+    def handshake(self) -> None:
+        self.sock.setblocking(True)
+        self.sock = self.context.wrap_socket(self.sock, server_hostname="127.0.0.1")
+        self.sock.sendall(b"GET /metrics HTTP/1.1\r\n")
+        self.sock.setblocking(False)
+        self.kind = "trickle-tls"
+
+    def trickle(self) -> None:
+        if self.kind.startswith("trickle"):
+            try:
+                self.sock.send(b"X-Slow: 1\r\n")
+            except (ssl.SSLWantWriteError, BlockingIOError):
+                pass
+            except OSError:
+                self.closed = self.closed or time.monotonic()
+
+    def readable(self) -> None:
+        try:
+            data = self.sock.recv(4096)
+        except (ssl.SSLWantReadError, BlockingIOError):
+            return  # a TLS 1.3 session ticket, not data
+        except OSError:
+            data = b""
+        if data:
+            self.answered += data
+        else:
+            self.closed = self.closed or time.monotonic()
+
+
+def _hold_slow_clients(clients: list[SlowClient], late: list[SlowClient], done: threading.Event) -> None:
+    """Trickle a header line to each every TRICKLE_EVERY s, until the server has closed them all;
+    ``late`` ones start their TLS handshake when most of the head deadline has passed."""
+    with selectors.DefaultSelector() as selector:
+        for client in clients:
+            selector.register(client.sock, selectors.EVENT_READ, client)
+        began = time.monotonic()
+        next_trickle = began
+        give_up = began + HEAD_DEADLINE + 5
+        while any(c.closed is None for c in clients) and time.monotonic() < give_up:
+            now = time.monotonic()
+            if late and now >= late[0].opened + 0.6 * HEAD_DEADLINE:
+                for client in late:
+                    selector.unregister(client.sock)
+                    try:
+                        client.handshake()
+                    except OSError:
+                        client.closed = time.monotonic()
+                        continue
+                    selector.register(client.sock, selectors.EVENT_READ, client)
+                late = []
+            if now >= next_trickle:
+                for client in clients:
+                    if client.closed is None:
+                        client.trickle()
+                next_trickle = now + TRICKLE_EVERY
+            for key, _ in selector.select(timeout=max(0.0, min(next_trickle - time.monotonic(), 0.05))):
+                client = key.data
+                if client.closed is None:
+                    client.readable()
+                    if client.closed is not None:
+                        selector.unregister(client.sock)
+    done.set()
+
+
+def _descriptors_for(count: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < count:
+        if hard != resource.RLIM_INFINITY and hard < count:
+            pytest.skip(f"needs {count} file descriptors, the limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (count, hard))
+
+
+def test_slow_and_idle_clients_cannot_hold_the_server(certificate):
+    """Hundreds of slowloris connections, plain and TLS: every scrape meanwhile is answered at once,
+    and each slow client is cut off at the head deadline counted from accept (TLS handshake included)."""
+    _descriptors_for(2 * (SLOW_PLAIN + SLOW_TLS) + 200)
+    plain = serve(request_timeout=HEAD_DEADLINE)
+    secure = serve(web_config(certificate, users=False), request_timeout=HEAD_DEADLINE)
+    context = client_context(certificate)
+    clients: list[SlowClient] = []
     try:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
-            s.sendall(b"GET /metrics HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(150)) + b"\r\n")
-            assert s.recv(64).startswith(b"HTTP/1.1 431")
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
-            s.sendall(b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n")
-            assert s.recv(64).startswith(b"HTTP/1.1 414")
+        clients += [SlowClient(plain.port, "idle" if i % 3 == 0 else "trickle") for i in range(SLOW_PLAIN)]
+        late = [SlowClient(secure.port, "idle", context) for _ in range(SLOW_TLS // 3)]
+        clients += late
+        clients += [SlowClient(secure.port, "idle", context) for _ in range(SLOW_TLS // 3)]
+        clients += [SlowClient(secure.port, "trickle-tls", context) for _ in range(SLOW_TLS - 2 * (SLOW_TLS // 3))]
+        done = threading.Event()
+        holder = threading.Thread(target=_hold_slow_clients, args=(clients, late, done), daemon=True)
+        holder.start()
+        scrapers = [http.client.HTTPConnection("127.0.0.1", plain.port, timeout=5),
+                    http.client.HTTPSConnection("127.0.0.1", secure.port, timeout=5, context=context)]
+        latencies, statuses = [], []
+        while not done.is_set():  # a Prometheus-like client on each port, on kept-alive connections
+            for scraper in scrapers:
+                began = time.monotonic()
+                scraper.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+                response = scraper.getresponse()
+                response.read()
+                latencies.append(time.monotonic() - began)
+                statuses.append(response.status)
+            done.wait(0.02)
+        holder.join()
+        for scraper in scrapers:
+            scraper.close()
     finally:
-        server.stop()
+        plain.stop()
+        secure.stop()
+        for client in clients:
+            client.sock.close()
+    assert len(statuses) >= 20 and set(statuses) == {200}, statuses
+    assert max(latencies) < 0.5, f"slowest scrape {max(latencies):.3f} s"
+    assert all(c.answered == b"" for c in clients), "a slow client never gets an answer"
+    held = sorted(c.closed - c.opened for c in clients if c.closed is not None)
+    assert len(held) == len(clients), f"{len(clients) - len(held)} slow clients were never cut off"
+    assert 0.9 * HEAD_DEADLINE <= held[0] and held[-1] <= HEAD_DEADLINE + 0.4, (held[0], held[-1])
 
 
 def test_connection_cap_answers_503_instead_of_queueing_forever():

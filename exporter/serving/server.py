@@ -32,6 +32,7 @@ import concurrent.futures
 import email.utils
 import socket
 import ssl
+import struct
 import threading
 import time
 from http import HTTPStatus
@@ -189,7 +190,7 @@ class _PlainChannel:
 
     async def finish(self) -> None:
         """No more output: a FIN after the last response byte."""
-        self.sock.shutdown(socket.SHUT_WR)
+        _shutdown(self.sock)
 
 
 class _TLSChannel(_PlainChannel):
@@ -250,7 +251,25 @@ class _TLSChannel(_PlainChannel):
         except (ssl.SSLWantReadError, ssl.SSLError):
             pass
         await self._flush()
-        self.sock.shutdown(socket.SHUT_WR)
+        _shutdown(self.sock)
+
+
+def _reset(sock: socket.socket) -> None:
+    """Make the close a reset: what the kernel still holds for a client past its deadline is dropped,
+    not sent on at the client's pace."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+
+
+def _shutdown(sock: socket.socket) -> bool:
+    """Half-close the sending side; False if the client is already gone."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        return True
+    except OSError:
+        return False
 
 
 def _parse_request_line(line: bytes) -> tuple[str, str, tuple[int, int]]:
@@ -483,12 +502,13 @@ class MetricsServer:
                 deadline = loop.time() + self._head_timeout
         except asyncio.TimeoutError:
             log.debug("http deadline passed", client=client)
+            _reset(connection)
         except _ClientGone:
             pass
         except (OSError, EOFError) as error:  # ssl.SSLError too: plain HTTP to the TLS port is just closed
             log.debug("http connection error", client=client, error=repr(error)[:200])
-        except asyncio.CancelledError:
-            pass  # the server is stopping
+        except asyncio.CancelledError:  # the server is stopping
+            _reset(connection)
         except Exception as error:  # noqa: BLE001 - never let one connection's surprise print a traceback
             log.warning("http connection failed", client=client, error=repr(error)[:200])
         finally:
@@ -498,9 +518,7 @@ class MetricsServer:
     async def _linger(self, channel: _PlainChannel) -> None:
         """After the last response: read and drop a little of what the client still sends, so the
         close does not reset the connection before the client has read the answer."""
-        try:
-            channel.sock.shutdown(socket.SHUT_WR)
-        except OSError:
+        if not _shutdown(channel.sock):
             return
         dropped = 0
         try:
