@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 from exporter import __version__
 from exporter.config import LOG_FORMATS, LOG_LEVELS, Config, ConfigError, listen_address_problem, load_config
 from exporter.history.cli import add_history_parser, run_history
+from exporter.history.writer import history_path_problem
 from exporter.serving.web_config import WebConfig, load_web_config
 
 EXIT_CONFIG = 2
@@ -97,6 +98,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    except Exception as error:  # noqa: BLE001 - whatever the file holds, an operator gets one line, not a traceback
+        print(f"error: invalid configuration: config.file: cannot be used ({type(error).__name__}: {str(error)[:200]})",
+              file=sys.stderr)
+        return EXIT_CONFIG
     try:
         web = load_web_config(_flag(args, "web_config_file"))
     except ConfigError as error:
@@ -107,6 +112,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     if args.command == "history":
         return run_history(args, config.history.path)
+    # Checked now, not at every refresh: a directory, a read-only place or a file that is
+    # not SQLite would otherwise only show as failed history writes, forever.
+    problem = history_path_problem(config.history.path)
+    if problem:
+        print(f"error: {ConfigError([f'history.path: {problem}'])}", file=sys.stderr)
+        return EXIT_CONFIG
     return run(config, web)
 
 
@@ -146,14 +157,9 @@ def _run(config: Config, web: WebConfig, stop: threading.Event) -> int:
 
     from exporter.app import build_exporter
     from exporter.history.schema import SchemaTooNew
-    from exporter.history.writer import history_path_problem
 
     prepare_process(config)
     log = structlog.get_logger("exporter")
-    problem = history_path_problem(config.history.path)
-    if problem:
-        log.error("history database unusable", path=config.history.path, error=problem)
-        return EXIT_CONFIG
     try:
         exporter = build_exporter(config, web)
     except SchemaTooNew as error:

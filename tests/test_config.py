@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import datetime
 import io
+import os
 import subprocess
+import time
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -65,10 +69,144 @@ def test_example_config_is_valid():
         ({"log": {"format": "xml"}}, "log.format"),
         ({"histroy": {"path": "x.db"}}, "histroy"),
         ({"chain": "wss://node"}, "chain"),
+        ({"scope": {"netuids": 0}}, "scope.netuids"),
+        ({"scope": {"netuids": [0, 1]}}, "scope.netuids"),
+        ({"scope": {"netuids": "1"}}, "scope.netuids"),
+        ({"scope": {"netuids": True}}, "scope.netuids"),
+        ({"scope": {"netuids": [1, None]}}, "scope.netuids"),
+        ({"history": {"path": "a\0b"}}, "history.path"),
+        ({"history": {"path": ["x"]}}, "history.path"),
+        ({"refresh": {"interval_seconds": 10**5000}}, "refresh.interval_seconds"),
+        ({"refresh": {"interval_seconds": float("nan")}}, "refresh.interval_seconds"),
+        ({"refresh": {"interval_seconds": datetime.date(2024, 1, 1)}}, "refresh.interval_seconds"),
+        ({"web": {"listen_address": ":" + "9" * 50}}, "web.listen_address"),
+        ({"web": {"listen_address": ":\u0661\u0662"}}, "web.listen_address"),
+        ({7: 1}, "7"),
+        ({None: 1}, "None"),
     ],
 )
 def test_each_bad_value_is_named(document, key):
-    assert any(p.startswith(f"{key}:") for p in problems_of(document)), problems_of(document)
+    problems = problems_of(document)
+    assert any(p.startswith(f"{key}:") for p in problems), problems
+    assert all(len(p) < 400 for p in problems), "a problem names a value, bounded"
+
+
+def test_root_is_never_in_scope_and_says_why():
+    (problem,) = problems_of({"scope": {"netuids": 0}})
+    assert "root" in problem and "never in scope" in problem
+    assert parse_config({"scope": {"netuids": 5}}).scope.netuids == (5,)
+    assert parse_config({"scope": {"netuids": [3, 1, 3]}}).scope.netuids == (1, 3)
+    assert parse_config({"scope": {"netuids": []}}).scope.netuids == ()
+
+
+def test_bad_values_are_quoted_bounded():
+    (problem,) = problems_of({"scope": {"watch": [{"hotkey": "5" * 100_000}]}})
+    assert len(problem) < 200 and problem.endswith("...")
+    problems = problems_of({"chain": {"endpoints": [f"ftp://{'x' * 10_000}"] * 500}})
+    assert len(problems) == 500 and len(str(ConfigError(problems))) < 10_000, "the message lists the first 50"
+    assert "and 450 more problems" in str(ConfigError(problems))
+
+
+BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)
+) + "scope:\n  netuids: *i\n"
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"chain:\n  endpoints: [\xff\xfe]\n", "is not UTF-8 text (byte 0xff at line 2)"),
+    ("refresh: {interval_seconds: 30}\n".encode("utf-16"), "is UTF-16 text; save it as UTF-8"),
+    ("refresh: {interval_seconds: 30}\n".encode("utf-32"), "is UTF-32 text"),
+    ("refresh: {interval_seconds: 30}\n".encode("utf-16-le"), "NUL characters"),
+    (BILLION_LAUGHS.encode(), "anchors and aliases"),
+    (b"base: &base {interval_seconds: 5}\nrefresh:\n  <<: *base\n", "anchors and aliases"),
+    (b"[" * 1000 + b"]" * 1000, "nested more than 32 levels deep"),
+    (b"{a: " * 5000 + b"1" + b"}" * 5000, "nested more than 32 levels deep"),
+    (b"[" + b"1," * 30_000 + b"]", "more than 20,000 values"),
+    (b"x" * (2 << 20), "larger than 1024 KiB"),
+    (b"chain: {}\nrefresh: {}\nchain: {}\n", "line 3, column 1: duplicate key 'chain' (first at line 1)"),
+    (b"refresh:\n  interval_seconds: 5\n  interval_seconds: 6\n", "duplicate key 'interval_seconds' (first at line 2)"),
+    (b"refresh: {interval_seconds: 5, interval_seconds: 6}\n", "duplicate key 'interval_seconds'"),
+    (b"refresh:\n  interval_seconds: " + b"9" * 5000 + b"\n", "a value YAML cannot convert"),
+    (b"refresh:\n  interval_seconds: 2024-13-45\n", "a value YAML cannot convert"),
+    (b"refresh:\n  interval_seconds: 2024-01-01\n", "refresh.interval_seconds: must be a number, got date"),
+    (b"refresh:\n  interval_seconds: !!binary aGVsbG8=\n", "refresh.interval_seconds: must be a number, got bytes"),
+    (b"scope:\n  netuids: !!set {1, 2}\n", "scope.netuids: must be a list"),
+    (b"? [a, b]\n: 1\n", "found unhashable key"),
+    (b"!!python/object/apply:os.system ['echo pwned']\n", "not valid YAML at line 1"),
+    (b"- chain\n- refresh\n", "must be a mapping, got list"),
+    (b"just words\n", "must be a mapping, got str"),
+    (b"refresh: [1, 2]\n", "refresh: must be a mapping, got list"),
+    (b"chain:\n\tendpoints: []\n", "not valid YAML at line 2"),
+    (b"scope:\n  netuids: 0\n", "netuid 0 is the root network"),
+    (b"---\nrefresh: {}\n---\nchain: {}\n", "found another document"),
+])
+def test_no_config_file_gives_a_traceback(tmp_path, content, needle):
+    path = tmp_path / "config.yaml"
+    path.write_bytes(content)
+    started = time.monotonic()
+    result = run_main("check-config", "--config.file", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert needle in result.stderr, result.stderr
+    assert len(result.stderr) < 2000, "one bounded message"
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "/dev/null", "/", "/proc/self/mem"])
+def test_special_files(special):
+    result = run_main("check-config", "--config.file", special)
+    assert result.returncode in (0, 2) and "Traceback" not in result.stderr, result.stderr
+    if special == "/dev/zero":
+        assert "larger than 1024 KiB" in result.stderr
+
+
+def test_a_utf8_byte_order_mark_and_an_empty_file_are_fine(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_bytes(codecs.BOM_UTF8 + b"refresh:\n  interval_seconds: 30\n")
+    assert load_config(str(path), environ={}).interval_seconds == 30
+    path.write_bytes(b"")
+    assert load_config(str(path), environ={}) == load_config(None, environ={})
+
+
+def config_with_history(tmp_path, history) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"history:\n  path: {history}\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda d: d.mkdir() or d, "is a directory"),
+    (lambda d: (d.write_text("hello, not a database\n" * 20), d)[1], "is not a SQLite database"),
+    (lambda d: d.parent / "missing" / "h.db", "does not exist"),
+    (lambda d: (os.mkfifo(d), d)[1], "is not a regular file"),
+])
+def test_an_unusable_history_path_is_a_start_up_error(tmp_path, make, needle):
+    history = make(tmp_path / "h.db")
+    result = run_main("--config.file", config_with_history(tmp_path, history))
+    assert result.returncode == 2 and "history.path" in result.stderr and needle in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") <= 2
+
+
+def test_a_read_only_history_is_a_start_up_error(tmp_path):
+    from tests.test_history_store import small_filesystem
+
+    with small_filesystem(tmp_path, "1m") as fs:
+        subprocess.run(["mount", "-o", "remount,ro", str(fs)], check=True)
+        try:
+            result = run_main("--config.file", config_with_history(tmp_path, fs / "h.db"))
+        finally:
+            subprocess.run(["mount", "-o", "remount,rw", str(fs)], check=True)
+    assert result.returncode == 2 and "is not writable" in result.stderr, result.stderr
+
+
+def test_a_usable_history_path_passes_the_check(tmp_path):
+    from exporter.history.store import HistoryStore
+    from exporter.history.writer import history_path_problem
+
+    assert history_path_problem(str(tmp_path / "new.db")) is None, "created at the first refresh"
+    HistoryStore.open(str(tmp_path / "old.db")).close()
+    assert history_path_problem(str(tmp_path / "old.db")) is None
+    (tmp_path / "empty.db").write_bytes(b"")
+    assert history_path_problem(str(tmp_path / "empty.db")) is None, "SQLite takes an empty file as a new database"
 
 
 def test_all_problems_reported_together():

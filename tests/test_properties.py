@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import tempfile
 from fractions import Fraction
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.config import Config, ConfigError, parse_config
+from exporter.config import Config, ConfigError, load_config, parse_config, parse_yaml
 from exporter.snapshot.stake_math import inherited_stake
 from exporter.snapshot.units import U64_MAX
 from tests.oracle import q
@@ -18,8 +19,11 @@ from tests.oracle import q
 KNOWN = ["chain", "refresh", "scope", "history", "web", "log", "endpoints", "timeout_seconds", "max_in_flight",
          "interval_seconds", "min_stake_weight", "netuids", "watch", "hotkey", "alias", "expected_take", "path",
          "listen_address", "level", "format", "api_enabled", "samples_scope"]
-scalars = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True) | st.text(max_size=30)
-keys = st.sampled_from(KNOWN) | st.text(max_size=12)
+# Everything YAML's safe loader can produce, huge and odd values included.
+scalars = (st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.integers() | st.integers(0, 3).map(lambda k: 10 ** (5000 + k))
+           | st.floats(allow_nan=True) | st.text(max_size=30) | st.text(min_size=100, max_size=120).map(lambda t: t * 5)
+           | st.dates() | st.datetimes() | st.binary(max_size=10))
+keys = st.sampled_from(KNOWN) | st.text(max_size=12) | st.integers() | st.none() | st.booleans() | st.dates()
 documents = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=5), max_leaves=25)
 
 
@@ -30,9 +34,45 @@ def test_any_document_gives_a_config_or_a_list_of_problems(document):
         config = parse_config(document)
     except ConfigError as error:
         assert error.problems and all(isinstance(p, str) and ":" in p for p in error.problems)
+        assert all(len(p) < 400 for p in error.problems), "a bad value is quoted bounded"
     else:
         assert isinstance(config, Config)
         assert 1 <= config.interval_seconds <= 86400 and config.chain.endpoints
+        assert 0 not in config.scope.netuids
+
+
+# Text that looks like a config file, then mangled: YAML syntax, anchors, tags, odd bytes.
+yaml_tokens = st.sampled_from([
+    "chain:", "refresh:", "scope:", "history:", "netuids:", "watch:", "interval_seconds:", "endpoints:", "path:",
+    "  ", "\n", "\t", "- ", "[", "]", "{", "}", ", ", ": ", "&a ", "*a", "!!binary ", "!!set ", "!!python/name:os.system",
+    "? ", "<<: ", "---\n", "...", "'", '"', "#", "|", ">", "0", "1", "-1", "1e400", "9" * 30, ".nan", "~", "null",
+    "2024-13-45", "2024-01-01", "ws://node:9944", "\x00", "\ufeff", "\u2028", "%YAML 1.1\n", "%TAG ! tag:x,2000:\n",
+])
+config_texts = st.lists(yaml_tokens, max_size=60).map("".join) | st.text(max_size=200)
+
+
+@settings(max_examples=300, deadline=None)
+@given(config_texts)
+def test_any_text_gives_a_config_or_one_bounded_error(text):
+    try:
+        config = parse_config(parse_yaml(text))
+    except ConfigError as error:
+        assert error.problems and len(str(error)) < 10_000
+    else:
+        assert isinstance(config, Config)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=300) | config_texts.map(lambda t: t.encode("utf-8", "surrogatepass")) | config_texts.map(
+    lambda t: t.encode("utf-16", "surrogatepass")))
+def test_any_bytes_in_a_file_give_a_config_or_one_bounded_error(data):
+    with tempfile.NamedTemporaryFile(suffix=".yaml") as file:
+        file.write(data)
+        file.flush()
+        try:
+            load_config(file.name, environ={})
+        except ConfigError as error:
+            assert error.problems and len(str(error)) < 10_000
 
 
 @settings(max_examples=200, deadline=None)

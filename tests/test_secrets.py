@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -49,6 +50,8 @@ def test_endpoint_credentials_and_sentry_dsn_stay_out_of_logs(tmp_path):
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=30)[0]
     assert "refresh failed" in output
+    for line in output.splitlines():
+        assert json.loads(line), f"with --log.format json every line is JSON: {line!r}"
     for secret in ("hunter2", "TOPSECRETKEY", "SENTRYSECRET", "operator:"):
         assert secret not in output, f"{secret} leaked into the logs"
         assert secret not in metrics, f"{secret} leaked into /metrics"

@@ -89,8 +89,8 @@ def history_path_problem(path: str) -> Optional[str]:
             return f"{path} is not a regular file"
         if not os.access(target, os.R_OK | os.W_OK):
             return f"{path} is not writable"
-    except OSError as error:
-        return f"cannot check {path}: {error.strerror or error}"
+    except (OSError, ValueError) as error:  # ValueError: a NUL in the path
+        return f"cannot check {path}: {getattr(error, 'strerror', None) or error}"
     try:
         conn = sqlite3.connect(f"file:{quote(str(target.resolve()))}?mode=ro", uri=True, timeout=5)
     except sqlite3.Error as error:
