@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import re
@@ -12,13 +13,12 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 
 from exporter import __version__
 from exporter.config import LOG_FORMATS, LOG_LEVELS, Config, ConfigError, listen_address_problem, load_config
 from exporter.history.cli import add_history_parser, run_history
-from exporter.history.writer import history_path_problem
 from exporter.serving.web_config import WebConfig, load_web_config
 
 EXIT_CONFIG = 2
@@ -93,6 +93,26 @@ def resolve_config(args: argparse.Namespace) -> Config:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command not in (None, "run"):
+        return _main(args, None)
+    # Running: from here on SIGTERM or SIGINT asks for a clean stop (exit 0), even one
+    # that arrives while the config is read or the exporter is built.
+    with _stop_on_signals() as stop:
+        return _main(args, stop)
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main(args: argparse.Namespace, stop: Optional[threading.Event]) -> int:
     try:
         config = resolve_config(args)
     except ConfigError as error:
@@ -112,13 +132,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     if args.command == "history":
         return run_history(args, config.history.path)
+    from exporter.history.writer import history_path_problem
+
     # Checked now, not at every refresh: a directory, a read-only place or a file that is
     # not SQLite would otherwise only show as failed history writes, forever.
     problem = history_path_problem(config.history.path)
     if problem:
         print(f"error: {ConfigError([f'history.path: {problem}'])}", file=sys.stderr)
         return EXIT_CONFIG
-    return run(config, web)
+    assert stop is not None
+    return _run(config, web, stop)
 
 
 def prepare_process(config: Config) -> None:
@@ -143,13 +166,8 @@ def run(config: Config, web: WebConfig = WebConfig()) -> int:
     A signal at any moment, start-up included, stops the exporter within
     ``SHUTDOWN_SECONDS`` with exit code 0.
     """
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with _stop_on_signals() as stop:
         return _run(config, web, stop)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _run(config: Config, web: WebConfig, stop: threading.Event) -> int:
@@ -171,6 +189,7 @@ def _run(config: Config, web: WebConfig, stop: threading.Event) -> int:
     if stop.is_set():  # stopped while starting
         log.info("stopping")
         exporter.close()
+        log.info("stopped", seconds=0.0)
         return 0
     exporter.start()
     log.info(
