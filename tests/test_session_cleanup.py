@@ -17,7 +17,7 @@ from exporter.config import ScopeConfig
 from tests.test_faults import always
 
 SCOPE = ScopeConfig(min_stake_weight=100)
-DEADLINE = 0.4  # the refresh timeout: shorter than a response timeout, so it is what ends a stalled read
+DEADLINE = 0.3  # the refresh timeout: shorter than a response timeout, so it is what ends a stalled read
 
 
 def connections_alive(session) -> int:
@@ -40,7 +40,7 @@ def settle(session, at_most: int, timeout: float = 2.0) -> int:
 
 
 @pytest.mark.parametrize("fault, rounds", [
-    (("delay", 60), 4),  # the refresh's deadline cancels the read
+    (("delay", 60), 3),  # the refresh's deadline cancels the read
     (("drop",), 3),  # the node drops the connection mid-read
     (("error", -32000, "too busy"), 3),  # an RPC error fails the read
 ])
@@ -71,11 +71,12 @@ def test_failed_reads_leave_no_tasks_connections_or_unretrieved_exceptions(
 
 
 def test_the_sdk_giving_up_on_response_timeouts_leaves_nothing_behind(tricky_node, exporter_factory, capfd):
+    # No healthy refresh first: with a 0.3 s response timeout, a busy machine may fail one.
+    # Failing earlier (the metadata download timing out) is as good a failure for this test.
+    tricky_node.fault = always("state_queryStorageAt", ("delay", 60))
     exporter = exporter_factory(tricky_node, scope=SCOPE, chain_timeout=0.3, refresh_timeout_seconds=5)
     session = exporter.session
     with structlog.testing.capture_logs() as logs:
-        assert exporter.refresh()
-        tricky_node.fault = always("state_queryStorageAt", ("delay", 60))
         for _ in range(2):
             assert not exporter.refresh()
         assert settle(session, 0) == 0
