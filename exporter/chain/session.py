@@ -80,10 +80,6 @@ def classify(error: BaseException) -> str:
     return "internal"
 
 
-class ShuttingDown(Exception):
-    """The session was cancelled: the exporter is stopping."""
-
-
 class ChainSession:
     def __init__(
         self,
@@ -116,7 +112,7 @@ class ChainSession:
     async def _connection(self, endpoint: Endpoint) -> SubstrateConnection:
         if self._conn is not None and self._conn_endpoint is endpoint:
             return self._conn
-        await self._drop_connection()
+        self._abandon_connection()  # another endpoint's: closed in the background, never waited for
         conn = SubstrateConnection(
             endpoint.url,
             fallback_urls=[],
@@ -149,11 +145,6 @@ class ChainSession:
         for task in others:
             if task.done() and not task.cancelled():
                 task.exception()  # retrieved: never "Task exception was never retrieved"
-
-    async def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await _close_quietly(conn, _CLOSE_SECONDS)
 
     def _abandon_connection(self) -> None:
         """Drop the connection without waiting for it to close.
