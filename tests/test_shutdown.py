@@ -18,6 +18,7 @@ from typing import Callable, Optional
 import pytest
 
 from exporter.history.store import HistoryStore
+from simnode import SimNode
 from tests.test_new_user import free_port
 from tests.wal_watch import FileWrites
 
@@ -102,8 +103,9 @@ class ExporterProcess:
 def exporter_process(tmp_path):
     started: list[ExporterProcess] = []
 
-    def start(endpoint: str, **kwargs) -> ExporterProcess:
-        process = ExporterProcess(tmp_path, endpoint, **kwargs)
+    def start(endpoint: str, directory: str, **kwargs) -> ExporterProcess:
+        (tmp_path / directory).mkdir(exist_ok=True)
+        process = ExporterProcess(tmp_path / directory, endpoint, **kwargs)
         started.append(process)
         return process
 
@@ -125,38 +127,38 @@ def on_first(method: str, action: tuple) -> tuple[Callable, threading.Event]:
     return fault, seen
 
 
-def test_sigterm_during_a_stalled_refresh(tricky_node, exporter_process):
-    """The node stops answering mid-read: the refresh would wait a 30 s response timeout
-    (twice) of its 120 s; SIGTERM cancels the read and the process exits at once."""
-    tricky_node.fault, stalled = on_first("state_queryStorageAt", ("delay", 300))
-    exporter = exporter_process(tricky_node.url)
-    assert stalled.wait(30), "the exporter reached the stalled request"
-    seconds, code = exporter.terminate_and_time()
-    print(f"stalled refresh: stopped in {seconds:.2f} s")
-    exporter.assert_clean_exit(seconds, code)
-    assert seconds < 3, "nothing waits out a timeout"
+def test_sigterm_stops_the_exporter_in_every_state(tricky_node, exporter_process, tmp_path):
+    """Three exporters, started at once (their start-ups overlap), each caught in one state:
 
-
-def test_sigterm_when_idle_between_refreshes(tricky_node, exporter_process):
-    exporter = exporter_process(tricky_node.url)
-    exporter.wait_for_log("refresh")  # the first refresh is done; the next is a minute away
-    seconds, code = exporter.terminate_and_time()
-    print(f"idle: stopped in {seconds:.2f} s")
-    exporter.assert_clean_exit(seconds, code)
-
-
-def test_sigterm_in_the_middle_of_a_history_commit(tricky_node, exporter_process, tmp_path):
-    """SIGTERM at the first write of the first commit to the history WAL: the commit
-    completes, every row of it is in the file, and the process exits."""
-    db = tmp_path / "history.db"
-    HistoryStore.open(str(db)).close()  # a migrated file in WAL mode: the refresh's commit is its first WAL write
-    with FileWrites(Path(f"{db}-wal")) as writes:
-        writes.drain()
-        exporter = exporter_process(tricky_node.url, history=db)
-        assert writes.wait(30), "the exporter wrote to its history"
-        seconds, code = exporter.terminate_and_time()
-    print(f"mid history commit: stopped in {seconds:.2f} s")
-    exporter.assert_clean_exit(seconds, code)
+    - stalled: the node stops answering mid-read; the refresh would wait a 30 s response
+      timeout (twice) of its 120 s; SIGTERM cancels the read and the process exits at once;
+    - idle: the first refresh is done and the next is a minute away;
+    - mid-commit: SIGTERM at the first write of the first commit to the history WAL; the
+      commit completes, every row of it is in the file.
+    """
+    state = tricky_node.state
+    with SimNode(state) as stalling:
+        stalling.fault, stalled = on_first("state_queryStorageAt", ("delay", 300))
+        db = tmp_path / "commit" / "history.db"
+        db.parent.mkdir()
+        HistoryStore.open(str(db)).close()  # migrated, in WAL mode: the refresh's commit is its first WAL write
+        with FileWrites(Path(f"{db}-wal")) as writes:
+            writes.drain()
+            processes = {
+                "stalled refresh": exporter_process(stalling.url, directory="stalled"),
+                "idle": exporter_process(tricky_node.url, directory="idle"),
+                "mid history commit": exporter_process(tricky_node.url, directory="commit", history=db),
+            }
+            assert writes.wait(30), "the exporter wrote to its history"
+            times = {"mid history commit": processes["mid history commit"].terminate_and_time()}
+        assert stalled.wait(30), "the exporter reached the stalled request"
+        times["stalled refresh"] = processes["stalled refresh"].terminate_and_time()
+        processes["idle"].wait_for_log("refresh")
+        times["idle"] = processes["idle"].terminate_and_time()
+    print("stopped in: " + ", ".join(f"{name} {seconds:.2f} s" for name, (seconds, _) in times.items()))
+    for name, (seconds, code) in times.items():
+        processes[name].assert_clean_exit(seconds, code)
+    assert times["stalled refresh"][0] < 3, "nothing waits out a timeout"
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert conn.execute("SELECT count(*) FROM validator_state").fetchone()[0] > 0, "the commit finished"
