@@ -20,6 +20,13 @@ def init_sentry(environ=os.environ) -> bool:
     except ImportError:
         log.warning("SENTRY_DSN is set but sentry-sdk is not installed; install the 'sentry' extra")
         return False
+    from sentry_sdk.integrations.logging import ignore_logger
+
+    # The exporter's own log lines reach stdlib logging as structlog event dicts
+    # (exporter.logs); as Sentry events they would read as dict reprs, and they
+    # were never sent before. Uncaught exceptions, in any thread, still are.
+    for name in ("exporter", "exporter.*"):
+        ignore_logger(name)
     # The DSN is a secret: it is never logged.
     sentry_sdk.init(dsn=dsn, release=f"bittensor-validator-exporter@{__version__}", send_default_pii=False)
     log.info("sentry reporting enabled")
