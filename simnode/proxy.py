@@ -1,0 +1,292 @@
+"""A misbehaving endpoint: a websocket JSON-RPC proxy that corrupts chosen answers of a real node.
+
+``CorruptingProxy(upstream_url)`` forwards every frame to the node behind it
+(one upstream connection per client connection, requests pipelined as the
+client sends them) and passes each answer's ``result`` through ``corrupt``,
+a hook ``(method, params, result) -> result`` that the test may swap at any
+time. ``None`` as the hook forwards answers unchanged. Errors, batches and
+ids pass through; only results are rewritten.
+
+The hooks below are the building blocks of the corruption modes: each
+returns a hook, and ``combine`` chains several.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import threading
+from typing import Any, Callable, Iterable, Optional
+
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+Hook = Callable[[str, list, Any], Any]
+
+
+class CorruptingProxy:
+    corrupt: Optional[Hook]
+
+    def __init__(self, upstream: str, host: str = "127.0.0.1", port: int = 0):
+        self.upstream = upstream
+        self.host = host
+        self.corrupt = None
+        self._port = port
+        self._lock = threading.Lock()
+        self.reset_counters()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread: Optional[threading.Thread] = None
+        self._server: Any = None
+
+    # -- counters ----------------------------------------------------------------
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self.requests: collections.Counter = collections.Counter()  # by method, as clients sent them
+            self.keys_listed = 0  # keys in the state_getKeysPaged answers clients received
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self._port}"
+
+    def start(self) -> "CorruptingProxy":
+        """Start serving on a daemon thread; returns once the socket listens."""
+        ready = threading.Event()
+        self._startup_error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="corrupting-proxy", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if self._startup_error is not None:
+            self._thread.join()
+            self._thread = None
+            raise self._startup_error
+        return self
+
+    def stop(self) -> None:
+        if self._thread is None or self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._thread = None
+
+    def __enter__(self) -> "CorruptingProxy":
+        return self.start()
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()
+
+    def _run(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        try:
+            self._server = loop.run_until_complete(self._listen())
+            self._port = self._server.sockets[0].getsockname()[1]
+        except BaseException as error:  # surfaced to start()'s caller
+            self._startup_error = error
+            loop.close()
+            ready.set()
+            return
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.close()
+
+    async def _listen(self) -> Any:
+        # Inside the running loop, as websockets requires; no size cap, like the node.
+        return await serve(self._connection, self.host, self._port, max_size=None, compression=None)
+
+    async def _shutdown(self) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+    # -- forwarding --------------------------------------------------------------
+
+    async def _connection(self, client: ServerConnection) -> None:
+        asked: dict[Any, tuple[str, list]] = {}  # request id -> (method, params), until answered
+        try:
+            async with connect(self.upstream, max_size=None, compression=None) as upstream:
+                answers = asyncio.create_task(self._answers(upstream, client, asked))
+                try:
+                    async for frame in client:
+                        self._note(frame, asked)
+                        await upstream.send(frame)
+                finally:
+                    answers.cancel()
+        except (ConnectionClosed, OSError):
+            pass
+
+    async def _answers(self, upstream, client: ServerConnection, asked: dict) -> None:
+        try:
+            async for frame in upstream:
+                await client.send(self._rewrite(frame, asked))
+        except ConnectionClosed:
+            pass
+        await client.close()
+
+    def _note(self, frame: str | bytes, asked: dict) -> None:
+        try:
+            payload = json.loads(frame)
+        except ValueError:
+            return
+        for request in payload if isinstance(payload, list) else [payload]:
+            if isinstance(request, dict) and isinstance(request.get("method"), str):
+                asked[request.get("id")] = (request["method"], request.get("params") or [])
+                with self._lock:
+                    self.requests[request["method"]] += 1
+
+    def _rewrite(self, frame: str | bytes, asked: dict) -> str | bytes:
+        try:
+            payload = json.loads(frame)
+        except ValueError:
+            return frame
+        answers = payload if isinstance(payload, list) else [payload]
+        for answer in answers:
+            if not isinstance(answer, dict) or answer.get("id") not in asked:
+                continue
+            method, params = asked.pop(answer["id"])
+            hook = self.corrupt
+            if hook is not None and "result" in answer:
+                answer["result"] = hook(method, params, answer["result"])
+            if method == "state_getKeysPaged" and isinstance(answer.get("result"), list):
+                with self._lock:
+                    self.keys_listed += len(answer["result"])
+        return json.dumps(payload)
+
+
+# -- hooks ------------------------------------------------------------------------
+
+
+def on(method: str, rewrite: Callable[[list, Any], Any]) -> Hook:
+    """``rewrite(params, result)`` for answers to ``method``; others pass."""
+    return lambda m, params, result: rewrite(params, result) if m == method else result
+
+
+def combine(*hooks: Hook) -> Hook:
+    def hook(method: str, params: list, result: Any) -> Any:
+        for h in hooks:
+            result = h(method, params, result)
+        return result
+
+    return hook
+
+
+def replace_result(method: str, value: Any) -> Hook:
+    return on(method, lambda params, result: value)
+
+
+def replace_values(values: dict[str, Optional[str]]) -> Hook:
+    """In ``state_queryStorageAt`` answers, the value of each key in ``values`` (hex keys) becomes the given one."""
+
+    def rewrite(params: list, result: Any) -> Any:
+        for group in result or []:
+            group["changes"] = [[k, values[k] if k in values else v] for k, v in group["changes"]]
+        return result
+
+    return on("state_queryStorageAt", rewrite)
+
+
+def null_values(prefix: str) -> Hook:
+    """``state_queryStorageAt`` answers say every key under ``prefix`` has no value."""
+
+    def rewrite(params: list, result: Any) -> Any:
+        for group in result or []:
+            group["changes"] = [[k, None if k.startswith(prefix) else v] for k, v in group["changes"]]
+        return result
+
+    return on("state_queryStorageAt", rewrite)
+
+
+def drop_half_of_the_answer() -> Hook:
+    """``state_queryStorageAt`` answers lose every second key."""
+
+    def rewrite(params: list, result: Any) -> Any:
+        for group in result or []:
+            group["changes"] = group["changes"][::2]
+        return result
+
+    return on("state_queryStorageAt", rewrite)
+
+
+def rewrite_pages(rewrite: Callable[[list, list[str]], list[str]]) -> Hook:
+    """``state_getKeysPaged`` answers become ``rewrite(params, keys)``."""
+    return on("state_getKeysPaged", lambda params, keys: rewrite(params, keys or []))
+
+
+def made_up_pages(page: Callable[[list], list[str]], fill: str = "0x00") -> Hook:
+    """Key pages made up by ``page(params)``; their keys get ``fill`` as value when asked for.
+
+    The node knows none of those keys; a client that pages on and fetches
+    values gets a plausible-looking value for each.
+    """
+    made: set[str] = set()
+
+    def keys(params: list, result: Any) -> list[str]:
+        out = page(params)
+        made.update(out)
+        return out
+
+    def values(params: list, result: Any) -> Any:
+        for group in result or []:
+            group["changes"] = [[k, fill if v is None and k in made else v] for k, v in group["changes"]]
+        return result
+
+    return combine(on("state_getKeysPaged", keys), on("state_queryStorageAt", values))
+
+
+def endless_pages(fill: str = "0x00") -> Hook:
+    """Every key page is a full page of keys made up right after the start key, forever."""
+
+    def page(params: list) -> list[str]:
+        prefix, count, start = params[0], params[1], params[2] if len(params) > 2 else None
+        base = start if start and len(start) > len(prefix) else prefix
+        return [f"{base}{i:08x}" for i in range(1, count + 1)]
+
+    return made_up_pages(page, fill)
+
+
+def header_number(number: Any) -> Hook:
+    """``chain_getHeader`` says the block has this ``number`` (a hex string, as nodes send it)."""
+    return on("chain_getHeader", lambda params, header: {**header, "number": number} if header else header)
+
+
+def other_block(block_hash: str) -> Hook:
+    """``state_queryStorageAt`` answers claim to be values of another block."""
+
+    def rewrite(params: list, result: Any) -> Any:
+        for group in result or []:
+            group["block"] = block_hash
+        return result
+
+    return on("state_queryStorageAt", rewrite)
+
+
+def extra_changes(changes: Iterable[tuple[str, Optional[str]]]) -> Hook:
+    """``state_queryStorageAt`` answers carry these (key, value) pairs too."""
+    changes = [list(c) for c in changes]
+
+    def rewrite(params: list, result: Any) -> Any:
+        for group in (result or [])[:1]:
+            group["changes"] = group["changes"] + changes
+        return result
+
+    return on("state_queryStorageAt", rewrite)
+
+
+def duplicate_first_change() -> Hook:
+    def rewrite(params: list, result: Any) -> Any:
+        for group in (result or [])[:1]:
+            group["changes"] = group["changes"][:1] + group["changes"]
+        return result
+
+    return on("state_queryStorageAt", rewrite)
