@@ -352,3 +352,13 @@ def test_a_failed_read_cancels_the_rest_of_its_stage(fail, hang):
     assert source.cancelled == [hang]
     stage = next(i for i, items in enumerate(STAGES) if fail in items)
     assert not set(source.items_in_order()) & set().union(*STAGES[stage + 1:]), "no later stage starts"
+
+
+def test_every_scan_is_capped_by_the_chain_limits_of_its_map():
+    source = FakeSource.of(tricky_writes(), optional_items=(MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED))
+    read(source, SCOPE)
+    caps = {c.items[0]: c.max_keys for c in source.calls if c.method == "scan"}
+    netuid_keyed = {"NetworksAdded", "ValidatorPermit", "MaxAllowedValidators", MIN_TAKE_PER_SUBNET}
+    assert {item: cap for item, cap in caps.items() if item in netuid_keyed} == dict.fromkeys(netuid_keyed, 4096)
+    hotkey_keyed = {"ChildKeys", "ParentKeys", "PendingChildKeys", THRESHOLD_SUSPENDED}
+    assert {item: cap for item, cap in caps.items() if item in hotkey_keyed} == dict.fromkeys(hotkey_keyed, 256 * 256)

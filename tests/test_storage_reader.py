@@ -16,10 +16,13 @@ import bittensor_core
 import pytest
 from bittensor._transport.codec import RuntimeCodec
 
+from exporter.chain import reader as chain_reader
 from exporter.chain import storage
 from exporter.chain.reader import ChainReader
 from exporter.chain.storage import StorageReader, _shard_bounds
+from exporter.snapshot.validate import InvalidRead
 from simnode import ChainState
+from simnode import proxy as p
 from simnode.rpc import dispatch
 from simnode.state import metadata_blob
 from tests import tricky_chain as t
@@ -46,13 +49,14 @@ class _Runtimes:
 class FakeConnection:
     """The slice of ``SubstrateConnection`` the chain reader uses, over an in-memory chain."""
 
-    def __init__(self, state: ChainState, *, fail_on: tuple[str, int] | None = None):
+    def __init__(self, state: ChainState, *, fail_on: tuple[str, int] | None = None, corrupt=None):
         self._state = state
         self._runtimes = _Runtimes(state)
         self.requests: list[tuple[str, list]] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self._fail_on = fail_on  # (method, n): the n-th request of that method raises
+        self.corrupt = corrupt  # (method, params, result) -> result, as simnode.proxy's hooks
 
     async def rpc_request(self, method: str, params: list | None = None) -> Any:
         self.requests.append((method, params))
@@ -63,7 +67,8 @@ class FakeConnection:
             await asyncio.sleep(0)  # let other requests start: a real request is not instantaneous
             if self._fail_on == (method, nth):
                 raise ConnectionError("the node went away")
-            return dispatch(self._state, method, params)
+            result = dispatch(self._state, method, params)
+            return result if self.corrupt is None else self.corrupt(method, params, result)
         finally:
             self.in_flight -= 1
 
@@ -291,6 +296,161 @@ def test_requests_in_flight_never_exceed_the_semaphore(monkeypatch, cap):
     rows, values = run(everything())
     assert len(rows) == 60 and values == list(range(1, 41))
     assert conn.max_in_flight == cap, "the cap is reached (reads run in parallel) and never exceeded"
+
+
+# -- answers checked as they arrive ------------------------------------------------------------
+
+
+def tricky_state() -> ChainState:
+    state = ChainState()
+    for pallet, item, params, value in t.storage_writes():
+        state.set(item, params, value, pallet=pallet)
+    state.commit_block()
+    return state
+
+
+def refused(coro) -> InvalidRead:
+    with pytest.raises(InvalidRead) as error:
+        run(coro)
+    return error.value
+
+
+def made_up(params, n: int) -> list[str]:
+    return [f"{params[0]}{i:08x}" for i in range(1, n + 1)]
+
+
+@pytest.mark.parametrize("hook, rule", [
+    (p.replace_result("state_getKeysPaged", None), "null_answer"),
+    (p.replace_result("state_getKeysPaged", {"keys": []}), "malformed_answer"),
+    (p.rewrite_pages(lambda params, keys: keys[:-1] + ["0x1234"]), "key_outside_prefix"),
+    (p.rewrite_pages(lambda params, keys: keys[:-1] + ["0xnothex"]), "malformed_answer"),
+    (p.rewrite_pages(lambda params, keys: sorted(keys, reverse=True)), "keys_not_ascending"),
+    (p.rewrite_pages(lambda params, keys: keys[:-1] + keys[-2:-1]), "keys_not_ascending"),  # a key twice
+    (p.rewrite_pages(lambda params, keys: [params[2]] + keys[:-1]), "keys_not_after_start"),
+    (p.made_up_pages(lambda params: made_up(params, params[1] + 1)), "page_too_long"),
+    (p.made_up_pages(lambda params: made_up(params, params[1])), "keys_not_after_start"),  # the same page again
+    (p.null_values(""), "listed_key_without_value"),
+])
+def test_a_key_page_the_node_could_not_have_sent_is_refused(monkeypatch, hook, rule):
+    monkeypatch.setattr(storage, "PAGE_SIZE", 4)
+    reader, conn = reader_over(hotkeys_chain(9), corrupt=hook)
+    assert refused(reader.scan("TotalHotkeyAlpha", shards=2)).rule == rule
+
+
+@pytest.mark.parametrize("hook, rule", [
+    (p.replace_result("state_queryStorageAt", None), "null_answer"),
+    (p.replace_result("state_queryStorageAt", {"changes": []}), "malformed_answer"),
+    (p.replace_result("state_queryStorageAt", [{"block": None}]), "malformed_answer"),
+    (p.drop_half_of_the_answer(), "missing_keys"),
+    (p.extra_changes([("0x" + "ab" * 40, "0x00")]), "unrequested_key"),
+    (p.duplicate_first_change(), "duplicate_key"),
+    (p.other_block("0x" + "cd" * 32), "answer_from_other_block"),
+    (p.on("state_queryStorageAt", lambda params, r: [{**g, "changes": [[k, 7] for k, _ in g["changes"]]} for g in r]),
+     "malformed_answer"),
+    (p.on("state_queryStorageAt", lambda params, r: [{**g, "changes": [[k] for k, _ in g["changes"]]} for g in r]),
+     "malformed_answer"),
+    (p.on("state_queryStorageAt", lambda params, r: [
+        {**g, "changes": [[k, "0x" + "00" * (storage.MAX_VALUE_BYTES + 1)] for k, _ in g["changes"]]} for g in r]),
+     "value_too_large"),
+])
+def test_a_storage_answer_the_node_could_not_have_sent_is_refused(hook, rule):
+    reader, _ = reader_over(hotkeys_chain(5), corrupt=hook)
+    keys = [[hk(i), 1] for i in range(5)]
+    assert refused(reader.batch("TotalHotkeyAlpha", keys)).rule == rule
+    assert refused(reader.values([("TaoWeight", []), ("StakeThreshold", [])])).rule == rule
+
+
+def test_answers_echoing_keys_in_upper_case_or_missing_values_of_asked_keys_are_fine():
+    upper = p.on("state_queryStorageAt", lambda params, r: [
+        {**g, "block": g["block"].upper().replace("0X", "0x"), "changes": [[k.upper().replace("0X", "0x"), v] for k, v in g["changes"]]}
+        for g in r])
+    reader, _ = reader_over(hotkeys_chain(5), corrupt=upper)
+    assert run(reader.batch("TotalHotkeyAlpha", [[hk(i), 1] for i in range(7)])) == [1, 2, 3, 4, 5, 0, 0]
+
+
+def test_a_key_asked_twice_is_asked_once():
+    reader, conn = reader_over(hotkeys_chain(2))
+    assert run(reader.batch("TotalHotkeyAlpha", [[hk(0), 1], [hk(1), 1], [hk(0), 1]])) == [1, 2, 1]
+    assert conn.sizes("state_queryStorageAt") == [2]
+
+
+def test_endless_pages_stop_at_the_scan_cap_with_nothing_left_running(monkeypatch):
+    monkeypatch.setattr(storage, "PAGE_SIZE", 10)
+    reader, conn = reader_over(hotkeys_chain(3), corrupt=p.endless_pages())
+
+    async def scan_then_settle():
+        with pytest.raises(InvalidRead) as error:
+            await reader.scan("TotalHotkeyAlpha", shards=4, max_keys=95)
+        requests = len(conn.requests)
+        for _ in range(100):
+            await asyncio.sleep(0)
+        return error.value, requests, asyncio.all_tasks() - {asyncio.current_task()}
+
+    error, requests, running = run(scan_then_settle())
+    assert error.rule == "scan_cap" and "TotalHotkeyAlpha" in error.detail
+    assert running == set() and len(conn.requests) == requests, "paging stopped at the cap"
+    listed = conn.count("state_getKeysPaged")
+    assert listed <= 95 // 10 + 4 + 1, "at most the pages up to the cap, one per shard in flight"
+
+
+def test_a_map_at_its_cap_is_read_whole():
+    reader, _ = reader_over(hotkeys_chain(30))
+    assert len(run(reader.scan("TotalHotkeyAlpha", shards=3, max_keys=30))) == 30
+    assert refused(reader.scan("TotalHotkeyAlpha", shards=3, max_keys=29)).rule == "scan_cap"
+
+
+def test_the_reader_caps_netuid_maps_at_the_netuid_bound_and_hotkey_maps_by_what_was_admitted(monkeypatch):
+    monkeypatch.setattr(chain_reader, "HOTKEY_KEYED_FLOOR", 8)
+    reader = ChainReader(max_in_flight=4)
+    assert reader.scan_cap("NetworksAdded") == reader.scan_cap("ValidatorPermit") == 4096
+    assert reader.scan_cap("ParentKeys") == reader.scan_cap("ChildKeys") == 8
+    run(reader.read(FakeConnection(tricky_state()), SCOPE))
+    parents = len(t.parent_keys())  # 7 children with parents: under the floor of 8, so admitted
+    assert reader.scan_cap("ParentKeys") == max(8, 2 * parents) == 14
+    assert reader.scan_cap("ChildKeys") == 8, "4 parents: the floor"
+    monkeypatch.setattr(chain_reader, "HOTKEY_KEYED_FLOOR", 6)
+    fresh = ChainReader(max_in_flight=4)
+    assert refused(fresh.read(FakeConnection(tricky_state()), SCOPE)).rule == "scan_cap"
+
+
+def test_the_read_is_admitted_by_the_gate_and_a_refused_one_leaves_the_baseline():
+    state = tricky_state()
+    reader = ChainReader(max_in_flight=4)
+    first = run(reader.read(FakeConnection(state), SCOPE))
+    assert reader.gate.last_good is first
+    state.set("ChildkeyTake", [t.C2, 1], 20_000)
+    state.commit_block()
+    assert refused(reader.read(FakeConnection(state), SCOPE)).rule == "take_above_max"
+    assert reader.gate.last_good is first
+
+
+@pytest.mark.parametrize("hook, rule", [
+    (p.replace_result("chain_getFinalizedHead", None), "block_hash_malformed"),
+    (p.replace_result("chain_getFinalizedHead", "0x1234"), "block_hash_malformed"),
+])
+def test_a_malformed_head_is_refused_before_anything_is_read_at_it(hook, rule):
+    conn = FakeConnection(tricky_state(), corrupt=hook)
+    assert refused(ChainReader(max_in_flight=4).read(conn, SCOPE)).rule == rule
+    assert [m for m, _ in conn.requests] == ["chain_getFinalizedHead"]
+
+
+def test_a_head_before_the_last_good_one_is_refused_before_anything_is_read_at_it():
+    state = tricky_state()
+    for _ in range(4):
+        state.commit_block()
+    reader = ChainReader(max_in_flight=4)
+    run(reader.read(FakeConnection(state), SCOPE))
+    state.commit_block()
+    conn = FakeConnection(state)
+    conn.get_block_number = lambda block_hash: _number(0)
+    assert refused(reader.read(conn, SCOPE)).rule == "block_number"
+    conn.get_block_number = lambda block_hash: _number(state.finalized.number - 2)
+    assert refused(reader.read(conn, SCOPE)).rule == "block_went_back"
+    assert {m for m, _ in conn.requests} == {"chain_getFinalizedHead"}
+
+
+async def _number(n: int) -> int:
+    return n
 
 
 # -- shard bounds ----------------------------------------------------------------------------

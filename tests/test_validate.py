@@ -1,0 +1,231 @@
+"""The checks between a read and its publication, on literal chain reads: each rule, and the gate's memory."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import bittensor_core
+import pytest
+
+from exporter.config import ScopeConfig
+from exporter.snapshot.builder import build_snapshot
+from exporter.snapshot.model import ValidatorState
+from exporter.snapshot.validate import (
+    MAX_CHILDREN, MAX_UIDS, ZERO_ACCOUNT, InvalidRead, ReadGate, check_read, check_snapshot, step_problem,
+)
+from tests import tricky_chain as t
+from tests.test_snapshot import chain_read
+
+HASH = "0x" + "ab" * 32
+SCOPE = ScopeConfig(min_stake_weight=100)
+
+
+def good(**overrides):
+    return chain_read(**{"block_hash": HASH, **overrides})
+
+
+def children(**changes):
+    links = {k: tuple(v) for k, v in t.CHILD_KEYS.items()}
+    links.update(changes)
+    return links
+
+
+def mirrored(child_keys: dict) -> dict:
+    up: dict = {}
+    for (parent, netuid), links in child_keys.items():
+        for proportion, child in links:
+            up.setdefault((child, netuid), []).append((proportion, parent))
+    return {k: tuple(v) for k, v in up.items()}
+
+
+def rule_of(read) -> str:
+    with pytest.raises(InvalidRead) as refused:
+        check_read(read)
+    return refused.value.rule
+
+
+def test_the_tricky_chain_is_valid():
+    check_read(good())
+
+
+def test_the_zero_account_constant_is_what_a_missing_account_decodes_to():
+    assert ZERO_ACCOUNT == bittensor_core.ss58_encode(bytes(32), 42) == t.hotkey(0)
+
+
+def test_invalid_read_is_a_value_error_that_says_its_rule():
+    error = InvalidRead("duplicate_child", "x" * 1000, held=True)
+    assert isinstance(error, ValueError) and type(error).__name__ == "InvalidRead"
+    assert str(error).startswith("duplicate_child: xxx") and str(error).endswith("(held back, needs confirmation)")
+    assert len(error.detail) < 300, "the endpoint controls the detail: bounded"
+
+
+@pytest.mark.parametrize("overrides, rule", [
+    (dict(block=0), "block_number"),
+    (dict(block=-5), "block_number"),
+    (dict(block_hash="0xab"), "block_hash_malformed"),
+    (dict(block_hash="0x" + "zz" * 32), "block_hash_malformed"),
+    (dict(block_hash=None), "block_hash_malformed"),
+    (dict(timestamp_ms=0), "timestamp"),
+    (dict(netuids=(1, 2)), "no_root_subnet"),
+    (dict(netuids=()), "no_root_subnet"),
+    (dict(netuids=(0, 1, 2, 5000)), "netuid_out_of_range"),
+    (dict(permits={1: (True,) * (MAX_UIDS + 1)}), "permits_too_long"),
+    (dict(hotkeys={(1, 0): ZERO_ACCOUNT}), "permit_without_hotkey"),
+    (dict(hotkeys={(1, 0): t.P, (1, 1): t.P}), "duplicate_hotkey"),
+    (dict(min_take=20_000), "min_take_above_max"),
+    (dict(takes={(t.C2, 1): 11_797}), "take_above_max"),
+    (dict(stake={(t.P, 0): 21_000_001 * t.RAO}), "stake_above_supply"),
+    (dict(stake={(t.P, 1): -1}), "value_out_of_range"),
+])
+def test_each_invariant_of_one_read(overrides, rule):
+    assert rule_of(good(**overrides)) == rule
+
+
+@pytest.mark.parametrize("links, rule", [
+    ([(t.FIFTH, c) for c in (*t.CHILDREN, t.M)], "too_many_children"),
+    ([(1, f"child-{i}") for i in range(10_000)], "too_many_children"),
+    ([(t.FIFTH, c) for c in (t.C1, t.C1, t.C2, t.C3, t.C4)], "duplicate_child"),
+    ([(t.MAX, c) for c in t.CHILDREN], "proportions_exceed_one"),
+    ([(t.MAX, t.C1), (1, t.C2)], "proportions_exceed_one"),
+    ([(t.HALF, t.P)], "self_child"),
+    ([(t.MAX + 1, t.C1)], "value_out_of_range"),
+])
+def test_a_child_set_the_chain_would_refuse(links, rule):
+    child_keys = children(**{}) | {(t.P, 1): tuple(links)}
+    assert rule_of(good(children=child_keys, parents=mirrored(child_keys))) == rule, "mirrored: the set itself is wrong"
+    assert rule_of(good(pending={(1, t.P): (tuple(links), 7400)})) == rule, "a pending set is held to the same rules"
+
+
+def test_five_children_summing_to_exactly_u64_max_are_fine():
+    assert sum(p for p, _ in t.CHILD_KEYS[(t.P, 1)]) == t.MAX and len(t.CHILD_KEYS[(t.P, 1)]) == MAX_CHILDREN
+    check_read(good())
+
+
+def test_no_child_keys_on_root():
+    child_keys = children() | {(t.P, 0): ((t.HALF, t.M),)}
+    assert rule_of(good(children=child_keys, parents=mirrored(child_keys))) == "children_on_root"
+    assert rule_of(good(pending={(0, t.P): (((t.HALF, t.M),), 7400)})) == "children_on_root"
+
+
+@pytest.mark.parametrize("parents, what", [
+    ({**mirrored(t.CHILD_KEYS), (t.M, 1): ((t.HALF, t.P2),)}, "ParentKeys lacks P3 -> M"),
+    ({**mirrored(t.CHILD_KEYS), (t.V2, 2): ((t.HALF, t.P),)}, "ChildKeys lacks P -> V2"),
+    ({**mirrored(t.CHILD_KEYS), (t.M, 1): ((t.HALF - 1, t.P2), (t.MAX, t.P3))}, "another proportion"),
+])
+def test_parent_keys_mirror_child_keys(parents, what):
+    assert rule_of(good(parents=parents)) == "parents_do_not_mirror_children", what
+
+
+def test_a_parent_listed_twice():
+    parents = {**mirrored(t.CHILD_KEYS), (t.M, 1): ((t.HALF, t.P2), (t.HALF, t.P2))}
+    assert rule_of(good(parents=parents)) == "duplicate_parent"
+
+
+# -- the step from the last good read -----------------------------------------------
+
+
+def admitted(gate: ReadGate, read) -> bool:
+    try:
+        gate.admit(read, SCOPE)
+    except InvalidRead:
+        return False
+    return True
+
+
+def test_blocks_never_go_back_and_a_finalized_block_never_changes():
+    gate = ReadGate()
+    gate.admit(good(block=100), SCOPE)
+    for read, rule in ((good(block=99), "block_went_back"),
+                       (good(block=100, block_hash="0x" + "cd" * 32), "block_hash_changed"),
+                       (good(block=101, timestamp_ms=1), "timestamp_went_back")):
+        with pytest.raises(InvalidRead) as refused:
+            gate.admit(read, SCOPE)
+        assert refused.value.rule == rule and not refused.value.held
+    with pytest.raises(InvalidRead, match="block_went_back"):
+        gate.check_head(99, HASH)
+    gate.admit(good(block=100), SCOPE)  # the same block again is fine
+    gate.admit(good(block=101), SCOPE)
+
+
+def test_small_changes_pass_half_of_anything_gone_is_held_back():
+    base = good()
+    without_p = {k: v for k, v in t.CHILD_KEYS.items() if k != (t.P, 1)}  # 5 of 8 edges
+    assert step_problem(base, good(children={k: tuple(v) for k, v in without_p.items()},
+                                   parents=mirrored(without_p)), SCOPE)[0] == "edges_dropped"
+    assert step_problem(base, good(permits={1: t.PERMITS_1[:3]}), SCOPE)[0] == "validators_dropped"
+    assert step_problem(base, good(netuids=(0,)), SCOPE) is None, "3 subnets are below the floor of the rule"
+    stake = {k: v for k, v in base.stake.items() if k != (t.NP, 1)}  # Z's parent held 99 % of the stake read
+    assert step_problem(base, good(stake=stake), SCOPE)[0] == "stake_dropped"
+    one_edge_less = {k: v for k, v in t.CHILD_KEYS.items() if k != (t.P3, 1)}
+    assert step_problem(base, good(children={k: tuple(v) for k, v in one_edge_less.items()},
+                                   parents=mirrored(one_edge_less)), SCOPE) is None
+
+
+def test_stake_that_is_no_longer_read_is_no_loss():
+    """Z losing its permit takes its parent NP's stake out of the read: not a drop."""
+    base = good()
+    no_z = good(permits={**base.permits, 1: t.PERMITS_1[:9] + (False, False)},
+                stake={k: v for k, v in base.stake.items() if k[0] != t.NP})
+    assert step_problem(base, no_z, SCOPE) is None
+
+
+def test_a_held_back_read_is_confirmed_by_the_next_agreeing_read():
+    gate = ReadGate()
+    assert admitted(gate, good(block=100))
+    stake = {k: v for k, v in good().stake.items() if k != (t.NP, 1)}
+    with pytest.raises(InvalidRead) as held:
+        gate.admit(good(block=101, stake=stake), SCOPE)
+    assert held.value.held and held.value.rule == "stake_dropped"
+    assert gate.last_good.block == 100, "the last good read is still the one to compare with"
+    assert admitted(gate, good(block=102, stake=stake)), "confirmed"
+    assert gate.last_good.block == 102 and gate.held is None
+
+
+def test_a_held_back_read_is_superseded_by_a_plausible_one():
+    gate = ReadGate()
+    assert admitted(gate, good(block=100))
+    assert not admitted(gate, good(block=101, permits={1: ()}))
+    assert admitted(gate, good(block=102)), "the glitch is gone"
+    assert gate.held is None
+    assert not admitted(gate, good(block=103, permits={1: ()})), "held again: the last good read is 102's"
+
+
+def test_a_held_back_read_is_not_confirmed_by_a_different_implausible_one():
+    gate = ReadGate()
+    assert admitted(gate, good(block=100))
+    stake = {k: v for k, v in good().stake.items() if k != (t.NP, 1)}
+    assert not admitted(gate, good(block=101, stake=stake))
+    assert not admitted(gate, good(block=102, permits={1: ()})), "another story: held instead"
+    assert gate.held.block == 102
+    assert admitted(gate, good(block=103, permits={1: ()}))
+
+
+def test_an_invalid_read_is_never_held_and_never_becomes_the_baseline():
+    gate = ReadGate()
+    assert admitted(gate, good(block=100))
+    assert not admitted(gate, good(block=101, takes={(t.C2, 1): 60_000}))
+    assert gate.held is None and gate.last_good.block == 100
+
+
+# -- the snapshot ---------------------------------------------------------------------
+
+
+def test_the_snapshot_of_a_valid_read_passes():
+    check_snapshot(build_snapshot(good(), SCOPE))
+
+
+@pytest.mark.parametrize("change, rule", [
+    (lambda s: replace(s, validators=s.validators + s.validators[:1]), "duplicate_series"),
+    (lambda s: replace(s, edges=s.edges + s.edges[-1:]), "duplicate_series"),
+    (lambda s: replace(s, validators=(replace(s.validators[0], to_children_alpha=5e12),)), "gives_more_than_it_owns"),
+    (lambda s: replace(s, validators=(replace(s.validators[0], stake_weight=float("nan")),)), "impossible_number"),
+    (lambda s: replace(s, validators=(replace(s.validators[0], inherited_alpha=-1),)), "impossible_number"),
+    (lambda s: replace(s, validators=(replace(s.validators[0], childkey_take=1.5),)), "impossible_number"),
+    (lambda s: replace(s, validators=(replace(s.validators[0], children=25),)), "too_many_children"),
+])
+def test_a_snapshot_with_duplicates_or_impossible_numbers_is_refused(change, rule):
+    snapshot = change(build_snapshot(good(), SCOPE))
+    assert isinstance(snapshot.validators[0], ValidatorState)
+    with pytest.raises(InvalidRead) as refused:
+        check_snapshot(snapshot)
+    assert refused.value.rule == rule
