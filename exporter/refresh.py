@@ -129,13 +129,7 @@ class Refresher:
             with stages.stage("render"):
                 data = render(snapshot, extra)
         except ReadError as failure:
-            invalid = _invalid_cause(failure)
-            if invalid is not None:
-                error = "invalid"
-                _log_invalid(invalid, attempts, started)
-            else:
-                error = failure.reason
-                log.warning("refresh failed", reason=error, error=str(failure), duration_seconds=_round(started))
+            error = _read_failed(failure, attempts, started)
         except InvalidRead as failure:
             error = "invalid"
             _log_invalid(failure, attempts, started)
@@ -248,6 +242,16 @@ class Refresher:
         finally:
             if self._history is not None:
                 self._history.close()
+
+
+def _read_failed(failure: ReadError, attempts: tuple[Attempt, ...], started: float) -> str:
+    """Log a failed read in one line; its reason (``invalid`` when the chain could not have said it)."""
+    invalid = _invalid_cause(failure)
+    if invalid is not None:
+        _log_invalid(invalid, attempts, started)
+        return "invalid"
+    log.warning("refresh failed", reason=failure.reason, error=str(failure), duration_seconds=_round(started))
+    return failure.reason
 
 
 def _invalid_cause(failure: ReadError) -> Optional[InvalidRead]:

@@ -244,15 +244,25 @@ def made_up_pages(page: Callable[[list], list[str]], fill: str = "0x00") -> Hook
     return combine(on("state_getKeysPaged", keys), on("state_queryStorageAt", values))
 
 
-def endless_pages(fill: str = "0x00") -> Hook:
-    """Every key page is a full page of keys made up right after the start key, forever."""
+def endless_pages(fill: str = "0x00", prefixes: Optional[Iterable[str]] = None) -> Hook:
+    """Every key page (under one of ``prefixes``, or any) is a full page of keys made up right after the start key, forever."""
+    only = None if prefixes is None else tuple(prefixes)
 
     def page(params: list) -> list[str]:
         prefix, count, start = params[0], params[1], params[2] if len(params) > 2 else None
         base = start if start and len(start) > len(prefix) else prefix
         return [f"{base}{i:08x}" for i in range(1, count + 1)]
 
-    return made_up_pages(page, fill)
+    made_up = made_up_pages(page, fill)
+    if only is None:
+        return made_up
+
+    def hook(method: str, params: list, result: Any) -> Any:
+        if method == "state_getKeysPaged" and not str(params[0]).startswith(only):
+            return result
+        return made_up(method, params, result)
+
+    return hook
 
 
 def header_number(number: Any) -> Hook:

@@ -130,6 +130,7 @@ class StorageReader:
         except BaseException:
             for fetch in fetches:
                 fetch.cancel()
+            fetches.clear()  # see gather_or_cancel: the traceback keeps this frame, not the fetches
             raise
         changes: list[tuple[str, Optional[str]]] = []
         for values in await gather_or_cancel(*fetches):
@@ -146,12 +147,17 @@ async def gather_or_cancel(*aws) -> list[Any]:
     up the failed refresh and the failover to the next endpoint.
     """
     tasks = [asyncio.ensure_future(a) for a in aws]
+    del aws
     try:
         return await asyncio.gather(*tasks)
     except BaseException:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # The error's traceback keeps this frame; were the failed tasks (holding
+        # the error) still in it, the pair would be a reference cycle keeping
+        # the whole failed read (pages, connection) until a full collection.
+        tasks.clear()
         raise
 
 

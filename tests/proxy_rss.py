@@ -1,0 +1,129 @@
+"""Peak memory of an exporter process whose endpoint answers every key page with another full page of made-up keys.
+
+    .venv/bin/python -m tests.proxy_rss [--scenario tricky|demo] [--refreshes 3]
+
+A simulated node and a corrupting proxy (``simnode.proxy.endless_pages``,
+made-up values included, so only the scan caps stop the paging) run in this
+process; the exporter runs as its own process (``python -m exporter``), with
+the caps it ships with. Printed: the exporter's VmHWM (peak RSS) after its
+first good refresh, after each refused refresh, and after the refresh that
+follows once the proxy is honest again, with the keys the proxy listed and
+the time each refresh took. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from simnode import ChainState, SimNode
+from simnode.proxy import CorruptingProxy, endless_pages, replace_result
+from simnode.scenarios import demo
+from tests.conftest import write_tricky_chain
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def vm_hwm_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=("tricky", "demo"), default="tricky")
+    parser.add_argument("--refreshes", type=int, default=3, help="refused refreshes to watch")
+    parser.add_argument("--maps", default="", help="comma-separated items whose pages are endless (default: every map)")
+    parser.add_argument("--null", action="store_true", help="answer state_queryStorageAt with null instead (a cheap refusal)")
+    args = parser.parse_args()
+
+    state = ChainState()
+    write_tricky_chain(state) if args.scenario == "tricky" else demo(state)
+    work = Path(tempfile.mkdtemp(prefix="proxy-rss-"))
+    with SimNode(state) as node, CorruptingProxy(node.url) as proxy:
+        config = {
+            "chain": {"endpoints": [proxy.url], "timeout_seconds": 30},
+            "refresh": {"interval_seconds": 1, "timeout_seconds": 120},
+            "scope": {"min_stake_weight": 100},
+            "history": {"path": str(work / "history.db")},
+            "web": {"listen_address": f"127.0.0.1:{free_port()}"},
+            "log": {"level": "info", "format": "json"},
+        }
+        (work / "config.yaml").write_text(yaml.safe_dump(config))
+        exporter = subprocess.Popen(
+            [sys.executable, "-m", "exporter", "--config.file", str(work / "config.yaml")],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={"BITTENSOR_RUNTIME_CACHE_DIR": str(work / "runtime-cache"), "PATH": "/usr/bin:/bin"},
+        )
+        lines: "queue.Queue[dict]" = queue.Queue()
+
+        def pump() -> None:
+            for line in exporter.stderr:
+                try:
+                    lines.put(json.loads(line))
+                except ValueError:
+                    pass
+
+        threading.Thread(target=pump, daemon=True).start()
+
+        def next_refresh(timeout: float = 180) -> dict:
+            """The next log line that ends a refresh (success or failure)."""
+            deadline = time.monotonic() + timeout
+            while True:
+                entry = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+                if entry.get("event") in ("refresh", "refresh failed", "refresh held back, needs confirmation"):
+                    return entry
+
+        try:
+            first = next_refresh()
+            assert first["event"] == "refresh", first
+            print(f"good refresh        VmHWM {vm_hwm_kb(exporter.pid) / 1024:7.1f} MB  ({first['duration_seconds']} s)")
+            maps = [m for m in args.maps.split(",") if m]
+            prefixes = ["0x" + state.key(item, []).hex() for item in maps] or None
+            proxy.corrupt = endless_pages(prefixes=prefixes)
+            print(f"endless pages under {', '.join(maps) or 'every map'}")
+            if args.null:
+                proxy.corrupt = replace_result("state_queryStorageAt", None)
+                print("null answers instead")
+            for i in range(args.refreshes):
+                proxy.reset_counters()
+                started = time.monotonic()
+                entry = next_refresh()
+                print(f"endless pages #{i + 1}    VmHWM {vm_hwm_kb(exporter.pid) / 1024:7.1f} MB  "
+                      f"{entry['event']}: reason={entry.get('reason')} rule={entry.get('rule')} "
+                      f"keys listed {proxy.keys_listed}, getKeysPaged {proxy.requests['state_getKeysPaged']}, "
+                      f"{time.monotonic() - started:.1f} s")
+            proxy.corrupt = None
+            while (entry := next_refresh())["event"] != "refresh":
+                pass  # a refresh already under way when the proxy healed
+            print(f"honest again        VmHWM {vm_hwm_kb(exporter.pid) / 1024:7.1f} MB  ({entry['duration_seconds']} s)")
+        finally:
+            exporter.terminate()
+            try:
+                exporter.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                exporter.kill()
+                exporter.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
