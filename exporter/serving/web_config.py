@@ -170,14 +170,24 @@ def _text(value: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader without aliases: no alias bomb, no shared structures to walk twice."""
+MAX_YAML_DEPTH = 32  # a web config nests three levels deep
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it
 
-    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+
+def _check_shape(text: str) -> None:
+    """Refuse aliases (an alias bomb expands exponentially in whatever walks the result) and deep
+    nesting (the composer recurses), from the event stream, before anything is built."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_YAML_LOADER):
+        if isinstance(event, yaml.AliasEvent):
             raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not allowed here", event.start_mark)
-        return super().compose_node(parent, index)
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
+                                                  event.start_mark)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def _read_document(path: str) -> Any:
@@ -196,7 +206,8 @@ def _read_document(path: str) -> Any:
     except UnicodeDecodeError as error:
         raise ConfigError([f"{where} is not UTF-8 text (byte {error.start})"]) from None
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        _check_shape(text)
+        return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as error:
         problem = getattr(error, "problem", None) or "syntax error"
         mark = getattr(error, "problem_mark", None)
