@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import http.client
 import os
 import resource
@@ -22,11 +23,14 @@ from typing import Optional
 import bcrypt
 import pytest
 
-from exporter.config import ConfigError
+from exporter.config import ConfigError, ScopeConfig
+from exporter.serving.publication import render
 from exporter.serving.server import MetricsServer, MetricsSource
 from exporter.serving.web_config import BasicAuth, load_web_config
+from exporter.snapshot.builder import build_snapshot
 from tests.fakes import fake_publication
 from tests.test_config import run_main
+from tests.test_snapshot import chain_read
 
 PASSWORD = "correct horse battery staple"
 
@@ -105,6 +109,27 @@ def test_tls_handshake_and_basic_auth(certificate, capfd):
     finally:
         server.stop()
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_large_response_over_tls_arrives_whole_in_both_encodings(certificate):
+    data = render(build_snapshot(chain_read(), ScopeConfig(min_stake_weight=0)), b"# padding\n" * 300_000)  # 3 MB
+    publication = fake_publication(data=data)
+    server = MetricsServer("127.0.0.1", 0, MetricsSource(lambda: publication),
+                           load_web_config(str(web_config(certificate, users=False))))
+    server.start()
+    try:
+        connection = http.client.HTTPSConnection("127.0.0.1", server.port, timeout=10,
+                                                 context=client_context(certificate))
+        for encoding in ("identity", "gzip"):  # two requests on one kept-alive TLS connection
+            connection.request("GET", "/metrics", headers={"Accept-Encoding": encoding})
+            response = connection.getresponse()
+            body = response.read()
+            if encoding == "gzip":
+                body = gzip.decompress(body)
+            assert response.status == 200 and body == data.plain + b"# status\n"
+        connection.close()
+    finally:
+        server.stop()
 
 
 def test_basic_auth_without_tls(certificate):
