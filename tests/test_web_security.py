@@ -275,7 +275,7 @@ class SlowClient:
         self.sock.setblocking(False)
 
     def handshake(self) -> None:
-        self.sock.setblocking(True)
+        self.sock.settimeout(5)
         self.sock = self.context.wrap_socket(self.sock, server_hostname="127.0.0.1")
         self.sock.sendall(b"GET /metrics HTTP/1.1\r\n")
         self.sock.setblocking(False)
@@ -306,6 +306,13 @@ class SlowClient:
 def _hold_slow_clients(clients: list[SlowClient], late: list[SlowClient], done: threading.Event) -> None:
     """Trickle a header line to each every TRICKLE_EVERY s, until the server has closed them all;
     ``late`` ones start their TLS handshake when most of the head deadline has passed."""
+    try:
+        _trickle(clients, late)
+    finally:
+        done.set()
+
+
+def _trickle(clients: list[SlowClient], late: list[SlowClient]) -> None:
     with selectors.DefaultSelector() as selector:
         for client in clients:
             selector.register(client.sock, selectors.EVENT_READ, client)
@@ -335,7 +342,6 @@ def _hold_slow_clients(clients: list[SlowClient], late: list[SlowClient], done: 
                     client.readable()
                     if client.closed is not None:
                         selector.unregister(client.sock)
-    done.set()
 
 
 def _descriptors_for(count: int) -> None:
@@ -375,7 +381,7 @@ def test_slow_and_idle_clients_cannot_hold_the_server(certificate):
                 latencies.append(time.monotonic() - began)
                 statuses.append(response.status)
             done.wait(0.02)
-        holder.join()
+        holder.join(timeout=10)
         for scraper in scrapers:
             scraper.close()
     finally:
