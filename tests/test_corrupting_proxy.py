@@ -303,6 +303,9 @@ def test_a_refused_endpoint_counts_as_failed_and_the_next_one_is_used(rig, expor
         s = exporter.scrape()
         labels = [e.label for e in exporter.session.pool.endpoints]
         assert series(s, "bittensor_exporter_endpoint_up", endpoint=labels[0]) == 0
+        # "invalid" once the session classifies InvalidRead; a ValueError ("decode") until then.
+        assert sum(series(s, "bittensor_exporter_endpoint_errors_total", endpoint=labels[0], reason=r)
+                   for r in ("invalid", "decode")) == 1
         assert series(s, "bittensor_exporter_endpoint_up", endpoint=labels[1]) == 1
         assert sum(honest.requests.values()) > 0
         assert data(s) == {k: v for k, v in rig.good.items() if k[0] != "bittensor_childkey_changes_total"}
