@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Callable, Optional
 
 import bittensor_core
@@ -79,6 +80,9 @@ def isolated_runtime_cache():
 def rig(tmp_path_factory):
     env = pytest.MonkeyPatch()
     env.setenv("BITTENSOR_RUNTIME_CACHE_DIR", str(tmp_path_factory.mktemp("runtime-cache")))
+    # The full collection after each refused read costs ~60 ms in this big test process, for
+    # 35 refusals; test_storage_reader checks it happens, tests/proxy_rss.py what it saves.
+    env.setattr(chain_reader, "gc", SimpleNamespace(collect=lambda *a: 0))
     state = ChainState()
     write_tricky_chain(state)
     for _ in range(4):

@@ -10,6 +10,7 @@ every request is counted and its concurrency observed.
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import bittensor_core
@@ -473,7 +474,7 @@ def test_shard_bounds_cover_the_key_space_without_overlap():
 def test_the_read_after_a_failed_one_collects_the_failed_connection(monkeypatch):
     """A dropped connection is cyclic garbage (~3 MB); without a collection a refused endpoint grew the process steadily."""
     collections = []
-    monkeypatch.setattr(chain_reader.gc, "collect", lambda *a: collections.append(a))
+    monkeypatch.setattr(chain_reader, "gc", SimpleNamespace(collect=lambda *a: collections.append(a)))
     state = tricky_state()
     reader = ChainReader(max_in_flight=4)
     run(reader.read(FakeConnection(state), SCOPE))
