@@ -390,11 +390,13 @@ def test_slow_and_idle_clients_cannot_hold_the_server(certificate):
         for client in clients:
             client.sock.close()
     assert len(statuses) >= 20 and set(statuses) == {200}, statuses
-    assert max(latencies) < 0.5, f"slowest scrape {max(latencies):.3f} s"
+    # Generous for a loaded 2-CPU machine: the failure this guards against is a
+    # scrape queued behind slow clients (a 503, or a wait of whole deadlines).
+    assert max(latencies) < 2.0, f"slowest scrape {max(latencies):.3f} s"
     assert all(c.answered == b"" for c in clients), "a slow client never gets an answer"
     held = sorted(c.closed - c.opened for c in clients if c.closed is not None)
     assert len(held) == len(clients), f"{len(clients) - len(held)} slow clients were never cut off"
-    assert 0.9 * HEAD_DEADLINE <= held[0] and held[-1] <= HEAD_DEADLINE + 0.4, (held[0], held[-1])
+    assert 0.9 * HEAD_DEADLINE <= held[0] and held[-1] <= HEAD_DEADLINE + 1.5, (held[0], held[-1])
 
 
 def test_connection_cap_answers_503_instead_of_queueing_forever():
