@@ -37,8 +37,6 @@ import asyncio
 import concurrent.futures
 import email.utils
 import socket
-import ssl
-import struct
 import threading
 import time
 from http import HTTPStatus
@@ -49,6 +47,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
 from exporter import __version__
+from exporter.serving.channels import PlainChannel, TLSChannel, reset
+from exporter.serving.http_head import BadRequest, ClientGone, Request, read_head
 from exporter.serving.publication import Publication
 from exporter.serving.web_config import BasicAuth, WebConfig
 
@@ -57,11 +57,6 @@ log = structlog.get_logger("exporter.http")
 REQUEST_TIMEOUT_SECONDS = 10  # the whole request head, from accept (TLS handshake included) or the last response
 RESPONSE_TIMEOUT_SECONDS = 60  # the whole response: a client that stops reading is cut off
 MAX_CONNECTIONS = 1024
-MAX_LINE_BYTES = 65536  # request line (414) or one header line (431), as http.server
-MAX_HEADERS = 100  # header lines (431), as http.server
-MAX_HEADER_BYTES = 65536  # all header lines together (431)
-RECV_BYTES = 16384  # one receive; a connection holds no buffer while it waits
-TLS_RECORD_BATCH_BYTES = 256 * 1024  # plaintext encrypted at once: bounds a TLS connection's output buffer
 COALESCE_BYTES = 65536  # body chunks below this are joined with their neighbours into one send
 LINGER_SECONDS = 1.0  # after an error answer: how long unread input is drained before closing
 LINGER_BYTES = 1 << 18
@@ -88,7 +83,6 @@ relationships of Bittensor validators, refreshed on an interval from one finaliz
 """
 
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 class ProcessMetrics:
@@ -141,209 +135,6 @@ def _accepts_gzip(header: Optional[str]) -> bool:
         if coding.strip().lower() == "gzip":
             return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
     return False
-
-
-class _BadRequest(Exception):
-    """The request head cannot be served: answer ``status`` and close."""
-
-    def __init__(self, status: HTTPStatus, reason: str):
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-class _ClientGone(Exception):
-    """The client closed its side before a complete request head."""
-
-
-class _Request:
-    __slots__ = ("method", "target", "version", "headers")
-
-    def __init__(self, method: str, target: str, version: tuple[int, int], headers: dict[str, str]):
-        self.method, self.target, self.version, self.headers = method, target, version, headers
-
-    @property
-    def keep_alive(self) -> bool:
-        tokens = {t.strip().lower() for t in self.headers.get("connection", "").split(",")}
-        if self.version >= (1, 1):
-            return "close" not in tokens
-        return "keep-alive" in tokens
-
-    @property
-    def has_body(self) -> bool:
-        length = self.headers.get("content-length", "0").strip()
-        return "transfer-encoding" in self.headers or length not in ("", "0")
-
-
-class _PlainChannel:
-    """Bytes in and out of a non-blocking socket through the event loop, with no copies and no buffer."""
-
-    tls = False
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket):
-        self._loop = loop
-        self.sock = sock
-
-    async def handshake(self) -> None:
-        pass
-
-    async def recv(self) -> bytes:
-        """Up to RECV_BYTES; b"" once the client closed its side."""
-        return await self._loop.sock_recv(self.sock, RECV_BYTES)
-
-    async def recv_raw(self) -> bytes:
-        """Bytes as they arrive on the socket (after the last response: to be dropped)."""
-        return await self._loop.sock_recv(self.sock, RECV_BYTES)
-
-    async def send(self, data) -> None:
-        await self._loop.sock_sendall(self.sock, data)
-
-    async def finish(self) -> None:
-        """No more output: a FIN after the last response byte."""
-        _shutdown(self.sock)
-
-
-class _TLSChannel(_PlainChannel):
-    """TLS over the same socket with memory BIOs: the handshake is one more step under the head deadline."""
-
-    tls = True
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, context: ssl.SSLContext):
-        super().__init__(loop, sock)
-        self._incoming, self._outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
-
-    async def _flush(self) -> None:
-        data = self._outgoing.read()
-        if data:
-            await self._loop.sock_sendall(self.sock, data)
-
-    async def _fill(self) -> bool:
-        await self._flush()
-        data = await self._loop.sock_recv(self.sock, RECV_BYTES)
-        if not data:
-            return False
-        self._incoming.write(data)
-        return True
-
-    async def handshake(self) -> None:
-        while True:
-            try:
-                self._tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                if not await self._fill():
-                    raise _ClientGone("closed during the TLS handshake") from None
-        await self._flush()
-
-    async def recv(self) -> bytes:
-        while True:
-            try:
-                data = self._tls.read(RECV_BYTES)
-            except ssl.SSLWantReadError:
-                if not await self._fill():
-                    return b""
-                continue
-            except ssl.SSLZeroReturnError:  # the client's close_notify
-                return b""
-            await self._flush()  # a read may answer the client (a key update)
-            return data
-
-    async def send(self, data) -> None:
-        view = memoryview(data)
-        for start in range(0, len(view), TLS_RECORD_BATCH_BYTES):
-            self._tls.write(view[start:start + TLS_RECORD_BATCH_BYTES])
-            await self._flush()
-
-    async def finish(self) -> None:
-        try:
-            self._tls.unwrap()  # close_notify; the client's is not waited for
-        except (ssl.SSLWantReadError, ssl.SSLError):
-            pass
-        await self._flush()
-        _shutdown(self.sock)
-
-
-def _reset(sock: socket.socket) -> None:
-    """Make the close a reset: what the kernel still holds for a client past its deadline is dropped,
-    not sent on at the client's pace."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-
-
-def _shutdown(sock: socket.socket) -> bool:
-    """Half-close the sending side; False if the client is already gone."""
-    try:
-        sock.shutdown(socket.SHUT_WR)
-        return True
-    except OSError:
-        return False
-
-
-def _parse_request_line(line: bytes) -> tuple[str, str, tuple[int, int]]:
-    parts = line.decode("latin-1").split()
-    if len(parts) != 3:
-        raise _BadRequest(HTTPStatus.BAD_REQUEST, "bad request line")
-    method, target, version = parts
-    if not version.startswith("HTTP/"):
-        raise _BadRequest(HTTPStatus.BAD_REQUEST, "bad request line")
-    major, dot, minor = version[5:].partition(".")
-    if not (dot and major.isdigit() and minor.isdigit() and len(major) <= 3 and len(minor) <= 3):
-        raise _BadRequest(HTTPStatus.BAD_REQUEST, "bad HTTP version")
-    if int(major) != 1:
-        raise _BadRequest(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "HTTP/1.x only")
-    return method, target, (int(major), int(minor))
-
-
-async def _read_head(channel: _PlainChannel, buffer: bytearray) -> _Request:
-    """One request head from ``buffer`` (what the connection received beyond the last request) and the channel.
-
-    Bounded: the buffer never holds more than a line limit plus one receive
-    beyond what the limits allow; the bytes after the head stay in ``buffer``.
-    """
-    position = scanned = 0  # the next line starts at ``position``; no newline in buffer[position:scanned]
-    request_line: Optional[tuple[str, str, tuple[int, int]]] = None
-    headers: dict[str, str] = {}
-    count = total = 0
-    skipped_blank = False
-    while True:
-        newline = buffer.find(b"\n", max(position, scanned))
-        if newline < 0:
-            scanned = len(buffer)  # a line trickled a byte at a time is scanned once, not once per byte
-            pending = len(buffer) - position
-            if request_line is None and pending > MAX_LINE_BYTES:
-                raise _BadRequest(HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long")
-            if request_line is not None and (pending > MAX_LINE_BYTES or total + pending > MAX_HEADER_BYTES):
-                raise _BadRequest(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "header line or headers too large")
-            data = await channel.recv()
-            if not data:
-                raise _ClientGone("closed before a complete request head" if buffer else "closed")
-            buffer += data
-            continue
-        line = bytes(buffer[position:newline + 1])
-        position = newline + 1
-        if request_line is None:
-            if len(line) > MAX_LINE_BYTES + 2:
-                raise _BadRequest(HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long")
-            if line in (b"\r\n", b"\n") and not skipped_blank:  # one empty line before a request (RFC 9112 2.2)
-                skipped_blank = True
-                continue
-            request_line = _parse_request_line(line)
-            continue
-        if line in (b"\r\n", b"\n"):
-            del buffer[:position]
-            return _Request(*request_line, headers)
-        count += 1
-        total += len(line)
-        if count > MAX_HEADERS or total > MAX_HEADER_BYTES or len(line) > MAX_LINE_BYTES + 2:
-            raise _BadRequest(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "too many or too large headers")
-        name, colon, value = line.decode("latin-1").partition(":")
-        if not colon or not name or not _TOKEN_CHARS.issuperset(name):  # also refuses obsolete line folding
-            raise _BadRequest(HTTPStatus.BAD_REQUEST, "bad header line")
-        name, value = name.lower(), value.strip()
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
 
 
 class _Clock:
@@ -498,7 +289,7 @@ class MetricsServer:
         loop = asyncio.get_running_loop()
         client = peer[0] if isinstance(peer, tuple) and peer else None
         tls = self._web.tls
-        channel = _TLSChannel(loop, connection, tls) if tls is not None else _PlainChannel(loop, connection)
+        channel = TLSChannel(loop, connection, tls) if tls is not None else PlainChannel(loop, connection)
         buffer = bytearray()
         try:
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms wait for a delayed ACK
@@ -506,8 +297,8 @@ class MetricsServer:
             await asyncio.wait_for(channel.handshake(), max(deadline - loop.time(), 0))
             while True:
                 try:
-                    request = await asyncio.wait_for(_read_head(channel, buffer), max(deadline - loop.time(), 0))
-                except _BadRequest as error:
+                    request = await asyncio.wait_for(read_head(channel, buffer), max(deadline - loop.time(), 0))
+                except BadRequest as error:
                     await asyncio.wait_for(self._answer_bad_request(channel, error), self._response_timeout)
                     return
                 keep_alive = await asyncio.wait_for(self._respond(request, channel), self._response_timeout)
@@ -518,20 +309,20 @@ class MetricsServer:
                 deadline = loop.time() + self._head_timeout
         except asyncio.TimeoutError:
             log.debug("http deadline passed", client=client)
-            _reset(connection)
-        except _ClientGone:
+            reset(connection)
+        except ClientGone:
             pass
         except (OSError, EOFError) as error:  # ssl.SSLError too: plain HTTP to the TLS port is just closed
             log.debug("http connection error", client=client, error=repr(error)[:200])
         except asyncio.CancelledError:  # the server is stopping
-            _reset(connection)
+            reset(connection)
         except Exception as error:  # noqa: BLE001 - never let one connection's surprise print a traceback
             log.warning("http connection failed", client=client, error=repr(error)[:200])
         finally:
             self._open -= 1
             connection.close()
 
-    async def _close(self, channel: _PlainChannel, linger: bool) -> None:
+    async def _close(self, channel: PlainChannel, linger: bool) -> None:
         """After the last response: half-close, and with ``linger`` read and drop a little of what
         the client still sends, so the close does not reset the connection before the client has
         read the answer."""
@@ -552,12 +343,12 @@ class MetricsServer:
         except (asyncio.TimeoutError, OSError):
             pass
 
-    async def _answer_bad_request(self, channel: _PlainChannel, error: _BadRequest) -> None:
+    async def _answer_bad_request(self, channel: PlainChannel, error: BadRequest) -> None:
         body = f"{error.status.phrase}: {error.reason}\n".encode()
         await channel.send(self._head(error.status, "text/plain; charset=utf-8", len(body), keep_alive=False) + body)
         await self._close(channel, linger=True)
 
-    async def _respond(self, request: _Request, channel: _PlainChannel) -> bool:
+    async def _respond(self, request: Request, channel: PlainChannel) -> bool:
         """Answer one request; True if the connection stays open for the next."""
         keep_alive = request.keep_alive and not request.has_body  # bodies are never read: close after
         if request.method not in ("GET", "HEAD"):
@@ -588,7 +379,7 @@ class MetricsServer:
         await self._send(channel, head, chunks if request.method == "GET" else [])
         return keep_alive
 
-    async def _content(self, path: str, query: str, request: _Request) -> tuple[HTTPStatus, str, list[bytes], bool]:
+    async def _content(self, path: str, query: str, request: Request) -> tuple[HTTPStatus, str, list[bytes], bool]:
         """Status, content type, body chunks and whether they are gzip-encoded."""
         source = self._source
         gzip = False
@@ -629,7 +420,7 @@ class MetricsServer:
         return "".join(lines).encode("latin-1")
 
     @staticmethod
-    async def _send(channel: _PlainChannel, head: bytes, chunks: list[bytes]) -> None:
+    async def _send(channel: PlainChannel, head: bytes, chunks: list[bytes]) -> None:
         """The head and the body: small pieces joined, large chunks sent from where they are (no copy)."""
         pending = [head]
         for chunk in chunks:
