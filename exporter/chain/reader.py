@@ -16,7 +16,7 @@ runs as well against a ``StorageReader`` pinned to a block as against an
 in-memory source holding literal values.
 
 Nothing is returned that the chain could not have said: the storage reader
-checks every answer as it arrives and caps every scan (``scan_caps``), and
+checks every answer as it arrives and caps every scan (``scan_cap``), and
 ``read`` passes the finished read through a ``ReadGate`` (the chain's
 invariants, then the step from the last good read). Each refusal is an
 ``InvalidRead`` raised inside the read, so the session counts the endpoint

@@ -17,9 +17,9 @@ Pure functions over literal values, no I/O. Three layers, each raising
 
 The chain reader runs the first two inside the read, so the endpoint that
 said it counts as failed and the session tries the next one; the refresh
-runs ``check_snapshot`` after building. ``InvalidRead`` is a ``ValueError``
-(what it is, to code that does not know it) whose type name says ``invalid``
-to code that does.
+runs ``check_snapshot`` after building. ``InvalidRead`` is a ``ValueError``,
+so code that does not know it takes it for a decoding failure; code that
+does (the refresh, the session's ``classify``) labels it ``invalid``.
 """
 
 from __future__ import annotations
@@ -199,14 +199,20 @@ def stake_keys(read: ChainRead, scope: ScopeConfig) -> set[tuple[str, int]]:
     return keys
 
 
-def step_problem(before: ChainRead, after: ChainRead, scope: ScopeConfig) -> Optional[tuple[str, str]]:
+def step_problem(before: ChainRead, after: ChainRead, scope: ScopeConfig, before_keys: Optional[set] = None,
+                 after_keys: Optional[set] = None) -> Optional[tuple[str, str]]:
     """(rule, detail) when more than MAX_LOSS of something vanished from ``before`` to ``after``, else None.
 
     Counted: subnets, permit holders, child edges, and the stake of the keys
     both reads asked for (a validator leaving scope takes its parents' stake
-    out of the read, which is no loss).
+    out of the read, which is no loss). ``*_keys``: the reads' ``stake_keys``,
+    when already known (~40 ms each at mainnet scale).
     """
-    common = stake_keys(before, scope) & stake_keys(after, scope)
+    if before_keys is None:
+        before_keys = stake_keys(before, scope)
+    if after_keys is None:
+        after_keys = stake_keys(after, scope)
+    common = before_keys & after_keys
     pairs = (
         ("subnets", len(before.netuids), len(after.netuids), MIN_COUNT),
         ("validators", _permit_holders(before), _permit_holders(after), MIN_COUNT),
@@ -239,6 +245,8 @@ class ReadGate:
     def __init__(self) -> None:
         self.last_good: Optional[ChainRead] = None
         self.held: Optional[ChainRead] = None
+        self._last_keys: set = set()  # stake_keys of last_good
+        self._held_keys: set = set()
 
     def check_head(self, block: object, block_hash: object) -> None:
         """The finalized head alone, before anything is read at it."""
@@ -248,20 +256,23 @@ class ReadGate:
 
     def admit(self, read: ChainRead, scope: ScopeConfig) -> None:
         check_read(read)
+        keys = stake_keys(read, scope)
         last = self.last_good
         if last is not None:
             check_successor(last, read)
-            problem = step_problem(last, read, scope)
-            if problem is not None and not self._confirms(read, scope):
-                self.held = read
+            problem = step_problem(last, read, scope, self._last_keys, keys)
+            if problem is not None and not self._confirms(read, scope, keys):
+                self.held, self._held_keys = read, keys
                 raise InvalidRead(*problem, held=True)
-        self.last_good, self.held = read, None
+        self.last_good, self._last_keys = read, keys
+        self.held, self._held_keys = None, set()
 
-    def _confirms(self, read: ChainRead, scope: ScopeConfig) -> bool:
+    def _confirms(self, read: ChainRead, scope: ScopeConfig, keys: set) -> bool:
         held = self.held
         if held is None or read.block < held.block:
             return False
-        return step_problem(held, read, scope) is None and step_problem(read, held, scope) is None
+        return (step_problem(held, read, scope, self._held_keys, keys) is None
+                and step_problem(read, held, scope, keys, self._held_keys) is None)
 
 
 # -- what is about to be rendered ----------------------------------------------------
