@@ -6,38 +6,20 @@ operator fixes them all in one pass instead of one restart per typo.
 
 from __future__ import annotations
 
-import codecs
 import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
-import yaml
-
+from exporter.config_error import ConfigError, clip, kind, short
 from exporter.ss58 import is_valid_ss58
+from exporter.yaml_safe import parse_yaml, read_config_text
 
 DEFAULT_ENDPOINT = "wss://entrypoint-finney.opentensor.ai:443"
 DEFAULT_LISTEN_ADDRESS = ":9744"
 # ChildkeyTake is a u16 fraction of 65535; the chain caps it at MaxChildkeyTake.
 MAX_TAKE_RATIO = 1.0
 ENDPOINTS_ENV = "BITTENSOR_EXPORTER_ENDPOINTS"
-# A config file is a few kB; these bound what a wrong or hostile file can cost.
-MAX_CONFIG_BYTES = 1 << 20
-MAX_YAML_NODES = 20_000  # scalars, lists and mappings: ~2,800 watched hotkeys
-MAX_YAML_DEPTH = 32
-MAX_PROBLEMS_LISTED = 50
-_VALUE_REPR_CHARS = 80
-
-
-class ConfigError(Exception):
-    """A config that cannot be used; ``problems`` lists every reason, one a line."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        listed = problems[:MAX_PROBLEMS_LISTED]
-        more = len(problems) - len(listed)
-        lines = [f"  - {p}" for p in listed] + ([f"  ... and {more} more problems"] if more > 0 else [])
-        super().__init__("invalid configuration:\n" + "\n".join(lines))
 
 
 @dataclass(frozen=True)
@@ -124,7 +106,7 @@ class _Collector:
         if raw is None:
             return {}
         if not isinstance(raw, dict):
-            self.add(key, f"must be a mapping, got {_kind(raw)}")
+            self.add(key, f"must be a mapping, got {kind(raw)}")
             return {}
         for unknown in sorted({_key_text(k) for k in raw} - set(allowed)):
             self.add(f"{key}.{unknown}" if key else unknown, f"unknown key (allowed: {', '.join(allowed)})")
@@ -138,10 +120,10 @@ class _Collector:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (
             integer and not isinstance(value, int)
         ):
-            self.add(key, f"must be {'an integer' if integer else 'a number'}, got {_kind(value)}")
+            self.add(key, f"must be {'an integer' if integer else 'a number'}, got {kind(value)}")
             return default
         if not lo <= value <= hi:
-            self.add(key, f"must be between {lo} and {hi}, got {_short(value)}")
+            self.add(key, f"must be between {lo} and {hi}, got {short(value)}")
             return default
         return value
 
@@ -151,57 +133,38 @@ class _Collector:
             return default
         value = raw[name]
         if not isinstance(value, str) or not value:
-            self.add(key, f"must be a non-empty string, got {_kind(value)}")
+            self.add(key, f"must be a non-empty string, got {kind(value)}")
             return default
         if choices and value not in choices:
-            self.add(key, f"must be one of {', '.join(choices)}, got {_short(value)}")
+            self.add(key, f"must be one of {', '.join(choices)}, got {short(value)}")
             return default
         return value
 
 
-def _kind(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _short(value: Any) -> str:
-    """``repr(value)``, bounded: an error message never repeats a huge or hostile value."""
-    try:
-        text = repr(value)
-    except Exception:  # noqa: BLE001 - e.g. an int beyond str()'s digit limit
-        if isinstance(value, int):
-            return f"an integer of {value.bit_length()} bits"
-        return f"a {_kind(value)}"
-    return text if len(text) <= _VALUE_REPR_CHARS else text[: _VALUE_REPR_CHARS - 3] + "..."
-
-
-def _clip(text: str, limit: int = _VALUE_REPR_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _key_text(key: Any) -> str:
-    return _clip(key) if isinstance(key, str) else _short(key)
+    return clip(key) if isinstance(key, str) else short(key)
 
 
 def endpoint_problem(url: Any) -> Optional[str]:
     """Why ``url`` is not a usable websocket endpoint, or None."""
     if not isinstance(url, str):
-        return f"must be a ws:// or wss:// URL string, got {_kind(url)}"
+        return f"must be a ws:// or wss:// URL string, got {kind(url)}"
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as error:
-        return f"not a valid URL ({_clip(str(error))})"
+        return f"not a valid URL ({clip(str(error))})"
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        return f"must be a ws:// or wss:// URL with a host, got {_short(url)}"
+        return f"must be a ws:// or wss:// URL with a host, got {short(url)}"
     return None
 
 
 def listen_address_problem(address: Any) -> Optional[str]:
     if not isinstance(address, str) or ":" not in address:
-        return f"must look like 'host:port' or ':port', got {_short(address)}"
+        return f"must look like 'host:port' or ':port', got {short(address)}"
     host, _, port = address.rpartition(":")
     if not (port.isascii() and port.isdigit()) or len(port) > 5 or not 0 < int(port) < 65536:
-        return f"port must be 1-65535, got {_short(port)}"
+        return f"port must be 1-65535, got {short(port)}"
     return None
 
 
@@ -228,7 +191,7 @@ def _parse_watch(c: _Collector, raw: Any) -> tuple[WatchedHotkey, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        c.add("scope.watch", f"must be a list of {{hotkey, alias, expected_take}}, got {_kind(raw)}")
+        c.add("scope.watch", f"must be a list of {{hotkey, alias, expected_take}}, got {kind(raw)}")
         return ()
     watched, seen = [], set()
     for i, item in enumerate(raw):
@@ -238,12 +201,12 @@ def _parse_watch(c: _Collector, raw: Any) -> tuple[WatchedHotkey, ...]:
             continue
         alias = entry.get("alias", "")
         if not isinstance(alias, str):
-            c.add(f"{key}.alias", f"must be a string, got {_kind(alias)}")
+            c.add(f"{key}.alias", f"must be a string, got {kind(alias)}")
             alias = ""
         take = c.number(entry, key, "expected_take", None, lo=0.0, hi=MAX_TAKE_RATIO)
         hotkey = entry.get("hotkey")
         if not isinstance(hotkey, str) or not _valid_ss58(hotkey):
-            c.add(f"{key}.hotkey", f"must be a valid SS58 address, got {_short(hotkey)}")
+            c.add(f"{key}.hotkey", f"must be a valid SS58 address, got {short(hotkey)}")
             continue
         if hotkey in seen:
             c.add(f"{key}.hotkey", f"{hotkey} is listed twice")
@@ -268,14 +231,14 @@ def _parse_netuids(c: _Collector, raw: Any) -> tuple[int, ...]:
     if isinstance(raw, int) and not isinstance(raw, bool):
         raw = [raw]  # a single subnet written without brackets
     if not isinstance(raw, list):
-        c.add("scope.netuids", f"must be a list of subnet ids 1-65535, got {_kind(raw)}")
+        c.add("scope.netuids", f"must be a list of subnet ids 1-65535, got {kind(raw)}")
         return ()
     if any(n == 0 and isinstance(n, int) and not isinstance(n, bool) for n in raw):
         c.add("scope.netuids", _ROOT_NOT_IN_SCOPE)
         return ()
     bad = [n for n in raw if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 65535]
     if bad:
-        c.add("scope.netuids", f"must be a list of subnet ids 1-65535, got {_short(bad[0])}")
+        c.add("scope.netuids", f"must be a list of subnet ids 1-65535, got {short(bad[0])}")
         return ()
     return tuple(sorted(set(raw)))
 
@@ -299,7 +262,7 @@ HISTORY_KEYS = (
 def _parse_history(c: _Collector, section: dict) -> HistoryConfig:
     api = section.get("api_enabled", HistoryConfig.api_enabled)
     if not isinstance(api, bool):
-        c.add("history.api_enabled", f"must be true or false, got {_kind(api)}")
+        c.add("history.api_enabled", f"must be true or false, got {kind(api)}")
         api = HistoryConfig.api_enabled
     path = c.string(section, "history", "path", HistoryConfig.path)
     if "\x00" in path:
@@ -366,108 +329,3 @@ def load_config(path: Optional[str], environ: Optional[dict] = None) -> Config:
             raise ConfigError(problems)
         config = replace(config, chain=replace(config.chain, endpoints=urls))
     return config
-
-
-_WIDE_BOMS = (
-    (codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),  # before UTF-16: they share a prefix
-    (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"),
-)
-
-
-def read_config_text(path: str) -> str:
-    """The file's text: at most MAX_CONFIG_BYTES, UTF-8 (a UTF-8 byte order mark is allowed)."""
-    def problem(message: str) -> ConfigError:
-        return ConfigError([f"config.file: {message}"])
-
-    try:
-        with open(path, "rb") as file:
-            data = file.read(MAX_CONFIG_BYTES + 1)
-    except OSError as error:
-        raise problem(f"cannot read {path}: {error.strerror or error}") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise problem(f"{path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not an exporter config file")
-    for bom, encoding in _WIDE_BOMS:
-        if data.startswith(bom):
-            raise problem(f"{path} is {encoding} text; save it as UTF-8")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise problem(f"{path} is not UTF-8 text (byte 0x{data[error.start]:02x} at line {line}); save it as UTF-8") from None
-    if "\x00" in text:
-        raise problem(f"{path} contains NUL characters: not a text file (UTF-16 without a byte order mark?)")
-    return text
-
-
-# libyaml when PyYAML has it: a bounded file then parses in milliseconds, not seconds.
-_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_NODE_STARTS = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)
-_COLLECTION_STARTS = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
-_COLLECTION_ENDS = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
-
-
-def _check_shape(text: str) -> None:
-    """Refuse, from the event stream and before anything is built: anchors and aliases
-    (an alias "bomb" expands a few lines into billions of values), more than
-    MAX_YAML_NODES values, nesting deeper than MAX_YAML_DEPTH."""
-    nodes = depth = 0
-    for event in yaml.parse(text, Loader=_BaseLoader):
-        problem = None
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            problem = "YAML anchors and aliases (&name, *name) are not supported in the config file"
-        elif isinstance(event, _NODE_STARTS):
-            nodes += 1
-            if nodes > MAX_YAML_NODES:
-                problem = f"more than {MAX_YAML_NODES:,} values: not an exporter config file"
-            elif isinstance(event, _COLLECTION_STARTS):
-                depth += 1
-                if depth > MAX_YAML_DEPTH:
-                    problem = f"nested more than {MAX_YAML_DEPTH} levels deep"
-        elif isinstance(event, _COLLECTION_ENDS):
-            depth -= 1
-        if problem:
-            raise yaml.composer.ComposerError(None, None, problem, event.start_mark)
-
-
-class _ConfigLoader(_BaseLoader):  # type: ignore[misc, valid-type]
-    """YAML's safe subset, refusing duplicate keys (otherwise the second silently wins)."""
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            seen: dict = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node, deep=deep)
-                try:
-                    first = seen.get(key)
-                except TypeError:
-                    continue  # unhashable: the base class says so
-                if first is not None:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {_short(key)} (first at line {first + 1})", key_node.start_mark)
-                seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep)
-
-
-def parse_yaml(text: str, path: str = "config") -> Any:
-    """One YAML document, bounded (see ``_check_shape``); ConfigError for anything else."""
-    loader = None
-    try:
-        _check_shape(text)
-        loader = _ConfigLoader(text)
-        return loader.get_single_data()
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None)
-        detail = f": {_clip(str(problem), 160)}" if problem else ""
-        raise ConfigError([f"config.file: {path} is not valid YAML{where}{detail}"]) from None
-    except RecursionError:
-        raise ConfigError([f"config.file: {path} is nested too deeply"]) from None
-    except Exception as error:  # noqa: BLE001 - e.g. an integer of 5,000 digits, a date that does not exist
-        raise ConfigError([f"config.file: {path} has a value YAML cannot convert ({type(error).__name__}: "
-                           f"{_clip(str(error), 160)})"]) from None
-    finally:
-        if loader is not None:
-            loader.dispose()

@@ -41,6 +41,7 @@ import bcrypt
 import yaml
 
 from exporter.config import ConfigError
+from exporter.yaml_safe import SAFE_LOADER, check_shape
 
 CLIENT_AUTH = {
     "NoClientCert": ssl.CERT_NONE,
@@ -171,23 +172,6 @@ def _text(value: str, limit: int = 60) -> str:
 
 
 MAX_YAML_DEPTH = 32  # a web config nests three levels deep
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it
-
-
-def _check_shape(text: str) -> None:
-    """Refuse aliases (an alias bomb expands exponentially in whatever walks the result) and deep
-    nesting (the composer recurses), from the event stream, before anything is built."""
-    depth = 0
-    for event in yaml.parse(text, Loader=_YAML_LOADER):
-        if isinstance(event, yaml.AliasEvent):
-            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not allowed here", event.start_mark)
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_YAML_DEPTH:
-                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
-                                                  event.start_mark)
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
 
 
 def _read_document(path: str) -> Any:
@@ -206,8 +190,10 @@ def _read_document(path: str) -> Any:
     except UnicodeDecodeError as error:
         raise ConfigError([f"{where} is not UTF-8 text (byte {error.start})"]) from None
     try:
-        _check_shape(text)
-        return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
+        # Anchors alone are harmless; aliases are what expand exponentially in whatever walks the result.
+        check_shape(text, max_depth=MAX_YAML_DEPTH, max_nodes=None, anchors_allowed=True,
+                    alias_problem="YAML aliases (*name) are not allowed here")
+        return yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as error:
         problem = getattr(error, "problem", None) or "syntax error"
         mark = getattr(error, "problem_mark", None)
