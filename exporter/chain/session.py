@@ -32,6 +32,7 @@ from exporter.config import ChainConfig, ScopeConfig
 from exporter.chain.endpoints import Endpoint, EndpointPool
 from exporter.snapshot.model import ChainRead
 from exporter.chain.wire import RequestCounter, counting_connect_factory
+from exporter.snapshot.validate import InvalidRead
 
 log = structlog.get_logger("exporter.chain")
 
@@ -75,6 +76,8 @@ def classify(error: BaseException) -> str:
         return "connection"
     if isinstance(error, SubstrateRequestException):
         return "rpc_error"
+    if isinstance(error, InvalidRead):  # answers the chain could not have produced
+        return "invalid"
     if isinstance(error, (ValueError, TypeError, KeyError, IndexError, OverflowError)):
         return "decode"
     return "internal"
