@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from typing import Iterable, Mapping, Optional
+from typing import Iterable, Optional
 
 from exporter.config import ScopeConfig
 from exporter.snapshot.model import ChainRead, Link, Snapshot
