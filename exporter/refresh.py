@@ -84,9 +84,8 @@ class Refresher:
         self._clock = clock
         self._counters = ChangeCounters()
         self._status = Status.initial(endpoints)
-        self._data: Optional[RenderedSnapshot] = None
-        self._last_success: Optional[float] = None
-        self._generation = 0
+        # The last good snapshot, its time and the refresh count live only in
+        # the publication; each refresh derives the next one from it.
         self._publication = first_publication(
             render_status(self._status), config.staleness_limit_seconds, config.withdraw_after_seconds
         )
@@ -150,7 +149,6 @@ class Refresher:
             **({} if error else _counts(data)),
         )
         if error is None:
-            self._data, self._last_success = data, finished_at
             assert snapshot is not None
             log.info(
                 "refresh",
@@ -162,7 +160,7 @@ class Refresher:
                 requests=outcome.requests,
                 spec_version=snapshot.chain.spec_version,
             )
-        return self._publish(outcome)
+        return self._publish(outcome, None if error else data)
 
     def _record(self, snapshot: Snapshot, stages: _Stages) -> HistoryResult:
         assert self._history is not None
@@ -177,16 +175,17 @@ class Refresher:
             self._counters.ensure(snapshot.validators)
         return HistoryResult(committed.ok, len(committed.events), committed.database_bytes, committed.at)
 
-    def _publish(self, outcome: RefreshOutcome) -> Publication:
+    def _publish(self, outcome: RefreshOutcome, data: Optional[RenderedSnapshot]) -> Publication:
+        """Swap in the next publication: ``data`` from a good refresh, else the last good one kept."""
         self._status = advance(self._status, outcome)
-        self._generation += 1
+        last = self._publication
         publication = Publication(
-            generation=self._generation,
-            up=outcome.error is None,
-            data=self._data,
+            generation=last.generation + 1,
+            up=data is not None,
+            data=data or last.data,
             status=render_status(self._status),
             status_withdrawn=render_status(self._status, withdrawn=True),
-            last_success=self._last_success,
+            last_success=outcome.finished_at if data is not None else last.last_success,
             stale_after_seconds=self._config.staleness_limit_seconds,
             withdraw_after_seconds=self._config.withdraw_after_seconds,
         )
