@@ -16,7 +16,7 @@ from exporter.chain.wire import RequestCounter
 from exporter.config import Config
 from exporter.history.queries import answer_events
 from exporter.history.store import Retention
-from exporter.history.writer import HistoryWriter, refuse_newer_file
+from exporter.history.writer import HistoryWriter
 from exporter.refresh import Refresher
 from exporter.serving.server import MetricsServer, MetricsSource, ProcessMetrics, split_listen_address
 from exporter.serving.web_config import WebConfig
@@ -69,12 +69,11 @@ def build_exporter(
     clock: Optional[Callable[[], float]] = None,
     pool: Optional[EndpointPool] = None,
 ) -> Exporter:
-    """Every part, connected; nothing started. Raises SchemaTooNew for a history
-    file from a newer exporter and OSError when the listen address is unusable."""
+    """Every part, connected; nothing started. Raises OSError when the listen
+    address is unusable; the history path is checked by the CLI before this."""
     h = config.history
     history = None
     if with_history:
-        refuse_newer_file(h.path)
         # Opened by the refresh thread on its first refresh, never here.
         history = HistoryWriter(h.path, Retention.of(h), stake_change_ratio=h.stake_change_ratio,
                                 watched=config.scope.watched_hotkeys)

@@ -134,8 +134,9 @@ def _main(args: argparse.Namespace, stop: Optional[threading.Event]) -> int:
         return run_history(args, config.history.path)
     from exporter.history.writer import history_path_problem
 
-    # Checked now, not at every refresh: a directory, a read-only place or a file that is
-    # not SQLite would otherwise only show as failed history writes, forever.
+    # Checked now, not at every refresh: a directory, a read-only place, a file that is
+    # not SQLite or one from a newer exporter would otherwise only show as failed
+    # history writes, forever.
     problem = history_path_problem(config.history.path)
     if problem:
         print(f"error: {ConfigError([f'history.path: {problem}'])}", file=sys.stderr)
@@ -174,15 +175,11 @@ def _run(config: Config, web: WebConfig, stop: threading.Event) -> int:
     import structlog
 
     from exporter.app import build_exporter
-    from exporter.history.schema import SchemaTooNew
 
     prepare_process(config)
     log = structlog.get_logger("exporter")
     try:
         exporter = build_exporter(config, web)
-    except SchemaTooNew as error:
-        log.error("history database refused", path=config.history.path, error=str(error))
-        return EXIT_RUNTIME
     except OSError as error:
         log.error("cannot listen", address=config.listen_address, error=error.strerror or str(error))
         return EXIT_RUNTIME

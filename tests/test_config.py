@@ -6,6 +6,7 @@ import codecs
 import contextlib
 import datetime
 import io
+import sqlite3
 import os
 import subprocess
 import time
@@ -196,6 +197,17 @@ def test_a_read_only_history_is_a_start_up_error(tmp_path):
         finally:
             subprocess.run(["mount", "-o", "remount,rw", str(fs)], check=True)
     assert result.returncode == 2 and "is not writable" in result.stderr, result.stderr
+
+
+def test_a_history_from_a_newer_exporter_is_a_start_up_error_and_left_untouched(tmp_path):
+    path = tmp_path / "h.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 999")
+    conn.close()
+    before = path.read_bytes()
+    result = run_main("--config.file", config_with_history(tmp_path, path))
+    assert result.returncode == 2 and "upgrade the exporter" in result.stderr, result.stderr
+    assert path.read_bytes() == before
 
 
 def test_a_usable_history_path_passes_the_check(tmp_path):

@@ -48,28 +48,12 @@ class Committed:
     at: Optional[float] = None
 
 
-def refuse_newer_file(path: str) -> None:
-    """Raise SchemaTooNew now, at start-up, for a file from a newer exporter (read-only; nothing written)."""
-    if not Path(path).is_file():
-        return
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    except sqlite3.Error:
-        return  # not openable now: the refresh thread reports it
-    try:
-        check_not_newer(conn)
-    except sqlite3.Error:
-        pass  # not a database, or locked: the refresh thread reports it
-    finally:
-        conn.close()
-
-
 def history_path_problem(path: str) -> Optional[str]:
     """Why the history file at ``path`` can't be written, or None; nothing is created or changed.
 
-    Checked at start-up so that a directory, a read-only file or directory, or
-    a file that is not SQLite is one clear error then, not a failure at every
-    refresh. A file that does not exist yet is fine if its directory is writable.
+    Checked at start-up so that a directory, a read-only file or directory, a
+    file that is not SQLite or one from a newer exporter is one clear error
+    then, not a failure at every refresh. A file that does not exist yet is fine if its directory is writable.
     """
     if not path:
         return "history.path is empty"
@@ -97,6 +81,9 @@ def history_path_problem(path: str) -> Optional[str]:
         return f"cannot open {path}: {error}"
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        check_not_newer(conn)  # a file from a newer exporter is left as it is
+    except SchemaTooNew as error:
+        return str(error)
     except sqlite3.DatabaseError as error:
         if "not a database" in str(error) or "malformed" in str(error):
             return f"{path} is not a SQLite database ({error})"
