@@ -20,25 +20,24 @@ import threading
 from typing import Any, Callable, Iterable, Optional
 
 from websockets.asyncio.client import connect
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
+
+from simnode.background import BackgroundServer
 from websockets.exceptions import ConnectionClosed
 
 Hook = Callable[[str, list, Any], Any]
 
 
-class CorruptingProxy:
+class CorruptingProxy(BackgroundServer):
+    thread_name = "corrupting-proxy"
     corrupt: Optional[Hook]
 
     def __init__(self, upstream: str, host: str = "127.0.0.1", port: int = 0):
+        super().__init__(host, port)
         self.upstream = upstream
-        self.host = host
         self.corrupt = None
-        self._port = port
         self._lock = threading.Lock()
         self.reset_counters()
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
-        self._server: Any = None
 
     # -- counters ----------------------------------------------------------------
 
@@ -46,69 +45,6 @@ class CorruptingProxy:
         with self._lock:
             self.requests: collections.Counter = collections.Counter()  # by method, as clients sent them
             self.keys_listed = 0  # keys in the state_getKeysPaged answers clients received
-
-    # -- lifecycle ---------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return f"ws://{self.host}:{self._port}"
-
-    def start(self) -> "CorruptingProxy":
-        """Start serving on a daemon thread; returns once the socket listens."""
-        ready = threading.Event()
-        self._startup_error: Optional[BaseException] = None
-        self._thread = threading.Thread(target=self._run, args=(ready,), name="corrupting-proxy", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if self._startup_error is not None:
-            self._thread.join()
-            self._thread = None
-            raise self._startup_error
-        return self
-
-    def stop(self) -> None:
-        if self._thread is None or self._loop is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._thread = None
-
-    def __enter__(self) -> "CorruptingProxy":
-        return self.start()
-
-    def __exit__(self, *_exc) -> None:
-        self.stop()
-
-    def _run(self, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._loop = loop
-        try:
-            self._server = loop.run_until_complete(self._listen())
-            self._port = self._server.sockets[0].getsockname()[1]
-        except BaseException as error:  # surfaced to start()'s caller
-            self._startup_error = error
-            loop.close()
-            ready.set()
-            return
-        ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            tasks = asyncio.all_tasks(loop)
-            for task in tasks:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            loop.close()
-
-    async def _listen(self) -> Any:
-        # Inside the running loop, as websockets requires; no size cap, like the node.
-        return await serve(self._connection, self.host, self._port, max_size=None, compression=None)
-
-    async def _shutdown(self) -> None:
-        self._server.close()
-        await self._server.wait_closed()
 
     # -- forwarding --------------------------------------------------------------
 

@@ -13,9 +13,10 @@ import json
 import threading
 from typing import Any, Callable, Optional
 
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from simnode.background import BackgroundServer
 from simnode.rpc import RpcError, dispatch
 from simnode.state import ChainState
 
@@ -32,7 +33,8 @@ def _response(request_id: Any, *, result: Any = None, error: Optional[dict] = No
     return json.dumps(body)
 
 
-class SimNode:
+class SimNode(BackgroundServer):
+    thread_name = "simnode"
     fault: Optional[Callable[[str, Any], Optional[tuple]]]
     """Called as ``fault(method, params)`` on the server thread before each
     request is answered. Return None to answer normally, or one of
@@ -44,18 +46,13 @@ class SimNode:
     def __init__(
         self, state: ChainState, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0
     ):
+        super().__init__(host, port)
         self.state = state
-        self.host = host
         self.latency = latency
         self.fault = None
-        self._port = port
         self._lock = threading.Lock()
         self._in_flight = 0
         self.reset_counters()
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
-        self._server: Any = None
-        self._startup_error: Optional[BaseException] = None
 
     # -- counters ----------------------------------------------------------------
 
@@ -78,78 +75,6 @@ class SimNode:
     def _leave(self, count: int) -> None:
         with self._lock:
             self._in_flight -= count
-
-    # -- lifecycle ---------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def url(self) -> str:
-        return f"ws://{self.host}:{self._port}"
-
-    def start(self) -> "SimNode":
-        """Start serving on a daemon thread; returns once the socket listens."""
-        if self._thread is not None:
-            raise RuntimeError("SimNode already started")
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(ready,), name="simnode", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if self._startup_error is not None:
-            self._thread.join()
-            self._thread = None
-            raise self._startup_error
-        return self
-
-    def stop(self) -> None:
-        """Close every connection and the listener, then end the thread."""
-        if self._thread is None or self._loop is None:
-            return
-        future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
-        future.result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._thread = None
-
-    def __enter__(self) -> "SimNode":
-        return self.start()
-
-    def __exit__(self, *_exc) -> None:
-        self.stop()
-
-    def _run(self, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._loop = loop
-        try:
-            self._server = loop.run_until_complete(self._listen())
-            self._port = self._server.sockets[0].getsockname()[1]
-        except BaseException as error:  # surfaced to start()'s caller
-            self._startup_error = error
-            loop.close()
-            ready.set()
-            return
-        ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            tasks = asyncio.all_tasks(loop)
-            for task in tasks:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            loop.close()
-
-    async def _listen(self) -> Any:
-        # Created inside the running loop (websockets requires it). No
-        # compression and no size cap: a real node (jsonrpsee) offers neither,
-        # and metadata answers are ~600 kB of hex.
-        return await serve(self._connection, self.host, self._port, max_size=None, compression=None)
-
-    async def _shutdown(self) -> None:
-        self._server.close()  # also closes open connections (code 1001)
-        await self._server.wait_closed()
 
     # -- serving -----------------------------------------------------------------
 
