@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "exporter"
 PACKAGES = ("snapshot", "chain", "history", "serving")
 CORE = "snapshot"
-SHARED = frozenset({"exporter", "exporter.config", "exporter.config_error", "exporter.yaml_safe", "exporter.ss58"})  # the last two: split out of config
+SHARED = frozenset({"exporter", "exporter.config", "exporter.config_error", "exporter.yaml_safe", "exporter.ss58"})  # config_error and yaml_safe: split out of config
 # Libraries that do I/O or run things concurrently: none of them in the pure core.
 IO_LIBRARIES = frozenset({
     "bittensor", "sqlite3", "socket", "http", "prometheus_client", "threading", "asyncio",
