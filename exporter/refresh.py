@@ -32,7 +32,7 @@ import structlog
 from exporter.chain.session import Attempt, ReadError
 from exporter.config import Config, ScopeConfig
 from exporter.history.writer import HistoryWriter
-from exporter.serving.change_counters import ChangeCounters
+from exporter.serving.change_counters import ChangeCounters, render_last_changes
 from exporter.serving.publication import Publication, RenderedSnapshot, first_publication, render
 from exporter.serving.status import EndpointAttempt, HistoryResult, RefreshOutcome, Status, advance, render_status
 from exporter.snapshot.builder import build_snapshot
@@ -83,6 +83,7 @@ class Refresher:
         self._history = history
         self._clock = clock
         self._counters = ChangeCounters()
+        self._watched_missing: Optional[set[str]] = None  # None until the first good refresh
         self._status = Status.initial(endpoints)
         # The last good snapshot, its time and the refresh count live only in
         # the publication; each refresh derives the next one from it.
@@ -119,12 +120,13 @@ class Refresher:
             with stages.stage("snapshot"):
                 snapshot = build_snapshot(read, self._config.scope)
                 check_snapshot(snapshot)
+            self._check_watched(snapshot)
             extra = b""
             if self._history is not None:
                 # Before publishing, so the change counters served match the
                 # events just committed. Scrapes meanwhile serve the last publication.
                 history = self._record(snapshot, stages)
-                extra = self._counters.render()
+                extra = self._counters.render() + render_last_changes(self._history.last_changes)
             with stages.stage("render"):
                 data = render(snapshot, extra)
         except ReadError as failure:
@@ -161,6 +163,21 @@ class Refresher:
                 spec_version=snapshot.chain.spec_version,
             )
         return self._publish(outcome, None if error else data)
+
+    def _check_watched(self, snapshot: Snapshot) -> None:
+        """One warning when a watched hotkey is not on the chain (at start, or when it leaves), one line when it is back."""
+        missing = {k.hotkey: k for k in snapshot.watched if not k.found}
+        before = self._watched_missing
+        for hotkey, key in missing.items():
+            if before is None or hotkey not in before:
+                log.warning(
+                    "watched hotkey not found on the chain",
+                    hotkey=hotkey, alias=key.alias, block=snapshot.chain.block,
+                    hint="it holds no uid on any subnet: check scope.watch for a typo, or whether it was deregistered",
+                )
+        for hotkey in (before or set()) - missing.keys():
+            log.info("watched hotkey found on the chain", hotkey=hotkey, block=snapshot.chain.block)
+        self._watched_missing = set(missing)
 
     def _record(self, snapshot: Snapshot, stages: _Stages) -> HistoryResult:
         assert self._history is not None

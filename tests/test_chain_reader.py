@@ -33,8 +33,8 @@ DEFAULTS = {"Keys": ZERO_ACCOUNT, "Owner": ZERO_ACCOUNT, "TotalHotkeyAlpha": 0, 
 STAGES = (
     # 1: constants, the subnet list, permits and every childkey map
     {"TaoWeight", "StakeThreshold", "MinChildkeyTake", "MaxChildkeyTake", "PendingChildKeyCooldown", "Now",
-     "NetworksAdded", "ValidatorPermit", "MaxAllowedValidators", "ChildKeys", "ParentKeys", "PendingChildKeys"},
-    # 2: hotkeys behind permitted uids, uids of watched hotkeys
+     "NetworksAdded", "ValidatorPermit", "MaxAllowedValidators", "SubnetworkN", "ChildKeys", "ParentKeys", "PendingChildKeys"},
+    # 2: hotkeys behind every uid, uids of watched hotkeys
     {"Keys", "Uids"},
     # 3: stakes, takes, coldkeys
     {"TotalHotkeyAlpha", "ChildkeyTake", "Owner"},
@@ -135,13 +135,14 @@ CANDIDATES = {*((h, 1) for h in CANDIDATES_1), (t.V2, 2)}
 def test_the_read_equals_the_literal_chain_read():
     got = read(FakeSource.of(tricky_writes()), SCOPE)
     expected = chain_read(
-        # Keys are read only for permitted uids of subnets in scope: not uid 10 (NP)
-        # on netuid 1, not the permitless OWNER on netuid 2, nothing on root.
-        hotkeys={**{(1, uid): h for uid, h in enumerate(CANDIDATES_1)}, (2, 0): t.V2},
-        # P is watched: its uid on netuid 1; it is not registered on netuid 2.
-        watched_uids={(1, t.P): 0},
-        # Coldkeys only for candidates: NP has no permit and is not watched.
+        # Keys are read for every uid of every subnet but root: permit holders are
+        # tracked, the others (NP on netuid 1, OWNER on netuid 2) contend for permits.
+        hotkeys={(n, uid): h for (n, uid), h in chain_read().hotkeys.items() if n != 0},
+        # P is watched: its uids on every subnet, root included; it is not registered on netuid 2.
+        watched_uids={(0, t.P): 0, (1, t.P): 0},
+        # Coldkeys only for tracked validators: NP has no permit and is not watched.
         coldkeys={h: c for h, c in t.COLD.items() if h != t.NP},
+        subnet_sizes={0: 2, 1: 11, 2: 2},
     )
     assert got == expected
     assert got.min_take_per_subnet is None and got.suspended is None
@@ -155,34 +156,51 @@ def test_stages_run_in_order_with_a_fixed_number_of_bulk_calls():
     assert set(order) == set().union(*STAGES)
     assert [stage_of[item] for item in order] == sorted(stage_of[item] for item in order)
     assert [c.method for c in source.calls].count("values") == 2  # SubtensorModule's plain items, Timestamp.Now
-    assert len(source.calls) == 2 + 6 + 2 + 3
+    assert len(source.calls) == 2 + 7 + 2 + 3
 
 
 def test_only_watched_hotkeys_uids_are_requested():
     source = FakeSource.of(tricky_writes())
     read(source, SCOPE)
-    assert source.asked("Uids") == [(1, t.P), (2, t.P)], "each subnet in scope but root, for the one watched hotkey"
+    assert source.asked("Uids") == [(0, t.P), (1, t.P), (2, t.P)], "each subnet, root included, for the one watched hotkey"
 
     unwatched = FakeSource.of(tricky_writes())
     assert read(unwatched, replace(SCOPE, watch=())).watched_uids == {}
     assert unwatched.asked("Uids") == []
 
 
-def test_hotkeys_are_requested_for_permitted_uids_only():
+def test_hotkeys_are_requested_for_every_uid_below_the_subnet_size():
     source = FakeSource.of(tricky_writes())
     read(source, SCOPE)
-    assert source.asked("Keys") == [(1, uid) for uid in range(10)] + [(2, 0)]
+    assert source.asked("Keys") == [(1, uid) for uid in range(11)] + [(2, 0), (2, 1)]
 
 
-def test_stakes_are_requested_for_candidates_their_parents_and_root_only():
+def test_uids_registered_since_the_last_epoch_are_read_too():
+    """ValidatorPermit is as long as the subnet was at its last epoch; SubnetworkN says how many uids there are now."""
+    writes = [w for w in tricky_writes() if w[1:3] != ("SubnetworkN", [2])] + [("SubtensorModule", "SubnetworkN", [2], 3)]
+    source = FakeSource.of(writes)
+    got = read(source, SCOPE)
+    assert (2, 2) in source.asked("Keys")
+    assert (2, 2) not in got.hotkeys, "an empty key of a uid without a permit is nobody, not an error"
+
+
+def test_a_subnet_size_the_chain_cannot_have_is_refused_before_reading_it():
+    from exporter.snapshot.validate import InvalidRead
+    writes = [w for w in tricky_writes() if w[1:3] != ("SubnetworkN", [2])] + [("SubtensorModule", "SubnetworkN", [2], 10**9)]
+    source = FakeSource.of(writes)
+    with pytest.raises(InvalidRead, match="SubnetworkN"):
+        read(source, SCOPE)
+    assert source.asked("Keys") == []
+
+
+def test_stakes_are_requested_for_every_uid_their_parents_and_root_only():
     source = FakeSource.of(tricky_writes())
     read(source, SCOPE)
     asked = source.asked("TotalHotkeyAlpha")
     assert len(asked) == len(set(asked)), "no key twice"
-    # NP holds no permit but is Z's parent; P2 and P3 are M's parents, P the children's.
-    related = {(h, n) for h, n in CANDIDATES} | {(t.NP, 1)}
-    assert set(asked) == {(h, n) for h, n in related} | {(h, 0) for h, _ in related}
-    assert (t.OWNER, 2) not in asked and (t.OWNER, 0) not in asked
+    # Every registered uid (NP and OWNER contend for permits); their parents are registered too.
+    registered = {(h, 1) for h in t.UIDS_1} | {(t.V2, 2), (t.OWNER, 2)}
+    assert set(asked) == registered | {(h, 0) for h, _ in registered}
 
 
 def test_takes_and_coldkeys_only_for_candidates():
@@ -200,15 +218,14 @@ def test_a_watched_hotkey_without_a_permit_is_a_candidate():
     assert got.coldkeys[t.NP] == t.COLD[t.NP]
 
 
-def test_the_subnet_filter_narrows_every_stage():
-    source = FakeSource.of(tricky_writes())
-    got = read(source, replace(SCOPE, netuids=(2,)))
-    assert source.asked("Keys") == [(2, 0)]
-    assert source.asked("Uids") == [(2, t.P)]
-    assert set(source.asked("TotalHotkeyAlpha")) == {(t.V2, 2), (t.V2, 0)}
-    assert source.asked("ChildkeyTake") == [(t.V2, 2)]
-    assert got.netuids == (0, 1, 2), "the subnet list and the childkey maps are still read whole"
-    assert got.children == {k: tuple(v) for k, v in t.CHILD_KEYS.items()}
+def test_the_subnet_filter_narrows_the_export_not_the_read():
+    """History follows the chain: a change on a subnet outside the filter is still recorded,
+    so the read is the same with or without the filter."""
+    everything = FakeSource.of(tricky_writes())
+    filtered = FakeSource.of(tricky_writes())
+    got = read(filtered, replace(SCOPE, netuids=(2,)))
+    assert got == read(everything, SCOPE)
+    assert filtered.calls == everything.calls
 
 
 def test_zero_values_are_dropped_defaults_are_not_invented():

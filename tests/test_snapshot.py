@@ -123,3 +123,24 @@ def test_subnet_permit_cutoff_is_the_kth_strongest_permit_holder():
     assert subnets[1].max_validators == 3 and subnets[1].permits == 10
     assert subnets[1].permit_cutoff_stake_weight == pytest.approx(t.EXPECTED["child"]["stake_weight"])
     assert subnets[2].permit_cutoff_stake_weight is None, "fewer permit holders than k: no cutoff but StakeThreshold"
+
+
+def test_the_strongest_uid_without_a_permit_is_the_contender():
+    """NP (uid 10, no permit) gives a quarter of its 2,000,000 alpha to Z: 1,500,000 alpha of stake weight."""
+    subnets = {s.netuid: s for s in build_snapshot(chain_read(), SCOPE).subnets}
+    assert round(subnets[1].top_contender_stake_weight / t.RAO, 3) == 1_500_000  # fixed point: a few rao above
+    assert subnets[2].top_contender_stake_weight == 0, "the owner's uid without a permit has no stake"
+
+
+def test_pending_effects_say_what_each_set_does_to_each_child():
+    effects = {(e.parent, e.child): (e.current, e.pending) for e in build_snapshot(chain_read(), SCOPE).pending_effects}
+    # P2 raises M from a half to everything; P revokes all five children.
+    assert effects[(t.P2, t.M)] == (t.HALF, t.MAX)
+    assert {c: effects[(t.P, c)] for c in t.CHILDREN} == {c: (t.FIFTH, 0) for c in t.CHILDREN}
+    assert len(effects) == 6
+
+
+def test_watched_hotkeys_say_where_they_are_registered():
+    scope = ScopeConfig(watch=(WatchedHotkey(t.P, "parent"), WatchedHotkey(t.hotkey(99), "typo")))
+    snapshot = build_snapshot(chain_read(watched_uids={(0, t.P): 0, (1, t.P): 0}), scope)
+    assert [(k.alias, k.netuids, k.found) for k in snapshot.watched] == [("parent", (0, 1), True), ("typo", (), False)]

@@ -162,11 +162,13 @@ def test_small_changes_pass_half_of_anything_gone_is_held_back():
 
 
 def test_stake_that_is_no_longer_read_is_no_loss():
-    """Z losing its permit takes its parent NP's stake out of the read: not a drop."""
+    """NP deregistering (and so no longer Z's parent) takes its stake out of the read: not a drop."""
     base = good()
-    no_z = good(permits={**base.permits, 1: t.PERMITS_1[:9] + (False, False)},
-                stake={k: v for k, v in base.stake.items() if k[0] != t.NP})
-    assert step_problem(base, no_z, SCOPE) is None
+    children = {k: tuple(v) for k, v in t.CHILD_KEYS.items() if k != (t.NP, 1)}
+    no_np = good(hotkeys={k: h for k, h in base.hotkeys.items() if h != t.NP},
+                 children=children, parents=mirrored({k: list(v) for k, v in children.items()}),
+                 stake={k: v for k, v in base.stake.items() if k[0] != t.NP})
+    assert step_problem(base, no_np, SCOPE) is None
 
 
 def test_a_held_back_read_is_confirmed_by_the_next_agreeing_read():

@@ -35,8 +35,8 @@ from bittensor._transport.interface import SubstrateConnection
 
 from exporter.config import ScopeConfig
 from exporter.snapshot.model import ChainRead, frozen
-from exporter.snapshot.scope import select_candidates
-from exporter.snapshot.validate import MAX_NETUIDS, ReadGate, check_block_hash, stake_keys
+from exporter.snapshot.scope import tracked_candidates
+from exporter.snapshot.validate import MAX_NETUIDS, MAX_UIDS, ZERO_ACCOUNT, InvalidRead, ReadGate, check_block_hash, stake_keys
 from exporter.chain.storage import PAGE_SIZE, StorageReader, gather_or_cancel
 
 # Runtime items that only some runtimes declare; read when present.
@@ -50,7 +50,7 @@ _SHARD_FILL = 0.8  # aim for pages 80 % full so a growing map rarely needs a sec
 # stake and has at most 5 children, so mainnet holds a few thousand; the floor
 # is 256 subnets x 256 uids (MaxAllowedUids), and a map that grew past half
 # of it in admitted reads may reach twice its size.
-NETUID_KEYED = frozenset({"NetworksAdded", "ValidatorPermit", "MaxAllowedValidators", MIN_TAKE_PER_SUBNET})
+NETUID_KEYED = frozenset({"NetworksAdded", "ValidatorPermit", "MaxAllowedValidators", "SubnetworkN", MIN_TAKE_PER_SUBNET})
 HOTKEY_KEYED_FLOOR = 256 * 256
 HOTKEY_KEYED_GROWTH = 2
 
@@ -153,7 +153,7 @@ class ChainReader:
 
     async def _read_structure(self, source: StorageSource, block: int, spec_version: int) -> ChainRead:
         optional_scans = [item for item in (MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED) if source.has_item(item)]
-        plain, now, networks, permits, max_validators, children, parents, pending, *optional = await gather_or_cancel(
+        plain, now, networks, permits, max_validators, sizes, children, parents, pending, *optional = await gather_or_cancel(
             source.values(
                 [("TaoWeight", []), ("StakeThreshold", []), ("MinChildkeyTake", []),
                  ("MaxChildkeyTake", []), ("PendingChildKeyCooldown", [])]
@@ -162,6 +162,7 @@ class ChainReader:
             self._scan(source, "NetworksAdded"),
             self._scan(source, "ValidatorPermit"),
             self._scan(source, "MaxAllowedValidators"),
+            self._scan(source, "SubnetworkN"),
             self._scan(source, "ChildKeys"),
             self._scan(source, "ParentKeys"),
             self._scan(source, "PendingChildKeys"),
@@ -192,24 +193,29 @@ class ChainReader:
             coldkeys=frozen({}),
             min_take_per_subnet=_per_subnet(extras.get(MIN_TAKE_PER_SUBNET)),
             suspended=_suspensions(extras.get(THRESHOLD_SUSPENDED)) if THRESHOLD_SUSPENDED in extras else None,
+            subnet_sizes=frozen({int(n): int(v) for n, v in sizes}),
         )
 
     async def _read_hotkeys(self, source: StorageSource, read: ChainRead, scope: ScopeConfig) -> ChainRead:
-        subnets = [n for n in read.netuids if n != 0 and scope.includes_netuid(n)]
-        uid_keys = [[n, uid] for n in subnets for uid, ok in enumerate(read.permits.get(n, ())) if ok]
-        watch_keys = [[n, w.hotkey] for n in subnets for w in scope.watch]
+        """The hotkey of every uid on every subnet (permit holders are tracked, the rest contend
+        for permits), and the uids of watched hotkeys on every subnet, root included."""
+        uid_keys = [[n, uid] for n in read.netuids if n != 0 for uid in range(_uid_count(read, n))]
+        watch_keys = [[n, w.hotkey] for n in read.netuids for w in scope.watch]
         hotkeys, uids = await gather_or_cancel(source.batch("Keys", uid_keys), source.batch("Uids", watch_keys))
         return replace(
             read,
-            hotkeys=frozen({(n, uid): h for (n, uid), h in zip(uid_keys, hotkeys)}),
+            # An empty key of a permitted uid is kept, for check_read to refuse;
+            # of any other uid it means nobody is registered there.
+            hotkeys=frozen({(n, uid): h for (n, uid), h in zip(uid_keys, hotkeys) if _someone(h) or _permitted(read, n, uid)}),
             watched_uids=frozen({(n, h): int(uid) for (n, h), uid in zip(watch_keys, uids) if uid is not None}),
         )
 
     async def _read_stakes(self, source: StorageSource, read: ChainRead, scope: ScopeConfig) -> ChainRead:
-        candidates = select_candidates(read, scope)
-        stake_list = sorted(stake_keys(read, scope))  # candidates and their parents, on their subnet and root
-        take_list = sorted(candidates)
-        owners = sorted({hotkey for hotkey, _ in candidates})
+        tracked = tracked_candidates(read, scope.watched_hotkeys)
+        # every registered uid and every tracked pair, their parents, on their subnet and root
+        stake_list = sorted(stake_keys(read, scope))
+        take_list = sorted(tracked)
+        owners = sorted({hotkey for hotkey, _ in tracked})
         stakes, takes, coldkeys = await gather_or_cancel(
             source.batch("TotalHotkeyAlpha", [list(k) for k in stake_list]),
             source.batch("ChildkeyTake", [list(k) for k in take_list]),
@@ -221,6 +227,23 @@ class ChainReader:
             takes=frozen({k: int(v) for k, v in zip(take_list, takes) if v}),
             coldkeys=frozen(dict(zip(owners, coldkeys))),
         )
+
+
+def _uid_count(read: ChainRead, netuid: int) -> int:
+    """Uids to read on ``netuid``; a size the chain cannot have is refused before anything is asked for."""
+    size = read.subnet_sizes.get(netuid, 0)
+    if not 0 <= size <= MAX_UIDS:
+        raise InvalidRead("subnet_too_big", f"SubnetworkN[{netuid}] is {size} (bound {MAX_UIDS})")
+    return max(size, len(read.permits.get(netuid, ())))
+
+
+def _someone(hotkey: Any) -> bool:
+    return bool(hotkey) and hotkey != ZERO_ACCOUNT
+
+
+def _permitted(read: ChainRead, netuid: int, uid: int) -> bool:
+    permits = read.permits.get(netuid, ())
+    return uid < len(permits) and permits[uid]
 
 
 def _links(value) -> tuple[tuple[int, str], ...]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
@@ -40,6 +41,14 @@ def storable_int(value: int):
         return float(value)
     except OverflowError:
         return math.inf if value > 0 else -math.inf
+
+
+class HistoryWasReset(Exception):
+    """The file was wiped (``history reset``) since its state was loaded."""
+
+
+def _new_generation() -> str:
+    return uuid.uuid4().hex
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,37 @@ class HistoryStore:
         }
         return HistoryState(validators, edges, pending)
 
+    def generation(self) -> Optional[str]:
+        """The file's reset generation: it changes whenever the history is wiped."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return None if row is None else row[0]
+
+    def ensure_generation(self) -> str:
+        """The generation, giving a file that has none (new, or from an older exporter) one."""
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.execute("INSERT OR IGNORE INTO meta VALUES ('generation', ?)", (_new_generation(),))
+            value = c.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+        return value
+
+    def last_changes(self, hotkeys: Iterable[str]) -> dict[tuple[str, int, str], tuple[int, float]]:
+        """(hotkey, netuid, kind) -> (block, time) of the newest event of each kind for ``hotkeys``."""
+        found: dict[tuple[str, int, str], tuple[int, float]] = {}
+        for hotkey in sorted(set(hotkeys)):
+            for netuid, kind, block, time in self._conn.execute(
+                "SELECT netuid, kind, block, time FROM events WHERE id IN"
+                " (SELECT max(id) FROM events WHERE hotkey = ? GROUP BY netuid, kind)",
+                (hotkey,),
+            ):
+                found[(hotkey, netuid, kind)] = (block, time)
+        return found
+
     def commit_refresh(
         self,
         snapshot: Snapshot,
@@ -137,12 +177,20 @@ class HistoryStore:
         events: list[ChangeEvent],
         retention: Retention,
         watched: frozenset[str],
+        generation: Optional[str] = None,
     ) -> None:
-        """Write one refresh (state diff, events, samples, retention) in one transaction."""
+        """Write one refresh (state diff, events, samples, retention) in one transaction.
+
+        With ``generation``, raises ``HistoryWasReset`` (writing nothing) if
+        the file's generation is another one: ``previous`` is then not what
+        the file holds.
+        """
         block, now = snapshot.chain.block, storable_int(int(snapshot.chain.timestamp_seconds))
         c = self._conn
         c.execute("BEGIN IMMEDIATE")
         try:
+            if generation is not None and self.generation() != generation:
+                raise HistoryWasReset()
             _write_state_diff(c, previous, state, block)
             c.executemany(
                 "INSERT INTO events (block, time, kind, hotkey, netuid, parent, child, old_value, new_value)"
@@ -164,7 +212,8 @@ class HistoryStore:
         hour = now // 3600
         last_hour = c.execute("SELECT value FROM meta WHERE key = 'last_hourly_sample'").fetchone()
         hourly = last_hour is None or int(last_hour[0]) != hour
-        rows = [v for v in snapshot.validators if retention.sample_all or v.hotkey in watched]
+        # Watched hotkeys wherever they are tracked, even outside the exported subnets.
+        rows = list(snapshot.validators) if retention.sample_all else [v for v in snapshot.tracked if v.hotkey in watched]
         if hourly:
             c.execute("INSERT OR REPLACE INTO meta VALUES ('last_hourly_sample', ?)", (str(hour),))
         if not rows:
@@ -180,12 +229,18 @@ class HistoryStore:
         c.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", samples)
 
     def reset(self) -> None:
-        """Delete every row (the schema stays), then give the space back."""
+        """Delete every row (the schema stays) under a new generation, then give the space back.
+
+        A running exporter sees the new generation before its next write and
+        records a fresh baseline instead of diffing against state it holds in
+        memory that the file no longer has.
+        """
         c = self._conn
         c.execute("BEGIN IMMEDIATE")
         try:
             for table in ("events", "samples", "series", "validator_state", "edge_state", "pending_state", "meta"):
                 c.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+            c.execute("INSERT INTO meta VALUES ('generation', ?)", (_new_generation(),))
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")

@@ -23,7 +23,7 @@ from urllib.parse import quote
 import structlog
 
 from exporter.history.schema import SchemaTooNew, check_not_newer
-from exporter.history.store import HistoryStore, Retention
+from exporter.history.store import HistoryStore, HistoryWasReset, Retention
 from exporter.snapshot.changes import ChangeEvent, HistoryState, state_of
 from exporter.snapshot.model import Snapshot
 
@@ -111,6 +111,9 @@ class HistoryWriter:
         self._store: Optional[HistoryStore] = None
         self._owner: Optional[int] = None  # the thread that opened the connection
         self._state = HistoryState.empty()
+        self._generation: Optional[str] = None  # the file's reset generation the state belongs to
+        # (hotkey, netuid, kind) -> (block, time) of the last change, watched hotkeys only
+        self._last_changes: dict[tuple[str, int, str], tuple[int, float]] = {}
         self._last_failure: Optional[tuple[str, str]] = None  # (stage, error type) last logged with a traceback
 
     def _open(self) -> bool:
@@ -123,7 +126,7 @@ class HistoryWriter:
             self._failed("open", error)
             return False
         try:
-            self._state = store.load_state()
+            self._load(store, store.ensure_generation())
         except Exception as error:  # noqa: BLE001 - history never blocks metrics
             self._failed("open", error)
             _close_quietly(store)
@@ -131,6 +134,26 @@ class HistoryWriter:
         self._store, self._owner = store, threading.get_ident()
         self._last_failure = None
         return True
+
+    def _load(self, store: HistoryStore, generation: Optional[str]) -> None:
+        """The recorded state and last changes as the file holds them at ``generation``."""
+        state = store.load_state()
+        last_changes = store.last_changes(self._watched)
+        self._state, self._generation, self._last_changes = state, generation, last_changes
+
+    def _follow_reset(self, store: HistoryStore) -> bool:
+        """Reload if the file was wiped since it was loaded; True if it was."""
+        generation = store.generation()
+        if generation == self._generation and generation is not None:
+            return False
+        log.warning("history was reset; recording a new baseline, no events for it", path=self._path)
+        self._load(store, store.ensure_generation())
+        return True
+
+    @property
+    def last_changes(self) -> dict[tuple[str, int, str], tuple[int, float]]:
+        """(hotkey, netuid, kind) -> (block, time) of the last recorded change, for watched hotkeys."""
+        return dict(self._last_changes)
 
     def _check_thread(self) -> None:
         if self._owner is not None and self._owner != threading.get_ident():
@@ -141,7 +164,9 @@ class HistoryWriter:
         self._check_thread()
         if not self._open():
             return None
+        assert self._store is not None
         try:
+            self._follow_reset(self._store)
             state, events = state_of(snapshot, self._state, self._ratio)
         except Exception as error:  # noqa: BLE001 - history never blocks metrics
             self._failed("changes", error)
@@ -153,8 +178,18 @@ class HistoryWriter:
         self._check_thread()
         if self._store is None:
             return Committed(ok=False)
+        store = self._store
         try:
-            self._store.commit_refresh(snapshot, self._state, diff.state, list(diff.events), self._retention, self._watched)
+            try:
+                store.commit_refresh(snapshot, self._state, diff.state, list(diff.events), self._retention,
+                                     self._watched, self._generation)
+            except HistoryWasReset:
+                # Wiped between diff and commit: the events were against state the file no longer holds.
+                self._follow_reset(store)
+                state, events = state_of(snapshot, self._state, self._ratio)
+                diff = Diff(state, tuple(events))
+                store.commit_refresh(snapshot, self._state, diff.state, list(diff.events), self._retention,
+                                     self._watched, self._generation)
         except Exception as error:  # noqa: BLE001 - any failure, SQLite's or not, leaves the state where it was
             self._failed("write", error)
             if isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.OperationalError):
@@ -162,10 +197,13 @@ class HistoryWriter:
             return Committed(ok=False)
         self._state = diff.state
         self._last_failure = None
+        for e in diff.events:
+            if e.hotkey in self._watched:
+                self._last_changes[(e.hotkey, e.netuid, e.kind)] = (e.block, e.time)
         if diff.events:
             log.info("changes recorded", block=snapshot.chain.block, events=len(diff.events))
         try:
-            size: Optional[int] = self._store.size_bytes()
+            size: Optional[int] = store.size_bytes()
         except OSError:
             size = None
         return Committed(ok=True, events=diff.events, database_bytes=size, at=self._clock())

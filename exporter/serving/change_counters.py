@@ -7,7 +7,7 @@ a hotkey that leaves scope keeps its series.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from exporter.snapshot.changes import CHANGE_KINDS, ChangeEvent
 from exporter.snapshot.model import ValidatorState
@@ -45,3 +45,28 @@ class ChangeCounters:
             for (h, n, k), c in sorted(self._counts.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2]))
         )
         return "".join(lines).encode()
+
+
+LAST_CHANGE_TIME = "bittensor_validator_last_change_timestamp_seconds"
+LAST_CHANGE_BLOCK = "bittensor_validator_last_change_block"
+
+
+def render_last_changes(last_changes: Mapping[tuple[str, int, str], tuple[int, float]]) -> bytes:
+    """When each watched validator last changed, by kind, from the history database.
+
+    Loaded from the file at start and kept by the refresh thread, so an alert
+    on recency (``time() - ... < 3600``) fires for a change recorded while
+    Prometheus could not see the exporter, and survives its restarts.
+    """
+    rows = sorted(last_changes.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2]))
+    parts = [
+        f"# HELP {LAST_CHANGE_TIME} Chain time (block timestamp) of the last recorded change of this kind to a watched "
+        "validator (for an edge: the child; for a pending set: the parent), from the history database.\n"
+        f"# TYPE {LAST_CHANGE_TIME} gauge\n",
+        *(f'{LAST_CHANGE_TIME}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {float(t)!r}\n' for (h, n, k), (_, t) in rows),
+        f"# HELP {LAST_CHANGE_BLOCK} Block of the first refresh that saw the last recorded change of this kind to a "
+        "watched validator, from the history database.\n"
+        f"# TYPE {LAST_CHANGE_BLOCK} gauge\n",
+        *(f'{LAST_CHANGE_BLOCK}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {int(b)}\n' for (h, n, k), (b, _) in rows),
+    ]
+    return "".join(parts).encode()

@@ -118,6 +118,14 @@ def render_snapshot(snapshot: Snapshot, extra: bytes = b"") -> bytes:
         "bittensor_childkey_pending_proportion_ratio", "Share (0-1) of the parent's stake the pending child set would delegate to the child.", "gauge",
         ((f'parent_hotkey="{p.parent}",child_hotkey="{child}",netuid="{p.netuid}"', u64_ratio(q)) for p in snapshot.pending for q, child in p.children),
     )
+    w.family(
+        "bittensor_childkey_pending_proportion_change_ratio",
+        "What the pending child set will do to the child when it applies: pending minus current proportion "
+        "(negative: cut; minus the current proportion: dropped; 0: unchanged; positive: raised or added).",
+        "gauge",
+        ((f'parent_hotkey="{e.parent}",child_hotkey="{e.child}",netuid="{e.netuid}"', u64_ratio(e.pending) - u64_ratio(e.current))
+         for e in snapshot.pending_effects),
+    )
     subnets = snapshot.subnets
     w.family(
         "bittensor_subnet_max_validators", "MaxAllowedValidators: k in the subnet's top-k validator permit rule.", "gauge",
@@ -132,6 +140,25 @@ def render_snapshot(snapshot: Snapshot, extra: bytes = b"") -> bytes:
         "Stake weight of the k-th strongest current permit holder (absent while fewer than k hold permits); below it a permit is at risk at the next epoch.",
         "gauge",
         ((f'netuid="{n.netuid}"', to_units(n.permit_cutoff_stake_weight)) for n in subnets if n.permit_cutoff_stake_weight is not None),
+    )
+    w.family(
+        "bittensor_subnet_top_contender_stake_weight_alpha",
+        "Stake weight of the strongest uid without a validator permit (absent when every uid holds one); on a full "
+        "subnet it takes the weakest holder's permit at the next epoch once it is ahead.",
+        "gauge",
+        ((f'netuid="{n.netuid}"', to_units(n.top_contender_stake_weight)) for n in subnets if n.top_contender_stake_weight is not None),
+    )
+    w.family(
+        "bittensor_watched_hotkey_found",
+        "1 if the watched hotkey holds a uid on at least one subnet (root included), else 0: per-validator alerts for a key that is not found are inert.",
+        "gauge",
+        ((f'hotkey="{k.hotkey}",alias="{escape_label(k.alias)}"', int(k.found)) for k in snapshot.watched),
+    )
+    w.family(
+        "bittensor_watched_hotkey_registered",
+        "1 for each subnet (root included) where the watched hotkey holds a uid.",
+        "gauge",
+        ((f'hotkey="{k.hotkey}",alias="{escape_label(k.alias)}",netuid="{n}"', 1) for k in snapshot.watched for n in k.netuids),
     )
     chain = snapshot.chain
     for name, help_text, value in (

@@ -1,8 +1,11 @@
 """Build the immutable snapshot from one chain read: a pure function, no I/O.
 
-Scope: every validator-permit holder on every subnet (netuid != 0) in the
-configured filter whose stake weight reaches ``min_stake_weight``, plus every
-watched hotkey wherever it is registered or has childkey relationships.
+Exported (``validators``): every validator-permit holder on every subnet
+(netuid != 0) in the configured filter whose stake weight reaches
+``min_stake_weight``, plus every watched hotkey wherever it is registered or
+has childkey relationships. Tracked for history (``tracked``): the same
+without the netuid and stake filters (see ``scope``). Every other uid is a
+permit contender: only its stake weight is computed.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ from __future__ import annotations
 from typing import Optional
 
 from exporter.config import ScopeConfig
-from exporter.snapshot.model import ChainInfo, ChainRead, Edge, Identity, PendingChildren, Snapshot, SubnetState, ValidatorState
-from exporter.snapshot.scope import select_candidates
+from exporter.snapshot.model import (
+    ChainInfo, ChainRead, Edge, Identity, PendingChildren, PendingEffect, Snapshot, SubnetState, ValidatorState, WatchedKey,
+)
+from exporter.snapshot.scope import registered_uids, tracked_candidates
 from exporter.snapshot.stake_math import effective_take, inherited_stake
 from exporter.snapshot.units import take_ratio, to_rao, u64_ratio
 
@@ -62,16 +67,22 @@ def _has_permit(read: ChainRead, netuid: int, uid: Optional[int]) -> bool:
 def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
     watched = {w.hotkey: w for w in scope.watch}
     min_weight_fixed = to_rao(scope.min_stake_weight) * _I64F64_ONE
-    validators = []
+    tracked, validators = [], []
     permit_weights: dict[int, list[float]] = {}
-    permit_holders = set()
-    for (hotkey, netuid), uid in sorted(select_candidates(read, scope).items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    contenders: dict[int, float] = {}  # netuid -> strongest stake weight without a permit
+    candidates = tracked_candidates(read, frozenset(watched))
+    for (hotkey, netuid), uid in sorted(candidates.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         state, weight_fixed = _stake_of(read, hotkey, netuid, uid)
+        tracked.append(state)
         if state.permit:
             permit_weights.setdefault(netuid, []).append(state.stake_weight)
-            permit_holders.add((hotkey, netuid))
-        if hotkey in watched or weight_fixed >= min_weight_fixed:
+        elif uid is not None:
+            contenders[netuid] = max(contenders.get(netuid, 0.0), state.stake_weight)
+        if scope.includes_netuid(netuid) and (hotkey in watched or weight_fixed >= min_weight_fixed):
             validators.append(state)
+    for hotkey, netuid, uid in registered_uids(read):
+        if (hotkey, netuid) not in candidates and scope.includes_netuid(netuid) and not _has_permit(read, netuid, uid):
+            contenders[netuid] = max(contenders.get(netuid, 0.0), _stake_weight(read, hotkey, netuid))
     in_scope = {(v.hotkey, v.netuid) for v in validators}
 
     chain_edges = tuple(
@@ -93,7 +104,7 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
         for h in sorted({v.hotkey for v in validators})
     )
     subnets = tuple(
-        _subnet(read, netuid, permit_weights.get(netuid, []))
+        _subnet(read, netuid, permit_weights.get(netuid, []), contenders.get(netuid))
         for netuid in read.netuids
         if netuid != 0 and scope.includes_netuid(netuid)
     )
@@ -116,13 +127,46 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
         subnets=subnets,
         chain_edges=chain_edges,
         chain_pending=chain_pending,
-        permit_holders=frozenset(permit_holders),
+        tracked=tuple(tracked),
+        pending_effects=_pending_effects(read, pending),
+        watched=tuple(
+            WatchedKey(w.hotkey, w.alias, tuple(sorted(n for (n, h) in read.watched_uids if h == w.hotkey)))
+            for w in scope.watch
+        ),
         expected_takes={h: w.expected_take for h, w in watched.items() if w.expected_take is not None},
     )
 
 
+def _stake_weight(read: ChainRead, hotkey: str, netuid: int) -> float:
+    """Stake weight (rao) of a uid that is only a permit contender."""
+    stake = read.stake
+    own, root = stake.get((hotkey, netuid), 0), stake.get((hotkey, 0), 0)
+    children = read.children.get((hotkey, netuid), ())
+    parents = read.parents.get((hotkey, netuid), ())
+    if not own and not root and not parents:
+        return 0.0
+    result = inherited_stake(
+        own_alpha=own,
+        own_root=root,
+        child_proportions=[p for p, _ in children],
+        parents=[(p, stake.get((parent, netuid), 0), stake.get((parent, 0), 0)) for p, parent in parents],
+        tao_weight_raw=read.tao_weight,
+    )
+    return result.stake_weight_fixed / _I64F64_ONE
 
-def _subnet(read: ChainRead, netuid: int, permit_weights: list[float]) -> SubnetState:
+
+def _pending_effects(read: ChainRead, pending: tuple[PendingChildren, ...]) -> tuple[PendingEffect, ...]:
+    """For each pending set, every child it would drop, cut, keep, raise or add."""
+    effects = []
+    for p in pending:
+        now = {child: q for q, child in read.children.get((p.parent, p.netuid), ())}
+        later = {child: q for q, child in p.children}
+        for child in sorted(now.keys() | later.keys()):
+            effects.append(PendingEffect(p.parent, child, p.netuid, now.get(child, 0), later.get(child, 0)))
+    return tuple(effects)
+
+
+def _subnet(read: ChainRead, netuid: int, permit_weights: list[float], contender: Optional[float]) -> SubnetState:
     k = read.max_validators.get(netuid, 0)
     ranked = sorted(permit_weights, reverse=True)
     return SubnetState(
@@ -130,4 +174,5 @@ def _subnet(read: ChainRead, netuid: int, permit_weights: list[float]) -> Subnet
         max_validators=k,
         permits=sum(read.permits.get(netuid, ())),
         permit_cutoff_stake_weight=ranked[k - 1] if 0 < k <= len(ranked) else None,
+        top_contender_stake_weight=contender,
     )

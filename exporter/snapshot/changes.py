@@ -100,11 +100,16 @@ def state_of(snapshot: Snapshot, previous: HistoryState, stake_ratio: float) -> 
 
     first_run = previous.is_empty
     validators = {}
-    for v in snapshot.validators:
+    for v in snapshot.tracked:
         key = (v.hotkey, v.netuid)
         record = ValidatorRecord(v.uid, v.permit, v.own_alpha, v.stake_weight, v.childkey_take, v.own_alpha, v.stake_weight)
         old = previous.validators.get(key)
-        if old is not None:
+        if old is None:
+            # Newly tracked: a permit holder that was not one before (a watched
+            # hotkey enters tracking with or without one, without a change).
+            if v.permit and not first_run:
+                emit("permit_gained", *key, old=False, new=True)
+        else:
             record = replace(record, own_ref=old.own_ref, weight_ref=old.weight_ref)
             if abs(old.take - v.childkey_take) > 1e-12:
                 emit("take_changed", *key, old=old.take, new=v.childkey_take)
@@ -118,8 +123,8 @@ def state_of(snapshot: Snapshot, previous: HistoryState, stake_ratio: float) -> 
                 record = replace(record, weight_ref=v.stake_weight)
         validators[key] = record
     for key, old in previous.validators.items():
-        # Gone from scope: if it also holds no permit any more, that is why.
-        if key not in validators and old.permit and key not in snapshot.permit_holders:
+        # No longer tracked: it holds no permit any more (and is not watched).
+        if key not in validators and old.permit:
             emit("permit_lost", *key, old=True, new=False)
 
     edges = {(e.parent, e.child, e.netuid): e.proportion for e in snapshot.chain_edges}

@@ -45,6 +45,9 @@ class ChainRead:
     # Items only newer runtimes have; None when the connected runtime lacks them.
     min_take_per_subnet: Optional[Mapping[int, int]] = None
     suspended: Optional[Mapping[tuple[str, int], bool]] = None
+    # netuid -> SubnetworkN (uids registered); ValidatorPermit is only as long
+    # as the subnet was at its last epoch, so uids registered since lie beyond it.
+    subnet_sizes: Mapping[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,34 @@ class PendingChildren:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingEffect:
+    """What a scheduled child set will do to one child when it applies (u64 fractions of u64::MAX)."""
+
+    parent: str
+    child: str
+    netuid: int
+    current: int  # 0: not a child now
+    pending: int  # 0: dropped by the set
+
+    @property
+    def change(self) -> int:
+        return self.pending - self.current
+
+
+@dataclass(frozen=True, slots=True)
+class WatchedKey:
+    """A watched hotkey and the subnets (root included) where it holds a uid; none: not found."""
+
+    hotkey: str
+    alias: str
+    netuids: tuple[int, ...]
+
+    @property
+    def found(self) -> bool:
+        return bool(self.netuids)
+
+
+@dataclass(frozen=True, slots=True)
 class Identity:
     hotkey: str
     coldkey: str
@@ -101,6 +132,9 @@ class SubnetState:
     # below it would lose its permit if the epoch ran at this block. None while
     # fewer than k uids hold permits (then only StakeThreshold limits permits).
     permit_cutoff_stake_weight: Optional[float]
+    # Stake weight (rao) of the strongest uid without a permit: the first to take
+    # a permit from the weakest holder of a full subnet. None: every uid holds one.
+    top_contender_stake_weight: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -127,9 +161,11 @@ class Snapshot:
     identities: tuple[Identity, ...]
     subnets: tuple[SubnetState, ...] = ()
     expected_takes: Mapping[str, float] = field(default_factory=dict)  # hotkey -> ratio
-    # The whole chain's edges and pending sets, and every permit holder before the
-    # stake filter: change history needs them to tell "removed from the chain"
-    # from "left the exporter's scope".
+    # Change history follows the chain, not the export scope: the whole chain's
+    # edges and pending sets, and every tracked validator (permit holders on
+    # every subnet and watched hotkeys, whatever the netuid and stake filters).
     chain_edges: tuple[Edge, ...] = ()
     chain_pending: tuple[PendingChildren, ...] = ()
-    permit_holders: frozenset = frozenset()  # (hotkey, netuid)
+    tracked: tuple[ValidatorState, ...] = ()
+    pending_effects: tuple[PendingEffect, ...] = ()  # of the exported pending sets
+    watched: tuple[WatchedKey, ...] = ()

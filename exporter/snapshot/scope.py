@@ -1,9 +1,14 @@
-"""The scope rule: which (hotkey, netuid) pairs a refresh looks at, before the stake filter.
+"""The scope rules: which (hotkey, netuid) pairs a refresh tracks, and which it exports.
 
-Permit holders on every subnet (netuid != 0) in the configured filter, plus
-every watched hotkey wherever it is registered or has childkey relationships.
-The chain reader uses it to know whose stakes to read; the snapshot builder
-uses it to know whom to compute.
+*Tracked* (change history follows the chain, not the export scope): every
+validator-permit holder on every subnet (netuid != 0), plus every watched
+hotkey wherever it is registered or has childkey relationships, whatever the
+netuid filter and ``min_stake_weight`` say. *Exported* (``/metrics``): the
+tracked pairs on the subnets the netuid filter includes; the snapshot builder
+then applies the stake filter to them.
+
+*Contenders*: every other registered uid on a subnet. Only their stake
+weights are computed, to find the strongest uid without a permit.
 """
 
 from __future__ import annotations
@@ -14,24 +19,35 @@ from exporter.config import ScopeConfig
 from exporter.snapshot.model import ChainRead
 
 
-def select_candidates(read: ChainRead, scope: ScopeConfig) -> dict[tuple[str, int], Optional[int]]:
-    """(hotkey, netuid) -> uid for permit holders and watched hotkeys, before the stake filter."""
+def tracked_candidates(read: ChainRead, watched: frozenset[str]) -> dict[tuple[str, int], Optional[int]]:
+    """(hotkey, netuid) -> uid for permit holders and watched hotkeys on every subnet."""
     candidates: dict[tuple[str, int], Optional[int]] = {}
     for netuid in read.netuids:
-        if netuid == 0 or not scope.includes_netuid(netuid):
+        if netuid == 0:
             continue
         for uid, permitted in enumerate(read.permits.get(netuid, ())):
             hotkey = read.hotkeys.get((netuid, uid))
             if permitted and hotkey is not None:
                 candidates[(hotkey, netuid)] = uid
     for (netuid, hotkey), uid in read.watched_uids.items():
-        if netuid != 0 and scope.includes_netuid(netuid):
+        if netuid != 0:
             candidates.setdefault((hotkey, netuid), uid)
-    watched = scope.watched_hotkeys
-    for hotkey, netuid in _related_keys(read, watched):
-        if scope.includes_netuid(netuid):
-            candidates.setdefault((hotkey, netuid), None)
+    for key in _related_keys(read, watched):
+        candidates.setdefault(key, None)
     return candidates
+
+
+def select_candidates(read: ChainRead, scope: ScopeConfig) -> dict[tuple[str, int], Optional[int]]:
+    """The tracked pairs on the subnets the netuid filter includes, before the stake filter."""
+    return {
+        key: uid for key, uid in tracked_candidates(read, scope.watched_hotkeys).items()
+        if scope.includes_netuid(key[1])
+    }
+
+
+def registered_uids(read: ChainRead) -> Iterable[tuple[str, int, int]]:
+    """(hotkey, netuid, uid) of every uid the read knows the hotkey of, on subnets other than root."""
+    return ((hotkey, netuid, uid) for (netuid, uid), hotkey in read.hotkeys.items() if netuid != 0)
 
 
 def _related_keys(read: ChainRead, hotkeys: frozenset[str]) -> Iterable[tuple[str, int]]:

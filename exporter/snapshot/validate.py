@@ -31,7 +31,7 @@ from typing import Iterable, Optional
 
 from exporter.config import ScopeConfig
 from exporter.snapshot.model import ChainRead, Link, Snapshot
-from exporter.snapshot.scope import select_candidates
+from exporter.snapshot.scope import registered_uids, tracked_candidates
 from exporter.snapshot.units import RAO_PER_UNIT, U64_MAX
 
 # The chain's own limits.
@@ -191,9 +191,12 @@ def check_successor(last: ChainRead, read: ChainRead) -> None:
 
 
 def stake_keys(read: ChainRead, scope: ScopeConfig) -> set[tuple[str, int]]:
-    """The (hotkey, netuid) whose TotalHotkeyAlpha a read asks for: candidates and their parents, on their subnet and root."""
+    """The (hotkey, netuid) whose TotalHotkeyAlpha a read asks for: every registered uid's
+    hotkey and every tracked pair, and their parents, on their subnet and root."""
     keys: set[tuple[str, int]] = set()
-    for hotkey, netuid in select_candidates(read, scope):
+    pairs = {(h, n) for h, n, _ in registered_uids(read)}
+    pairs.update(tracked_candidates(read, scope.watched_hotkeys))
+    for hotkey, netuid in pairs:
         for who in (hotkey, *(parent for _, parent in read.parents.get((hotkey, netuid), ()))):
             keys.update(((who, netuid), (who, 0)))
     return keys
