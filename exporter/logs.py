@@ -14,6 +14,10 @@ renderer, so with JSON on, every line is one JSON object, tracebacks included
 
 The chain session's event loop reports its own ("Task exception was never
 retrieved") through its exception handler, into the same log.
+
+``report_to`` adds one processor that sees every exporter line before it is
+rendered (exceptions still attached) and leaves it as it is: exporter.sentry's,
+when ``SENTRY_DSN`` is set. Without one, nothing is added.
 """
 
 from __future__ import annotations
@@ -21,35 +25,38 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import Any
+from typing import Any, Callable, Optional
 
 import structlog
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _HANDLER_NAME = "exporter"
 log = structlog.get_logger("exporter")
+Processor = Callable[[Any, str, Any], Any]
+_reporter: Optional[Processor] = None
+_configured: Optional[tuple[str, bool]] = None  # (level, use_json) of the last configure_logging
+
+
+def report_to(reporter: Optional[Processor]) -> None:
+    """Pass every exporter log line, at the configured level and above, to ``reporter``
+    (a structlog processor that returns the event dict unchanged); None: to nothing.
+
+    Only the structlog pipeline is rebuilt: the handler and the hooks stay as they
+    are (Sentry, set up after ``configure_logging``, wraps ``sys.excepthook``)."""
+    global _reporter
+    _reporter = reporter
+    if _configured is not None:
+        _configure_structlog(*_configured)
 
 
 def configure_logging(level: str = "info", fmt: str = "auto", stream=None) -> None:
     """Route every log line of the process to ``stream`` (stderr) in one format; idempotent."""
     stream = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not _isatty(stream))
-    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
-    # JSON needs the traceback as a string field; the console renderer prints it itself.
-    tracebacks = [structlog.processors.format_exc_info] if use_json else []
+    _configure_structlog(level, use_json)
+    timestamper = _timestamper()
+    tracebacks = _tracebacks(use_json)
     renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            timestamper,
-            *tracebacks,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        cache_logger_on_first_use=False,
-    )
     handler = logging.StreamHandler(stream)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
@@ -73,6 +80,33 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream=None) -> No
     sys.excepthook = _excepthook
     threading.excepthook = _thread_excepthook
     sys.unraisablehook = _unraisablehook
+
+
+def _configure_structlog(level: str, use_json: bool) -> None:
+    global _configured
+    _configured = (level, use_json)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            _timestamper(),
+            *([_reporter] if _reporter is not None else []),  # before format_exc_info takes the exception
+            *_tracebacks(use_json),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _timestamper() -> Any:
+    return structlog.processors.TimeStamper(fmt="iso", utc=True)
+
+
+def _tracebacks(use_json: bool) -> list:
+    # JSON needs the traceback as a string field; the console renderer prints it itself.
+    return [structlog.processors.format_exc_info] if use_json else []
 
 
 def _strip_event(logger, method_name, event_dict):
