@@ -34,7 +34,12 @@ from bittensor._transport.storage import decode_storage_values
 
 from exporter.snapshot.validate import InvalidRead
 
-PAGE_SIZE = 1000  # the node-side cap on state_getKeysPaged and a sane queryStorageAt size
+PAGE_SIZE = 1000  # the node-side cap on state_getKeysPaged
+# Keys per state_queryStorageAt of a batch. Nodes cap that call only by the
+# JSON-RPC request and response sizes (15 MiB by default); 2,500 keys are
+# about 0.5 MB each way. A refresh reads every uid's hotkey and stake
+# (~90,000 keys at mainnet scale), so this halves its requests against 1,000.
+QUERY_BATCH = 2500
 SUBTENSOR = "SubtensorModule"
 # The largest value read is a ValidatorPermit of MaxAllowedUids (<= 4096) bools;
 # anything past 64 KiB is not one of the exporter's items.
@@ -89,7 +94,7 @@ class StorageReader:
             return []
         entry = self._codec.storage_entry(pallet, item)
         keys = ["0x" + k.hex() for k in self._codec.storage_key_batch(entry, [list(p) for p in params_list])]
-        chunks = [keys[i : i + PAGE_SIZE] for i in range(0, len(keys), PAGE_SIZE)]
+        chunks = [keys[i : i + QUERY_BATCH] for i in range(0, len(keys), QUERY_BATCH)]
         found: dict[str, Optional[str]] = {}
         for part in await gather_or_cancel(*(self._query_storage(chunk) for chunk in chunks)):
             found.update(part)
