@@ -237,16 +237,16 @@ def test_a_failed_chunk_fails_the_batch_and_stops_the_others(monkeypatch):
 # -- batch and values -------------------------------------------------------------------------
 
 
-def test_batch_chunks_by_page_keeps_input_order_and_applies_defaults():
+def test_batch_chunks_by_query_batch_keeps_input_order_and_applies_defaults():
     state = hotkeys_chain(300)
     reader, conn = reader_over(state)
     present = [[hk(i), 1] for i in range(300)]
-    missing = [[hk(i), 2] for i in range(2100)]
+    missing = [[hk(i), 2] for i in range(5300)]
     asked = [key for pair in zip(missing, present) for key in pair] + missing[300:]
     values = run(reader.batch("TotalHotkeyAlpha", asked))
     want = {tuple(k): i + 1 for i, k in enumerate(present)}
     assert values == [want.get(tuple(k), 0) for k in asked]
-    assert conn.sizes("state_queryStorageAt") == [1000, 1000, 400]
+    assert conn.sizes("state_queryStorageAt") == [2500, 2500, 600]
 
 
 def test_batch_defaults_follow_the_query_kind():
