@@ -144,3 +144,14 @@ def test_watched_hotkeys_say_where_they_are_registered():
     scope = ScopeConfig(watch=(WatchedHotkey(t.P, "parent"), WatchedHotkey(t.hotkey(99), "typo")))
     snapshot = build_snapshot(chain_read(watched_uids={(0, t.P): 0, (1, t.P): 0}), scope)
     assert [(k.alias, k.netuids, k.found) for k in snapshot.watched] == [("parent", (0, 1), True), ("typo", (), False)]
+
+
+@pytest.mark.parametrize("own,root,tao_weight", [
+    (0, 0, t.TAO_WEIGHT), (1, 1, 1), (2**64 - 1, 2**64 - 1, 2**64 - 1), (123_456_789_012, 98_765_432_109, t.TAO_WEIGHT),
+])
+def test_a_contender_without_childkeys_weighs_what_the_full_arithmetic_says(own, root, tao_weight):
+    from exporter.snapshot.builder import _stake_weight
+    from exporter.snapshot.stake_math import inherited_stake
+    read = chain_read(stake={(t.NP, 1): own, (t.NP, 0): root}, children={}, parents={}, tao_weight=tao_weight)
+    full = inherited_stake(own_alpha=own, own_root=root, child_proportions=[], parents=[], tao_weight_raw=tao_weight)
+    assert _stake_weight(read, t.NP, 1) == full.stake_weight_fixed / 2**64

@@ -17,7 +17,7 @@ from exporter.snapshot.model import (
     ChainInfo, ChainRead, Edge, Identity, PendingChildren, PendingEffect, Snapshot, SubnetState, ValidatorState, WatchedKey,
 )
 from exporter.snapshot.scope import registered_uids, tracked_candidates
-from exporter.snapshot.stake_math import effective_take, inherited_stake
+from exporter.snapshot.stake_math import effective_take, inherited_stake, stake_weight_fixed
 from exporter.snapshot.units import take_ratio, to_rao, u64_ratio
 
 _U96F32_ONE = 2**32
@@ -143,8 +143,10 @@ def _stake_weight(read: ChainRead, hotkey: str, netuid: int) -> float:
     own, root = stake.get((hotkey, netuid), 0), stake.get((hotkey, 0), 0)
     children = read.children.get((hotkey, netuid), ())
     parents = read.parents.get((hotkey, netuid), ())
-    if not own and not root and not parents:
-        return 0.0
+    if not parents and not children:
+        # Nothing given or received: inherited = own on both sides (the chain's
+        # U96F32 round trip of a u64 is exact), then the same I64F64 sum.
+        return stake_weight_fixed(own, root, read.tao_weight) / _I64F64_ONE
     result = inherited_stake(
         own_alpha=own,
         own_root=root,

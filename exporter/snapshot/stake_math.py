@@ -99,10 +99,6 @@ def inherited_stake(
         own_alpha, child_proportions, [(p, alpha) for p, alpha, _ in parents]
     )
     _, _, root_inh = _inherit(own_root, child_proportions, [(p, root) for p, _, root in parents])
-    # I64F64: alpha_inh + root_inh * tao_weight, the weight widened losslessly
-    # from 32 to 64 fractional bits before the truncating multiply.
-    weight = tao_weight_u96f32(tao_weight_raw) << (_FRAC64 - _FRAC32)
-    stake_weight = (alpha_inh << _FRAC64) + (((root_inh << _FRAC64) * weight) >> _FRAC64)
     return InheritedStake(
         own=own_alpha,
         to_children_fixed=to_children,
@@ -110,8 +106,16 @@ def inherited_stake(
         inherited=alpha_inh,
         root=own_root,
         root_inherited=root_inh,
-        stake_weight_fixed=min(stake_weight, _I64F64_MAX),
+        stake_weight_fixed=stake_weight_fixed(alpha_inh, root_inh, tao_weight_raw),
     )
+
+
+def stake_weight_fixed(alpha_inherited: int, root_inherited: int, tao_weight_raw: int) -> int:
+    """I64F64 bits of alpha_inh + root_inh * tao_weight, the weight widened losslessly
+    from 32 to 64 fractional bits before the truncating multiply."""
+    weight = tao_weight_u96f32(tao_weight_raw) << (_FRAC64 - _FRAC32)
+    stake_weight = (alpha_inherited << _FRAC64) + (((root_inherited << _FRAC64) * weight) >> _FRAC64)
+    return min(stake_weight, _I64F64_MAX)
 
 
 def effective_take(take: int, min_take: int, min_take_subnet: int | None = None) -> int:
