@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -39,13 +40,110 @@ def test_rule_unit_tests_pass():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def rules() -> list[dict]:
+    return [dict(r, group=g["name"]) for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+
+
+def rule_tests() -> list[dict]:
+    return yaml.safe_load(RULE_TESTS.read_text())["tests"]
+
+
+# Exporter-level alerts are per exporter instance; every other alert is one per validator.
+PER_INSTANCE_GROUP = "bittensor-exporter"
+SERIES = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?$")
+INSTANCE = re.compile(r'\binstance="(?P<value>[^"]*)"')
+
+
+def without_instance(series: str) -> str:
+    return INSTANCE.sub("", series).replace("{,", "{").replace(",,", ",").replace(",}", "}")
+
+
+def has_two_instances(case: dict) -> bool:
+    """Two input series that differ only in `instance` (an HA pair)."""
+    seen: dict[str, set[str]] = {}
+    for s in case.get("input_series", []):
+        found = INSTANCE.search(s["series"])
+        if found:
+            seen.setdefault(without_instance(s["series"]), set()).add(found["value"])
+    return any(len(instances) >= 2 for instances in seen.values())
+
+
 def test_every_alert_has_a_test_and_the_texts_operators_need():
-    rules = [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
-    tested = {t["alertname"] for case in yaml.safe_load(RULE_TESTS.read_text())["tests"] for t in case.get("alert_rule_test", [])}
-    for rule in rules:
+    tested = {t["alertname"] for case in rule_tests() for t in case.get("alert_rule_test", [])}
+    for rule in rules():
         assert rule["alert"] in tested, f"{rule['alert']} has no promtool test"
         assert {"summary", "description", "runbook"} <= set(rule["annotations"]), rule["alert"]
         assert rule["labels"]["severity"] in ("critical", "warning", "info", "none")
+
+
+def test_every_alert_is_tested_firing_not_firing_across_a_restart_and_as_an_ha_pair():
+    firing, silent, restarted, paired = set(), set(), set(), set()
+    for case in rule_tests():
+        # `stale`: the series go stale, as they do while an exporter restarts
+        restart = any("stale" in str(s["values"]).split() for s in case.get("input_series", []))
+        pair = has_two_instances(case)
+        for t in case.get("alert_rule_test", []):
+            (firing if t.get("exp_alerts") else silent).add(t["alertname"])
+            if restart:
+                restarted.add(t["alertname"])
+            if pair:
+                paired.add(t["alertname"])
+    for rule in rules():
+        name = rule["alert"]
+        assert name in firing, f"{name}: no promtool case where it fires"
+        assert name in paired, f"{name}: no promtool case with two exporter instances (an HA pair)"
+        if name == "Watchdog":
+            continue  # vector(1): always fires
+        assert name in silent, f"{name}: no promtool case where it must not fire (exp_alerts: [])"
+        if name != "BittensorExporterDown":  # `up` never goes stale: its restart case is up == 0 for a scrape
+            assert name in restarted, f"{name}: no promtool case across an exporter restart (stale series)"
+
+
+def test_per_validator_rules_aggregate_instances_away():
+    """An HA pair gives two copies of every series: per-validator rules must not alert twice."""
+    for rule in rules():
+        if rule["group"] == PER_INSTANCE_GROUP or rule["alert"] == "Watchdog":
+            continue
+        assert "without(instance" in rule["expr"].replace(" ", ""), f"{rule['alert']}: aggregate with max without(instance)"
+        assert "last_over_time" in rule["expr"], f"{rule['alert']}: read inputs through last_over_time (restarts)"
+
+
+def as_ha_pair(series: str, member: str) -> str:
+    """The same series as scraped from one member of an HA pair."""
+    match = SERIES.match(series)
+    assert match, series
+    labels = match["labels"] or ""
+    found = INSTANCE.search(labels)
+    instance = f'instance="{found["value"] if found else "exporter"}-{member}"'
+    labels = INSTANCE.sub(instance, labels) if found else ",".join(filter(None, [labels, instance]))
+    return f"{match['name']}{{{labels}}}"
+
+
+def test_every_case_behaves_the_same_when_scraped_from_an_ha_pair(tmp_path):
+    """Each promtool case again, every input series duplicated under two instances: each
+    per-validator alert is the same single alert, and no rule expression fails to evaluate
+    (a many-to-many or duplicate-series match is an evaluation error)."""
+    per_instance = {r["alert"] for r in rules() if r["group"] == PER_INSTANCE_GROUP}
+    expressions = [r["expr"] for r in rules()]
+    cases = []
+    for case in rule_tests():
+        alert_tests = [t for t in case.get("alert_rule_test", []) if t["alertname"] not in per_instance]
+        eval_times = sorted({t["eval_time"] for t in case.get("alert_rule_test", [])}
+                            | {t["eval_time"] for t in case.get("promql_expr_test", [])})
+        cases.append({
+            "interval": case.get("interval", "1m"),
+            "input_series": [{"series": as_ha_pair(s["series"], member), "values": s["values"]}
+                             for s in case.get("input_series", []) for member in ("a", "b")],
+            "alert_rule_test": alert_tests,
+            # evaluates to {} 1 whatever the rule returns, and fails the test if it errors
+            "promql_expr_test": [{"expr": f"count({expr}) * 0 + 1 or vector(1)", "eval_time": at,
+                                  "exp_samples": [{"labels": "{}", "value": 1}]}
+                                 for at in eval_times for expr in expressions],
+        })
+    path = tmp_path / "ha_pair.test.yml"
+    path.write_text(yaml.safe_dump({"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": cases}))
+    result = run(tool("promtool"), "test", "rules", str(path))
+    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-8000:]
 
 
 def test_alertmanager_example_is_valid(tmp_path):
