@@ -17,11 +17,12 @@ install: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(BIN)/bittensor-validator-exporter --config.file $(CONFIG)
 
-# A simulated node with a demo chain state, and the exporter reading it.
+# A simulated node with a demo chain state, and the exporter reading it (config.demo.yaml:
+# watched hotkeys that exist on the demo chain).
 demo: $(VENV)/.installed
 	$(BIN)/python -m simnode --port 9944 --scenario demo & \
 	trap 'kill $$!' EXIT INT TERM; \
-	BITTENSOR_EXPORTER_ENDPOINTS=ws://127.0.0.1:9944 $(BIN)/bittensor-validator-exporter --config.file $(CONFIG) --interval 15s
+	$(BIN)/bittensor-validator-exporter --config.file config.demo.yaml
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

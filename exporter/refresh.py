@@ -173,7 +173,7 @@ class Refresher:
                 log.warning(
                     "watched hotkey not found on the chain",
                     hotkey=hotkey, alias=key.alias, block=snapshot.chain.block,
-                    hint="it holds no uid on any subnet: check scope.watch for a typo, or whether it was deregistered",
+                    hint="it holds no uid on any subnet and has no parents or children: check scope.watch for a typo, or whether it was deregistered",
                 )
         for hotkey in (before or set()) - missing.keys():
             log.info("watched hotkey found on the chain", hotkey=hotkey, block=snapshot.chain.block)

@@ -155,3 +155,9 @@ def test_a_contender_without_childkeys_weighs_what_the_full_arithmetic_says(own,
     read = chain_read(stake={(t.NP, 1): own, (t.NP, 0): root}, children={}, parents={}, tao_weight=tao_weight)
     full = inherited_stake(own_alpha=own, own_root=root, child_proportions=[], parents=[], tao_weight_raw=tao_weight)
     assert _stake_weight(read, t.NP, 1) == full.stake_weight_fixed / 2**64
+
+
+def test_a_watched_child_without_a_uid_is_found_through_its_parents():
+    scope = ScopeConfig(watch=(WatchedHotkey(t.Z, "child"),))
+    (key,) = build_snapshot(chain_read(), scope).watched
+    assert key.netuids == () and key.found, "Z has NP as its parent on netuid 1"

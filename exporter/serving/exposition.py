@@ -150,7 +150,7 @@ def render_snapshot(snapshot: Snapshot, extra: bytes = b"") -> bytes:
     )
     w.family(
         "bittensor_watched_hotkey_found",
-        "1 if the watched hotkey holds a uid on at least one subnet (root included), else 0: per-validator alerts for a key that is not found are inert.",
+        "1 if the watched hotkey holds a uid on at least one subnet (root included) or has childkey relationships, else 0: per-validator alerts for a key that is not found are inert.",
         "gauge",
         ((f'hotkey="{k.hotkey}",alias="{escape_label(k.alias)}"', int(k.found)) for k in snapshot.watched),
     )

@@ -84,6 +84,7 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
         if (hotkey, netuid) not in candidates and scope.includes_netuid(netuid) and not _has_permit(read, netuid, uid):
             contenders[netuid] = max(contenders.get(netuid, 0.0), _stake_weight(read, hotkey, netuid))
     in_scope = {(v.hotkey, v.netuid) for v in validators}
+    related = {h for h, _ in (*read.children, *read.parents) if h in watched}
 
     chain_edges = tuple(
         Edge(parent=parent, child=child, netuid=netuid, proportion=proportion)
@@ -130,7 +131,8 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
         tracked=tuple(tracked),
         pending_effects=_pending_effects(read, pending),
         watched=tuple(
-            WatchedKey(w.hotkey, w.alias, tuple(sorted(n for (n, h) in read.watched_uids if h == w.hotkey)))
+            WatchedKey(w.hotkey, w.alias, tuple(sorted(n for (n, h) in read.watched_uids if h == w.hotkey)),
+                       related=w.hotkey in related)
             for w in scope.watch
         ),
         expected_takes={h: w.expected_take for h, w in watched.items() if w.expected_take is not None},

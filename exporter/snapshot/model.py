@@ -104,15 +104,17 @@ class PendingEffect:
 
 @dataclass(frozen=True, slots=True)
 class WatchedKey:
-    """A watched hotkey and the subnets (root included) where it holds a uid; none: not found."""
+    """A watched hotkey, the subnets (root included) where it holds a uid, and whether it
+    has childkey relationships (a parent can make any hotkey its child); neither: not found."""
 
     hotkey: str
     alias: str
     netuids: tuple[int, ...]
+    related: bool = False
 
     @property
     def found(self) -> bool:
-        return bool(self.netuids)
+        return bool(self.netuids) or self.related
 
 
 @dataclass(frozen=True, slots=True)
