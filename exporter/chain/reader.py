@@ -3,11 +3,15 @@
 The plan is three dependent stages, each a handful of bulk requests in parallel
 (a failed request cancels the rest of the read: see ``gather_or_cancel``):
 
-1. chain constants, the subnet list, validator permits, and every childkey map;
-2. the hotkeys behind the permitted uids (and the uids of watched hotkeys);
-3. stakes of those hotkeys and their parents, their takes and coldkeys.
+1. chain constants, the subnet list and sizes, validator permits, and every childkey map;
+2. the hotkeys behind every uid (and the uids of watched hotkeys);
+3. stakes of those hotkeys and their parents, on their subnet and root; takes and
+   coldkeys of the tracked validators (permit holders and watched hotkeys).
 
-No request is ever made per validator.
+Every uid is read, not only permit holders: the change history follows every
+permit holder whatever the export scope, and the strongest uid without a
+permit is what a holder's permit is at risk against. No request is ever made
+per validator: ~90,000 keys at mainnet scale take ~40 batched requests.
 
 Opening the block (``open_finalized``: the finalized head, its number and its
 runtime codec) is the only part that talks to the SDK connection. The plan
