@@ -224,6 +224,9 @@ def test_the_snapshot_of_a_valid_read_passes():
     (lambda s: replace(s, validators=(replace(s.validators[0], inherited_alpha=-1),)), "impossible_number"),
     (lambda s: replace(s, validators=(replace(s.validators[0], childkey_take=1.5),)), "impossible_number"),
     (lambda s: replace(s, validators=(replace(s.validators[0], children=25),)), "too_many_children"),
+    # what only history sees (a permit holder outside the netuid filter or below min_stake_weight)
+    (lambda s: replace(s, tracked=s.tracked + (replace(s.tracked[0], netuid=99, inherited_alpha=-1),)), "impossible_number"),
+    (lambda s: replace(s, tracked=s.tracked + s.tracked[:1]), "duplicate_series"),
 ])
 def test_a_snapshot_with_duplicates_or_impossible_numbers_is_refused(change, rule):
     snapshot = change(build_snapshot(good(), SCOPE))

@@ -282,13 +282,18 @@ class ReadGate:
 
 
 def check_snapshot(snapshot: Snapshot) -> None:
-    """No duplicate series, no number the chain's arithmetic cannot produce."""
+    """No duplicate series, no number the chain's arithmetic cannot produce, in what is
+    exported and in what history records."""
     _unique("validator", ((v.hotkey, v.netuid) for v in snapshot.validators))
     _unique("edge", ((e.parent, e.child, e.netuid) for e in snapshot.edges))
     _unique("pending set", ((p.parent, p.netuid) for p in snapshot.pending))
     _unique("identity", (i.hotkey for i in snapshot.identities))
     _unique("subnet", (s.netuid for s in snapshot.subnets))
-    for v in snapshot.validators:
+    _unique("tracked validator", ((v.hotkey, v.netuid) for v in snapshot.tracked))
+    # The tracked validators (what history records) include the exported ones
+    # when the builder made the snapshot; a hand-made one may have only either.
+    exported = set(map(id, snapshot.validators))
+    for v in (*snapshot.validators, *(t for t in snapshot.tracked if id(t) not in exported)):
         where = f"validator {v.hotkey} on netuid {v.netuid}"
         numbers = (v.own_alpha, v.root_tao, v.to_children_alpha, v.from_parents_alpha, v.inherited_alpha,
                    v.inherited_root_tao, v.stake_weight, v.childkey_take)
