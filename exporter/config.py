@@ -22,6 +22,21 @@ MAX_TAKE_RATIO = 1.0
 ENDPOINTS_ENV = "BITTENSOR_EXPORTER_ENDPOINTS"
 
 
+# Metric families that can be switched off (``collectors:`` in the file,
+# ``--collector.NAME`` / ``--no-collector.NAME`` on the command line). The
+# exporter's own metrics (bittensor_exporter_*, process_*) cannot.
+COLLECTORS = {
+    "validator": "per-validator stakes, stake weight, take, permit and uid (bittensor_validator_*)",
+    "stake_detail": "stake given to children and received from parents, inherited and own root stake",
+    "relationships": "childkey edges and pending child sets (bittensor_childkey_*)",
+    "subnet": "per-subnet permit context: k, permits, cutoff, strongest contender (bittensor_subnet_*)",
+    "chain": "chain constants: block, TaoWeight, StakeThreshold, take bounds (bittensor_chain_*)",
+    "changes": "change counters and last-change times from the history (needs history)",
+    "watched": "whether each watched hotkey is found on the chain (bittensor_watched_hotkey_*)",
+}
+SCOPE_MODES = ("network", "watched")
+
+
 @dataclass(frozen=True)
 class WatchedHotkey:
     hotkey: str
@@ -41,6 +56,9 @@ class ScopeConfig:
     min_stake_weight: float = 1000.0  # alpha units
     netuids: tuple[int, ...] = ()  # empty: every subnet
     watch: tuple[WatchedHotkey, ...] = ()
+    # network: every validator in scope; watched: only the watched hotkeys, the
+    # edges and pending sets that touch them, and their subnets' context.
+    mode: str = "network"
 
     def includes_netuid(self, netuid: int) -> bool:
         return not self.netuids or netuid in self.netuids
@@ -72,6 +90,7 @@ class Config:
     listen_address: str = DEFAULT_LISTEN_ADDRESS
     log_level: str = "info"
     log_format: str = "auto"
+    collectors: frozenset = frozenset(COLLECTORS)  # enabled metric families
 
     @property
     def staleness_limit_seconds(self) -> float:
@@ -85,6 +104,7 @@ class Config:
         if self.max_staleness_seconds is not None:
             return self.max_staleness_seconds
         return 15 * self.interval_seconds
+
 
 
 # Each default is written once, on the dataclasses above; the parser below
@@ -244,13 +264,30 @@ def _parse_netuids(c: _Collector, raw: Any) -> tuple[int, ...]:
 
 
 def _parse_scope(c: _Collector, raw: Any) -> ScopeConfig:
-    section = c.mapping(raw, "scope", ("min_stake_weight", "netuids", "watch"))
+    section = c.mapping(raw, "scope", ("mode", "min_stake_weight", "netuids", "watch"))
     netuids = _parse_netuids(c, section.get("netuids"))
-    return ScopeConfig(
+    scope = ScopeConfig(
         min_stake_weight=c.number(section, "scope", "min_stake_weight", ScopeConfig.min_stake_weight, lo=0, hi=1e12),
         netuids=netuids,
         watch=_parse_watch(c, section.get("watch")),
+        mode=c.string(section, "scope", "mode", ScopeConfig.mode, choices=SCOPE_MODES),
     )
+    if scope.mode == "watched" and not scope.watch:
+        c.add("scope.mode", "watched exports only the hotkeys in scope.watch, and scope.watch is empty")
+    return scope
+
+
+def _parse_collectors(c: _Collector, raw: Any) -> frozenset:
+    section = c.mapping(raw, "collectors", tuple(COLLECTORS))
+    enabled = set(COLLECTORS)
+    for name, value in section.items():
+        if name not in COLLECTORS:
+            continue  # reported by mapping()
+        if not isinstance(value, bool):
+            c.add(f"collectors.{name}", f"must be true or false, got {kind(value)}")
+        elif not value:
+            enabled.discard(name)
+    return frozenset(enabled)
 
 
 HISTORY_KEYS = (
@@ -281,7 +318,7 @@ def _parse_history(c: _Collector, section: dict) -> HistoryConfig:
 def parse_config(document: Any) -> Config:
     """Validate a parsed YAML document; raise ConfigError listing every problem."""
     c = _Collector()
-    top = c.mapping(document, "", ("chain", "refresh", "scope", "history", "web", "log"))
+    top = c.mapping(document, "", ("chain", "refresh", "scope", "history", "collectors", "web", "log"))
     if document is not None and not isinstance(document, dict):
         raise ConfigError(c.problems)
     chain = _parse_chain(c, top.get("chain"))
@@ -306,6 +343,7 @@ def parse_config(document: Any) -> Config:
         listen_address=listen,
         log_level=c.string(log, "log", "level", Config.log_level, choices=LOG_LEVELS),
         log_format=c.string(log, "log", "format", Config.log_format, choices=LOG_FORMATS),
+        collectors=_parse_collectors(c, top.get("collectors")),
     )
     if c.problems:
         raise ConfigError(c.problems)
