@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from simnode import ChainState, SimNode
 from simnode.state import BLOCK_TIME_MS, GENESIS_TIME_MS
@@ -56,6 +57,7 @@ PA, PB, VO, C1, C2, G, L, D = (hotkey(i) for i in range(41, 49))
 Q, W, PQ = (hotkey(i) for i in range(51, 54))
 # Subnet 3 (outside the netuid filter): PS gives S a quarter.
 S3, S3B, PS = (hotkey(i) for i in range(61, 64))
+WATCHED = (W,)
 NAMES = {h: n for n, h in dict(PA=PA, PB=PB, VO=VO, C1=C1, C2=C2, G=G, L=L, D=D, Q=Q, W=W, PQ=PQ,
                                 S=S3, S2=S3B, PS=PS).items()}
 
@@ -271,10 +273,29 @@ def reset_history(config: Path) -> None:
     assert done.returncode == 0, f"history reset: exit {done.returncode}\n{done.stdout}{done.stderr}"
 
 
-def named(event: Event) -> str:
-    text = str(event)
+def last_change_blocks(text: str) -> dict[tuple[str, int, str], int]:
+    """``bittensor_validator_last_change_block`` as served: (hotkey, netuid, kind) -> block."""
+    return {
+        (s.labels["hotkey"], int(s.labels["netuid"]), s.labels["kind"]): int(s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "bittensor_validator_last_change_block"
+    }
+
+
+def last_expected(events: list[Event], watched: tuple[str, ...]) -> dict[tuple[str, int, str], int]:
+    """Block of the last event of each kind about a watched hotkey (its event hotkey: the child of an edge)."""
+    last: dict[tuple[str, int, str], int] = {}
+    for e in events:
+        if e.hotkey in watched:
+            last[(e.hotkey, e.netuid, e.kind)] = max(e.block, last.get((e.hotkey, e.netuid, e.kind), 0))
+    return last
+
+
+def readable(text: str) -> str:
+    """Hotkeys (whole, or the 8-character prefixes events print) by their names in this script."""
     for h, name in NAMES.items():
-        text = text.replace(h[:8], name)
+        text = text.replace(h, name).replace(h[:8], name)
     return text
 
 
@@ -300,11 +321,14 @@ def test_every_change_recorded_once_across_restarts_kills_resets_and_scope(tmp_p
     state = ChainState()
     chain = ChainWriter(state)
     world = initial_world()
-    model = EventModel(watched=(W,))
+    model = EventModel(watched=WATCHED)
     db = tmp_path / "history.db"
     config = tmp_path / "config.yaml"
     expected: list[Event] = []
     before_reset: list[tuple[Event, float]] = []
+    last_before_reset: dict = {}
+    expected_last_before_reset: dict = {}
+    after_reset_from = 0
     table: list[tuple[str, str, int]] = []  # (step, how, block)
 
     with SimNode(state) as node:
@@ -324,10 +348,14 @@ def test_every_change_recorded_once_across_restarts_kills_resets_and_scope(tmp_p
         table.append(("fresh start: baseline", "start", block))
 
         for step in SCRIPT:
-            if step.how in ("stopped", "killed"):
-                exporter.stop() if step.how == "stopped" else exporter.kill()
-            if step.how == "reset":
+            if step.how == "stopped":
+                exporter.stop()
+            elif step.how == "killed":
+                exporter.kill()
+            elif step.how == "reset":
                 before_reset = recorded_events(db)
+                last_before_reset = last_change_blocks(exporter.wait_for_block(block))
+                expected_last_before_reset = last_expected(expected, WATCHED)
             step.change(world)
             block = chain.commit(world)
             step_expected = model.observe(world, block)
@@ -338,6 +366,7 @@ def test_every_change_recorded_once_across_restarts_kills_resets_and_scope(tmp_p
             if step.how == "reset":
                 reset_history(config)
                 model.reset()
+                after_reset_from = len(expected)
                 step_expected = []  # recorded before the reset, if at all, and wiped by it
                 block = chain.commit(world)  # a refresh of this block started after the reset
                 assert model.observe(world, block) == []
@@ -347,14 +376,12 @@ def test_every_change_recorded_once_across_restarts_kills_resets_and_scope(tmp_p
 
         metrics = exporter.wait_for_block(block)
         after_reset = recorded_events(db)
-        status, body = 200, b""
         with urllib.request.urlopen(exporter.url + "/api/v1/events?limit=1000", timeout=5) as response:
-            status, body = response.status, response.read()
+            api = json.loads(response.read())
         exporter.stop()
 
     recorded = [e for e, _ in before_reset + after_reset]
-    by_block = Counter(e.block for e in recorded)
-    wanted = Counter(e.block for e in expected)
+    by_block, wanted = Counter(e.block for e in recorded), Counter(e.block for e in expected)
     print(f"\n{'block':>5} {'how':<11} {'expected':>8} {'recorded':>8}  step")
     for name, how, b in table:
         print(f"{b:>5} {how:<11} {wanted[b]:>8} {by_block[b]:>8}  {name}")
@@ -362,20 +389,26 @@ def test_every_change_recorded_once_across_restarts_kills_resets_and_scope(tmp_p
           f"({len(before_reset)} before the reset, {len(after_reset)} after); "
           f"exporter runs {exporter.runs}; {time.monotonic() - started:.1f} s")
 
-    diff = compare(expected, recorded)
-    wrong_time = [(e, t) for e, t in before_reset + after_reset if t != (GENESIS_TIME_MS + e.block * BLOCK_TIME_MS) / 1000]
-    api = json.loads(body)
     problems = []
+    diff = compare(expected, recorded)
     if not diff.ok:
         problems.append(str(diff))
+    wrong_time = [(e, t) for e, t in before_reset + after_reset if t != (GENESIS_TIME_MS + e.block * BLOCK_TIME_MS) / 1000]
     if wrong_time:
-        problems.append("time is not the block's timestamp: " + "; ".join(f"{named(e)} at {t}" for e, t in wrong_time))
-    if status != 200 or len(api["events"]) != len(after_reset) or api["next_cursor"] is not None:
-        problems.append(f"/api/v1/events: {status}, {len(api.get('events', []))} events, the file holds {len(after_reset)}")
+        problems.append("time is not the block's timestamp: " + "; ".join(f"{e} at {t}" for e, t in wrong_time))
+    api_keys = sorted((e["block"], e["kind"], e["hotkey"], e["netuid"], e["parent"], e["child"]) for e in api["events"])
+    if api_keys != sorted(e.key for e, _ in after_reset) or api["next_cursor"] is not None:
+        problems.append(f"/api/v1/events lists {len(api_keys)} events, the file holds {len(after_reset)}")
     if gauge(metrics, "bittensor_exporter_history_writes_total", '{result="error"}') != 0:
         problems.append("history writes failed")
-    text = "\n".join(problems)
-    for h, name in NAMES.items():
-        text = text.replace(h[:8], name)
-    assert not problems, text
-    print("expected events:\n" + "\n".join("  " + named(e) for e in expected))
+    # The watched hotkey's last change per kind survives restarts and kills (read back from
+    # the file at start); a reset wipes it with the events.
+    for when, served, wanted_last in (
+        ("before the reset", last_before_reset, expected_last_before_reset),
+        ("at the end", last_change_blocks(metrics), last_expected(expected[after_reset_from:], WATCHED)),
+    ):
+        if served != wanted_last:
+            problems.append(f"bittensor_validator_last_change_block {when}: served {sorted(served.items())}, "
+                            f"expected {sorted(wanted_last.items())}")
+    assert not problems, readable("\n".join(problems))
+    print("expected events:\n" + readable("\n".join(f"  {e}" for e in expected)))
