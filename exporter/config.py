@@ -109,8 +109,8 @@ class Config:
 
 # Each default is written once, on the dataclasses above; the parser below
 # reads them from there (a dataclass field's default is its class attribute).
-LOG_LEVELS = ("debug", "info", "warning", "error")
-LOG_FORMATS = ("auto", "json", "console")
+LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
+LOG_FORMATS = ("auto", "logfmt", "json", "console")
 
 
 class _Collector:

@@ -1,8 +1,20 @@
 """Configure logging once: JSON lines off a terminal, readable console lines on one.
 
+Formats (``log.format`` / ``--log.format``):
+
+- ``logfmt``: one ``key=value`` line per record, as Prometheus exporters
+  (go-kit) write them: ``ts``, ``level``, ``msg`` first, then the fields in
+  the order they were given; a value with a space, ``=``, ``"`` or a
+  control character is double-quoted with backslash escapes, so a record
+  (a traceback too) is always one line. ``level`` is spelled ``warn`` for
+  warnings, as go-kit spells it;
+- ``json``: one JSON object per line (``timestamp``, ``level``, ``event``);
+- ``console``: for people at a terminal;
+- ``auto`` (the default): ``console`` on a terminal, ``json`` otherwise.
+
 Every line the process writes to stderr goes through one handler and one
-renderer, so with JSON on, every line is one JSON object, tracebacks included
-(as an ``exception`` field):
+renderer, so with logfmt or JSON on, every line is one record, tracebacks
+included (as an ``exception`` field):
 
 - the exporter's own structlog loggers;
 - stdlib ``logging`` (the SDK, websockets, asyncio's default reports), with
@@ -23,18 +35,21 @@ when ``SENTRY_DSN`` is set. Without one, nothing is added.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 from typing import Any, Callable, Optional
 
 import structlog
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING,
+           "error": logging.ERROR}
+RENDERED_FORMATS = ("logfmt", "json", "console")
 _HANDLER_NAME = "exporter"
 log = structlog.get_logger("exporter")
 Processor = Callable[[Any, str, Any], Any]
 _reporter: Optional[Processor] = None
-_configured: Optional[tuple[str, bool]] = None  # (level, use_json) of the last configure_logging
+_configured: Optional[tuple[str, str]] = None  # (level, rendered format) of the last configure_logging
 
 
 def report_to(reporter: Optional[Processor]) -> None:
@@ -50,13 +65,16 @@ def report_to(reporter: Optional[Processor]) -> None:
 
 
 def configure_logging(level: str = "info", fmt: str = "auto", stream=None) -> None:
-    """Route every log line of the process to ``stream`` (stderr) in one format; idempotent."""
+    """Route every log line of the process to ``stream`` (stderr) in one format; idempotent.
+
+    ``level``: debug, info, warn (or warning), error. ``fmt``: auto, logfmt, json, console."""
     stream = stream or sys.stderr
-    use_json = fmt == "json" or (fmt == "auto" and not _isatty(stream))
-    _configure_structlog(level, use_json)
+    if level not in _LEVELS:
+        raise ValueError(f"unknown log level {level!r} (one of {', '.join(_LEVELS)})")
+    rendered = rendered_format(fmt, stream)
+    _configure_structlog(level, rendered)
     timestamper = _timestamper()
-    tracebacks = _tracebacks(use_json)
-    renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+    tracebacks = _tracebacks(rendered)
     handler = logging.StreamHandler(stream)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
@@ -66,7 +84,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream=None) -> No
             timestamper,
             _strip_event,
         ],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tracebacks, renderer],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tracebacks, _renderer(rendered)],
     ))
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
@@ -82,16 +100,33 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream=None) -> No
     sys.unraisablehook = _unraisablehook
 
 
-def _configure_structlog(level: str, use_json: bool) -> None:
+def rendered_format(fmt: str, stream=None) -> str:
+    """What ``fmt`` renders as on ``stream``: logfmt, json or console (auto: console on a terminal)."""
+    if fmt == "auto":
+        return "json" if not _isatty(stream or sys.stderr) else "console"
+    if fmt not in RENDERED_FORMATS:
+        raise ValueError(f"unknown log format {fmt!r} (one of auto, {', '.join(RENDERED_FORMATS)})")
+    return fmt
+
+
+def _renderer(rendered: str) -> Any:
+    if rendered == "json":
+        return structlog.processors.JSONRenderer()
+    if rendered == "logfmt":
+        return LogfmtRenderer()
+    return structlog.dev.ConsoleRenderer(colors=False)
+
+
+def _configure_structlog(level: str, rendered: str) -> None:
     global _configured
-    _configured = (level, use_json)
+    _configured = (level, rendered)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             _timestamper(),
             *([_reporter] if _reporter is not None else []),  # before format_exc_info takes the exception
-            *_tracebacks(use_json),
+            *_tracebacks(rendered),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
@@ -104,9 +139,77 @@ def _timestamper() -> Any:
     return structlog.processors.TimeStamper(fmt="iso", utc=True)
 
 
-def _tracebacks(use_json: bool) -> list:
-    # JSON needs the traceback as a string field; the console renderer prints it itself.
-    return [structlog.processors.format_exc_info] if use_json else []
+def _tracebacks(rendered: str) -> list:
+    # logfmt and JSON need the traceback as a string field; the console renderer prints it itself.
+    return [structlog.processors.format_exc_info] if rendered != "console" else []
+
+
+# The keys go-kit's logfmt lines start with, and the event-dict keys they come from.
+_LOGFMT_LEADING = (("timestamp", "ts"), ("level", "level"), ("event", "msg"))
+_LOGFMT_LEVELS = {"warning": "warn"}
+_LOGFMT_BAD_KEY = re.compile(r'[\x00-\x20="\x7f]')
+_LOGFMT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+class LogfmtRenderer:
+    """A structlog renderer: the event dict as one logfmt line (see the module docstring).
+
+    Values: strings as they are, quoted when they hold a space, ``=``, ``"``, a
+    control or other non-printable character or nothing at all (and ``"null"``,
+    so it reads back as a string); None as ``null``; booleans as ``true`` and
+    ``false``; anything else as ``str()`` gives it, quoted the same way. A key
+    that is not a valid logfmt key has those characters replaced by ``_``; a
+    field that would repeat ``ts`` or ``msg`` is written as ``_ts`` / ``_msg``.
+    """
+
+    def __call__(self, logger: Any, method_name: str, event_dict: dict) -> str:
+        parts = []
+        for key, name in _LOGFMT_LEADING:
+            if key in event_dict:
+                value = event_dict.pop(key)
+                if key == "level":
+                    value = _LOGFMT_LEVELS.get(value, value)
+                parts.append(f"{name}={logfmt_value(value)}")
+        for key, value in event_dict.items():
+            name = logfmt_key(key)
+            if name in ("ts", "msg"):
+                name = "_" + name
+            parts.append(f"{name}={logfmt_value(value)}")
+        return " ".join(parts)
+
+
+def logfmt_key(key: Any) -> str:
+    text = _LOGFMT_BAD_KEY.sub("_", str(key))
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else "_" for c in text)
+    return text or "_"
+
+
+def logfmt_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return "true" if value else "false"
+    text = value if isinstance(value, str) else str(value)
+    if text and text != "null" and text.isprintable() and not any(c in text for c in ' ="'):
+        return text
+    return _quote(text)
+
+
+def _quote(text: str) -> str:
+    if text.isprintable():
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + "".join(_escape(c) for c in text) + '"'
+
+
+def _escape(char: str) -> str:
+    escaped = _LOGFMT_ESCAPES.get(char)
+    if escaped is not None:
+        return escaped
+    if char.isprintable():
+        return char
+    code = ord(char)
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def _strip_event(logger, method_name, event_dict):

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import platform
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import __version__
 from exporter.serving.status import (
-    EndpointAttempt, Histogram, HistoryResult, RefreshOutcome, Status, advance, render_status,
+    BuildInfo, EndpointAttempt, Histogram, HistoryResult, RefreshOutcome, Status, advance, build_info,
+    render_status, revision,
 )
 
 GOLDEN = Path(__file__).parent / "golden" / "status.prom"
 A, B = "wss://a.example:443", "ws://127.0.0.1:9944"
+# The golden file must not depend on the machine: a fixed build, not this process's.
+BUILD = BuildInfo(version="0.1.0", revision="0123456789abcdef0123456789abcdef01234567", python_version="3.11.7")
 
 
 def outcomes() -> list[RefreshOutcome]:
@@ -35,7 +42,7 @@ def outcomes() -> list[RefreshOutcome]:
 
 
 def folded() -> Status:
-    status = Status.initial((A, B))
+    status = Status.initial((A, B), build=BUILD)
     for outcome in outcomes():
         status = advance(status, outcome)
     return status
@@ -67,7 +74,10 @@ def test_before_any_refresh_every_series_an_alert_needs_exists():
     assert got[("bittensor_exporter_up", ())] == 0
     assert got[("bittensor_exporter_refresh_errors_total", (("reason", "timeout"),))] == 0
     assert got[("bittensor_exporter_endpoint_up", (("endpoint", A),))] == 0
-    assert got[("bittensor_exporter_build_info", (("version", __version__),))] == 1
+    build = build_info()
+    assert build.version == __version__ and build.python_version == platform.python_version()
+    assert got[("bittensor_exporter_build_info", (("python_version", build.python_version),
+                                                  ("revision", build.revision), ("version", __version__)))] == 1
     assert not any(name.startswith("bittensor_exporter_snapshot_bytes") for name, _ in got)
 
 
@@ -84,6 +94,46 @@ def test_stage_timings_are_a_histogram_by_stage():
     assert got[("bittensor_exporter_refresh_stage_duration_seconds_count", (("stage", "read"),))] == 2
     assert got[("bittensor_exporter_refresh_stage_duration_seconds_count", (("stage", "render"),))] == 1
     assert got[("bittensor_exporter_refresh_stage_duration_seconds_sum", (("stage", "read"),))] == 30.7
+
+
+def test_build_info_labels():
+    got = samples(render_status(folded()))
+    assert got[("bittensor_exporter_build_info", (("python_version", "3.11.7"),
+                                                  ("revision", BUILD.revision), ("version", "0.1.0")))] == 1
+    assert sum(1 for name, _ in got if name == "bittensor_exporter_build_info") == 1
+
+
+def git(directory: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(directory), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_revision_from_the_environment_wins():
+    assert revision({"BITTENSOR_EXPORTER_REVISION": " abc123 "}, Path("/nonexistent")) == "abc123"
+    assert revision({"BITTENSOR_EXPORTER_REVISION": "a\nb"}, Path("/nonexistent")) == "unknown"
+    assert revision({}, Path("/nonexistent")) == "unknown", "no checkout: unknown"
+
+
+@pytest.mark.parametrize("layout", ["branch", "packed", "detached", "worktree"])
+def test_revision_from_a_checkout_is_its_head_read_without_git(tmp_path, layout):
+    try:
+        git(tmp_path, "init", "-q", "-b", "main")
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("git not installed")
+    (tmp_path / "f").write_text("x")
+    git(tmp_path, "add", "f")
+    git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "one")
+    head = git(tmp_path, "rev-parse", "HEAD")
+    checkout = tmp_path
+    if layout == "packed":
+        git(tmp_path, "pack-refs", "--all")
+        assert not (tmp_path / ".git" / "refs" / "heads" / "main").exists()
+    elif layout == "detached":
+        git(tmp_path, "checkout", "-q", "--detach")
+    elif layout == "worktree":
+        checkout = tmp_path / "other"
+        git(tmp_path, "worktree", "add", "-q", "-b", "side", str(checkout))
+        assert (checkout / ".git").is_file()
+    assert revision({}, checkout) == head
 
 
 def test_status_matches_the_golden_file_byte_for_byte():

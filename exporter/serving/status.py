@@ -9,7 +9,12 @@ operators' dashboards and alerts already use.
 
 from __future__ import annotations
 
+import functools
+import os
+import platform
+import re
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -26,6 +31,81 @@ STAGE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 # The stages of one refresh, in pipeline order.
 STAGES = ("read", "snapshot", "changes", "history", "render")
 HISTORY_RESULTS = ("ok", "error")
+# Set when an image is built (e.g. ``--build-arg REVISION=$(git rev-parse HEAD)``): the commit it was built from.
+REVISION_ENV = "BITTENSOR_EXPORTER_REVISION"
+_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 or SHA-256 object names
+_MAX_GIT_FILE_BYTES = 1 << 16
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """The labels of ``bittensor_exporter_build_info``."""
+
+    version: str
+    revision: str  # the git commit, or "unknown"
+    python_version: str
+
+
+@functools.lru_cache(maxsize=None)
+def build_info() -> BuildInfo:
+    """This process's build: read once (the environment, at most a few small files under .git)."""
+    return BuildInfo(version=__version__, revision=revision(os.environ), python_version=platform.python_version())
+
+
+def revision(environ: Mapping[str, str], source: Optional[Path] = None) -> str:
+    """The commit the exporter runs from: ``BITTENSOR_EXPORTER_REVISION`` when set, else the
+    HEAD of the git checkout the package is imported from (read from its files: no ``git``
+    process), else "unknown". An installed package has no checkout beside it: "unknown"."""
+    given = environ.get(REVISION_ENV, "").strip()
+    if given:
+        return given[:64] if given.isprintable() else "unknown"
+    try:
+        return _git_head(source or Path(__file__).resolve().parents[2]) or "unknown"
+    except (OSError, ValueError):
+        return "unknown"
+
+
+def _git_head(checkout: Path) -> Optional[str]:
+    git = checkout / ".git"
+    if git.is_file():  # a worktree or submodule: "gitdir: <path>"
+        pointer = _small_text(git)
+        if not pointer.startswith("gitdir:"):
+            return None
+        git = (checkout / pointer[len("gitdir:"):].strip()).resolve()
+        common = git / "commondir"
+        common_dir = (git / _small_text(common).strip()).resolve() if common.is_file() else git
+    elif git.is_dir():
+        common_dir = git
+    else:
+        return None
+    head = _small_text(git / "HEAD").strip()
+    if _COMMIT.fullmatch(head):  # a detached HEAD
+        return head
+    if not head.startswith("ref: refs/"):
+        return None
+    ref = head[len("ref: "):].strip()
+    if ".." in ref.split("/"):
+        return None
+    for directory in (git, common_dir):
+        path = directory / ref
+        if path.is_file():
+            commit = _small_text(path).strip()
+            return commit if _COMMIT.fullmatch(commit) else None
+    packed = common_dir / "packed-refs"
+    if packed.is_file():
+        for line in _small_text(packed).splitlines():
+            commit, _, name = line.partition(" ")
+            if name.strip() == ref and _COMMIT.fullmatch(commit):
+                return commit
+    return None
+
+
+def _small_text(path: Path) -> str:
+    with open(path, "rb") as file:
+        data = file.read(_MAX_GIT_FILE_BYTES + 1)
+    if len(data) > _MAX_GIT_FILE_BYTES:
+        raise ValueError(f"{path} is not a small git file")
+    return data.decode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -109,12 +189,15 @@ class Status:
     endpoint_errors: Mapping[tuple[str, str], int] = field(default_factory=dict)
     endpoint_read_duration: Mapping[str, Histogram] = field(default_factory=dict)
     request_totals: Mapping[str, int] = field(default_factory=dict)
+    build: BuildInfo = field(default_factory=build_info)
 
     @classmethod
-    def initial(cls, endpoints: Iterable[str]) -> "Status":
-        """Before any refresh: every endpoint's series exist, errors at 0."""
+    def initial(cls, endpoints: Iterable[str], build: Optional[BuildInfo] = None) -> "Status":
+        """Before any refresh: every endpoint's series exist, errors at 0. ``build``: this
+        process's (``build_info()``) unless given."""
         endpoints = tuple(endpoints)
         return cls(
+            build=build or build_info(),
             endpoints=endpoints,
             endpoint_up=dict.fromkeys(endpoints, False),
             endpoint_errors={(e, r): 0 for e in endpoints for r in ERROR_REASONS},
@@ -215,7 +298,10 @@ class _Families:
                          "Wall time of one refresh's chain read through this endpoint, failed or not.",
                          {(e,): s.endpoint_read_duration[e] for e in s.endpoints if e in s.endpoint_read_duration},
                          ["endpoint"])
-        yield _gauge_family("bittensor_exporter_build_info", "Exporter version (value 1).", {(__version__,): 1}, ["version"])
+        b = s.build
+        yield _gauge_family("bittensor_exporter_build_info",
+                            "Exporter version, git revision and Python version (value 1).",
+                            {(b.version, b.revision, b.python_version): 1}, ["version", "revision", "python_version"])
         yield _counter("bittensor_exporter_rpc_requests", "JSON-RPC requests sent to the chain endpoint, by method.",
                        {(m,): c for m, c in sorted(s.request_totals.items())}, ["method"])
 
