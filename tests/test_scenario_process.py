@@ -17,13 +17,15 @@ second and records history before it publishes), so every change of the step
 must be recorded at N. A step taken while the exporter is stopped commits N
 before it starts again: its first refresh reads N. A step that SIGKILLs the
 exporter right after committing N leaves it to chance whether the killed
-process recorded N: either way the change is recorded once, at N.
+process recorded N: either way the change is recorded once, at N. The reset
+step holds the exporter's refreshes (the node refuses them) while it changes
+the chain and runs the reset, so the first refresh after the reset reads the
+changed block: a baseline, no events for it, whatever the exporter remembers.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import sqlite3
@@ -127,9 +129,11 @@ def while_killed(w: World) -> None:
 
 
 def at_reset(w: World) -> None:
-    # recorded at most before the reset, and then wiped: the baseline after it holds these
+    # first read by the refresh after the reset: in its baseline, not events
     w.takes[(Q, 2)] = 2500
     w.stake[(G, 1)] = 360 * RAO
+    w.stake[(D, 1)] = 1300 * RAO  # D is in the export scope too
+    w.takes[(D, 1)] = 1500
 
 
 def after_reset(w: World) -> None:
@@ -151,7 +155,7 @@ def nothing(w: World) -> None:
 class Step:
     name: str
     how: str  # live | stopped (SIGTERM, change, start) | kill_racing (change, SIGKILL at once, start)
-    #           | killed (SIGKILL, change, start) | reset (change, reset while running, one more block)
+    #           | killed (SIGKILL, change, start) | reset (refreshes held, change, reset while running, release)
     change: Callable[[World], None]
 
 
@@ -229,26 +233,41 @@ class ExporterProcess:
         except OSError:
             return None
 
-    def wait_for_block(self, block: int) -> str:
-        """Poll /metrics (every 50 ms) until the exporter serves ``block``; the exposition."""
+    def wait_until(self, done: Callable[[str], bool], what: str) -> str:
+        """Poll /metrics (every 50 ms, with a deadline) until ``done(exposition)``; the exposition."""
         deadline = time.monotonic() + WAIT_SECONDS
-        served = None
+        text = None
         while time.monotonic() < deadline:
             assert self.proc is not None and self.proc.poll() is None, f"the exporter exited\n{self.log_tail()}"
             text = self.metrics()
-            if text is not None:
-                served = gauge(text, "bittensor_chain_block")
-                if served == block:
-                    return text
-                assert served is None or served < block, f"served block {served}, past {block}"
+            if text is not None and done(text):
+                return text
             time.sleep(0.05)
-        raise AssertionError(f"the exporter did not serve block {block} within {WAIT_SECONDS:.0f} s "
-                             f"(serving {served})\n{self.log_tail()}")
+        served = gauge(text, "bittensor_chain_block") if text else None
+        raise AssertionError(f"no {what} within {WAIT_SECONDS:.0f} s (serving block {served})\n{self.log_tail()}")
+
+    def wait_for_block(self, block: int) -> str:
+        """Until the exporter serves ``block`` (it records history before it publishes)."""
+        def served(text: str) -> bool:
+            number = gauge(text, "bittensor_chain_block")
+            assert number is None or number <= block, f"served block {number}, past {block}"
+            return number == block
+
+        return self.wait_until(served, f"block {block}")
 
 
 def gauge(text: str, name: str, labels: str = "") -> Optional[float]:
     match = re.search(rf"^{re.escape(name + labels)} (\S+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else None
+
+
+def refresh_errors(text: str) -> float:
+    return sum(float(v) for v in re.findall(r"^bittensor_exporter_refresh_errors_total\{[^}]*\} (\S+)$", text, re.MULTILINE))
+
+
+def refuse_finalized_head(method: str, params) -> Optional[tuple]:
+    """A SimNode fault: every refresh fails at its first request while this is set."""
+    return ("error", -32000, "held by the test") if method == "chain_getFinalizedHead" else None
 
 
 def recorded_events(db: Path) -> list[tuple[Event, float]]:
@@ -329,7 +348,7 @@ def test_every_change_recorded_once_across_restarts_kills_resets_and_scope(tmp_p
     last_before_reset: dict = {}
     expected_last_before_reset: dict = {}
     after_reset_from = 0
-    table: list[tuple[str, str, int]] = []  # (step, how, block)
+    table: list[tuple[str, str, int, float]] = []  # (step, how, block, seconds)
 
     with SimNode(state) as node:
         config.write_text(
@@ -345,34 +364,39 @@ def test_every_change_recorded_once_across_restarts_kills_resets_and_scope(tmp_p
         exporter.start()
         exporter.wait_for_block(block)
         assert model.observe(world, block) == [], "a new history file starts with a baseline"
-        table.append(("fresh start: baseline", "start", block))
+        table.append(("fresh start: baseline", "start", block, time.monotonic() - started))
 
         for step in SCRIPT:
+            step_started = time.monotonic()
             if step.how == "stopped":
                 exporter.stop()
             elif step.how == "killed":
                 exporter.kill()
             elif step.how == "reset":
+                # Hold the refreshes (the node refuses chain_getFinalizedHead) until the reset is
+                # done, so that the first good refresh after it is the one that reads this step's
+                # block; a refused refresh shows that none from before is still running.
+                errors = refresh_errors(exporter.metrics() or "")
+                node.fault = refuse_finalized_head
+                text = exporter.wait_until(lambda t: refresh_errors(t) > errors, "refused refresh")
                 before_reset = recorded_events(db)
-                last_before_reset = last_change_blocks(exporter.wait_for_block(block))
+                last_before_reset = last_change_blocks(text)
                 expected_last_before_reset = last_expected(expected, WATCHED)
             step.change(world)
             block = chain.commit(world)
+            if step.how == "reset":
+                reset_history(config)  # the exporter runs, its memory holds the state before this block
+                model.reset()
+                after_reset_from = len(expected)
+                node.fault = None
             step_expected = model.observe(world, block)
             if step.how == "kill_racing":
                 exporter.kill()  # it may or may not have recorded `block`
             if step.how in ("stopped", "killed", "kill_racing"):
                 exporter.start()
-            if step.how == "reset":
-                reset_history(config)
-                model.reset()
-                after_reset_from = len(expected)
-                step_expected = []  # recorded before the reset, if at all, and wiped by it
-                block = chain.commit(world)  # a refresh of this block started after the reset
-                assert model.observe(world, block) == []
             exporter.wait_for_block(block)
             expected += step_expected
-            table.append((step.name, step.how, block))
+            table.append((step.name, step.how, block, time.monotonic() - step_started))
 
         metrics = exporter.wait_for_block(block)
         after_reset = recorded_events(db)
@@ -382,9 +406,9 @@ def test_every_change_recorded_once_across_restarts_kills_resets_and_scope(tmp_p
 
     recorded = [e for e, _ in before_reset + after_reset]
     by_block, wanted = Counter(e.block for e in recorded), Counter(e.block for e in expected)
-    print(f"\n{'block':>5} {'how':<11} {'expected':>8} {'recorded':>8}  step")
-    for name, how, b in table:
-        print(f"{b:>5} {how:<11} {wanted[b]:>8} {by_block[b]:>8}  {name}")
+    print(f"\n{'block':>5} {'how':<11} {'expected':>8} {'recorded':>8} {'seconds':>7}  step")
+    for name, how, b, seconds in table:
+        print(f"{b:>5} {how:<11} {wanted[b]:>8} {by_block[b]:>8} {seconds:>7.1f}  {name}")
     print(f"total: expected {len(expected)}, recorded {len(recorded)} "
           f"({len(before_reset)} before the reset, {len(after_reset)} after); "
           f"exporter runs {exporter.runs}; {time.monotonic() - started:.1f} s")
