@@ -82,7 +82,7 @@ class Refresher:
         self._requests = requests
         self._history = history
         self._clock = clock
-        self._counters = ChangeCounters()
+        self._counters = ChangeCounters(config.scope.watched_hotkeys)
         self._watched_missing: Optional[set[str]] = None  # None until the first good refresh
         self._status = Status.initial(endpoints)
         # The last good snapshot, its time and the refresh count live only in
@@ -126,9 +126,10 @@ class Refresher:
                 # Before publishing, so the change counters served match the
                 # events just committed. Scrapes meanwhile serve the last publication.
                 history = self._record(snapshot, stages)
-                extra = self._counters.render() + render_last_changes(self._history.last_changes)
+                if "changes" in self._config.collectors:
+                    extra = self._counters.render() + render_last_changes(self._history.last_changes)
             with stages.stage("render"):
-                data = render(snapshot, extra)
+                data = render(snapshot, extra, self._config.collectors)
         except ReadError as failure:
             error = _read_failed(failure, attempts, started)
         except InvalidRead as failure:
@@ -189,7 +190,6 @@ class Refresher:
             committed = self._history.commit(snapshot, diff)
         if committed.ok:
             self._counters.add(committed.events)
-            self._counters.ensure(snapshot.validators)
         return HistoryResult(committed.ok, len(committed.events), committed.database_bytes, committed.at)
 
     def _publish(self, outcome: RefreshOutcome, data: Optional[RenderedSnapshot]) -> Publication:

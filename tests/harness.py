@@ -83,3 +83,46 @@ def series(samples: dict, name: str, **labels) -> Optional[float]:
 
 def names(samples: dict, name: str) -> list[dict]:
     return [dict(labels) for n, labels in samples if n == name]
+
+
+def parents_of(samples: dict, hotkey: str, netuid) -> int:
+    """Parents of ``hotkey`` on ``netuid``, counted from the edge series as a dashboard does."""
+    return sum(1 for n, labels in samples if n == "bittensor_childkey_proportion_ratio"
+               and dict(labels).get("child_hotkey") == hotkey and dict(labels).get("netuid") == str(netuid))
+
+
+def children_of(samples: dict, hotkey: str, netuid) -> int:
+    return sum(1 for n, labels in samples if n == "bittensor_childkey_proportion_ratio"
+               and dict(labels).get("parent_hotkey") == hotkey and dict(labels).get("netuid") == str(netuid))
+
+
+def validator_values(samples: dict, hotkey: str, netuid) -> dict:
+    """Every number of one validator, read as an operator's queries would: the sparse
+    stake_detail families stand for 0 (nothing given or received) or for the root stake
+    (no edges) where they are absent, and root stake is the hotkey's."""
+    def v(name, **labels):
+        return series(samples, name, **labels)
+
+    key = {"hotkey": hotkey, "netuid": netuid}
+    root = v("bittensor_hotkey_root_stake_tao", hotkey=hotkey) or 0.0
+    parents, children = parents_of(samples, hotkey, netuid), children_of(samples, hotkey, netuid)
+    values = {
+        "own": v("bittensor_validator_own_stake_alpha", **key),
+        "root": root,
+        "inherited": v("bittensor_validator_inherited_stake_alpha", **key),
+        "stake_weight": v("bittensor_validator_stake_weight_alpha", **key),
+        "to_children": v("bittensor_validator_stake_to_children_alpha", **key),
+        "from_parents": v("bittensor_validator_stake_from_parents_alpha", **key),
+        "inherited_root": v("bittensor_validator_inherited_root_stake_tao", **key),
+        "parents": parents,
+        "children": children,
+    }
+    # A sparse series exists exactly when its relationship does.
+    assert (values["to_children"] is not None) == (children > 0), (hotkey, netuid, "to_children")
+    assert (values["from_parents"] is not None) == (parents > 0), (hotkey, netuid, "from_parents")
+    assert (values["inherited_root"] is not None) == (parents + children > 0), (hotkey, netuid, "inherited_root")
+    values["to_children"] = values["to_children"] or 0.0
+    values["from_parents"] = values["from_parents"] or 0.0
+    if values["inherited_root"] is None:
+        values["inherited_root"] = root
+    return values

@@ -111,7 +111,7 @@ def data(samples: dict) -> dict:
 
 
 def without_changes(samples: dict) -> dict:
-    return {k: v for k, v in samples.items() if k[0] != "bittensor_childkey_changes_total"}
+    return {k: v for k, v in samples.items() if k[0] not in ("bittensor_childkey_changes_total", "bittensor_subnet_changes_total")}
 
 
 def history_rows(db: str) -> dict[str, int]:

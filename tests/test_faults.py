@@ -11,7 +11,7 @@ from exporter.config import ScopeConfig
 from exporter.chain.endpoints import EndpointPool
 from tests import tricky_chain as t
 from tests.conftest import write_tricky_chain
-from tests.harness import series
+from tests.harness import parents_of, series
 from simnode import ChainState, SimNode
 
 SCOPE = ScopeConfig(min_stake_weight=100)
@@ -58,7 +58,7 @@ def assert_last_good_values_served(exporter, up: int):
     # exactly the hand-computed numbers of the last good read, never a partial or garbled one
     assert series(s, "bittensor_validator_inherited_stake_alpha", hotkey=t.M, netuid=1) == t.EXPECTED[t.M]["inherited"] / 1e9
     assert series(s, "bittensor_validator_inherited_stake_alpha", hotkey=t.Z, netuid=1) == t.EXPECTED[t.Z]["inherited"] / 1e9
-    assert series(s, "bittensor_validator_parents", hotkey=t.M, netuid=1) == 2
+    assert parents_of(s, t.M, 1) == 2
     return s
 
 

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from exporter.snapshot.changes import CHANGE_KINDS
 from exporter.config import ScopeConfig, WatchedHotkey
 from tests import tricky_chain as t
 from tests.harness import series
 
 REPO = Path(__file__).resolve().parent.parent
-SCOPE = ScopeConfig(min_stake_weight=100, watch=(WatchedHotkey(t.P, "parent", expected_take=0.09),))
+SCOPE = ScopeConfig(min_stake_weight=100, watch=(
+    WatchedHotkey(t.P, "parent", expected_take=0.09), WatchedHotkey(t.M, "M"), WatchedHotkey(t.C2, "C2"),
+))
 RAO = 10**9
 
 
@@ -37,8 +38,8 @@ def test_first_refresh_records_state_but_no_events(recorded):
     _, exporter, db = recorded
     assert events_in(db) == []
     samples = exporter.scrape()
-    for kind in CHANGE_KINDS:
-        assert series(samples, "bittensor_childkey_changes_total", hotkey=t.M, netuid=1, kind=kind) == 0
+    # No series is made up at 0: counters appear with the first change they count.
+    assert not [k for k in samples if k[0] in ("bittensor_childkey_changes_total", "bittensor_subnet_changes_total")]
     assert series(samples, "bittensor_exporter_history_writes_total", result="ok") == 1
 
 
@@ -62,10 +63,14 @@ def test_each_change_becomes_one_event_and_one_counter_increment(recorded):
     take = [e for e in events_in(db) if e[1] == "take_changed"][0]
     assert json.loads(take[6]) == pytest.approx(11796 / 65535) and json.loads(take[7]) == pytest.approx(6000 / 65535)
     s = exporter.scrape()
+    # Per validator for the watched M and C2; P2 is not watched: only its subnet's count.
     assert series(s, "bittensor_childkey_changes_total", hotkey=t.M, netuid=1, kind="edge_removed") == 1
     assert series(s, "bittensor_childkey_changes_total", hotkey=t.C2, netuid=1, kind="take_changed") == 1
-    assert series(s, "bittensor_childkey_changes_total", hotkey=t.P2, netuid=1, kind="pending_applied") == 1
-    assert series(s, "bittensor_childkey_changes_total", hotkey=t.C1, netuid=1, kind="take_changed") == 0
+    assert series(s, "bittensor_childkey_changes_total", hotkey=t.P2, netuid=1, kind="pending_applied") is None
+    assert series(s, "bittensor_subnet_changes_total", netuid=1, kind="pending_applied") == 1
+    assert series(s, "bittensor_subnet_changes_total", netuid=1, kind="take_changed") == 1
+    assert series(s, "bittensor_childkey_changes_total", hotkey=t.C1, netuid=1, kind="take_changed") is None
+    assert series(s, "bittensor_validator_last_change_block", hotkey=t.C2, netuid=1, kind="take_changed") == 2
 
 
 def test_pending_scheduled_then_dropped_and_stake_moves(recorded):
@@ -103,7 +108,7 @@ def test_permit_lost_even_when_the_validator_leaves_scope(recorded):
     state.commit_block()
     assert exporter.refresh()
     assert [(e[1], e[2]) for e in events_in(db) if e[1].startswith("permit")] == [("permit_lost", t.Z)]
-    assert series(exporter.scrape(), "bittensor_childkey_changes_total", hotkey=t.Z, netuid=1, kind="permit_lost") == 1
+    assert series(exporter.scrape(), "bittensor_subnet_changes_total", netuid=1, kind="permit_lost") == 1
 
 
 def test_restart_compares_against_the_recorded_state(tricky_node, exporter_factory, tmp_path):

@@ -65,7 +65,7 @@ def test_any_exception_in_a_commit_fails_the_write_not_the_refresh(tmp_path, err
     p = r.refresh_once()
     s = served(p, clock.now)
     assert series(s, "bittensor_exporter_history_writes_total", result="ok") == 2
-    assert series(s, "bittensor_childkey_changes_total", hotkey=t.M, netuid=1, kind="take_changed") == 1
+    assert series(s, "bittensor_subnet_changes_total", netuid=1, kind="take_changed") == 1
     with sqlite3.connect(tmp_path / "h.db") as conn:
         assert conn.execute("SELECT count(*) FROM events WHERE kind = 'take_changed'").fetchone()[0] == 1
     writer.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import names, parse_exposition, series
+from tests.harness import names, parse_exposition, series, validator_values
 from tests.oracle import expected
 from simnode import ChainState
 from simnode.scenarios import demo
@@ -86,16 +86,14 @@ def test_metrics_match_the_formulas_for_an_unseen_chain(tmp_path, processes):
 
     for hotkey, netuid in sorted(in_scope):
         want = expected(world, hotkey, int(netuid), TAO_WEIGHT)
-        got = {m: series(samples, f"bittensor_validator_{m}", hotkey=hotkey, netuid=netuid) for m in (
-            "own_stake_alpha", "root_stake_tao", "inherited_stake_alpha", "inherited_root_stake_tao",
-            "stake_weight_alpha", "stake_to_children_alpha", "stake_from_parents_alpha", "parents", "children")}
-        assert got["own_stake_alpha"] == want["own"] / 1e9
-        assert got["root_stake_tao"] == want["root"] / 1e9
-        assert got["inherited_stake_alpha"] == want["inherited"] / 1e9
-        assert got["inherited_root_stake_tao"] == want["inherited_root"] / 1e9
-        assert got["stake_weight_alpha"] == pytest.approx(float(want["stake_weight"]) / 1e9, rel=1e-15)
-        assert got["stake_to_children_alpha"] == pytest.approx(float(want["to_children"]) / 1e9, rel=1e-15, abs=1e-18)
-        assert got["stake_from_parents_alpha"] == pytest.approx(float(want["from_parents"]) / 1e9, rel=1e-15, abs=1e-18)
+        got = validator_values(samples, hotkey, netuid)
+        assert got["own"] == want["own"] / 1e9
+        assert got["root"] == want["root"] / 1e9
+        assert got["inherited"] == want["inherited"] / 1e9
+        assert got["inherited_root"] == want["inherited_root"] / 1e9
+        assert got["stake_weight"] == pytest.approx(float(want["stake_weight"]) / 1e9, rel=1e-15)
+        assert got["to_children"] == pytest.approx(float(want["to_children"]) / 1e9, rel=1e-15, abs=1e-18)
+        assert got["from_parents"] == pytest.approx(float(want["from_parents"]) / 1e9, rel=1e-15, abs=1e-18)
         assert (got["parents"], got["children"]) == (want["parents"], want["children"])
         take = world.takes.get((hotkey, int(netuid)), 0) / 65535
         assert series(samples, "bittensor_validator_childkey_take_ratio", hotkey=hotkey, netuid=netuid) == pytest.approx(take)

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from exporter.chain.session import Attempt, ReadError
-from exporter.config import Config, HistoryConfig, ScopeConfig
+from exporter.config import Config, HistoryConfig, ScopeConfig, WatchedHotkey
 from exporter.history.store import Retention
 from exporter.history.writer import HistoryWriter
 from exporter.refresh import Refresher
@@ -132,12 +132,14 @@ def test_history_stages_run_and_counters_follow_commits(tmp_path):
     writer = HistoryWriter(str(tmp_path / "h.db"), Retention(), stake_change_ratio=0.05)
     takes = dict(chain_read().takes)
     takes[(t.M, 1)] = 4000
-    config = replace(CONFIG, history=HistoryConfig(path=str(tmp_path / "h.db")))
+    config = replace(CONFIG, history=HistoryConfig(path=str(tmp_path / "h.db")),
+                     scope=replace(CONFIG.scope, watch=(WatchedHotkey(t.M, "M"),)))
     r = refresher(FakeChain(chain_read(), chain_read(block=101, takes=takes)), history=writer, config=config)
     r.refresh_once()
     p = r.refresh_once()
     s = served(p, p.last_success)
     assert series(s, "bittensor_childkey_changes_total", hotkey=t.M, netuid=1, kind="take_changed") == 1
+    assert series(s, "bittensor_subnet_changes_total", netuid=1, kind="take_changed") == 1
     assert series(s, "bittensor_exporter_history_writes_total", result="ok") == 2
     stages = {dict(labels)["stage"] for name, labels in s if name == "bittensor_exporter_refresh_stage_duration_seconds_count"}
     assert stages == set(STAGES)

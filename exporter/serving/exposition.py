@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Sequence
 
+from exporter.config import COLLECTORS
 from exporter.snapshot.model import Snapshot, ValidatorState
 from exporter.snapshot.units import to_units, u64_ratio
 
@@ -32,20 +33,27 @@ def _numbers(values: Sequence[float]) -> Iterable[str]:
     return map(_number, values)
 
 
-# (name, help, value of a validator); labels are always hotkey and netuid.
+# (name, help, value of a validator); labels are always hotkey and netuid. Every
+# validator in scope has each of these (collector "validator").
 VALIDATOR_FAMILIES: tuple[tuple[str, str, Callable[[ValidatorState], float]], ...] = (
     ("bittensor_validator_own_stake_alpha", "Own stake A on the subnet (TotalHotkeyAlpha), in alpha.", lambda v: to_units(v.own_alpha)),
-    ("bittensor_validator_root_stake_tao", "Own root stake T (TotalHotkeyAlpha on netuid 0), in TAO.", lambda v: to_units(v.root_tao)),
-    ("bittensor_validator_stake_to_children_alpha", "Alpha stake given to childkeys on the subnet, A * sum of child proportions.", lambda v: to_units(v.to_children_alpha)),
-    ("bittensor_validator_stake_from_parents_alpha", "Alpha stake received from parent hotkeys' own stake on the subnet.", lambda v: to_units(v.from_parents_alpha)),
     ("bittensor_validator_inherited_stake_alpha", "Inherited (effective) alpha stake A - given + received, as the chain computes it.", lambda v: to_units(v.inherited_alpha)),
-    ("bittensor_validator_inherited_root_stake_tao", "Inherited root stake T - given + received through this subnet's childkeys, in TAO.", lambda v: to_units(v.inherited_root_tao)),
     ("bittensor_validator_stake_weight_alpha", "Stake weight: inherited alpha + TaoWeight * inherited root stake, in alpha units.", lambda v: to_units(v.stake_weight)),
     ("bittensor_validator_childkey_take_ratio", "Effective childkey take (0-1): ChildkeyTake, never below the chain minimum.", lambda v: v.childkey_take),
-    ("bittensor_validator_parents", "Number of parent hotkeys on the subnet (ParentKeys).", lambda v: v.parents),
-    ("bittensor_validator_children", "Number of child hotkeys on the subnet (ChildKeys).", lambda v: v.children),
     ("bittensor_validator_permit", "1 if the uid holds a validator permit from the subnet's last epoch, else 0.", lambda v: int(v.permit)),
 )
+# Collector "stake_detail": a series exists only where the relationship does
+# (a validator without children gives nothing to children), which keeps a
+# network-wide scrape to the validators that have childkeys.
+DETAIL_FAMILIES: tuple[tuple[str, str, Callable[[ValidatorState], bool], Callable[[ValidatorState], float]], ...] = (
+    ("bittensor_validator_stake_to_children_alpha", "Alpha stake given to childkeys on the subnet, A * sum of child proportions; only validators with children.",
+     lambda v: v.children > 0, lambda v: to_units(v.to_children_alpha)),
+    ("bittensor_validator_stake_from_parents_alpha", "Alpha stake received from parent hotkeys' own stake on the subnet; only validators with parents.",
+     lambda v: v.parents > 0, lambda v: to_units(v.from_parents_alpha)),
+    ("bittensor_validator_inherited_root_stake_tao", "Inherited root stake T - given + received through this subnet's childkeys, in TAO; only validators with parents or children (otherwise it is the root stake).",
+     lambda v: v.parents > 0 or v.children > 0, lambda v: to_units(v.inherited_root_tao)),
+)
+EVERYTHING = frozenset(COLLECTORS)
 
 
 class _Writer:
@@ -78,11 +86,34 @@ class _Writer:
         self.parts.append(f"{name} {_number(value)}\n".encode())
 
 
-def render_snapshot(snapshot: Snapshot, extra: bytes = b"") -> bytes:
-    """The snapshot's exposition, then ``extra`` (more exposition, appended as is)."""
+def render_snapshot(snapshot: Snapshot, extra: bytes = b"", collectors: frozenset = EVERYTHING) -> bytes:
+    """The snapshot's exposition (the families of ``collectors``), then ``extra`` (appended as is)."""
     w = _Writer()
     validators = snapshot.validators
     labels = [f'hotkey="{v.hotkey}",netuid="{v.netuid}"' for v in validators]
+    if "validator" in collectors:
+        _validators(w, snapshot, labels)
+    if "stake_detail" in collectors:
+        _stake_detail(w, snapshot, labels)
+    if "relationships" in collectors:
+        _relationships(w, snapshot)
+    if "subnet" in collectors:
+        _subnets(w, snapshot)
+    if "watched" in collectors:
+        w.family(
+            "bittensor_watched_hotkey_found",
+            "1 if the watched hotkey holds a uid on at least one subnet (root included) or has childkey relationships, else 0: per-validator alerts for a key that is not found are inert.",
+            "gauge",
+            ((f'hotkey="{k.hotkey}",alias="{escape_label(k.alias)}"', int(k.found)) for k in snapshot.watched),
+        )
+    if "chain" in collectors:
+        _chain(w, snapshot)
+    w.parts.append(extra)
+    return b"".join(w.parts)
+
+
+def _validators(w: _Writer, snapshot: Snapshot, labels: list[str]) -> None:
+    validators = snapshot.validators
     for name, help_text, value_of in VALIDATOR_FAMILIES:
         w.columns(name, help_text, "gauge", labels, list(map(value_of, validators)))
     w.family(
@@ -102,9 +133,32 @@ def render_snapshot(snapshot: Snapshot, extra: bytes = b"") -> bytes:
         "bittensor_validator_info", "Validator metadata (value 1): coldkey owning the hotkey, the configured alias, and whether it is on the watch list.", "gauge",
         ((f'hotkey="{i.hotkey}",coldkey="{escape_label(i.coldkey)}",alias="{escape_label(i.alias)}",watched="{str(i.watched).lower()}"', 1) for i in snapshot.identities),
     )
+
+
+def _stake_detail(w: _Writer, snapshot: Snapshot, labels: list[str]) -> None:
+    validators = snapshot.validators
+    for name, help_text, present, value_of in DETAIL_FAMILIES:
+        w.family(name, help_text, "gauge", ((lab, value_of(v)) for lab, v in zip(labels, validators) if present(v)))
+    # Root stake belongs to the hotkey, not to a (hotkey, subnet): once per hotkey.
+    root: dict[str, int] = {}
+    for v in validators:
+        if v.root_tao:
+            root.setdefault(v.hotkey, v.root_tao)
+    w.family(
+        "bittensor_hotkey_root_stake_tao", "Own root stake T of the hotkey (TotalHotkeyAlpha on netuid 0), in TAO; only hotkeys in scope that have some.", "gauge",
+        ((f'hotkey="{h}"', to_units(t)) for h, t in sorted(root.items())),
+    )
+
+
+def _relationships(w: _Writer, snapshot: Snapshot) -> None:
     w.family(
         "bittensor_childkey_proportion_ratio", "Share (0-1) of the parent's stake delegated to the child on the subnet.", "gauge",
         ((f'parent_hotkey="{e.parent}",child_hotkey="{e.child}",netuid="{e.netuid}"', u64_ratio(e.proportion)) for e in snapshot.edges),
+    )
+    w.family(
+        "bittensor_childkey_inherited_alpha", "Alpha the child receives from this parent on the subnet: the parent's own alpha times the proportion, in the chain's fixed point.", "gauge",
+        ((f'parent_hotkey="{e.parent}",child_hotkey="{e.child}",netuid="{e.netuid}"', to_units(e.inherited_alpha))
+         for e in snapshot.edges if e.inherited_alpha is not None),
     )
     w.family(
         "bittensor_childkey_pending_children", "Children in a scheduled (pending) child set; 0 schedules a revocation of all children.", "gauge",
@@ -126,6 +180,9 @@ def render_snapshot(snapshot: Snapshot, extra: bytes = b"") -> bytes:
         ((f'parent_hotkey="{e.parent}",child_hotkey="{e.child}",netuid="{e.netuid}"', u64_ratio(e.pending) - u64_ratio(e.current))
          for e in snapshot.pending_effects),
     )
+
+
+def _subnets(w: _Writer, snapshot: Snapshot) -> None:
     subnets = snapshot.subnets
     w.family(
         "bittensor_subnet_max_validators", "MaxAllowedValidators: k in the subnet's top-k validator permit rule.", "gauge",
@@ -148,18 +205,9 @@ def render_snapshot(snapshot: Snapshot, extra: bytes = b"") -> bytes:
         "gauge",
         ((f'netuid="{n.netuid}"', to_units(n.top_contender_stake_weight)) for n in subnets if n.top_contender_stake_weight is not None),
     )
-    w.family(
-        "bittensor_watched_hotkey_found",
-        "1 if the watched hotkey holds a uid on at least one subnet (root included) or has childkey relationships, else 0: per-validator alerts for a key that is not found are inert.",
-        "gauge",
-        ((f'hotkey="{k.hotkey}",alias="{escape_label(k.alias)}"', int(k.found)) for k in snapshot.watched),
-    )
-    w.family(
-        "bittensor_watched_hotkey_registered",
-        "1 for each subnet (root included) where the watched hotkey holds a uid.",
-        "gauge",
-        ((f'hotkey="{k.hotkey}",alias="{escape_label(k.alias)}",netuid="{n}"', 1) for k in snapshot.watched for n in k.netuids),
-    )
+
+
+def _chain(w: _Writer, snapshot: Snapshot) -> None:
     chain = snapshot.chain
     for name, help_text, value in (
         ("bittensor_chain_block", "Finalized block the snapshot was read at.", chain.block),
@@ -172,5 +220,3 @@ def render_snapshot(snapshot: Snapshot, extra: bytes = b"") -> bytes:
         ("bittensor_chain_pending_childkey_cooldown_blocks", "PendingChildKeyCooldown: blocks before a scheduled child set can apply.", chain.pending_cooldown),
     ):
         w.single(name, help_text, "gauge", value)
-    w.parts.append(extra)
-    return b"".join(w.parts)

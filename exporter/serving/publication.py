@@ -16,7 +16,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Optional
 
-from exporter.serving.exposition import render_snapshot
+from exporter.serving.exposition import EVERYTHING, render_snapshot
 from exporter.snapshot.model import Snapshot
 
 # Measured on the mainnet-scale exposition (11.7 MB; BENCHMARKS.md, `python -m
@@ -42,9 +42,9 @@ class RenderedSnapshot:
         return compressor.compress(extra) + compressor.flush()
 
 
-def render(snapshot: Snapshot, extra: bytes = b"") -> RenderedSnapshot:
+def render(snapshot: Snapshot, extra: bytes = b"", collectors: frozenset = EVERYTHING) -> RenderedSnapshot:
     """``extra``: more refresh-time exposition (the change counters) sent after the snapshot."""
-    plain = render_snapshot(snapshot, extra)
+    plain = render_snapshot(snapshot, extra, collectors)
     compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
     head = compressor.compress(plain) + compressor.flush(zlib.Z_SYNC_FLUSH)
     return RenderedSnapshot(snapshot=snapshot, plain=plain, gzip_head=head, _compressor=compressor)

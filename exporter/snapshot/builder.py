@@ -10,6 +10,7 @@ permit contender: only its stake weight is computed.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 from exporter.config import ScopeConfig
@@ -17,7 +18,9 @@ from exporter.snapshot.model import (
     ChainInfo, ChainRead, Edge, Identity, PendingChildren, PendingEffect, Snapshot, SubnetState, ValidatorState, WatchedKey,
 )
 from exporter.snapshot.scope import registered_uids, tracked_candidates
-from exporter.snapshot.stake_math import effective_take, inherited_stake, stake_weight_fixed
+from exporter.snapshot.stake_math import (
+    effective_take, inherited_stake, stake_weight_fixed, u96f32_from_int, u96f32_mul, u96f32_ratio,
+)
 from exporter.snapshot.units import take_ratio, to_rao, u64_ratio
 
 _U96F32_ONE = 2**32
@@ -78,7 +81,7 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
             permit_weights.setdefault(netuid, []).append(state.stake_weight)
         elif uid is not None:
             contenders[netuid] = max(contenders.get(netuid, 0.0), state.stake_weight)
-        if scope.includes_netuid(netuid) and (hotkey in watched or weight_fixed >= min_weight_fixed):
+        if _exported(scope, hotkey, netuid, watched, weight_fixed >= min_weight_fixed):
             validators.append(state)
     for hotkey, netuid, uid in registered_uids(read):
         if (hotkey, netuid) not in candidates and scope.includes_netuid(netuid) and not _has_permit(read, netuid, uid):
@@ -95,19 +98,27 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
         PendingChildren(parent=parent, netuid=netuid, children=links, cooldown_block=cooldown)
         for (netuid, parent), (links, cooldown) in sorted(read.pending.items())
     )
-    edges = tuple(e for e in chain_edges if (e.parent, e.netuid) in in_scope or (e.child, e.netuid) in in_scope)
+    # Edges and pending sets touching a validator exported (in watched mode: a watched hotkey).
+    touching = in_scope if scope.mode == "network" else {(h, n) for h, n in in_scope if h in watched}
+    edges = tuple(
+        replace(e, inherited_alpha=_edge_inherited(read, e))
+        for e in chain_edges if (e.parent, e.netuid) in touching or (e.child, e.netuid) in touching
+    )
     pending = tuple(
         p for p in chain_pending
-        if (p.parent, p.netuid) in in_scope or any((child, p.netuid) in in_scope for _, child in p.children)
+        if (p.parent, p.netuid) in touching or any((child, p.netuid) in touching for _, child in p.children)
+        or any((child, p.netuid) in touching for _, child in read.children.get((p.parent, p.netuid), ()))
     )
     identities = tuple(
         Identity(hotkey=h, coldkey=read.coldkeys.get(h, ""), alias=watched[h].alias if h in watched else "", watched=h in watched)
         for h in sorted({v.hotkey for v in validators})
     )
+    # In watched mode only the subnets a watched validator is judged on.
+    exported_subnets = {n for _, n in in_scope} if scope.mode == "watched" else None
     subnets = tuple(
         _subnet(read, netuid, permit_weights.get(netuid, []), contenders.get(netuid))
         for netuid in read.netuids
-        if netuid != 0 and scope.includes_netuid(netuid)
+        if netuid != 0 and scope.includes_netuid(netuid) and (exported_subnets is None or netuid in exported_subnets)
     )
     return Snapshot(
         chain=ChainInfo(
@@ -137,6 +148,21 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
         ),
         expected_takes={h: w.expected_take for h, w in watched.items() if w.expected_take is not None},
     )
+
+
+def _exported(scope: ScopeConfig, hotkey: str, netuid: int, watched: dict, heavy_enough: bool) -> bool:
+    """Whether a tracked validator is exported: the netuid filter, then the mode and the stake filter."""
+    if not scope.includes_netuid(netuid):
+        return False
+    if hotkey in watched:
+        return True
+    return scope.mode == "network" and heavy_enough
+
+
+def _edge_inherited(read: ChainRead, edge: Edge) -> float:
+    """Alpha (rao) the child receives through ``edge``: parent's own alpha x proportion, in U96F32."""
+    parent_alpha = read.stake.get((edge.parent, edge.netuid), 0)
+    return u96f32_mul(u96f32_from_int(parent_alpha), u96f32_ratio(edge.proportion)) / _U96F32_ONE
 
 
 def _stake_weight(read: ChainRead, hotkey: str, netuid: int) -> float:

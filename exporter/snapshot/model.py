@@ -77,6 +77,8 @@ class Edge:
     child: str
     netuid: int
     proportion: int  # u64 fraction of u64::MAX
+    # Alpha (rao, U96F32 precision) the child receives from the parent: set on exported edges.
+    inherited_alpha: Optional[float] = None
 
 
 @dataclass(frozen=True, slots=True)
