@@ -18,7 +18,9 @@ from exporter.history.queries import answer_events
 from exporter.history.store import Retention
 from exporter.history.writer import HistoryWriter
 from exporter.refresh import Refresher
-from exporter.serving.server import MetricsServer, MetricsSource, ProcessMetrics, split_listen_address
+from exporter.serving.server import (
+    DEFAULT_TELEMETRY_PATH, MetricsServer, MetricsSource, ProcessMetrics, split_listen_address,
+)
 from exporter.serving.web_config import WebConfig
 
 
@@ -68,9 +70,11 @@ def build_exporter(
     with_history: bool = True,
     clock: Optional[Callable[[], float]] = None,
     pool: Optional[EndpointPool] = None,
+    telemetry_path: str = DEFAULT_TELEMETRY_PATH,
 ) -> Exporter:
     """Every part, connected; nothing started. Raises OSError when the listen
-    address is unusable; the history path is checked by the CLI before this."""
+    address is unusable; the history path and the telemetry path are checked by
+    the CLI before this."""
     h = config.history
     history = None
     if with_history:
@@ -85,8 +89,8 @@ def build_exporter(
     source = MetricsSource(refresher.current, live=ProcessMetrics(), events=events, **({"clock": clock} if clock else {}))
     host, port = split_listen_address(config.listen_address)
     try:
-        server = MetricsServer(host, port, source, web)
-    except OSError:
+        server = MetricsServer(host, port, source, web, telemetry_path=telemetry_path)
+    except (OSError, ValueError):
         session.close()
         raise
     return Exporter(config, counter, session, refresher, server)

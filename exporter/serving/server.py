@@ -1,5 +1,9 @@
 """Serve ``/metrics``, ``/healthz`` and a landing page; never touch the chain.
 
+The metrics path is ``telemetry_path`` (``--web.telemetry-path``, default
+``/metrics``); any other path, the default one included, is 404. With ``/``
+the metrics replace the landing page, as in node_exporter.
+
 A scrape sends the bytes the last refresh prepared plus the exporter's small
 live self-metrics, so it costs about as much as sending a static file.
 
@@ -36,6 +40,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import email.utils
+import html
+import re
 import socket
 import threading
 import time
@@ -65,6 +71,12 @@ IO_THREADS = 2  # bcrypt checks and events API queries, off the event loop
 FD_RESERVE = 128  # file descriptors left to the rest of the process (chain connections, SQLite, logs)
 LIVE_METRICS_MAX_AGE_SECONDS = 1.0
 
+DEFAULT_TELEMETRY_PATH = "/metrics"
+# Served whatever the telemetry path is, so it may not be one of them.
+RESERVED_PATHS = ("/healthz", "/api/v1/events")
+# An absolute path of RFC 3986 path characters (percent-encoding included), at most 256 of them.
+_TELEMETRY_PATH = re.compile(r"/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2}){0,255}")
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SERVER = f"bittensor-validator-exporter/{__version__}"
 
@@ -75,12 +87,28 @@ LANDING_PAGE = """<!doctype html>
 <p>Version {version}. Own, inherited and root stake, childkey takes and parent/child
 relationships of Bittensor validators, refreshed on an interval from one finalized block.</p>
 <ul>
-<li><a href="/metrics">/metrics</a>: Prometheus metrics</li>
+<li><a href="{metrics}">{metrics}</a>: Prometheus metrics</li>
 <li><a href="/healthz">/healthz</a>: 200 while the last refresh is fresh, 503 otherwise</li>
 <li><a href="/api/v1/events">/api/v1/events</a>: recorded changes (JSON; hotkey, netuid, kind, since, until, limit, cursor)</li>
 </ul>
 </body></html>
 """
+
+
+def telemetry_path_problem(path: str) -> Optional[str]:
+    """Why ``path`` cannot be the path metrics are served on, or None."""
+    if not isinstance(path, str) or not _TELEMETRY_PATH.fullmatch(path):
+        shown = repr(path) if len(repr(path)) <= 60 else repr(path)[:57] + "..."
+        return ("must be an absolute URL path such as /metrics (letters, digits, -._~!$&'()*+,;=:@/ and "
+                f"%XX escapes, at most 256 characters), got {shown}")
+    if path.startswith("//"):
+        return f"must not start with // (a link to it would name another host), got {path!r}"
+    if any(segment in (".", "..") for segment in path.split("/")):
+        return f"must not have . or .. segments (clients resolve them away), got {path!r}"
+    if path in RESERVED_PATHS:
+        return f"{path} is served by the exporter already (reserved: {', '.join(RESERVED_PATHS)})"
+    return None
+
 
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
@@ -157,12 +185,19 @@ class MetricsServer:
 
     The socket is bound here (an unusable address raises OSError at once);
     ``start`` serves, ``stop`` closes every connection and releases the port.
-    ``request_timeout`` is the deadline for a whole request head.
+    ``request_timeout`` is the deadline for a whole request head. Metrics are
+    served on ``telemetry_path`` (ValueError if ``telemetry_path_problem`` objects).
     """
 
     def __init__(self, host: str, port: int, source: MetricsSource, web: WebConfig = WebConfig(),
                  max_connections: int = MAX_CONNECTIONS, request_timeout: float = REQUEST_TIMEOUT_SECONDS,
-                 response_timeout: float = RESPONSE_TIMEOUT_SECONDS):
+                 response_timeout: float = RESPONSE_TIMEOUT_SECONDS, telemetry_path: str = DEFAULT_TELEMETRY_PATH):
+        problem = telemetry_path_problem(telemetry_path)
+        if problem:
+            raise ValueError(f"telemetry path: {problem}")
+        self._telemetry_path = telemetry_path
+        self._landing_page = LANDING_PAGE.format(version=html.escape(__version__),
+                                                 metrics=html.escape(telemetry_path, quote=True)).encode()
         self._source = source
         self._web = web
         self._auth = BasicAuth(web.users)
@@ -189,6 +224,10 @@ class MetricsServer:
         self._lifecycle = threading.Lock()
         self._closed = False
         self._last_accept_error = float("-inf")
+
+    @property
+    def telemetry_path(self) -> str:
+        return self._telemetry_path
 
     @property
     def port(self) -> int:
@@ -383,7 +422,7 @@ class MetricsServer:
         """Status, content type, body chunks and whether they are gzip-encoded."""
         source = self._source
         gzip = False
-        if path == "/metrics":
+        if path == self._telemetry_path:
             publication = source.current()
             gzip = _accepts_gzip(request.headers.get("accept-encoding"))
             status, content_type = HTTPStatus.OK, CONTENT_TYPE
@@ -398,7 +437,7 @@ class MetricsServer:
             chunks = [b"ok\n" if fresh else b"stale: no successful refresh within the staleness limit\n"]
         elif path == "/":
             status, content_type = HTTPStatus.OK, "text/html; charset=utf-8"
-            chunks = [LANDING_PAGE.format(version=__version__).encode()]
+            chunks = [self._landing_page]
         else:
             status, content_type, chunks = HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", [b"not found\n"]
         return status, content_type, chunks, gzip
