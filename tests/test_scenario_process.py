@@ -16,8 +16,8 @@ waits until the exporter serves ``bittensor_chain_block N`` (it refreshes every
 second and records history before it publishes), so every change of the step
 must be recorded at N. A step taken while the exporter is stopped commits N
 before it starts again: its first refresh reads N. A step that SIGKILLs the
-exporter right after committing N leaves it to chance whether the killed
-process recorded N: either way the change is recorded once, at N. The reset
+exporter once it recorded N starts it again on the same block N: nothing may be
+recorded twice. (Kills in the middle of a commit are test_crash_exporter's.) The reset
 step holds the exporter's refreshes (the node refuses them) while it changes
 the chain and runs the reset, so the first refresh after the reset reads the
 changed block: a baseline, no events for it, whatever the exporter remembers.
@@ -43,7 +43,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from simnode import ChainState, SimNode
 from simnode.state import BLOCK_TIME_MS, GENESIS_TIME_MS
-from tests.event_model import Event, EventModel, compare
+from tests.event_model import Event, EventModel, compare, tracked_pairs
+from tests.oracle import expected as oracle
 from tests.scenario_chain import HALF, MAX, QUARTER, RAO, ChainWriter, World, hotkey
 from tests.test_new_user import free_port
 
@@ -154,7 +155,7 @@ def nothing(w: World) -> None:
 @dataclass(frozen=True)
 class Step:
     name: str
-    how: str  # live | stopped (SIGTERM, change, start) | kill_racing (change, SIGKILL at once, start)
+    how: str  # live | stopped (SIGTERM, change, start) | kill_recorded (change, recorded, SIGKILL, start)
     #           | killed (SIGKILL, change, start) | reset (refreshes held, change, reset while running, release)
     change: Callable[[World], None]
 
@@ -165,7 +166,8 @@ SCRIPT = (
     Step("SIGTERM; drift reaches +7 %, watched take, a permit lost; start", "stopped", while_stopped),
     Step("VO falls below min_stake_weight, keeps its permit", "live", below_min_stake_weight),
     Step("VO's take changes out of scope; G and W gain permits", "live", out_of_scope_take_and_permits),
-    Step("subnet 3 (filtered out) changes; SIGKILL at once; start", "kill_racing", filtered_subnet),
+    Step("subnet 3 (filtered out) changes; SIGKILL once recorded; start on that block", "kill_recorded",
+         filtered_subnet),
     Step("SIGKILL; VO's take, a set scheduled; start", "killed", while_killed),
     Step("changes, then history reset while running", "reset", at_reset),
     Step("after the reset: rescheduled, VO back in scope, G loses its permit", "live", after_reset),
@@ -311,6 +313,25 @@ def last_expected(events: list[Event], watched: tuple[str, ...]) -> dict[tuple[s
     return last
 
 
+def exported(text: str) -> set[tuple[str, int]]:
+    """The (hotkey, netuid) pairs /metrics serves validator series for."""
+    return {
+        (s.labels["hotkey"], int(s.labels["netuid"]))
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "bittensor_validator_stake_weight_alpha"
+    }
+
+
+def export_scope(world: World) -> set[tuple[str, int]]:
+    """What the script means to export (so that its scope crossings are real): tracked pairs on
+    the filtered subnets, watched or with a stake weight of at least min_stake_weight."""
+    return {
+        (h, n) for h, n in tracked_pairs(world, WATCHED)
+        if n in NETUIDS and (h in WATCHED or oracle(world, h, n, world.tao_weight)["stake_weight"] >= MIN_STAKE_WEIGHT * RAO)
+    }
+
+
 def readable(text: str) -> str:
     """Hotkeys (whole, or the 8-character prefixes events print) by their names in this script."""
     for h, name in NAMES.items():
@@ -348,6 +369,7 @@ def test_every_change_recorded_once_across_restarts_kills_resets_and_scope(tmp_p
     last_before_reset: dict = {}
     expected_last_before_reset: dict = {}
     after_reset_from = 0
+    scope_problems: list[str] = []
     table: list[tuple[str, str, int, float]] = []  # (step, how, block, seconds)
 
     with SimNode(state) as node:
@@ -362,8 +384,9 @@ def test_every_change_recorded_once_across_restarts_kills_resets_and_scope(tmp_p
 
         block = chain.commit(world)
         exporter.start()
-        exporter.wait_for_block(block)
+        text = exporter.wait_for_block(block)
         assert model.observe(world, block) == [], "a new history file starts with a baseline"
+        assert exported(text) == export_scope(world), readable(f"exported {exported(text)}")
         table.append(("fresh start: baseline", "start", block, time.monotonic() - started))
 
         for step in SCRIPT:
@@ -390,11 +413,14 @@ def test_every_change_recorded_once_across_restarts_kills_resets_and_scope(tmp_p
                 after_reset_from = len(expected)
                 node.fault = None
             step_expected = model.observe(world, block)
-            if step.how == "kill_racing":
-                exporter.kill()  # it may or may not have recorded `block`
-            if step.how in ("stopped", "killed", "kill_racing"):
+            if step.how == "kill_recorded":
+                exporter.wait_for_block(block)
+                exporter.kill()  # the restarted exporter reads the same block first: nothing new in it
+            if step.how in ("stopped", "killed", "kill_recorded"):
                 exporter.start()
-            exporter.wait_for_block(block)
+            text = exporter.wait_for_block(block)
+            if exported(text) != export_scope(world):
+                scope_problems.append(f"block {block}: exported {sorted(exported(text))}, meant {sorted(export_scope(world))}")
             expected += step_expected
             table.append((step.name, step.how, block, time.monotonic() - step_started))
 
@@ -406,17 +432,17 @@ def test_every_change_recorded_once_across_restarts_kills_resets_and_scope(tmp_p
 
     recorded = [e for e, _ in before_reset + after_reset]
     by_block, wanted = Counter(e.block for e in recorded), Counter(e.block for e in expected)
-    print(f"\n{'block':>5} {'how':<11} {'expected':>8} {'recorded':>8} {'seconds':>7}  step")
+    print(f"\n{'block':>5} {'how':<13} {'expected':>8} {'recorded':>8} {'seconds':>7}  step")
     for name, how, b, seconds in table:
-        print(f"{b:>5} {how:<11} {wanted[b]:>8} {by_block[b]:>8} {seconds:>7.1f}  {name}")
+        print(f"{b:>5} {how:<13} {wanted[b]:>8} {by_block[b]:>8} {seconds:>7.1f}  {name}")
     print(f"total: expected {len(expected)}, recorded {len(recorded)} "
           f"({len(before_reset)} before the reset, {len(after_reset)} after); "
           f"exporter runs {exporter.runs}; {time.monotonic() - started:.1f} s")
 
-    problems = []
+    problems = scope_problems[:]
     diff = compare(expected, recorded)
     if not diff.ok:
-        problems.append(str(diff))
+        problems.append(f"expected {len(expected)} events, recorded {len(recorded)}: {diff}")
     wrong_time = [(e, t) for e, t in before_reset + after_reset if t != (GENESIS_TIME_MS + e.block * BLOCK_TIME_MS) / 1000]
     if wrong_time:
         problems.append("time is not the block's timestamp: " + "; ".join(f"{e} at {t}" for e, t in wrong_time))
@@ -436,3 +462,29 @@ def test_every_change_recorded_once_across_restarts_kills_resets_and_scope(tmp_p
                             f"expected {sorted(wanted_last.items())}")
     assert not problems, readable("\n".join(problems))
     print("expected events:\n" + readable("\n".join(f"  {e}" for e in expected)))
+
+
+def test_the_script_crosses_the_scope_where_it_says():
+    """The scenario's premises, from the chain states alone: VO leaves the export scope with its
+    permit and returns, G and L cross the tracked population, subnet 3 is never exported."""
+    world = initial_world()
+    scopes, tracked = [export_scope(world)], [tracked_pairs(world, WATCHED)]
+    for step in SCRIPT:
+        step.change(world)
+        scopes.append(export_scope(world))
+        tracked.append(tracked_pairs(world, WATCHED))
+
+    def after(change) -> int:  # index in scopes/tracked of the state after that change
+        return 1 + [s.change for s in SCRIPT].index(change)
+
+    def between(first: int, end: int) -> list[bool]:
+        return [first <= i < end for i in range(len(scopes))]
+
+    out, back = after(below_min_stake_weight), after(after_reset)
+    assert [(VO, 1) in scope for scope in scopes] == [not b for b in between(out, back)]
+    assert all(t[(VO, 1)] for t in tracked), "VO keeps its permit throughout"
+    assert [(G, 1) in t for t in tracked] == between(after(out_of_scope_take_and_permits), after(after_reset))
+    assert [(L, 1) in t for t in tracked] == between(0, after(while_stopped))
+    assert [(W, 2) in t for t in tracked] == between(0, len(tracked)), "watched: tracked with or without a permit"
+    assert not any(n == 3 for scope in scopes for _, n in scope)
+    assert all(any(n == 3 for _, n in t) for t in tracked), "subnet 3 is tracked"
