@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import sys
+import textwrap
 import threading
 import time
 from dataclasses import replace
@@ -17,8 +18,13 @@ from typing import Iterator, Optional, Sequence
 
 
 from exporter import __version__
-from exporter.config import LOG_FORMATS, LOG_LEVELS, Config, ConfigError, listen_address_problem, load_config
+from exporter.config import (
+    COLLECTORS, ENDPOINTS_ENV, LOG_FORMATS, LOG_LEVELS, SCOPE_MODES, Config, ConfigError, listen_address_problem,
+    load_config,
+)
 from exporter.history.cli import add_history_parser, run_history
+from exporter.serving.server import DEFAULT_TELEMETRY_PATH, telemetry_path_problem
+from exporter.serving.status import REVISION_ENV
 from exporter.serving.web_config import WebConfig, load_web_config
 
 EXIT_CONFIG = 2
@@ -35,30 +41,64 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
+# Every environment variable the exporter (or a library on its behalf) reads, for --help.
+ENVIRONMENT = (
+    (ENDPOINTS_ENV, "comma-separated chain endpoint URLs, replacing chain.endpoints (keeps API keys in URLs "
+                    "out of the file)"),
+    ("SENTRY_DSN", "report failed refreshes and errors to Sentry (needs the sentry extra); never logged"),
+    ("SENTRY_ENVIRONMENT", "the Sentry environment of those reports (read by sentry-sdk)"),
+    (REVISION_ENV, "the git commit in bittensor_exporter_build_info's revision label (set when an image is "
+                   "built; else read from a git checkout, else unknown)"),
+    ("BITTENSOR_RUNTIME_CACHE_DIR", "where the chain SDK caches runtime metadata (default: runtime-cache beside "
+                                    "history.path)"),
+)
+
+
+def _epilog() -> str:
+    width = max(len(name) for name, _ in ENVIRONMENT)
+    lines = ["environment variables:"]
+    for name, meaning in ENVIRONMENT:
+        text = textwrap.wrap(meaning, max(30, 78 - width - 4))
+        lines.append(f"  {name:<{width}}  {text[0]}")
+        lines.extend(f"  {'':<{width}}  {line}" for line in text[1:])
+    return "\n".join(lines)
+
+
 def _flags() -> argparse.ArgumentParser:
     """Flags accepted before or after a subcommand; SUPPRESS keeps an absent flag from
     overwriting one given in the other position."""
     flags = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     flags.add_argument("--config.file", dest="config_file", metavar="PATH", help="YAML configuration file (see config.example.yaml)")
-    flags.add_argument("--web.listen-address", dest="listen_address", metavar="ADDR", help="address to serve /metrics on, e.g. :9744 (overrides web.listen_address)")
+    flags.add_argument("--web.listen-address", dest="listen_address", metavar="ADDR", help="address to serve HTTP on, e.g. :9744 (overrides web.listen_address)")
+    flags.add_argument("--web.telemetry-path", dest="telemetry_path", metavar="PATH",
+                       help=f"path to serve metrics on (default {DEFAULT_TELEMETRY_PATH}); the landing page at / links to it")
     flags.add_argument("--web.config.file", dest="web_config_file", metavar="PATH", help="TLS and basic auth, in the Prometheus exporter-toolkit format")
     flags.add_argument("--interval", type=parse_duration, metavar="DURATION", help="refresh interval, e.g. 60s or 2m (overrides refresh.interval_seconds)")
-    flags.add_argument("--log.level", dest="log_level", choices=LOG_LEVELS, help="overrides log.level")
-    flags.add_argument("--log.format", dest="log_format", choices=LOG_FORMATS, help="overrides log.format")
+    flags.add_argument("--scope.mode", dest="scope_mode", choices=SCOPE_MODES,
+                       help="network: every validator in scope; watched: only scope.watch's hotkeys (overrides scope.mode)")
+    flags.add_argument("--log.level", dest="log_level", choices=LOG_LEVELS, help="warn is warning (overrides log.level)")
+    flags.add_argument("--log.format", dest="log_format", choices=LOG_FORMATS,
+                       help="auto: console on a terminal, json otherwise (overrides log.format)")
+    collectors = flags.add_argument_group(
+        "collectors", "metric families, all on by default; a flag overrides the config file's collectors: entry")
+    for name, description in COLLECTORS.items():
+        collectors.add_argument(f"--collector.{name}", dest=f"collector_{name}", action=argparse.BooleanOptionalAction,
+                                help=description.replace("%", "%%"))
     return flags
 
 
 def build_parser() -> argparse.ArgumentParser:
     flags = _flags()
+    common = {"parents": [flags], "epilog": _epilog(), "formatter_class": argparse.RawDescriptionHelpFormatter}
     parser = argparse.ArgumentParser(
         prog="bittensor-validator-exporter",
         description="Prometheus exporter for Bittensor validators' stake, childkey takes and parent/child relationships.",
-        parents=[flags],
+        **common,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("run", parents=[flags], help="run the exporter (the default)")
-    sub.add_parser("check-config", parents=[flags], help="validate the configuration and exit")
+    sub.add_parser("run", help="run the exporter (the default)", **common)
+    sub.add_parser("check-config", help="validate the configuration and exit", **common)
     add_history_parser(sub, flags)
     return parser
 
@@ -83,12 +123,32 @@ def resolve_config(args: argparse.Namespace) -> Config:
             problems.append(f"--interval: must be between 1s and 24h, got {interval:g}s")
         else:
             config = replace(config, interval_seconds=interval)
+    mode = _flag(args, "scope_mode")
+    if mode is not None:
+        if mode == "watched" and not config.scope.watch:
+            problems.append("--scope.mode: watched exports only the hotkeys in scope.watch, and scope.watch is empty")
+        else:
+            config = replace(config, scope=replace(config.scope, mode=mode))
+    problem = telemetry_path_problem(telemetry_path(args))
+    if problem:
+        problems.append(f"--web.telemetry-path: {problem}")
     if problems:
         raise ConfigError(problems)
+    enabled = set(config.collectors)
+    for name in COLLECTORS:
+        on = _flag(args, f"collector_{name}")
+        if on is not None:
+            (enabled.add if on else enabled.discard)(name)
+    if enabled != set(config.collectors):
+        config = replace(config, collectors=frozenset(enabled))
     for name in ("log_level", "log_format"):
         if _flag(args, name):
             config = replace(config, **{name: _flag(args, name)})
     return config
+
+
+def telemetry_path(args: argparse.Namespace) -> str:
+    return _flag(args, "telemetry_path") or DEFAULT_TELEMETRY_PATH
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -142,7 +202,7 @@ def _main(args: argparse.Namespace, stop: Optional[threading.Event]) -> int:
         print(f"error: {ConfigError([f'history.path: {problem}'])}", file=sys.stderr)
         return EXIT_CONFIG
     assert stop is not None
-    return _run(config, web, stop)
+    return _run(config, web, stop, telemetry_path(args))
 
 
 def prepare_process(config: Config) -> None:
@@ -161,17 +221,17 @@ def prepare_process(config: Config) -> None:
     init_sentry()
 
 
-def run(config: Config, web: WebConfig = WebConfig()) -> int:
+def run(config: Config, web: WebConfig = WebConfig(), telemetry_path: str = DEFAULT_TELEMETRY_PATH) -> int:
     """Start the refresh thread and the HTTP server; block until SIGINT or SIGTERM.
 
     A signal at any moment, start-up included, stops the exporter within
     ``SHUTDOWN_SECONDS`` with exit code 0.
     """
     with _stop_on_signals() as stop:
-        return _run(config, web, stop)
+        return _run(config, web, stop, telemetry_path)
 
 
-def _run(config: Config, web: WebConfig, stop: threading.Event) -> int:
+def _run(config: Config, web: WebConfig, stop: threading.Event, telemetry_path: str = DEFAULT_TELEMETRY_PATH) -> int:
     import structlog
 
     from exporter.app import build_exporter
@@ -179,7 +239,7 @@ def _run(config: Config, web: WebConfig, stop: threading.Event) -> int:
     prepare_process(config)
     log = structlog.get_logger("exporter")
     try:
-        exporter = build_exporter(config, web)
+        exporter = build_exporter(config, web, telemetry_path=telemetry_path)
     except OSError as error:
         log.error("cannot listen", address=config.listen_address, error=error.strerror or str(error))
         return EXIT_RUNTIME
@@ -193,6 +253,7 @@ def _run(config: Config, web: WebConfig, stop: threading.Event) -> int:
         "started",
         version=__version__,
         listen_address=config.listen_address,
+        telemetry_path=telemetry_path,
         tls=web.tls is not None,
         basic_auth=bool(web.users),
         endpoints=len(config.chain.endpoints),

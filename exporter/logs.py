@@ -156,10 +156,11 @@ class LogfmtRenderer:
 
     Values: strings as they are, quoted when they hold a space, ``=``, ``"``, a
     control or other non-printable character or nothing at all (and ``"null"``,
-    so it reads back as a string); None as ``null``; booleans as ``true`` and
-    ``false``; anything else as ``str()`` gives it, quoted the same way. A key
-    that is not a valid logfmt key has those characters replaced by ``_``; a
-    field that would repeat ``ts`` or ``msg`` is written as ``_ts`` / ``_msg``.
+    so it reads back as a string), with JSON's escapes (so a quoted value is a
+    JSON string); None as ``null``; booleans as ``true`` and ``false``;
+    anything else as ``str()`` gives it, quoted the same way. A key that is
+    not a valid logfmt key has those characters replaced by ``_``; a field
+    that would repeat ``ts`` or ``msg`` is written as ``_ts`` / ``_msg``.
     """
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict) -> str:
@@ -209,7 +210,10 @@ def _escape(char: str) -> str:
     if char.isprintable():
         return char
     code = ord(char)
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # as JSON writes it: a surrogate pair
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def _strip_event(logger, method_name, event_dict):
