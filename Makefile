@@ -5,11 +5,29 @@ VENV ?= .venv
 CONFIG ?= config.example.yaml
 BIN := $(VENV)/bin
 
-$(VENV)/.installed: pyproject.toml
+# Dependencies come from requirements-test.lock: every package, transitive ones included, pinned
+# and hash-checked, the versions the image has (requirements.lock is its subset). The package goes
+# on top with nothing resolved, and pip check fails the install when pyproject.toml asks for what
+# the lock does not hold: then `make lock`.
+$(VENV)/.installed: pyproject.toml requirements.lock requirements-test.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,sentry]"
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-test.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $@
+
+# Writes both lock files again from pyproject.toml, for every Python it supports (3.10 on) and
+# every platform, keeping each pin that still fits; LOCK_ARGS=--upgrade moves every pin to the
+# newest release allowed. The test lock is resolved first; the runtime lock is its subset.
+.PHONY: lock
+LOCK := $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.10 --no-python-downloads --quiet \
+	--generate-hashes --extra sentry --custom-compile-command "make lock" $(LOCK_ARGS)
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet uv
+	$(LOCK) --extra test --output-file requirements-test.lock
+	$(LOCK) --constraint requirements-test.lock --output-file requirements.lock
 
 .PHONY: install run demo test bench
 install: $(VENV)/.installed
