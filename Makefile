@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock requirements-test.lock
 # every platform, keeping each pin that still fits; LOCK_ARGS=--upgrade moves every pin to the
 # newest release allowed. The test lock is resolved first; the runtime lock is its subset.
 .PHONY: lock
-LOCK := $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.10 --no-python-downloads --quiet \
+LOCK = $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.10 --no-python-downloads --quiet \
 	--generate-hashes --extra sentry --custom-compile-command "make lock" $(LOCK_ARGS)
 lock:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
