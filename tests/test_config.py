@@ -8,6 +8,7 @@ import datetime
 import io
 import sqlite3
 import os
+import re
 import subprocess
 import time
 import sys
@@ -284,3 +285,104 @@ def test_cli_flags_override_the_file(tmp_path):
     path = tmp_path / "ok.yaml"
     path.write_text("refresh:\n  interval_seconds: 60\n")
     assert run_main("--config.file", str(path), "--interval", "2m", "check-config").returncode == 0
+
+
+# -- exporter conventions: flags as Prometheus exporters spell them ---------------------------------
+
+def resolved(*args: str):
+    from exporter.cli import build_parser, resolve_config
+
+    return resolve_config(build_parser().parse_args(["check-config", *args]))
+
+
+def test_warn_and_logfmt_are_accepted_in_the_file_and_as_flags(tmp_path):
+    path = tmp_path / "log.yaml"
+    path.write_text("log:\n  level: warn\n  format: logfmt\n")
+    config = load_config(str(path))
+    assert (config.log_level, config.log_format) == ("warn", "logfmt")
+    assert run_main("check-config", "--config.file", str(path)).returncode == 0
+    config = resolved("--config.file", str(path), "--log.level", "error", "--log.format", "json")
+    assert (config.log_level, config.log_format) == ("error", "json")
+    for level in ("debug", "info", "warn", "warning", "error"):
+        assert resolved("--log.level", level).log_level == level
+    for fmt in ("auto", "logfmt", "json", "console"):
+        assert resolved("--log.format", fmt).log_format == fmt
+    assert "log.format: must be one of" in " ".join(problems_of({"log": {"format": "text"}}))
+
+
+def test_collector_flags_override_the_files_collectors(tmp_path):
+    from exporter.config import COLLECTORS
+
+    path = tmp_path / "collectors.yaml"
+    path.write_text("collectors:\n  subnet: false\n  chain: false\n")
+    assert load_config(str(path)).collectors == frozenset(COLLECTORS) - {"subnet", "chain"}
+    config = resolved("--config.file", str(path), "--collector.subnet", "--no-collector.validator")
+    assert config.collectors == frozenset(COLLECTORS) - {"chain", "validator"}
+    assert resolved("--no-collector.changes", "--collector.changes").collectors == frozenset(COLLECTORS), "the last wins"
+    assert resolved().collectors == frozenset(COLLECTORS)
+    everything_off = [f"--no-collector.{name}" for name in COLLECTORS]
+    assert resolved(*everything_off).collectors == frozenset()
+    result = run_main("check-config", "--collector.nope")
+    assert result.returncode == 2 and "unrecognized arguments: --collector.nope" in result.stderr
+
+
+def test_scope_mode_flag(tmp_path):
+    path = tmp_path / "watched.yaml"
+    path.write_text(f"scope:\n  mode: watched\n  watch:\n    - hotkey: {GOOD_HOTKEY}\n      alias: mine\n")
+    assert resolved("--config.file", str(path)).scope.mode == "watched"
+    assert resolved("--config.file", str(path), "--scope.mode", "network").scope.mode == "network"
+    config = resolved("--config.file", str(path), "--scope.mode", "watched")
+    assert config.scope.mode == "watched" and config.scope.watched_hotkeys == {GOOD_HOTKEY}
+    assert resolved("--scope.mode", "network").scope.mode == "network"
+    result = run_main("check-config", "--scope.mode", "watched")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 2 and "--scope.mode: watched" in result.stderr and "scope.watch is empty" in result.stderr
+    assert "invalid choice" in run_main("check-config", "--scope.mode", "all").stderr
+
+
+@pytest.mark.parametrize("path, needle", [
+    ("metrics", "absolute URL path"),
+    ("/with space", "absolute URL path"),
+    ("/%zz", "absolute URL path"),
+    ("//evil.example/metrics", "another host"),
+    ("/a/../metrics", ". or .. segments"),
+    ("/healthz", "served by the exporter already"),
+    ("/api/v1/events", "served by the exporter already"),
+    ("/" + "m" * 300, "at most 256"),
+])
+def test_a_bad_telemetry_path_exits_2(path, needle):
+    result = run_main("check-config", "--web.telemetry-path", path)
+    assert result.returncode == 2 and "--web.telemetry-path: " in result.stderr and needle in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_good_telemetry_paths_pass():
+    for path in ("/metrics", "/", "/exporter/metrics", "/m%C3%A9trics", "/metrics/"):
+        assert run_main("check-config", "--web.telemetry-path", path).returncode == 0, path
+
+
+def environment_variables_read_by_the_code() -> set[str]:
+    """Every NAME in os.environ.get("NAME"), environ.setdefault("NAME", ...), environ["NAME"]
+    and a module constant ending in _ENV, anywhere in the exporter package."""
+    names = set()
+    for source in (REPO / "exporter").rglob("*.py"):
+        text = source.read_text()
+        names.update(re.findall(r"""environ(?:\.get|\.setdefault|\.pop)?[(\[]\s*["']([A-Z][A-Z0-9_]+)["']""", text))
+        names.update(re.findall(r"""^[A-Z_]*_ENV\s*=\s*["']([A-Z][A-Z0-9_]+)["']""", text, re.MULTILINE))
+    return names
+
+
+def test_help_lists_every_environment_variable_the_exporter_reads():
+    names = environment_variables_read_by_the_code()
+    assert {"BITTENSOR_EXPORTER_ENDPOINTS", "SENTRY_DSN", "BITTENSOR_EXPORTER_REVISION",
+            "BITTENSOR_RUNTIME_CACHE_DIR"} <= names
+    for argv in (["--help"], ["run", "--help"], ["check-config", "--help"]):
+        result = run_main(*argv)
+        assert result.returncode == 0
+        epilog = result.stdout.split("environment variables:", 1)[1]
+        listed = set(re.findall(r"^  ([A-Z][A-Z0-9_]+)  ", epilog, re.MULTILINE))
+        assert names <= listed, f"not in --help: {sorted(names - listed)}"
+    help_text = run_main("--help").stdout
+    for flag in ("--web.telemetry-path", "--scope.mode", "--log.format {auto,logfmt,json,console}",
+                 "--collector.validator, --no-collector.validator", "--collector.changes, --no-collector.changes"):
+        assert flag in help_text

@@ -1,4 +1,4 @@
-"""HTTP endpoints: /metrics (plain and gzip), /healthz freshness, landing page, 404/405."""
+"""HTTP endpoints: /metrics (plain and gzip), /healthz freshness, landing page, 404/405, --web.telemetry-path."""
 
 from __future__ import annotations
 
@@ -67,3 +67,72 @@ def test_landing_page_head_404_and_405(tricky_node, exporter_factory):
     assert exporter.get("/nope")[0] == 404
     assert exporter.get("/metrics", method="POST")[0] == 405
     assert exporter.get("/metrics", method="DELETE")[0] == 405
+
+
+# -- --web.telemetry-path --------------------------------------------------------------------------
+
+def served(telemetry_path: str):
+    from exporter.serving.server import MetricsServer, MetricsSource
+    from tests.fakes import fake_publication
+
+    server = MetricsServer("127.0.0.1", 0, MetricsSource(fake_publication), telemetry_path=telemetry_path)
+    server.start()
+    return server
+
+
+def fetch(server, path: str, method: str = "GET") -> tuple[int, bytes]:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request(method, path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_metrics_are_served_on_the_telemetry_path_only():
+    server = served("/exporter/metrics")
+    try:
+        status, body = fetch(server, "/exporter/metrics")
+        assert status == 200 and body.startswith(b"# withdrawn"), body[:100]  # the fake publication, no data
+        assert fetch(server, "/exporter/metrics?x=1")[0] == 200
+        assert fetch(server, "/exporter/metrics", "HEAD") == (200, b"")
+        assert fetch(server, "/metrics")[0] == 404, "the default path is not served once changed"
+        assert fetch(server, "/exporter")[0] == 404 and fetch(server, "/exporter/metrics/")[0] == 404
+        status, page = fetch(server, "/")
+        assert status == 200 and b'<a href="/exporter/metrics">/exporter/metrics</a>' in page and b'"/metrics"' not in page
+        assert fetch(server, "/healthz")[0] == 200
+    finally:
+        server.stop()
+
+
+def test_telemetry_path_at_the_root_replaces_the_landing_page():
+    server = served("/")
+    try:
+        status, body = fetch(server, "/")
+        assert status == 200 and body.startswith(b"# withdrawn") and b"<html" not in body
+        assert fetch(server, "/metrics")[0] == 404
+    finally:
+        server.stop()
+
+
+def test_the_landing_page_escapes_the_telemetry_path():
+    server = served("/a&b'c")
+    try:
+        status, page = fetch(server, "/")
+        assert status == 200 and b'href="/a&amp;b&#x27;c"' in page
+        assert fetch(server, "/a&b'c")[0] == 200
+    finally:
+        server.stop()
+
+
+def test_an_unusable_telemetry_path_is_refused_before_binding():
+    import pytest
+
+    from exporter.serving.server import MetricsServer, MetricsSource
+    from tests.fakes import fake_publication
+
+    with pytest.raises(ValueError, match="reserved"):
+        MetricsServer("127.0.0.1", 0, MetricsSource(fake_publication), telemetry_path="/healthz")

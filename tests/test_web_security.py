@@ -199,6 +199,23 @@ def test_an_unknown_user_costs_what_a_wrong_password_costs():
     ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: Maybe\n", "client_auth_type"),
     ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n", "client_ca_file"),
     ("tls_config:\n  cert_file: x\n", "unknown key"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  tls_version: TLS13\n", "tls_server_config.tls_version: unknown key (allowed: cert_file"),
+    ("http_server_config:\n  http3: true\n", "http_server_config.http3: unknown key"),
+    ("http_server_config:\n  http2: maybe\n", "http2: must be true or false"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS13\n  max_version: TLS12\n", "min_version TLS13 is newer than max_version TLS12"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  max_version: TLS11\n", "older than the default min_version"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_BOGUS]\n", "unknown cipher suite 'TLS_BOGUS'"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  cipher_suites: [ECDHE-RSA-AES128-GCM-SHA256]\n", "use Go's names"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n", "TLS 1.3 suites cannot be configured"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS13\n  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n", "remove cipher_suites or lower min_version"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  cipher_suites: TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\n", "cipher_suites: must be a list"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n", "available in this Python's"),
+    # An RSA certificate cannot serve an ECDSA suite: every TLS 1.2 handshake would fail.
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  max_version: TLS12\n  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]\n", "no TLS12 handshake is possible"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  curve_preferences: [CurveP256, X25519]\n", "one curve only"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  curve_preferences: [P-256]\n", "unknown curve 'P-256' (one of CurveP256, CurveP384, CurveP521, X25519)"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  curve_preferences: [X25519MLKEM768]\n", "unknown curve"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  prefer_server_cipher_suites: 1\n", "prefer_server_cipher_suites: must be true or false"),
 ])
 def test_bad_web_config_is_refused(certificate, tmp_path, text, needle):
     for name in ("server.crt", "server.key"):
@@ -420,3 +437,110 @@ def test_connection_cap_answers_503_instead_of_queueing_forever():
     else:
         pytest.fail("slots were not released")
     server.stop()
+
+
+# -- TLS options, applied ------------------------------------------------------------------------
+
+def tls_server(certificate: Path, tmp_path: Path, options: str) -> MetricsServer:
+    for name in ("server.crt", "server.key"):
+        shutil.copy(certificate / name, tmp_path / name)
+    path = tmp_path / "web.yml"
+    path.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n" + options)
+    return serve(path)
+
+
+def handshake(server: MetricsServer, certificate: Path, *, versions=None, ciphers=None, curve=None) -> tuple[str, str]:
+    """(protocol, cipher) a client so restricted gets; ssl.SSLError or OSError when it gets none."""
+    context = client_context(certificate)
+    if versions:
+        context.minimum_version, context.maximum_version = versions
+    if ciphers:
+        context.set_ciphers(ciphers)
+    if curve:
+        context.set_ecdh_curve(curve)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert tls.recv(12) == b"HTTP/1.1 200"
+        return tls.version(), tls.cipher()[0]
+
+
+TLS12 = (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_2)
+TLS13 = (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_3)
+
+
+def test_min_version_tls13_refuses_a_tls12_client(certificate, tmp_path):
+    server = tls_server(certificate, tmp_path, "  min_version: TLS13\n")
+    try:
+        assert handshake(server, certificate)[0] == "TLSv1.3"
+        with pytest.raises((ssl.SSLError, OSError)):
+            handshake(server, certificate, versions=TLS12)
+    finally:
+        server.stop()
+
+
+def test_max_version_tls12_refuses_a_tls13_only_client(certificate, tmp_path):
+    server = tls_server(certificate, tmp_path, "  max_version: TLS12\n")
+    try:
+        assert handshake(server, certificate)[0] == "TLSv1.2"
+        with pytest.raises((ssl.SSLError, OSError)):
+            handshake(server, certificate, versions=TLS13)
+    finally:
+        server.stop()
+
+
+def test_cipher_suites_by_their_go_names_are_the_only_tls12_suites(certificate, tmp_path):
+    server = tls_server(certificate, tmp_path, "  cipher_suites:\n    - TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384\n"
+                                                "    - TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256\n")
+    try:
+        assert handshake(server, certificate, versions=TLS12) == ("TLSv1.2", "ECDHE-RSA-AES256-GCM-SHA384")
+        assert handshake(server, certificate, versions=TLS12, ciphers="ECDHE-RSA-CHACHA20-POLY1305")[1] == \
+            "ECDHE-RSA-CHACHA20-POLY1305"
+        with pytest.raises((ssl.SSLError, OSError)):
+            handshake(server, certificate, versions=TLS12, ciphers="ECDHE-RSA-AES128-GCM-SHA256")
+        assert handshake(server, certificate)[0] == "TLSv1.3", "TLS 1.3 keeps its own suites, as in Go"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("prefer, chosen", [("true", "ECDHE-RSA-AES128-GCM-SHA256"), ("false", "ECDHE-RSA-AES256-GCM-SHA384")])
+def test_prefer_server_cipher_suites_decides_whose_order_wins(certificate, tmp_path, prefer, chosen):
+    server = tls_server(certificate, tmp_path, f"  prefer_server_cipher_suites: {prefer}\n  cipher_suites:\n"
+                                                "    - TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\n"
+                                                "    - TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384\n")
+    try:
+        client_order = "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256"
+        assert handshake(server, certificate, versions=TLS12, ciphers=client_order)[1] == chosen
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("versions", [TLS12, TLS13], ids=["TLS12", "TLS13"])
+def test_curve_preferences_restrict_key_exchange_to_that_curve(certificate, tmp_path, versions):
+    server = tls_server(certificate, tmp_path, "  curve_preferences: [CurveP384]\n")
+    try:
+        assert handshake(server, certificate, versions=versions, curve="secp384r1")
+        with pytest.raises((ssl.SSLError, OSError)):
+            handshake(server, certificate, versions=versions, curve="prime256v1")
+        assert handshake(server, certificate, versions=versions), "a default client offers P-384 too"
+    finally:
+        server.stop()
+
+
+def test_tls10_is_refused_when_openssl_would_never_negotiate_it(certificate, tmp_path):
+    """exporter-toolkit accepts TLS10; here it is refused at load when this OpenSSL cannot
+    do it at all, rather than accepted and failing every old client's handshake."""
+    for name in ("server.crt", "server.key"):
+        shutil.copy(certificate / name, tmp_path / name)
+    path = tmp_path / "web.yml"
+    path.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS10\n")
+    try:
+        server = serve(path)
+    except ConfigError as error:
+        assert "no TLS10 handshake is possible" in str(error) and "security level" in str(error)
+        return
+    try:  # this OpenSSL does TLS 1.0: then it is served
+        old = (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1)
+        assert handshake(server, certificate, versions=old, ciphers="ALL:@SECLEVEL=0")[0] == "TLSv1"
+    finally:
+        server.stop()
