@@ -10,16 +10,6 @@ from typing import Iterator, Optional
 
 DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "dashboards"
 
-# Metrics the history/alerting work (issue 3) adds to the exporter. A dashboard may
-# use them before they exist; the tests then say so instead of failing.
-HISTORY_METRICS = frozenset({
-    "bittensor_childkey_changes_total",
-    "bittensor_exporter_history_writes_total",
-    "bittensor_exporter_history_last_write_success_timestamp_seconds",
-    "bittensor_exporter_history_database_bytes",
-})
-HISTORY_PENDING = "history metrics (issue 3) not present yet"
-
 # Series Prometheus itself attaches to every scrape, never in the exporter's output.
 SCRAPE_SERIES = frozenset({
     "up", "scrape_duration_seconds", "scrape_samples_scraped",
@@ -41,6 +31,29 @@ _RANGES = re.compile(r"\[[^\]]*\]")
 _IDENTIFIER = re.compile(r"(?<![\w:.$])([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?")
 _VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
 _LABEL_VALUES = re.compile(r"^\s*label_values\(\s*(?:(.*),\s*)?(\w+)\s*\)\s*$", re.S)
+_QUERY_RESULT = re.compile(r"^\s*query_result\((.*)\)\s*$", re.S)
+_JS_REGEX = re.compile(r"^/(.*)/([gimsuy]*)$", re.S)
+# Every dashboard has an `instance` variable (exporter instances); every selector filters on it.
+INSTANCE_MATCHER = 'instance=~"$instance"'
+
+
+def dashboard_chain():
+    """The demo chain as the dashboard tests read it: every panel has something to show.
+
+    The demo scenario has no pending child set that changes the proportion of the
+    detail validator (docker/demo-config.yaml's first watched hotkey) as a child, so
+    its parent (the second watched hotkey) schedules one here that halves it.
+    """
+    from simnode.demo import DETAIL_NETUID, demo_chain, demo_scope
+
+    state = demo_chain()
+    validator, parent = (key.hotkey for key in demo_scope().watch[:2])
+    children = state.get("ChildKeys", [parent, DETAIL_NETUID])
+    assert any(child == validator for _, child in children), "the demo's parent no longer has the detail validator as child"
+    pending = [(p // 2 if child == validator else p, child) for p, child in children]
+    state.set("PendingChildKeys", [DETAIL_NETUID, parent], (pending, state.head.number + 1000))
+    state.commit_block()
+    return state
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,92 @@ def variable_query(variable: dict) -> Optional[str]:
         return None
     query = variable.get("query")
     return query.get("query") if isinstance(query, dict) else query
+
+
+def parse_query_result(query: str) -> Optional[str]:
+    """``query_result(expr)`` -> expr; None for any other variable query."""
+    match = _QUERY_RESULT.match(query)
+    return match.group(1) if match else None
+
+
+def variable_exprs(query: str) -> list[str]:
+    """The PromQL a variable query evaluates: label_values()' selector or query_result()'s expression."""
+    expr = parse_query_result(query)
+    if expr is not None:
+        return [expr]
+    selector, _ = parse_label_values(query)
+    return [selector] if selector else []
+
+
+def query_result_lines(result: list[dict]) -> list[str]:
+    """An instant query's samples as Grafana's query_result() shows them to the variable's regex:
+    ``name{label="value",...} value timestamp_ms``, labels in the order Prometheus returns them."""
+    lines = []
+    for sample in result:
+        labels = dict(sample["metric"])
+        name = labels.pop("__name__", "")
+        label_part = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        timestamp, value = sample["value"]
+        lines.append(f"{name}{{{label_part}}} {value} {int(float(timestamp) * 1000)}")
+    return lines
+
+
+def variable_options(values: list[str], regex: str = "") -> list[tuple[str, str]]:
+    """(text, value) options as Grafana derives them from query answers and the variable's regex.
+
+    Like Grafana: no regex keeps every value as its own text; a regex with named groups ``text``
+    and/or ``value`` uses them (an empty group falls back to the other); otherwise the first
+    capture group, or the whole value when the regex has none. Values it does not match are
+    dropped, and duplicates (by value) are kept once.
+    """
+    pattern = None
+    if regex:
+        match = _JS_REGEX.match(regex)
+        source, flags = (match.group(1), match.group(2)) if match else (regex, "")
+        pattern = re.compile(source.replace("(?<", "(?P<").replace("(?P<=", "(?<=").replace("(?P<!", "(?<!"),
+                             re.I if "i" in flags else 0)
+    options, seen = [], set()
+    for raw in values:
+        text = value = raw
+        if pattern is not None:
+            found = pattern.search(raw)
+            if not found:
+                continue
+            groups = found.groupdict()
+            if groups.get("value") or groups.get("text"):
+                value = groups.get("value") or groups.get("text")
+                text = groups.get("text") or groups.get("value")
+            elif found.groups():
+                text = value = found.group(1)
+        if value not in seen:
+            seen.add(value)
+            options.append((text, value))
+    return options
+
+
+def selectors(expr: str) -> list[tuple[str, str]]:
+    """Every vector selector of a PromQL expression: (metric name, matcher text without braces)."""
+    masked = _STRINGS.sub(lambda m: m.group(0)[0] + "~" * (len(m.group(0)) - 2) + m.group(0)[-1], expr)
+    blanked = _RANGES.sub(lambda m: " " * len(m.group(0)), masked)
+    blanked = _LABEL_LISTS.sub(lambda m: " " * len(m.group(0)), blanked)
+    matchers = {m.start(): m for m in _MATCHERS.finditer(blanked)}
+    outside = _MATCHERS.sub(lambda m: " " * len(m.group(0)), blanked)
+    found, used = [], set()
+    for match in _IDENTIFIER.finditer(outside):
+        name, call = match.group(1), match.group(2)
+        if call or name.lower() in _PROMQL_WORDS:
+            continue
+        rest = match.end()
+        while rest < len(blanked) and blanked[rest].isspace():
+            rest += 1
+        braces = matchers.get(rest)
+        if braces is not None:
+            used.add(rest)
+            found.append((name, expr[braces.start() + 1:braces.end() - 1]))
+        else:
+            found.append((name, ""))
+    found += [("", expr[m.start() + 1:m.end() - 1]) for start, m in matchers.items() if start not in used]
+    return found
 
 
 def parse_label_values(query: str) -> tuple[Optional[str], str]:

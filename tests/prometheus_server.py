@@ -9,7 +9,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import yaml
 
@@ -18,8 +18,12 @@ REPO_CONFIG = REPO / "prometheus.yml"
 JOB = "bittensor-validator-exporter"
 
 
-def derive_config(target: str, interval: str = "1s") -> dict:
-    """prometheus.yml with the same scrape job and rule files, scraping ``target`` every ``interval``."""
+def derive_config(target: Union[str, Sequence[str]], interval: str = "1s") -> dict:
+    """prometheus.yml with the same scrape job and rule files, scraping ``target`` every ``interval``.
+
+    Several targets are scraped under the one job, as an HA pair of exporters would be.
+    """
+    targets = [target] if isinstance(target, str) else list(target)
     config = yaml.safe_load(REPO_CONFIG.read_text(encoding="utf-8"))
     config["global"] = {**config.get("global", {}), "scrape_interval": interval, "evaluation_interval": interval}
     # Rule globs are relative to prometheus.yml, and the derived file lives elsewhere.
@@ -28,7 +32,7 @@ def derive_config(target: str, interval: str = "1s") -> dict:
     config.pop("alerting", None)
     jobs = config["scrape_configs"]
     assert [job["job_name"] for job in jobs] == [JOB], "prometheus.yml should scrape exactly the exporter job"
-    jobs[0].update(scrape_interval=interval, scrape_timeout=interval, static_configs=[{"targets": [target]}])
+    jobs[0].update(scrape_interval=interval, scrape_timeout=interval, static_configs=[{"targets": targets}])
     return config
 
 
@@ -92,9 +96,9 @@ class PrometheusServer:
             raise AssertionError(f"{path} {params}: {body.get('errorType')}: {body.get('error')}")
         return body["data"]
 
-    def query(self, expr: str) -> list[dict]:
-        """Instant query at now: the vector's samples (a scalar counts as one sample)."""
-        data = self.api("query", [("query", expr)])
+    def query(self, expr: str, at: Optional[float] = None) -> list[dict]:
+        """Instant query at ``at`` (Unix time; default now): the vector's samples (a scalar counts as one sample)."""
+        data = self.api("query", [("query", expr)] + ([("time", repr(at))] if at is not None else []))
         if data["resultType"] in ("scalar", "string"):
             return [{"metric": {}, "value": data["result"]}]
         return data["result"]
@@ -104,3 +108,7 @@ class PrometheusServer:
 
     def rule_groups(self) -> list[dict]:
         return self.api("rules", [])["groups"]
+
+    def alerts(self) -> list[dict]:
+        """Active (pending and firing) alerts with their labels and expanded annotations."""
+        return self.api("alerts", [])["alerts"]

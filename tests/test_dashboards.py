@@ -13,18 +13,23 @@ import pytest
 
 from tests.dashboard_queries import (
     BUILTIN_VARIABLES,
-    HISTORY_METRICS,
-    HISTORY_PENDING,
+    INSTANCE_MATCHER,
     SCRAPE_SERIES,
+    dashboard_chain,
     load_dashboards,
     metric_names,
     panels,
     parse_label_values,
+    parse_query_result,
     queries,
+    query_result_lines,
+    selectors,
+    variable_exprs,
+    variable_options,
     variable_query,
     variables,
 )
-from simnode.demo import demo_chain, demo_scope
+from simnode.demo import change_chain, demo_scope
 from tests.harness import ExporterUnderTest
 from simnode import SimNode
 
@@ -34,27 +39,38 @@ UIDS = {
     "network-overview.json": "bittensor-network-overview",
     "validator-detail.json": "bittensor-validator-detail",
     "exporter-health.json": "bittensor-exporter-health",
+    "my-validators.json": "bittensor-my-validators",
 }
+INSTANCE_QUERY = "label_values(bittensor_exporter_up, instance)"
+# Aggregations straight over exporter series (or their rate/increase): with two exporters
+# scraped under one job they would count every series twice, unless kept per instance.
+_RAW_AGGREGATION = re.compile(
+    r"\b(sum|count|avg|quantile|topk|bottomk|count_values|stddev|stdvar)\s*(?:by\s*\(([^)]*)\)\s*)?"
+    r"\(\s*(?:[\d.]+\s*,\s*)?(?:(?:rate|increase|irate|delta|deriv)\s*\(\s*)?[a-zA-Z_:][\w:]*\s*\{")
 DASHBOARDS = load_dashboards()
 
 
 @pytest.fixture(scope="module")
 def exported_names(tmp_path_factory) -> set[str]:
-    """Sample names in /metrics after one refresh of the demo chain (history enabled)."""
+    """Sample names in /metrics after two refreshes of the demo chain (history enabled), with a
+    change in between, so the change families exist."""
     workdir = tmp_path_factory.mktemp("dashboards")
     with pytest.MonkeyPatch.context() as patch:
         # Module scope runs before the autouse per-test cache fixture: isolate it here too.
         patch.setenv("BITTENSOR_RUNTIME_CACHE_DIR", str(workdir / "runtime-cache"))
-        with SimNode(demo_chain()) as node:
+        state = dashboard_chain()
+        with SimNode(state) as node:
             exporter = ExporterUnderTest(node.url, scope=demo_scope(), history_path=str(workdir / "history.db"))
             try:
+                assert exporter.refresh()
+                change_chain(state, 0)
                 assert exporter.refresh()
                 return {name for name, _ in exporter.scrape()}
             finally:
                 exporter.close()
 
 
-def test_the_three_dashboards_exist_with_stable_uids():
+def test_the_dashboards_exist_with_stable_uids():
     assert {name: d["uid"] for name, d in DASHBOARDS.items()} == UIDS
 
 
@@ -91,7 +107,7 @@ def test_variables(name):
         query = variable_query(variable)
         if query is not None:
             assert variable["datasource"] == DATASOURCE, variable["name"]
-            parse_label_values(query)  # raises on anything else
+            variable_exprs(query)  # label_values() or query_result(); raises on anything else
     used = set()
     for query in queries(dashboard):
         used |= {a or b for a, b in re.findall(r"\$\{(\w+)[^}]*\}|\$([A-Za-z_]\w*)", query.expr)}
@@ -99,13 +115,66 @@ def test_variables(name):
     assert not unknown, f"queries use undefined variables: {unknown}"
 
 
-def test_validator_detail_is_chosen_by_hotkey_and_subnet():
-    by_name = {v["name"]: v for v in variables(DASHBOARDS["validator-detail.json"])}
-    assert parse_label_values(variable_query(by_name["hotkey"]))[1] == "hotkey"
-    assert parse_label_values(variable_query(by_name["netuid"]))[1] == "netuid"
-    assert "bittensor_validator_info" in {
-        name for q in queries(DASHBOARDS["validator-detail.json"]) for name in metric_names(q.expr)
-    }
+@pytest.mark.parametrize("name", sorted(UIDS))
+def test_every_dashboard_picks_exporter_instances(name):
+    """An `instance` variable (all exporters by default) that every other variable may depend on."""
+    defined = variables(DASHBOARDS[name])
+    names = [v["name"] for v in defined]
+    instance = defined[names.index("instance")]
+    assert variable_query(instance) == INSTANCE_QUERY
+    assert instance["multi"] and instance["includeAll"]
+    # No allValue: "All" is the regex of the exporters offered, so generic series (up,
+    # process_*) of other jobs' targets never join in.
+    assert "allValue" not in instance
+    assert names.index("instance") == 1, "instance comes right after the data source: the others filter on it"
+
+
+@pytest.mark.parametrize("name", sorted(UIDS))
+def test_every_selector_filters_on_the_instance_variable(name):
+    """Two exporters of one job are two copies of every series: each query reads the instances picked."""
+    dashboard = DASHBOARDS[name]
+    exprs = [(f"{q.panel}/{q.ref_id}", q.expr) for q in queries(dashboard)]
+    exprs += [(f"variable {v['name']}", e) for v in variables(dashboard) if v["name"] != "instance" and variable_query(v)
+              for e in variable_exprs(variable_query(v))]
+    for where, expr in exprs:
+        assert INSTANCE_MATCHER in expr, where
+        for metric, matchers in selectors(expr):
+            assert INSTANCE_MATCHER in matchers, f"{where}: {metric or '{...}'} selects every instance\n{expr}"
+
+
+@pytest.mark.parametrize("name", sorted(UIDS))
+def test_aggregations_never_add_up_instances(name):
+    """sum/count/quantile/topk only over series already reduced with max by(...) / max without(instance),
+    or kept per instance (exporter health): two exporters show the numbers of one."""
+    for query in queries(DASHBOARDS[name]):
+        for match in _RAW_AGGREGATION.finditer(query.expr):
+            by = {label.strip() for label in (match.group(2) or "").split(",")}
+            assert "instance" in by, f"{query.panel}/{query.ref_id}: {match.group(0)}... adds up exporter instances"
+
+
+def _picker(name: str) -> dict:
+    return {v["name"]: v for v in variables(DASHBOARDS[name])}["hotkey"]
+
+
+@pytest.mark.parametrize("name", ["validator-detail.json", "my-validators.json"])
+def test_validators_are_picked_by_alias(name):
+    """The hotkey variable shows aliases (text) and passes hotkeys (value), watched keys first."""
+    picker = _picker(name)
+    expr = parse_query_result(variable_query(picker))
+    assert expr and 'watched="true"' in expr
+    watched = "5FeCZE1NBqdJX4VxVZwgJLdz2DmEicJpPzbQuNgBR5bQc1xa"
+    other = "5GLzbmMHbHpUJppTpWA7cFCyDnKY2mmqeCMPiN3rc42zZG67"
+    # What Prometheus answers for query_result(), in the order it answers.
+    answer = [
+        {"metric": {"alias": "demo-validator", "hotkey": watched}, "value": [1767225600.0, "1e+18"]},
+        {"metric": {"hotkey": other}, "value": [1767225600.0, "4798.03"]},
+    ]
+    assert variable_options(query_result_lines(answer), picker["regex"]) == [("demo-validator", watched), (other, other)]
+    if name == "validator-detail.json":
+        assert picker["sort"] == 0, "keep the query's order: watched first, then by stake weight"
+        assert "sort_desc(" in expr and not picker["multi"]
+    else:
+        assert picker["multi"] and picker["includeAll"] and picker["allValue"] == ".*"
 
 
 @pytest.mark.parametrize("name", sorted(UIDS))
@@ -127,20 +196,41 @@ def test_links_point_at_existing_dashboards(name):
         assert uid in UIDS.values(), f"link to unknown dashboard {uid}"
 
 
+@pytest.mark.parametrize("name", sorted(UIDS))
+def test_links_carry_the_data_source_and_the_exporters(name):
+    dashboard = DASHBOARDS[name]
+    for link in dashboard["links"]:
+        assert link["includeVars"] or "${instance:queryparam}" in link["url"], link["title"]
+        assert link["keepTime"], link["title"]
+    for panel in panels(dashboard):
+        for override in panel.get("fieldConfig", {}).get("overrides", []):
+            for prop in override["properties"]:
+                for link in prop["value"] if prop["id"] == "links" else []:
+                    assert "${datasource:queryparam}" in link["url"] and "${instance:queryparam}" in link["url"], panel["title"]
+
+
+def test_my_validators_lists_watched_validators_and_links_onwards():
+    dashboard = DASHBOARDS["my-validators.json"]
+    table = next(p for p in panels(dashboard) if p["title"] == "My validators")
+    assert all('watched="true"' in t["expr"] for t in table["targets"])
+    columns = next(t for t in table["transformations"] if t["id"] == "organize")["options"]["renameByName"].values()
+    assert {"alias", "netuid", "stake weight (alpha)", "permit margin (alpha)", "take", "expected take", "parents",
+            "from parents (alpha)", "pending cuts", "pending revocation", "last change"} <= set(columns)
+    linked = {re.search(r"/d/([\w-]+)", link["url"]).group(1) for link in dashboard["links"] if link["type"] == "link"}
+    assert linked == {"bittensor-validator-detail", "bittensor-network-overview"}
+    assert all(link["includeVars"] for link in dashboard["links"])
+
+
 def test_every_metric_a_query_uses_is_exported(exported_names):
     used: dict[str, set[str]] = {}
     for name, dashboard in DASHBOARDS.items():
         exprs = [q.expr for q in queries(dashboard)]
-        exprs += [parse_label_values(q)[0] or "" for q in map(variable_query, variables(dashboard)) if q]
+        exprs += [e for q in map(variable_query, variables(dashboard)) if q for e in variable_exprs(q)]
         for expr in exprs:
             for metric in metric_names(expr):
                 used.setdefault(metric, set()).add(name)
-    pending = {m for m in used if m in HISTORY_METRICS and m not in exported_names}
-    missing = {m: sorted(where) for m, where in used.items()
-               if m not in exported_names and m not in SCRAPE_SERIES and m not in pending}
+    missing = {m: sorted(where) for m, where in used.items() if m not in exported_names and m not in SCRAPE_SERIES}
     assert not missing, f"dashboards query metrics the exporter does not serve: {missing}"
-    if pending:
-        pytest.xfail(f"{HISTORY_PENDING}: {sorted(pending)}")
 
 
 @pytest.mark.parametrize("expr, names", [
@@ -152,3 +242,20 @@ def test_every_metric_a_query_uses_is_exported(exported_names):
 ])
 def test_metric_names_skip_functions_labels_and_strings(expr, names):
     assert metric_names(expr) == names
+
+
+@pytest.mark.parametrize("expr, found", [
+    ('sum by (le) (rate(a_bucket{x="}", instance=~"$instance"}[5m])) or vector(0)',
+     [("a_bucket", 'x="}", instance=~"$instance"')]),
+    ('label_replace(b{instance=~"$instance"}, "hotkey", "$1", "parent_hotkey", "(.+)") * on(hotkey) group_left(alias) c',
+     [("b", 'instance=~"$instance"'), ("c", "")]),
+    ('{__name__="d"} offset 5m > bool 1e3', [("", '__name__="d"')]),
+])
+def test_selectors_pair_metrics_with_their_matchers(expr, found):
+    assert selectors(expr) == found
+
+
+def test_variable_options_follow_grafana():
+    assert variable_options(["b", "a", "b"]) == [("b", "b"), ("a", "a")]
+    assert variable_options(["x1", "y2"], "/x(\\d)/") == [("1", "1")]
+    assert variable_options(['{alias="",hotkey="h"} 1 2'], '/alias="(?<text>[^"]*)",hotkey="(?<value>[^"]+)"/') == [("h", "h")]
