@@ -97,6 +97,16 @@ def test_dashboard_structure(name):
 
 
 @pytest.mark.parametrize("name", sorted(UIDS))
+def test_panels_fit_the_grid_without_overlapping(name):
+    placed = [(p["title"], p["gridPos"]) for p in DASHBOARDS[name]["panels"]]
+    for i, (title, a) in enumerate(placed):
+        assert a["x"] + a["w"] <= 24, f"{title} is wider than the dashboard"
+        for other, b in placed[i + 1:]:
+            overlap = a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"] and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"]
+            assert not overlap, f"{title} overlaps {other}"
+
+
+@pytest.mark.parametrize("name", sorted(UIDS))
 def test_variables(name):
     dashboard = DASHBOARDS[name]
     defined = variables(dashboard)
