@@ -187,6 +187,16 @@ def test_validators_are_picked_by_alias(name):
         assert picker["multi"] and picker["includeAll"] and picker["allValue"] == ".*"
 
 
+def test_validator_detail_is_chosen_by_hotkey_and_subnet():
+    by_name = {v["name"]: v for v in variables(DASHBOARDS["validator-detail.json"])}
+    assert "hotkey" in parse_query_result(variable_query(by_name["hotkey"]))
+    selector, label = parse_label_values(variable_query(by_name["netuid"]))
+    assert label == "netuid" and 'hotkey="$hotkey"' in selector
+    assert "bittensor_validator_info" in {
+        name for q in queries(DASHBOARDS["validator-detail.json"]) for name in metric_names(q.expr)
+    }
+
+
 @pytest.mark.parametrize("name", sorted(UIDS))
 def test_table_columns_name_their_queries(name):
     """A table shows "Value" for one query and "Value #<refId>" per query when it merges several."""
