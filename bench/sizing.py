@@ -64,32 +64,36 @@ def _prometheus(target: str, workdir: Path, scrapes: int, interval: int) -> dict
         prometheus.wait_ready(time.monotonic() + 60)
         deadline = time.monotonic() + scrapes * interval * 4 + 60
         while time.monotonic() < deadline:
-            done = prometheus.query('prometheus_target_interval_length_seconds_count')
+            done = prometheus.query("count_over_time(up[1h])")
             if done and max(float(s["value"][1]) for s in done) >= scrapes:
                 break
             time.sleep(interval / 2)
-
-        def value(expr: str) -> float:
-            found = prometheus.query(expr)
-            return float(found[0]["value"][1]) if found else float("nan")
-
+        scrape = prometheus.query("max(scrape_duration_seconds)")
+        own = _own_metrics(prometheus.url)
         return {
-            "prometheus_rss_mb": _self_rss(prometheus.url) / 1e6,
-            "scrape_seconds": value("max(scrape_duration_seconds)"),
-            "validator_rules_seconds": value('max(prometheus_rule_group_last_duration_seconds{rule_group=~".*bittensor-validators"})'),
-            "head_series": value("prometheus_tsdb_head_series"),
+            "prometheus_rss_mb": own.get("process_resident_memory_bytes", float("nan")) / 1e6,
+            "scrape_seconds": float(scrape[0]["value"][1]) if scrape else float("nan"),
+            "validator_rules_seconds": max(
+                (v for k, v in own.items() if k.startswith("prometheus_rule_group_last_duration_seconds{")
+                 and "bittensor-validators" in k), default=float("nan")),
         }
 
 
-def _self_rss(url: str) -> float:
-    """Prometheus' own resident memory, from its /metrics (it does not scrape itself here)."""
+def _own_metrics(url: str) -> dict[str, float]:
+    """Prometheus' own metrics from its /metrics (it does not scrape itself here)."""
     import urllib.request
 
     with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith("process_resident_memory_bytes "):
-                return float(line.split()[1])
-    return float("nan")
+        lines = response.read().decode().splitlines()
+    values = {}
+    for line in lines:
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            try:
+                values[name] = float(value)
+            except ValueError:
+                pass
+    return values
 
 
 def measure(mode: str, state: ChainState, world, node_url: str, workdir: Path, scrapes: int, interval: int) -> dict:
@@ -105,6 +109,8 @@ def measure(mode: str, state: ChainState, world, node_url: str, workdir: Path, s
         assert status == status_gz == 200 and headers.get("Content-Encoding") == "gzip"
         assert gzip.decompress(packed).count(b"\n") > 0
         lines = plain.decode().splitlines()
+        by_family = collections.Counter(line.split("{")[0].split(" ")[0] for line in lines if line and not line.startswith("#"))
+        print(f"{mode}: series by family:", ", ".join(f"{n} {c}" for n, c in by_family.most_common(12)))
         result = {
             "mode": mode,
             "watched": len(watched),
@@ -114,7 +120,8 @@ def measure(mode: str, state: ChainState, world, node_url: str, workdir: Path, s
             "gzip_mb": len(packed) / 1e6,
             "promtool": _promtool_problems(plain),
         }
-        result.update(_prometheus(exporter.url.removeprefix("http://"), workdir / "prometheus", scrapes, interval))
+        if scrapes:
+            result.update(_prometheus(exporter.url.removeprefix("http://"), workdir / "prometheus", scrapes, interval))
         return result
     finally:
         exporter.close()
@@ -126,6 +133,7 @@ def main(argv=None) -> None:
     parser.add_argument("--scrapes", type=int, default=5, help="scrapes before Prometheus' memory is read")
     parser.add_argument("--interval", type=int, default=5, help="Prometheus scrape interval, seconds")
     parser.add_argument("--modes", default="network,watched")
+    parser.add_argument("--no-prometheus", action="store_true", help="sizes only, no Prometheus run")
     args = parser.parse_args(argv)
     state = ChainState()
     world = mainnet_scale(state, edges=args.edges)
@@ -137,7 +145,7 @@ def main(argv=None) -> None:
         for mode in args.modes.split(","):
             with tempfile.TemporaryDirectory() as tmp:
                 (Path(tmp) / "prometheus").mkdir()
-                rows.append(measure(mode, state, world, node.url, Path(tmp), args.scrapes, args.interval))
+                rows.append(measure(mode, state, world, node.url, Path(tmp), 0 if args.no_prometheus else args.scrapes, args.interval))
     print("| mode | series | plain MB | gzip MB | Prometheus RSS MB | scrape s | validator rules s | promtool check metrics |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:

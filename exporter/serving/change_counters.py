@@ -1,16 +1,22 @@
 """Counts of recorded change events, and when watched validators last changed, for /metrics.
 
-Per validator only for the watched hotkeys (the ones alerts are about), and
-only the (hotkey, netuid, kind) that changed since start: pre-creating every
-kind for every validator at 0 cost 89,000 series at mainnet scale. Every
-event also counts in its subnet's total per kind. Counts only grow.
+Per validator only for the watched hotkeys (the ones alerts are about), only
+the kinds an alert or an operator acts on (not the stake moves, whose trend
+the stake series already show), and only the (hotkey, netuid, kind) that
+changed: pre-creating every kind for every validator at 0 cost 89,000 series
+at mainnet scale. Every event also counts in its subnet's total per kind.
+Counts only grow.
 """
 
 from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from exporter.snapshot.changes import ChangeEvent
+from exporter.snapshot.changes import CHANGE_KINDS, ChangeEvent
+
+# Per watched validator: every kind but the stake moves (frequent, and the stake
+# series already show them; they still count per subnet and stay in history).
+SIGNAL_KINDS = frozenset(CHANGE_KINDS) - {"own_stake_moved", "stake_weight_moved"}
 
 NAME = "bittensor_childkey_changes_total"
 HELP = (
@@ -35,7 +41,7 @@ class ChangeCounters:
     def add(self, events: Iterable[ChangeEvent]) -> None:
         for e in events:
             self._subnets[(e.netuid, e.kind)] = self._subnets.get((e.netuid, e.kind), 0) + 1
-            if e.hotkey in self._watched:
+            if e.hotkey in self._watched and e.kind in SIGNAL_KINDS:
                 key = (e.hotkey, e.netuid, e.kind)
                 self._counts[key] = self._counts.get(key, 0) + 1
 
@@ -67,7 +73,7 @@ def render_last_changes(last_changes: Mapping[tuple[str, int, str], tuple[int, f
     on recency (``time() - ... < 3600``) fires for a change recorded while
     Prometheus could not see the exporter, and survives its restarts.
     """
-    rows = sorted(last_changes.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2]))
+    rows = sorted(((k, v) for k, v in last_changes.items() if k[2] in SIGNAL_KINDS), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2]))
     parts = [
         f"# HELP {LAST_CHANGE_TIME} Chain time (block timestamp) of the last recorded change of this kind to a watched "
         "validator (for an edge: the child; for a pending set: the parent), from the history database.\n"
