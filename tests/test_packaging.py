@@ -290,13 +290,14 @@ def test_systemd_accepts_the_unit(tmp_path):
     analyze = require_tool("systemd-analyze")
     result = subprocess.run([analyze, "verify", str(_unit_for_this_machine(tmp_path))],
                             capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+    assert result.returncode == 0, result.stderr
+    assert UNIT.name not in result.stderr, result.stderr  # no warning about the unit itself
 
 
 def test_systemd_rates_the_unit_well_sandboxed(tmp_path):
     """systemd's own exposure score, 0 (locked down) to 10 (unprotected); 2 is "OK"."""
     analyze = require_tool("systemd-analyze")
-    result = subprocess.run([analyze, "security", "--offline=yes", "--threshold=20", "--no-pager",
+    result = subprocess.run([analyze, "security", "--offline=yes", "--no-pager",
                              str(_unit_for_this_machine(tmp_path))], capture_output=True, text=True, timeout=60)
     score = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", result.stdout).group(1))
     assert score <= 2.0, result.stdout
