@@ -17,7 +17,7 @@ from threading import Thread
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
-from exporter.serving.exposition import CACHED, VALIDATOR_FAMILIES
+from exporter.serving.exposition import CACHED, DETAIL_FAMILIES, VALIDATOR_FAMILIES
 from exporter.snapshot.units import U64_MAX, to_units
 from exporter.snapshot.model import Snapshot
 
@@ -42,8 +42,21 @@ class SnapshotCollector:
 
         for name, help_text, value_of in VALIDATOR_FAMILIES:
             yield gauge(name, help_text, VALIDATOR_LABELS, (([v.hotkey, str(v.netuid)], value_of(v)) for v in validators))
-        yield gauge("bittensor_validator_uid", "The validator's uid on the subnet.", VALIDATOR_LABELS,
-                    (([v.hotkey, str(v.netuid)], v.uid) for v in validators if v.uid is not None))
+        yield gauge("bittensor_validator_permit", "1 if the uid holds a validator permit.", [*VALIDATOR_LABELS, "uid"],
+                    (([v.hotkey, str(v.netuid), "" if v.uid is None else str(v.uid)], int(v.permit)) for v in validators))
+        for name, help_text, present, value_of in DETAIL_FAMILIES:
+            yield gauge(name, help_text, VALIDATOR_LABELS,
+                        (([v.hotkey, str(v.netuid)], value_of(v)) for v in validators if present(v)))
+        roots = {}
+        for v in validators:
+            if v.root_tao:
+                roots.setdefault(v.hotkey, v.root_tao)
+        yield gauge("bittensor_hotkey_root_stake_tao", "Own root stake of the hotkey.", ["hotkey"],
+                    (([h], to_units(t)) for h, t in roots.items()))
+        yield gauge("bittensor_childkey_inherited_alpha", "Alpha the child receives from this parent.",
+                    ["parent_hotkey", "child_hotkey", "netuid"],
+                    (([e.parent, e.child, str(e.netuid)], to_units(e.inherited_alpha)) for e in s.edges
+                     if e.inherited_alpha is not None))
         if any(v.suspended is not None for v in validators):
             yield gauge("bittensor_validator_childkey_suspended", "1 if the runtime suspended the hotkey's childkeys.",
                         VALIDATOR_LABELS,

@@ -34,7 +34,7 @@ def test_every_validator_matches_hand_computed_values(tricky_node, exporter_fact
         def value(metric):
             return series(samples, metric, hotkey=who, netuid=1)
 
-        assert value("bittensor_validator_permit") == 1
+        assert series(samples, "bittensor_validator_permit", hotkey=who, netuid=1, uid=t.UIDS_1.index(who)) == 1
 
 
 def test_takes_edges_pending_and_chain_metrics(tricky_node, exporter_factory):

@@ -41,7 +41,7 @@ def test_each_collector_switches_off_its_families_and_only_those():
     snapshot = build_snapshot(chain_read(watched_uids={(1, t.P): 0}), ScopeConfig(min_stake_weight=100, watch=(WatchedHotkey(t.P, "P"),)))
     everything = families(render_snapshot(snapshot))
     prefixes = {
-        "validator": ("bittensor_validator_own", "bittensor_validator_stake_weight", "bittensor_validator_info", "bittensor_validator_uid"),
+        "validator": ("bittensor_validator_own", "bittensor_validator_stake_weight", "bittensor_validator_info", "bittensor_validator_permit"),
         "stake_detail": ("bittensor_hotkey_root_stake_tao", "bittensor_validator_stake_from_parents"),
         "relationships": ("bittensor_childkey_proportion_ratio", "bittensor_childkey_pending_children"),
         "subnet": ("bittensor_subnet_max_validators", "bittensor_subnet_top_contender"),
@@ -60,3 +60,9 @@ def test_no_family_is_repeated_per_subnet_that_belongs_to_the_hotkey():
     root = [dict(labels) for name, labels in samples if name == "bittensor_hotkey_root_stake_tao"]
     assert all(set(r) == {"hotkey"} for r in root) and len(root) == len({r["hotkey"] for r in root})
     assert not [name for name, _ in samples if name in ("bittensor_validator_parents", "bittensor_validator_children")]
+
+
+def test_the_uid_is_a_label_of_the_permit_series_not_a_series_of_its_own():
+    samples = parse_exposition(render_snapshot(build_snapshot(chain_read(), ScopeConfig(min_stake_weight=100))).decode())
+    assert series(samples, "bittensor_validator_permit", hotkey=t.M, netuid=1, uid=6) == 1
+    assert not [name for name, _ in samples if name == "bittensor_validator_uid"]

@@ -40,7 +40,6 @@ VALIDATOR_FAMILIES: tuple[tuple[str, str, Callable[[ValidatorState], float]], ..
     ("bittensor_validator_inherited_stake_alpha", "Inherited (effective) alpha stake A - given + received, as the chain computes it.", lambda v: to_units(v.inherited_alpha)),
     ("bittensor_validator_stake_weight_alpha", "Stake weight: inherited alpha + TaoWeight * inherited root stake, in alpha units.", lambda v: to_units(v.stake_weight)),
     ("bittensor_validator_childkey_take_ratio", "Effective childkey take (0-1): ChildkeyTake, never below the chain minimum.", lambda v: v.childkey_take),
-    ("bittensor_validator_permit", "1 if the uid holds a validator permit from the subnet's last epoch, else 0.", lambda v: int(v.permit)),
 )
 # Collector "stake_detail": a series exists only where the relationship does
 # (a validator without children gives nothing to children), which keeps a
@@ -116,9 +115,13 @@ def _validators(w: _Writer, snapshot: Snapshot, labels: list[str]) -> None:
     validators = snapshot.validators
     for name, help_text, value_of in VALIDATOR_FAMILIES:
         w.columns(name, help_text, "gauge", labels, list(map(value_of, validators)))
+    # The uid rides on the permit series as a label (it changes only when the
+    # hotkey re-registers): one series per validator instead of two.
     w.family(
-        "bittensor_validator_uid", "The validator's uid on the subnet.", "gauge",
-        ((lab, v.uid) for lab, v in zip(labels, validators) if v.uid is not None),
+        "bittensor_validator_permit",
+        "1 if the uid holds a validator permit from the subnet's last epoch, else 0; label uid: the hotkey's uid on the subnet (empty if it has none).",
+        "gauge",
+        ((f'{lab},uid="{"" if v.uid is None else v.uid}"', int(v.permit)) for lab, v in zip(labels, validators)),
     )
     if any(v.suspended is not None for v in validators):
         w.family(
