@@ -107,13 +107,16 @@ def test_runtime_lock_is_the_test_lock_less_the_test_extra():
     assert {"pytest", "hypothesis"} <= only_test and "sentry-sdk" not in only_test
 
 
-def test_test_lock_is_complete_for_this_python():
+@pytest.mark.parametrize("lock, extras", [(LOCKS["runtime"], ["sentry"]), (LOCKS["test"], ["sentry", "test"])],
+                         ids=["runtime", "test"])
+def test_lock_is_complete_for_this_python(lock, extras):
     """Every package the project needs here, transitively, through the extras asked for
-    on the way (read from the installed packages' metadata), is in the lock."""
+    on the way (read from the installed packages' metadata), is in the lock: an install
+    with --require-hashes needs nothing else."""
     env = default_environment()
-    locked = {canonicalize_name(r.name) for r, _ in lock_entries(LOCKS["test"])
+    locked = {canonicalize_name(r.name) for r, _ in lock_entries(lock)
               if r.marker is None or r.marker.evaluate(env)}
-    pending = [(r, "") for r in declared("sentry", "test")]
+    pending = [(r, "") for r in declared(*extras)]
     seen: set[tuple[str, frozenset[str]]] = set()
     while pending:
         requirement, extra = pending.pop()
@@ -123,7 +126,7 @@ def test_test_lock_is_complete_for_this_python():
         if (name, frozenset(requirement.extras)) in seen:
             continue
         seen.add((name, frozenset(requirement.extras)))
-        assert name in locked, f"{name} is needed here but not in requirements-test.lock: make lock"
+        assert name in locked, f"{name} is needed here but not in {lock.name}: make lock"
         try:
             requires = metadata.requires(name) or []
         except metadata.PackageNotFoundError:
