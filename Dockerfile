@@ -15,10 +15,11 @@
 #     --build-arg SOURCE=https://... -t bittensor-validator-exporter .
 
 # python:3.11-slim (Python 3.11.16, Debian trixie) as published on 2026-09-02:
-# the digest of its multi-platform index, so every build gets these bytes, not
-# whatever the tag points at that day. To move to a newer build, put the tag's
-# current digest here (`docker buildx imagetools inspect python:3.11-slim`, the
-# first Digest line) and change the date above.
+# the digest of its multi-platform index (as recorded in the official images'
+# docker-library/repo-info), so every build gets these bytes, not whatever the
+# tag points at that day. To move to a newer build, put the tag's current
+# digest here (`docker buildx imagetools inspect python:3.11-slim`, the first
+# Digest line) and change the date above.
 ARG PYTHON_IMAGE=python:3.11-slim@sha256:9534e5a8e315485d4061ed659af0fd78a284c015f9b73661b41d6bab25604534
 
 # -- build: the package and its dependencies in a venv copied whole later ----
