@@ -35,10 +35,11 @@ install: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(BIN)/bittensor-validator-exporter --config.file $(CONFIG)
 
-# A simulated node with a demo chain state, and the exporter reading it (config.demo.yaml:
-# watched hotkeys that exist on the demo chain).
+# The demo chain (simnode.demo: the watched demo validator changes every minute, blocks
+# stamped with the wall clock) and the exporter reading it (config.demo.yaml: watched
+# hotkeys that exist on the demo chain).
 demo: $(VENV)/.installed
-	$(BIN)/python -m simnode --port 9944 --scenario demo & \
+	$(BIN)/python -m simnode.demo --port 9944 & \
 	trap 'kill $$!' EXIT INT TERM; \
 	$(BIN)/bittensor-validator-exporter --config.file config.demo.yaml
 

@@ -39,10 +39,18 @@ def detail_hotkey() -> str:
     return demo_scope().watch[0].hotkey
 
 
-def demo_chain() -> ChainState:
-    """A fresh chain holding the demo scenario, as `python -m simnode --scenario demo` serves it."""
-    state = ChainState()
-    demo(state)
+def demo_chain(*, wall_clock: bool = False) -> ChainState:
+    """The demo scenario, plus a pending child set of the demo's parent that halves the
+    demo validator's proportion, so every panel and the early-warning alerts have
+    something to show. ``wall_clock``: blocks stamped with the time they are made."""
+    state = ChainState(wall_clock=wall_clock)
+    demo(state)  # commits a block
+    validator, parent = (key.hotkey for key in demo_scope().watch[:2])
+    children = state.get("ChildKeys", [parent, DETAIL_NETUID])
+    assert any(child == validator for _, child in children), "the demo's parent no longer has the demo validator as child"
+    pending = [(p // 2 if child == validator else p, child) for p, child in children]
+    state.set("PendingChildKeys", [DETAIL_NETUID, parent], (pending, state.head.number + 1000))
+    state.commit_block()
     return state
 
 
@@ -72,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--change-every", type=float, default=60.0, metavar="SECONDS", help="0: never change")
     args = parser.parse_args(argv)
 
-    state = demo_chain()
+    # Stamped with the wall clock: alerts on how recent a change is fire as on the live chain.
+    state = demo_chain(wall_clock=True)
     stop = threading.Event()
     # Both signals just wake the main thread, which then shuts the node down.
     signal.signal(signal.SIGINT, lambda *_: stop.set())

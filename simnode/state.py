@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -86,15 +87,22 @@ class Block:
 
 
 class ChainState:
-    def __init__(self, spec_version: int = 393, *, salt: str = ""):
+    def __init__(self, spec_version: int = 393, *, salt: str = "", wall_clock: bool = False):
         """A chain whose genesis (block 0, empty storage) runs ``spec_version``.
 
         Block hashes derive from (genesis spec, salt, number), so two chains
         with different genesis specs never share a genesis hash (the SDK keys
         its metadata disk cache on genesis hash + spec version).
+
+        Blocks are stamped GENESIS_TIME_MS + number * BLOCK_TIME_MS, so tests
+        know every block's time; with ``wall_clock`` (the demo an operator
+        looks at) each block is stamped with the time it is committed, so
+        alerts on how recent a change is behave as on a live chain.
         """
         runtime_for(spec_version)  # fail fast on an unknown spec
         self.finalized_lag = 0
+        self._wall_clock = wall_clock
+        self._last_ms = 0
         self._salt = f"simnode:{spec_version}:{salt}"
         self._lock = threading.Lock()
         self._pending: dict[bytes, bytes] = {}
@@ -187,9 +195,17 @@ class ChainState:
     def commit_block(self) -> tuple[int, str]:
         """Freeze the pending storage into the next block; returns (number, hash)."""
         number = self.head.number + 1
-        self.set("Now", [], GENESIS_TIME_MS + number * BLOCK_TIME_MS, pallet="Timestamp")
+        self.set("Now", [], self._timestamp_ms(number), pallet="Timestamp")
         block = self._freeze(self.head.hash)
         return block.number, block.hash
+
+    def _timestamp_ms(self, number: int) -> int:
+        if self._wall_clock:
+            stamp = max(int(time.time() * 1000), self._last_ms + 1)  # never backwards, as the chain's
+        else:
+            stamp = GENESIS_TIME_MS + number * BLOCK_TIME_MS
+        self._last_ms = stamp
+        return stamp
 
     def _freeze(self, parent_hash: str) -> Block:
         with self._lock:
@@ -207,7 +223,7 @@ class ChainState:
                 hash="0x" + digest.hexdigest(),
                 parent_hash=parent_hash,
                 spec_version=self._pending_spec,
-                timestamp_ms=GENESIS_TIME_MS + number * BLOCK_TIME_MS,
+                timestamp_ms=self._last_ms if number else GENESIS_TIME_MS,
                 storage=storage,
                 keys=keys,
             )

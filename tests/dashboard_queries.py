@@ -38,22 +38,11 @@ INSTANCE_MATCHER = 'instance=~"$instance"'
 
 
 def dashboard_chain():
-    """The demo chain as the dashboard tests read it: every panel has something to show.
+    """The demo chain as the compose demo and `make demo` serve it (simnode.demo), which
+    gives every panel something to show."""
+    from simnode.demo import demo_chain
 
-    The demo scenario has no pending child set that changes the proportion of the
-    detail validator (docker/demo-config.yaml's first watched hotkey) as a child, so
-    its parent (the second watched hotkey) schedules one here that halves it.
-    """
-    from simnode.demo import DETAIL_NETUID, demo_chain, demo_scope
-
-    state = demo_chain()
-    validator, parent = (key.hotkey for key in demo_scope().watch[:2])
-    children = state.get("ChildKeys", [parent, DETAIL_NETUID])
-    assert any(child == validator for _, child in children), "the demo's parent no longer has the detail validator as child"
-    pending = [(p // 2 if child == validator else p, child) for p, child in children]
-    state.set("PendingChildKeys", [DETAIL_NETUID, parent], (pending, state.head.number + 1000))
-    state.commit_block()
-    return state
+    return demo_chain()
 
 
 @dataclass(frozen=True)

@@ -175,7 +175,7 @@ def test_demo_entry_point_serves_and_moves_the_demo_chain():
     watchdog.start()
     try:
         assert process.stdout.readline().startswith("ws://0.0.0.0:")
-        assert process.stdout.readline().startswith("change 0: block #2")
+        assert process.stdout.readline().startswith("change 0: block #3")  # the scenario is block 1, its pending set block 2
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0, "stops cleanly on SIGTERM"
