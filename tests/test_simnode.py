@@ -376,3 +376,15 @@ def test_scenarios_are_identical_across_processes():
                 proc.wait()
     assert [proc.returncode for proc in procs] == [0, 0]
     assert len(set(outputs)) == 1 and outputs[0].strip()
+
+
+def test_a_wall_clock_chain_stamps_blocks_with_the_time_they_are_made_never_backwards():
+    import time as _time
+
+    state = ChainState(wall_clock=True)
+    before = _time.time() * 1000
+    first, _ = state.commit_block()
+    second, _ = state.commit_block()
+    a, b = state.block(first).timestamp_ms, state.block(second).timestamp_ms
+    assert before - 1 <= a <= _time.time() * 1000 + 1 and b > a
+    assert state.get("Now", [], pallet="Timestamp") == b
