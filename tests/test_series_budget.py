@@ -66,3 +66,27 @@ def test_the_uid_is_a_label_of_the_permit_series_not_a_series_of_its_own():
     samples = parse_exposition(render_snapshot(build_snapshot(chain_read(), ScopeConfig(min_stake_weight=100))).decode())
     assert series(samples, "bittensor_validator_permit", hotkey=t.M, netuid=1, uid=6) == 1
     assert not [name for name, _ in samples if name == "bittensor_validator_uid"]
+
+
+def test_promtool_check_metrics_is_clean_in_every_mode(tmp_path):
+    import subprocess
+
+    from tests.test_alerting import tool
+
+    promtool = tool("promtool")
+    for mode in ("network", "watched"):
+        scope = ScopeConfig(min_stake_weight=100, watch=WATCH_M, mode=mode)
+        text = render_snapshot(build_snapshot(chain_read(), scope))
+        result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=60)
+        assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), (mode, result.stdout + result.stderr)
+
+
+def test_promtool_check_metrics_is_clean_for_the_exporters_own_metrics():
+    import subprocess
+    from pathlib import Path
+
+    from tests.test_alerting import tool
+
+    status = (Path(__file__).parent / "golden" / "status.prom").read_bytes()
+    result = subprocess.run([tool("promtool"), "check", "metrics"], input=status, capture_output=True, timeout=60)
+    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result.stdout + result.stderr
