@@ -95,6 +95,7 @@ class ChainReader:
         self._map_sizes: dict[str, int] = {}
         self._admitted_sizes: dict[str, int] = {}
         self._failed_since_collect = False
+        self._stake_keys: Optional[set] = None  # of the last read_from
         self.gate = ReadGate()
 
     def _shards(self, item: str) -> int:
@@ -125,10 +126,11 @@ class ChainReader:
             # every minute grew the process by ~2.8 MB a refresh, 350 MB in 100.
             self._failed_since_collect = False
             gc.collect()
+        self._stake_keys = None
         try:
             source, block, spec_version = await self.open_finalized(conn)
             read = await self.read_from(source, scope, block=block, spec_version=spec_version)
-            self.gate.admit(read, scope)
+            self.gate.admit(read, scope, self._stake_keys)
         except BaseException:
             self._failed_since_collect = True
             raise
@@ -217,7 +219,9 @@ class ChainReader:
     async def _read_stakes(self, source: StorageSource, read: ChainRead, scope: ScopeConfig) -> ChainRead:
         tracked = tracked_candidates(read, scope.watched_hotkeys)
         # every registered uid and every tracked pair, their parents, on their subnet and root
-        stake_list = sorted(stake_keys(read, scope))
+        keys = stake_keys(read, scope)
+        self._stake_keys = keys  # the gate checks the same keys' stakes
+        stake_list = sorted(keys)
         take_list = sorted(tracked)
         owners = sorted({hotkey for hotkey, _ in tracked})
         stakes, takes, coldkeys = await gather_or_cancel(

@@ -223,7 +223,11 @@ def _answered(response: Any, keys: list[str], block_hash: str, *, listed: bool) 
         for change in group["changes"]:
             if not isinstance(change, (list, tuple)) or len(change) != 2:
                 raise InvalidRead("malformed_answer", "state_queryStorageAt: a change is not a [key, value] pair")
-            key, value = _hex_key(change[0], "state_queryStorageAt"), change[1]
+            key, value = change[0], change[1]
+            if type(key) is not str or key not in asked:
+                # Our keys are lowercase hex, so a key found as is needs no pattern check
+                # (~100,000 a refresh); anything else is normalised, then must be one asked.
+                key = _hex_key(key, "state_queryStorageAt")
             if key not in asked:
                 raise InvalidRead("unrequested_key", f"state_queryStorageAt answered {key[:80]}, never asked")
             if key in found:

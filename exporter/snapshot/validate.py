@@ -257,9 +257,11 @@ class ReadGate:
         if self.last_good is not None and isinstance(block, int) and block < self.last_good.block:
             raise InvalidRead("block_went_back", f"block {block} after block {self.last_good.block} was published")
 
-    def admit(self, read: ChainRead, scope: ScopeConfig) -> None:
+    def admit(self, read: ChainRead, scope: ScopeConfig, keys: Optional[set] = None) -> None:
+        """``keys``: the read's ``stake_keys``, when the reader already has them (~0.2 s at mainnet scale)."""
         check_read(read)
-        keys = stake_keys(read, scope)
+        if keys is None:
+            keys = stake_keys(read, scope)
         last = self.last_good
         if last is not None:
             check_successor(last, read)
