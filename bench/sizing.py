@@ -38,6 +38,24 @@ def _most_registered(world, count: int) -> list[str]:
     return [h for h, _ in seen.most_common(count)]
 
 
+def _register_everywhere(state: ChainState, world, hotkeys: list[str]) -> None:
+    """Give each of ``hotkeys`` a uid on every subnet where it has none (the last uid
+    without a permit that is not one of them): "5 watched hotkeys on every subnet"."""
+    for netuid, registered in world.hotkeys.items():
+        if netuid == 0:
+            continue
+        for hotkey in hotkeys:
+            if hotkey in registered:
+                continue
+            uid = next(u for u in reversed(range(len(registered)))
+                       if not world.permits[netuid][u] and registered[u] not in hotkeys)
+            state.delete("Uids", [netuid, registered[uid]])
+            state.set("Keys", [netuid, uid], hotkey)
+            state.set("Uids", [netuid, hotkey], uid)
+            registered[uid] = hotkey
+    state.commit_block()
+
+
 def _change_something(state: ChainState, world) -> None:
     """A few stake moves and a take change, so the next refresh records events."""
     for (hotkey, netuid), amount in list(world.stake.items())[:50]:
@@ -110,7 +128,7 @@ def measure(mode: str, state: ChainState, world, node_url: str, workdir: Path, s
         assert gzip.decompress(packed).count(b"\n") > 0
         lines = plain.decode().splitlines()
         by_family = collections.Counter(line.split("{")[0].split(" ")[0] for line in lines if line and not line.startswith("#"))
-        print(f"{mode}: series by family:", ", ".join(f"{n} {c}" for n, c in by_family.most_common(12)))
+        print(f"{mode}: series by family:", ", ".join(f"{n} {c}" for n, c in by_family.most_common(40)))
         result = {
             "mode": mode,
             "watched": len(watched),
@@ -134,10 +152,13 @@ def main(argv=None) -> None:
     parser.add_argument("--interval", type=int, default=5, help="Prometheus scrape interval, seconds")
     parser.add_argument("--modes", default="network,watched")
     parser.add_argument("--no-prometheus", action="store_true", help="sizes only, no Prometheus run")
+    parser.add_argument("--everywhere", action="store_true", help="register the watched hotkeys on every subnet first")
     args = parser.parse_args(argv)
     state = ChainState()
     world = mainnet_scale(state, edges=args.edges)
     state.commit_block()
+    if args.everywhere:
+        _register_everywhere(state, world, _most_registered(world, 5))
     edges = sum(len(group) for group in world.child_keys.values())
     print(f"chain: {len(world.hotkeys) - 1} subnets, {sum(len(h) for n, h in world.hotkeys.items() if n)} uids, {edges} edges")
     rows = []

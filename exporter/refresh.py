@@ -127,7 +127,8 @@ class Refresher:
                 # events just committed. Scrapes meanwhile serve the last publication.
                 history = self._record(snapshot, stages)
                 if "changes" in self._config.collectors:
-                    extra = self._counters.render() + render_last_changes(self._history.last_changes)
+                    network = self._config.scope.mode == "network"
+                    extra = self._counters.render(subnets=network) + render_last_changes(self._history.last_changes)
             with stages.stage("render"):
                 data = render(snapshot, extra, self._config.collectors)
         except ReadError as failure:

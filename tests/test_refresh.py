@@ -176,3 +176,18 @@ def test_history_used_from_another_thread_is_refused(tmp_path):
     other.join()
     assert errors
     writer.close()
+
+
+def test_watched_mode_leaves_out_the_network_wide_change_totals(tmp_path):
+    writer = HistoryWriter(str(tmp_path / "h.db"), Retention(), stake_change_ratio=0.05, watched=frozenset({t.M}))
+    takes = dict(chain_read().takes)
+    takes[(t.M, 1)], takes[(t.C2, 1)] = 4000, 100
+    scope = replace(CONFIG.scope, watch=(WatchedHotkey(t.M, "M"),), mode="watched")
+    config = replace(CONFIG, history=HistoryConfig(path=str(tmp_path / "h.db")), scope=scope)
+    r = refresher(FakeChain(chain_read(), chain_read(block=101, takes=takes)), history=writer, config=config)
+    r.refresh_once()
+    s = served(r.refresh_once(), Clock().now)
+    assert series(s, "bittensor_childkey_changes_total", hotkey=t.M, netuid=1, kind="take_changed") == 1
+    assert series(s, "bittensor_validator_last_change_block", hotkey=t.M, netuid=1, kind="take_changed") == 101
+    assert not [k for k in s if k[0] == "bittensor_subnet_changes_total"]
+    writer.close()

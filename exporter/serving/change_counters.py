@@ -51,14 +51,16 @@ class ChangeCounters:
     def subnet_value(self, netuid: int, kind: str) -> int:
         return self._subnets.get((netuid, kind), 0)
 
-    def render(self) -> bytes:
+    def render(self, subnets: bool = True) -> bytes:
+        """``subnets``: also the per-subnet totals (network mode; watched mode leaves out the rest of the network)."""
         lines = [f"# HELP {NAME} {HELP}\n# TYPE {NAME} counter\n"]
         lines.extend(
             f'{NAME}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {c}\n'
             for (h, n, k), c in sorted(self._counts.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2]))
         )
-        lines.append(f"# HELP {SUBNET_NAME} {SUBNET_HELP}\n# TYPE {SUBNET_NAME} counter\n")
-        lines.extend(f'{SUBNET_NAME}{{netuid="{n}",kind="{k}"}} {c}\n' for (n, k), c in sorted(self._subnets.items()))
+        if subnets:
+            lines.append(f"# HELP {SUBNET_NAME} {SUBNET_HELP}\n# TYPE {SUBNET_NAME} counter\n")
+            lines.extend(f'{SUBNET_NAME}{{netuid="{n}",kind="{k}"}} {c}\n' for (n, k), c in sorted(self._subnets.items()))
         return "".join(lines).encode()
 
 
