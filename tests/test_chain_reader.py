@@ -29,13 +29,15 @@ NOW_MS = 1_767_225_600_000
 
 # Missing keys decode to the item's default, like the real reader: ValueQuery
 # items to their type's zero, OptionQuery items (Uids) to None.
-DEFAULTS = {"Keys": ZERO_ACCOUNT, "Owner": ZERO_ACCOUNT, "TotalHotkeyAlpha": 0, "ChildkeyTake": 0, "Uids": None}
+DEFAULTS = {"Keys": ZERO_ACCOUNT, "Owner": ZERO_ACCOUNT, "TotalHotkeyAlpha": 0, "ChildkeyTake": 0, "Uids": None,
+            "Tempo": 360, "SubnetOwnerHotkey": ZERO_ACCOUNT, "MaxAllowedValidators": 128}
 STAGES = (
     # 1: constants, the subnet list, permits and every childkey map
     {"TaoWeight", "StakeThreshold", "MinChildkeyTake", "MaxChildkeyTake", "PendingChildKeyCooldown", "Now",
-     "NetworksAdded", "ValidatorPermit", "MaxAllowedValidators", "SubnetworkN", "ChildKeys", "ParentKeys", "PendingChildKeys"},
-    # 2: hotkeys behind every uid, uids of watched hotkeys
-    {"Keys", "Uids"},
+     "NetworksAdded", "ValidatorPermit", "SubnetworkN",
+     "ChildKeys", "ParentKeys", "PendingChildKeys"},
+    # 2: hotkeys behind every uid, uids of watched hotkeys, tempos and owners
+    {"Keys", "Uids", "MaxAllowedValidators", "Tempo", "SubnetOwnerHotkey"},
     # 3: stakes, takes, coldkeys
     {"TotalHotkeyAlpha", "ChildkeyTake", "Owner"},
 )
@@ -143,6 +145,9 @@ def test_the_read_equals_the_literal_chain_read():
         # Coldkeys only for tracked validators: NP has no permit and is not watched.
         coldkeys={h: c for h, c in t.COLD.items() if h != t.NP},
         subnet_sizes={0: 2, 1: 11, 2: 2},
+        owners={1: t.OWNER, 2: t.OWNER},
+        tempos={1: 360, 2: 360},  # the tricky chain sets none: the runtime's default
+        max_validators={1: 64, 2: 64},  # read for subnets only
     )
     assert got == expected
     assert got.min_take_per_subnet is None and got.suspended is None
@@ -156,7 +161,7 @@ def test_stages_run_in_order_with_a_fixed_number_of_bulk_calls():
     assert set(order) == set().union(*STAGES)
     assert [stage_of[item] for item in order] == sorted(stage_of[item] for item in order)
     assert [c.method for c in source.calls].count("values") == 2  # SubtensorModule's plain items, Timestamp.Now
-    assert len(source.calls) == 2 + 7 + 2 + 3
+    assert len(source.calls) == 2 + 6 + 5 + 3
 
 
 def test_only_watched_hotkeys_uids_are_requested():
@@ -375,7 +380,7 @@ def test_every_scan_is_capped_by_the_chain_limits_of_its_map():
     source = FakeSource.of(tricky_writes(), optional_items=(MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED))
     read(source, SCOPE)
     caps = {c.items[0]: c.max_keys for c in source.calls if c.method == "scan"}
-    netuid_keyed = {"NetworksAdded", "ValidatorPermit", "MaxAllowedValidators", MIN_TAKE_PER_SUBNET}
+    netuid_keyed = {"NetworksAdded", "ValidatorPermit", "SubnetworkN", MIN_TAKE_PER_SUBNET}
     assert {item: cap for item, cap in caps.items() if item in netuid_keyed} == dict.fromkeys(netuid_keyed, 4096)
     hotkey_keyed = {"ChildKeys", "ParentKeys", "PendingChildKeys", THRESHOLD_SUSPENDED}
     assert {item: cap for item, cap in caps.items() if item in hotkey_keyed} == dict.fromkeys(hotkey_keyed, 256 * 256)

@@ -44,7 +44,7 @@ def test_each_collector_switches_off_its_families_and_only_those():
         "validator": ("bittensor_validator_own", "bittensor_validator_stake_weight", "bittensor_validator_info", "bittensor_validator_permit"),
         "stake_detail": ("bittensor_hotkey_root_stake_tao", "bittensor_validator_stake_from_parents"),
         "relationships": ("bittensor_childkey_proportion_ratio", "bittensor_childkey_pending_children"),
-        "subnet": ("bittensor_subnet_max_validators", "bittensor_subnet_top_contender"),
+        "subnet": ("bittensor_subnet_max_validators", "bittensor_subnet_validator_permits"),
         "chain": ("bittensor_chain_block",),
         "watched": ("bittensor_watched_hotkey_found",),
     }

@@ -115,21 +115,44 @@ def test_removed_edge_changes_the_child_and_disappears():
     assert all(e.child != t.Z for e in snapshot.edges)
 
 
-def test_subnet_permit_cutoff_is_the_kth_strongest_permit_holder():
-    snapshot = build_snapshot(chain_read(max_validators={0: 64, 1: 3, 2: 64}), SCOPE)
+def test_subnet_cutoff_and_contender_are_the_next_epochs_rank_boundaries():
+    """With StakeThreshold at 100 alpha, netuid 1 ranks NP (1.5M, no permit now), Z (~500k), M (~720),
+    the five children (~290 each), P2 (150); P and P3 give everything away. k = 3."""
+    read = chain_read(max_validators={0: 64, 1: 3, 2: 64}, stake_threshold=100 * t.RAO)
+    snapshot = build_snapshot(read, SCOPE)
     subnets = {s.netuid: s for s in snapshot.subnets}
     assert set(subnets) == {1, 2}, "root is not a subnet in scope"
-    # netuid 1 permit holders by stake weight: Z (~499,999), M (~720), the children (~290) ...
-    assert subnets[1].max_validators == 3 and subnets[1].permits == 10
-    assert subnets[1].permit_cutoff_stake_weight == pytest.approx(t.EXPECTED["child"]["stake_weight"])
-    assert subnets[2].permit_cutoff_stake_weight is None, "fewer permit holders than k: no cutoff but StakeThreshold"
+    assert subnets[1].max_validators == 3 and subnets[1].permits == 10, "permits: the last epoch's"
+    assert subnets[1].permit_cutoff_stake_weight == pytest.approx(t.EXPECTED[t.M]["stake_weight"]), "the 3rd strongest"
+    assert subnets[1].top_contender_stake_weight == pytest.approx(t.EXPECTED["child"]["stake_weight"]), "the 4th"
+    assert subnets[2].permit_cutoff_stake_weight is None, "k or fewer eligible: no cutoff but StakeThreshold"
+    # The next epoch takes the permits of everyone but Z and M (in scope: NP is not exported).
+    changes = snapshot.projected_permit_changes
+    assert (t.M, 1) not in changes and (t.Z, 1) not in changes, "Z and M keep theirs"
+    assert {key for key, gains in changes.items() if not gains} == {
+        (h, 1) for h in (t.P, *t.CHILDREN, t.P2)} & {(v.hotkey, v.netuid) for v in snapshot.validators}
+    assert not [key for key, gains in changes.items() if gains]
 
 
-def test_the_strongest_uid_without_a_permit_is_the_contender():
-    """NP (uid 10, no permit) gives a quarter of its 2,000,000 alpha to Z: 1,500,000 alpha of stake weight."""
-    subnets = {s.netuid: s for s in build_snapshot(chain_read(), SCOPE).subnets}
-    assert round(subnets[1].top_contender_stake_weight / t.RAO, 3) == 1_500_000  # fixed point: a few rao above
-    assert subnets[2].top_contender_stake_weight == 0, "the owner's uid without a permit has no stake"
+def test_equal_stake_weights_keep_the_higher_uids():
+    """k = 5: NP, Z, M, then two of the five equal children: the epoch's stable sort drops lower uids first."""
+    read = chain_read(max_validators={0: 64, 1: 5, 2: 64}, stake_threshold=100 * t.RAO)
+    snapshot = build_snapshot(read, SCOPE)
+    losing = {h for (h, n), gains in snapshot.projected_permit_changes.items() if n == 1 and not gains}
+    assert {t.C1, t.C2, t.C3} <= losing and not {t.C4, t.C5, t.M, t.Z} & losing
+
+
+def test_the_next_epoch_block_follows_the_classic_schedule():
+    from exporter.snapshot.projection import next_epoch_block
+    # blocks_until_next_epoch = tempo - (b + n + 1) % (tempo + 1): the epoch runs where that is 0,
+    # i.e. (b + n + 1) % (tempo + 1) == tempo (the code's own comment says "== 0"; its table and code don't)
+    assert next_epoch_block(100, 1, 360) == 358  # (358 + 2) % 361 == 360
+    assert next_epoch_block(358, 1, 360) == 719, "an epoch at the read block already ran"
+    assert next_epoch_block(357, 1, 360) == 358
+    assert next_epoch_block(98, 0, 100) == 99 and next_epoch_block(0, 1, 1) == 1, "the code's table: tempo 100 netuid 0 -> 99"
+    assert next_epoch_block(100, 1, 0) is None, "tempo 0: never"
+    subnets = {s.netuid: s for s in build_snapshot(chain_read(block=100, tempos={1: 360, 2: 0}), SCOPE).subnets}
+    assert (subnets[1].next_epoch_block, subnets[2].next_epoch_block) == (358, None)
 
 
 def test_pending_effects_say_what_each_set_does_to_each_child():

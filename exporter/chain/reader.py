@@ -4,7 +4,7 @@ The plan is three dependent stages, each a handful of bulk requests in parallel
 (a failed request cancels the rest of the read: see ``gather_or_cancel``):
 
 1. chain constants, the subnet list and sizes, validator permits, and every childkey map;
-2. the hotkeys behind every uid (and the uids of watched hotkeys);
+2. the hotkeys behind every uid (and the uids of watched hotkeys), each subnet's k, tempo and owner;
 3. stakes of those hotkeys and their parents, on their subnet and root; takes and
    coldkeys of the tracked validators (permit holders and watched hotkeys).
 
@@ -54,7 +54,9 @@ _SHARD_FILL = 0.8  # aim for pages 80 % full so a growing map rarely needs a sec
 # stake and has at most 5 children, so mainnet holds a few thousand; the floor
 # is 256 subnets x 256 uids (MaxAllowedUids), and a map that grew past half
 # of it in admitted reads may reach twice its size.
-NETUID_KEYED = frozenset({"NetworksAdded", "ValidatorPermit", "MaxAllowedValidators", "SubnetworkN", MIN_TAKE_PER_SUBNET})
+NETUID_KEYED = frozenset({
+    "NetworksAdded", "ValidatorPermit", "SubnetworkN", MIN_TAKE_PER_SUBNET,
+})
 HOTKEY_KEYED_FLOOR = 256 * 256
 HOTKEY_KEYED_GROWTH = 2
 
@@ -159,7 +161,7 @@ class ChainReader:
 
     async def _read_structure(self, source: StorageSource, block: int, spec_version: int) -> ChainRead:
         optional_scans = [item for item in (MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED) if source.has_item(item)]
-        plain, now, networks, permits, max_validators, sizes, children, parents, pending, *optional = await gather_or_cancel(
+        plain, now, networks, permits, sizes, children, parents, pending, *optional = await gather_or_cancel(
             source.values(
                 [("TaoWeight", []), ("StakeThreshold", []), ("MinChildkeyTake", []),
                  ("MaxChildkeyTake", []), ("PendingChildKeyCooldown", [])]
@@ -167,7 +169,6 @@ class ChainReader:
             source.values([("Now", [])], pallet="Timestamp"),
             self._scan(source, "NetworksAdded"),
             self._scan(source, "ValidatorPermit"),
-            self._scan(source, "MaxAllowedValidators"),
             self._scan(source, "SubnetworkN"),
             self._scan(source, "ChildKeys"),
             self._scan(source, "ParentKeys"),
@@ -188,7 +189,7 @@ class ChainReader:
             pending_cooldown=int(cooldown),
             netuids=tuple(sorted(int(n) for n, added in networks if added)),
             permits=frozen({int(n): tuple(bool(p) for p in v) for n, v in permits}),
-            max_validators=frozen({int(n): int(v) for n, v in max_validators}),
+            max_validators=frozen({}),
             hotkeys=frozen({}),
             watched_uids=frozen({}),
             children=frozen({(h, int(n)): _links(v) for (h, n), v in children if v}),
@@ -200,6 +201,7 @@ class ChainReader:
             min_take_per_subnet=_per_subnet(extras.get(MIN_TAKE_PER_SUBNET)),
             suspended=_suspensions(extras.get(THRESHOLD_SUSPENDED)) if THRESHOLD_SUSPENDED in extras else None,
             subnet_sizes=frozen({int(n): int(v) for n, v in sizes}),
+
         )
 
     async def _read_hotkeys(self, source: StorageSource, read: ChainRead, scope: ScopeConfig) -> ChainRead:
@@ -207,13 +209,22 @@ class ChainReader:
         for permits), and the uids of watched hotkeys on every subnet, root included."""
         uid_keys = [[n, uid] for n in read.netuids if n != 0 for uid in range(_uid_count(read, n))]
         watch_keys = [[n, w.hotkey] for n in read.netuids for w in scope.watch]
-        hotkeys, uids = await gather_or_cancel(source.batch("Keys", uid_keys), source.batch("Uids", watch_keys))
+        # k, tempo and owner of every subnet, read by key so a subnet without an entry gets
+        # the runtime's default (k 128, tempo 360 in spec 393), as the chain does.
+        subnets = [[n] for n in read.netuids if n != 0]
+        hotkeys, uids, ks, tempos, owners = await gather_or_cancel(
+            source.batch("Keys", uid_keys), source.batch("Uids", watch_keys), source.batch("MaxAllowedValidators", subnets),
+            source.batch("Tempo", subnets), source.batch("SubnetOwnerHotkey", subnets),
+        )
         return replace(
             read,
             # An empty key of a permitted uid is kept, for check_read to refuse;
             # of any other uid it means nobody is registered there.
             hotkeys=frozen({(n, uid): h for (n, uid), h in zip(uid_keys, hotkeys) if _someone(h) or _permitted(read, n, uid)}),
             watched_uids=frozen({(n, h): int(uid) for (n, h), uid in zip(watch_keys, uids) if uid is not None}),
+            max_validators=frozen({n: int(v) for (n,), v in zip(subnets, ks)}),
+            tempos=frozen({n: int(v) for (n,), v in zip(subnets, tempos)}),
+            owners=frozen({n: str(v) for (n,), v in zip(subnets, owners) if _someone(v)}),
         )
 
     async def _read_stakes(self, source: StorageSource, read: ChainRead, scope: ScopeConfig) -> ChainRead:

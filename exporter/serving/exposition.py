@@ -129,6 +129,13 @@ def _validators(w: _Writer, snapshot: Snapshot, labels: list[str]) -> None:
             ((lab, int(bool(v.suspended))) for lab, v in zip(labels, validators) if v.suspended is not None),
         )
     w.family(
+        "bittensor_validator_projected_permit",
+        "Only where the next epoch would change the permit, by the chain's rule at this block's stake weights: 1 gains one, 0 loses it.",
+        "gauge",
+        ((lab, int(snapshot.projected_permit_changes[(v.hotkey, v.netuid)])) for lab, v in zip(labels, validators)
+         if (v.hotkey, v.netuid) in snapshot.projected_permit_changes),
+    )
+    w.family(
         "bittensor_validator_expected_childkey_take_ratio", "Expected childkey take (0-1) configured for a watched hotkey.", "gauge",
         ((lab, snapshot.expected_takes[v.hotkey]) for lab, v in zip(labels, validators) if v.hotkey in snapshot.expected_takes),
     )
@@ -197,16 +204,22 @@ def _subnets(w: _Writer, snapshot: Snapshot) -> None:
     )
     w.family(
         "bittensor_subnet_permit_cutoff_stake_weight_alpha",
-        "Stake weight of the k-th strongest current permit holder (absent while fewer than k hold permits); below it a permit is at risk at the next epoch.",
+        "Stake weight of the k-th strongest uid passing StakeThreshold now (absent while k or fewer pass): the weakest the next epoch would give a permit by rank.",
         "gauge",
         ((f'netuid="{n.netuid}"', to_units(n.permit_cutoff_stake_weight)) for n in subnets if n.permit_cutoff_stake_weight is not None),
     )
     w.family(
         "bittensor_subnet_top_contender_stake_weight_alpha",
-        "Stake weight of the strongest uid without a validator permit (absent when every uid holds one); on a full "
-        "subnet it takes the weakest holder's permit at the next epoch once it is ahead.",
+        "Stake weight of the (k+1)-th strongest uid passing StakeThreshold now (absent when none is left out): the strongest "
+        "the next epoch would leave without a permit; a holder below it loses its permit if nothing else changes.",
         "gauge",
         ((f'netuid="{n.netuid}"', to_units(n.top_contender_stake_weight)) for n in subnets if n.top_contender_stake_weight is not None),
+    )
+    w.family(
+        "bittensor_subnet_next_epoch_block",
+        "Block of the subnet's next epoch, which decides validator permits (classic schedule; absent for tempo 0: no epoch will run).",
+        "gauge",
+        ((f'netuid="{n.netuid}"', n.next_epoch_block) for n in subnets if n.next_epoch_block is not None),
     )
 
 

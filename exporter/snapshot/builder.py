@@ -17,6 +17,8 @@ from exporter.config import ScopeConfig
 from exporter.snapshot.model import (
     ChainInfo, ChainRead, Edge, Identity, PendingChildren, PendingEffect, Snapshot, SubnetState, ValidatorState, WatchedKey,
 )
+from exporter.snapshot.projection import Projection, project
+from exporter.snapshot.projection import to_rao as bits_to_rao
 from exporter.snapshot.scope import registered_uids, tracked_candidates
 from exporter.snapshot.stake_math import (
     effective_take, inherited_stake, stake_weight_fixed, u96f32_from_int, u96f32_mul, u96f32_ratio,
@@ -71,21 +73,22 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
     watched = {w.hotkey: w for w in scope.watch}
     min_weight_fixed = to_rao(scope.min_stake_weight) * _I64F64_ONE
     tracked, validators = [], []
-    permit_weights: dict[int, list[float]] = {}
-    contenders: dict[int, float] = {}  # netuid -> strongest stake weight without a permit
+    weights: dict[tuple[int, int], int] = {}  # (netuid, uid) -> stake weight, I64F64 bits: every uid
     candidates = tracked_candidates(read, frozenset(watched))
     for (hotkey, netuid), uid in sorted(candidates.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         state, weight_fixed = _stake_of(read, hotkey, netuid, uid)
         tracked.append(state)
-        if state.permit:
-            permit_weights.setdefault(netuid, []).append(state.stake_weight)
-        elif uid is not None:
-            contenders[netuid] = max(contenders.get(netuid, 0.0), state.stake_weight)
+        if uid is not None:
+            weights[(netuid, uid)] = weight_fixed
         if _exported(scope, hotkey, netuid, watched, weight_fixed >= min_weight_fixed):
             validators.append(state)
     for hotkey, netuid, uid in registered_uids(read):
-        if (hotkey, netuid) not in candidates and scope.includes_netuid(netuid) and not _has_permit(read, netuid, uid):
-            contenders[netuid] = max(contenders.get(netuid, 0.0), _stake_weight(read, hotkey, netuid))
+        if (netuid, uid) not in weights:
+            weights[(netuid, uid)] = _stake_weight_fixed(read, hotkey, netuid)
+    projections = {
+        netuid: _project(read, netuid, weights)
+        for netuid in read.netuids if netuid != 0 and scope.includes_netuid(netuid)
+    }
     in_scope = {(v.hotkey, v.netuid) for v in validators}
     related = {h for h, _ in (*read.children, *read.parents) if h in watched}
 
@@ -116,10 +119,16 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
     # In watched mode only the subnets a watched validator is judged on.
     exported_subnets = {n for _, n in in_scope} if scope.mode == "watched" else None
     subnets = tuple(
-        _subnet(read, netuid, permit_weights.get(netuid, []), contenders.get(netuid))
+        _subnet(read, projections[netuid])
         for netuid in read.netuids
         if netuid != 0 and scope.includes_netuid(netuid) and (exported_subnets is None or netuid in exported_subnets)
     )
+    changes = {
+        (v.hotkey, v.netuid): projected
+        for v in validators
+        if v.uid is not None and v.netuid in projections
+        and (projected := _projected_permit(projections[v.netuid], v.uid)) != v.permit
+    }
     return Snapshot(
         chain=ChainInfo(
             block=read.block,
@@ -147,6 +156,7 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
             for w in scope.watch
         ),
         expected_takes={h: w.expected_take for h, w in watched.items() if w.expected_take is not None},
+        projected_permit_changes=changes,
     )
 
 
@@ -165,8 +175,8 @@ def _edge_inherited(read: ChainRead, edge: Edge) -> float:
     return u96f32_mul(u96f32_from_int(parent_alpha), u96f32_ratio(edge.proportion)) / _U96F32_ONE
 
 
-def _stake_weight(read: ChainRead, hotkey: str, netuid: int) -> float:
-    """Stake weight (rao) of a uid that is only a permit contender."""
+def _stake_weight_fixed(read: ChainRead, hotkey: str, netuid: int) -> int:
+    """Stake weight (I64F64 bits) of a uid that is only a permit contender."""
     stake = read.stake
     own, root = stake.get((hotkey, netuid), 0), stake.get((hotkey, 0), 0)
     children = read.children.get((hotkey, netuid), ())
@@ -174,7 +184,7 @@ def _stake_weight(read: ChainRead, hotkey: str, netuid: int) -> float:
     if not parents and not children:
         # Nothing given or received: inherited = own on both sides (the chain's
         # U96F32 round trip of a u64 is exact), then the same I64F64 sum.
-        return stake_weight_fixed(own, root, read.tao_weight) / _I64F64_ONE
+        return stake_weight_fixed(own, root, read.tao_weight)
     result = inherited_stake(
         own_alpha=own,
         own_root=root,
@@ -182,7 +192,27 @@ def _stake_weight(read: ChainRead, hotkey: str, netuid: int) -> float:
         parents=[(p, stake.get((parent, netuid), 0), stake.get((parent, 0), 0)) for p, parent in parents],
         tao_weight_raw=read.tao_weight,
     )
-    return result.stake_weight_fixed / _I64F64_ONE
+    return result.stake_weight_fixed
+
+
+def _stake_weight(read: ChainRead, hotkey: str, netuid: int) -> float:
+    """Stake weight (rao) of a uid that is only a permit contender."""
+    return _stake_weight_fixed(read, hotkey, netuid) / _I64F64_ONE
+
+
+def _project(read: ChainRead, netuid: int, weights: dict[tuple[int, int], int]) -> Projection:
+    size = max(read.subnet_sizes.get(netuid, 0), len(read.permits.get(netuid, ())))
+    owner = read.owners.get(netuid)
+    owner_uid = next((uid for uid in range(size) if owner is not None and read.hotkeys.get((netuid, uid)) == owner), None)
+    return project(
+        netuid, read.block, read.tempos.get(netuid, 0),
+        [weights.get((netuid, uid), 0) for uid in range(size)],
+        read.stake_threshold, owner_uid, read.max_validators.get(netuid, 0),
+    )
+
+
+def _projected_permit(projection: Projection, uid: int) -> bool:
+    return uid < len(projection.permits) and projection.permits[uid]
 
 
 def _pending_effects(read: ChainRead, pending: tuple[PendingChildren, ...]) -> tuple[PendingEffect, ...]:
@@ -196,13 +226,13 @@ def _pending_effects(read: ChainRead, pending: tuple[PendingChildren, ...]) -> t
     return tuple(effects)
 
 
-def _subnet(read: ChainRead, netuid: int, permit_weights: list[float], contender: Optional[float]) -> SubnetState:
-    k = read.max_validators.get(netuid, 0)
-    ranked = sorted(permit_weights, reverse=True)
+def _subnet(read: ChainRead, projection: Projection) -> SubnetState:
+    netuid = projection.netuid
     return SubnetState(
         netuid=netuid,
-        max_validators=k,
+        max_validators=read.max_validators.get(netuid, 0),
         permits=sum(read.permits.get(netuid, ())),
-        permit_cutoff_stake_weight=ranked[k - 1] if 0 < k <= len(ranked) else None,
-        top_contender_stake_weight=contender,
+        permit_cutoff_stake_weight=bits_to_rao(projection.cutoff),
+        top_contender_stake_weight=bits_to_rao(projection.first_out),
+        next_epoch_block=projection.next_epoch_block,
     )

@@ -48,6 +48,8 @@ class ChainRead:
     # netuid -> SubnetworkN (uids registered); ValidatorPermit is only as long
     # as the subnet was at its last epoch, so uids registered since lie beyond it.
     subnet_sizes: Mapping[int, int] = field(default_factory=dict)
+    tempos: Mapping[int, int] = field(default_factory=dict)  # netuid -> Tempo (0: no epochs)
+    owners: Mapping[int, str] = field(default_factory=dict)  # netuid -> SubnetOwnerHotkey
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +134,15 @@ class SubnetState:
     netuid: int
     max_validators: int  # k in the top-k permit rule
     permits: int  # uids holding a permit from the last epoch
-    # Stake weight (rao) of the k-th strongest permit holder now: a validator
-    # below it would lose its permit if the epoch ran at this block. None while
-    # fewer than k uids hold permits (then only StakeThreshold limits permits).
+    # The rank boundaries of the next epoch at this block's stake weights (rao),
+    # among uids that pass StakeThreshold (and the owner's): the k-th strongest
+    # (the weakest the epoch would give a permit by rank; None while k or fewer
+    # are eligible) and the (k+1)-th (the strongest it would leave out; None
+    # when none is left out). A holder below the contender, or below
+    # StakeThreshold, loses its permit at the next epoch if nothing else changes.
     permit_cutoff_stake_weight: Optional[float]
-    # Stake weight (rao) of the strongest uid without a permit: the first to take
-    # a permit from the weakest holder of a full subnet. None: every uid holds one.
     top_contender_stake_weight: Optional[float] = None
+    next_epoch_block: Optional[int] = None  # classic schedule; None: tempo 0, no epoch will run
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,9 @@ class Snapshot:
     identities: tuple[Identity, ...]
     subnets: tuple[SubnetState, ...] = ()
     expected_takes: Mapping[str, float] = field(default_factory=dict)  # hotkey -> ratio
+    # (hotkey, netuid) -> True/False where the next epoch would give / take a permit
+    # that the last epoch did not / did: only the changes.
+    projected_permit_changes: Mapping[tuple[str, int], bool] = field(default_factory=dict)
     # Change history follows the chain, not the export scope: the whole chain's
     # edges and pending sets, and every tracked validator (permit holders on
     # every subnet and watched hotkeys, whatever the netuid and stake filters).
