@@ -90,3 +90,12 @@ def test_promtool_check_metrics_is_clean_for_the_exporters_own_metrics():
     status = (Path(__file__).parent / "golden" / "status.prom").read_bytes()
     result = subprocess.run([tool("promtool"), "check", "metrics"], input=status, capture_output=True, timeout=60)
     assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result.stdout + result.stderr
+
+
+def test_watched_mode_gives_the_alpha_inherited_on_edges_into_watched_children_only():
+    scope = ScopeConfig(min_stake_weight=100, watch=(WatchedHotkey(t.M, "M"), WatchedHotkey(t.P, "P")), mode="watched")
+    snapshot = build_snapshot(chain_read(watched_uids={(1, t.P): 0}), scope)
+    into_m = [e for e in snapshot.edges if e.child == t.M]
+    from_p = [e for e in snapshot.edges if e.parent == t.P]
+    assert len(into_m) == 2 and all(e.inherited_alpha is not None for e in into_m)
+    assert len(from_p) == 5 and all(e.inherited_alpha is None for e in from_p), "P's children are not watched"

@@ -103,8 +103,11 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
     )
     # Edges and pending sets touching a validator exported (in watched mode: a watched hotkey).
     touching = in_scope if scope.mode == "network" else {(h, n) for h, n in in_scope if h in watched}
+    # The alpha each parent gives: on every exported edge in network mode; in watched
+    # mode on the edges into a watched child (what it inherits, parent by parent).
     edges = tuple(
         replace(e, inherited_alpha=_edge_inherited(read, e))
+        if scope.mode == "network" or (e.child, e.netuid) in touching else e
         for e in chain_edges if (e.parent, e.netuid) in touching or (e.child, e.netuid) in touching
     )
     pending = tuple(
