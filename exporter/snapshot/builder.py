@@ -160,6 +160,7 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
         ),
         expected_takes={h: w.expected_take for h, w in watched.items() if w.expected_take is not None},
         projected_permit_changes=changes,
+        projected_permits={n: p.permits for n, p in projections.items()},
     )
 
 

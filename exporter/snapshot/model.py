@@ -172,6 +172,7 @@ class Snapshot:
     # (hotkey, netuid) -> True/False where the next epoch would give / take a permit
     # that the last epoch did not / did: only the changes.
     projected_permit_changes: Mapping[tuple[str, int], bool] = field(default_factory=dict)
+    projected_permits: Mapping[int, tuple[bool, ...]] = field(default_factory=dict)  # netuid -> by uid, next epoch
     # Change history follows the chain, not the export scope: the whole chain's
     # edges and pending sets, and every tracked validator (permit holders on
     # every subnet and watched hotkeys, whatever the netuid and stake filters).
