@@ -48,3 +48,28 @@ def test_rank_boundaries_and_next_epoch():
     p = project(1, 100, 360, [w(10), w(30), w(20), w(40)], 0, None, 2)
     assert (p.cutoff, p.first_out, p.next_epoch_block) == (w(30), w(20), 358)
     assert p.permits == (False, True, False, True)
+
+
+def test_dynamic_tempo_takes_the_earlier_of_the_period_and_a_triggered_epoch():
+    from exporter.snapshot.projection import next_epoch_block_dynamic
+    assert next_epoch_block_dynamic(1000, 360, 900, 0) == 1260
+    assert next_epoch_block_dynamic(1000, 360, 900, 1100) == 1100, "an owner-triggered epoch"
+    assert next_epoch_block_dynamic(1300, 360, 900, 0) == 1301, "overdue (deferred by the epoch cap): the next block"
+    assert next_epoch_block_dynamic(1000, 0, 900, 1100) is None, "tempo 0: never"
+
+
+def test_the_reader_reads_the_dynamic_tempo_items_when_the_runtime_declares_them():
+    import asyncio
+
+    from exporter.chain.reader import ChainReader
+    from exporter.config import ScopeConfig
+    from exporter.snapshot.builder import build_snapshot
+    from tests.test_chain_reader import BLOCK, SPEC, FakeSource, tricky_writes
+
+    writes = [*tricky_writes(), ("SubtensorModule", "LastEpochBlock", [1], 90), ("SubtensorModule", "PendingEpochAt", [2], 120)]
+    source = FakeSource.of(writes, optional_items=("LastEpochBlock", "PendingEpochAt"))
+    read = asyncio.run(ChainReader(max_in_flight=4).read_from(source, ScopeConfig(), block=BLOCK, spec_version=SPEC))
+    assert read.last_epoch_blocks == {1: 90, 2: 0} and read.pending_epoch_at == {1: 0, 2: 120}
+    subnets = {s.netuid: s.next_epoch_block for s in build_snapshot(read, ScopeConfig()).subnets}
+    # block 100, tempo 360 (the default): subnet 1 at 90 + 360; subnet 2 triggered at 120
+    assert subnets == {1: 450, 2: 120}

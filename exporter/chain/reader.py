@@ -46,6 +46,8 @@ from exporter.chain.storage import PAGE_SIZE, StorageReader, gather_or_cancel
 # Runtime items that only some runtimes declare; read when present.
 MIN_TAKE_PER_SUBNET = "MinChildkeyTakePerSubnet"
 THRESHOLD_SUSPENDED = "ChildkeyThresholdSuspended"
+LAST_EPOCH_BLOCK = "LastEpochBlock"  # dynamic tempo (spec 423 on)
+PENDING_EPOCH_AT = "PendingEpochAt"
 _SHARD_FILL = 0.8  # aim for pages 80 % full so a growing map rarely needs a second page
 
 # Scan caps, from the chain's own limits. Maps keyed by netuid alone hold at
@@ -212,9 +214,11 @@ class ChainReader:
         # k, tempo and owner of every subnet, read by key so a subnet without an entry gets
         # the runtime's default (k 128, tempo 360 in spec 393), as the chain does.
         subnets = [[n] for n in read.netuids if n != 0]
-        hotkeys, uids, ks, tempos, owners = await gather_or_cancel(
+        dynamic = source.has_item(LAST_EPOCH_BLOCK)  # dynamic tempo: the runtime says when epochs run
+        hotkeys, uids, ks, tempos, owners, *epochs = await gather_or_cancel(
             source.batch("Keys", uid_keys), source.batch("Uids", watch_keys), source.batch("MaxAllowedValidators", subnets),
             source.batch("Tempo", subnets), source.batch("SubnetOwnerHotkey", subnets),
+            *((source.batch(LAST_EPOCH_BLOCK, subnets), source.batch(PENDING_EPOCH_AT, subnets)) if dynamic else ()),
         )
         return replace(
             read,
@@ -225,6 +229,8 @@ class ChainReader:
             max_validators=frozen({n: int(v) for (n,), v in zip(subnets, ks)}),
             tempos=frozen({n: int(v) for (n,), v in zip(subnets, tempos)}),
             owners=frozen({n: str(v) for (n,), v in zip(subnets, owners) if _someone(v)}),
+            last_epoch_blocks=frozen({n: int(v or 0) for (n,), v in zip(subnets, epochs[0])}) if dynamic else None,
+            pending_epoch_at=frozen({n: int(v or 0) for (n,), v in zip(subnets, epochs[1])}) if dynamic else None,
         )
 
     async def _read_stakes(self, source: StorageSource, read: ChainRead, scope: ScopeConfig) -> ChainRead:

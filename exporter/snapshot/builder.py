@@ -17,7 +17,7 @@ from exporter.config import ScopeConfig
 from exporter.snapshot.model import (
     ChainInfo, ChainRead, Edge, Identity, PendingChildren, PendingEffect, Snapshot, SubnetState, ValidatorState, WatchedKey,
 )
-from exporter.snapshot.projection import Projection, project
+from exporter.snapshot.projection import Projection, next_epoch_block_dynamic, project
 from exporter.snapshot.projection import to_rao as bits_to_rao
 from exporter.snapshot.scope import registered_uids, tracked_candidates
 from exporter.snapshot.stake_math import (
@@ -208,10 +208,15 @@ def _project(read: ChainRead, netuid: int, weights: dict[tuple[int, int], int]) 
     size = max(read.subnet_sizes.get(netuid, 0), len(read.permits.get(netuid, ())))
     owner = read.owners.get(netuid)
     owner_uid = next((uid for uid in range(size) if owner is not None and read.hotkeys.get((netuid, uid)) == owner), None)
+    tempo = read.tempos.get(netuid, 0)
+    epoch_block: Optional[int] = -1  # classic schedule
+    if read.last_epoch_blocks is not None:
+        epoch_block = next_epoch_block_dynamic(
+            read.block, tempo, read.last_epoch_blocks.get(netuid, 0), (read.pending_epoch_at or {}).get(netuid, 0))
     return project(
-        netuid, read.block, read.tempos.get(netuid, 0),
+        netuid, read.block, tempo,
         [weights.get((netuid, uid), 0) for uid in range(size)],
-        read.stake_threshold, owner_uid, read.max_validators.get(netuid, 0),
+        read.stake_threshold, owner_uid, read.max_validators.get(netuid, 0), epoch_block,
     )
 
 

@@ -50,6 +50,10 @@ class ChainRead:
     subnet_sizes: Mapping[int, int] = field(default_factory=dict)
     tempos: Mapping[int, int] = field(default_factory=dict)  # netuid -> Tempo (0: no epochs)
     owners: Mapping[int, str] = field(default_factory=dict)  # netuid -> SubnetOwnerHotkey
+    # Dynamic tempo (runtimes from mid-2026): netuid -> LastEpochBlock, PendingEpochAt; None when
+    # the runtime lacks them (then the classic schedule holds).
+    last_epoch_blocks: Optional[Mapping[int, int]] = None
+    pending_epoch_at: Optional[Mapping[int, int]] = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,10 @@ The subtensor epoch (``epoch/run_epoch.rs`` ``epoch_mechanism``, ``epoch/math.rs
 Pending child sets are applied in the block step *after* the epoch of the same
 block (``coinbase/block_step.rs``), so no set pending now counts in the next
 epoch: its stake weights are today's. Classic schedule (runtimes up to at least
-spec 393): an epoch runs on subnet n at block b when
-``(b + n + 1) % (tempo + 1) == 0``; tempo 0 never.
+spec 393): the epoch runs where ``tempo - (b + n + 1) % (tempo + 1)`` is 0
+(``blocks_until_next_epoch``); tempo 0 never. Dynamic tempo (from spec 423):
+``min(LastEpochBlock + tempo, PendingEpochAt if set)``, as the runtime API
+``get_next_epoch_start_block`` computes it.
 """
 
 from __future__ import annotations
@@ -49,6 +51,17 @@ def next_epoch_block(block: int, netuid: int, tempo: int) -> Optional[int]:
     return block + (until if until > 0 else tempo + 1)
 
 
+def next_epoch_block_dynamic(block: int, tempo: int, last_epoch: int, pending_at: int) -> Optional[int]:
+    """Dynamic tempo (``get_next_epoch_start_block``): min(LastEpochBlock + tempo, PendingEpochAt if set);
+    an epoch already due (deferred by the per-block epoch cap) runs at the earliest at the next block."""
+    if tempo <= 0:
+        return None
+    due = last_epoch + tempo
+    if pending_at > 0:
+        due = min(due, pending_at)
+    return max(due, block + 1)
+
+
 def project_permits(weights: Sequence[int], threshold_rao: int, owner_uid: Optional[int], k: int) -> tuple[bool, ...]:
     """Permits by uid from each uid's stake weight (I64F64 bits), as the epoch decides them."""
     filtered = [
@@ -69,7 +82,8 @@ def project_permits(weights: Sequence[int], threshold_rao: int, owner_uid: Optio
 
 
 def project(netuid: int, block: int, tempo: int, weights: Sequence[int], threshold_rao: int,
-            owner_uid: Optional[int], k: int) -> Projection:
+            owner_uid: Optional[int], k: int, epoch_block: Optional[int] = -1) -> Projection:
+    """``epoch_block``: the next epoch when the runtime says it (dynamic tempo); -1: the classic schedule."""
     permits = project_permits(weights, threshold_rao, owner_uid, k)
     # The rank boundaries by stake weight: what a holder must stay above and a
     # contender must pass (besides StakeThreshold), for dashboards and alerts.
@@ -79,7 +93,8 @@ def project(netuid: int, block: int, tempo: int, weights: Sequence[int], thresho
     )
     cutoff = eligible[k - 1] if 0 < k <= len(eligible) else None
     first_out = eligible[k] if 0 <= k < len(eligible) else None
-    return Projection(netuid, next_epoch_block(block, netuid, tempo), permits, cutoff, first_out)
+    when = next_epoch_block(block, netuid, tempo) if epoch_block == -1 else epoch_block
+    return Projection(netuid, when, permits, cutoff, first_out)
 
 
 def to_rao(bits: Optional[int]) -> Optional[float]:
