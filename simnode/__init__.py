@@ -2,5 +2,6 @@
 
 from simnode.state import ChainState
 from simnode.server import SimNode
+from simnode.epoch import advance_to, block_step, epoch_permits, next_epoch_block
 
-__all__ = ["ChainState", "SimNode"]
+__all__ = ["ChainState", "SimNode", "advance_to", "block_step", "epoch_permits", "next_epoch_block"]

@@ -20,6 +20,7 @@ U64_MAX = 2**64 - 1
 RAO = 10**9
 MAX_CHILDKEY_TAKE = 11_796  # 18% of u16::MAX, the chain's MaxChildkeyTake
 PENDING_COOLDOWN = 7_200
+TEMPO = 360  # blocks between epochs (period TEMPO + 1), mainnet's
 
 
 def deterministic_hotkey(i: int, tag: str = "hk") -> str:
@@ -44,6 +45,7 @@ class World:
     parent_keys: dict[tuple[str, int], list] = field(default_factory=dict)  # (child, n)
     pending: dict[tuple[int, str], tuple] = field(default_factory=dict)  # (n, parent)
     takes: dict[tuple[str, int], int] = field(default_factory=dict)  # (hotkey, n)
+    tempo: dict[int, int] = field(default_factory=dict)  # netuid -> Tempo
 
     @property
     def edge_count(self) -> int:
@@ -90,6 +92,7 @@ def _register(world: World, rng: random.Random, n: int, uids: int, permits: int,
     world.hotkeys[n] = hotkeys
     world.permits[n] = [uid in permitted for uid in range(len(hotkeys))]
     world.owner_hotkey[n] = local[0] if local else members[0]
+    world.tempo[n] = TEMPO
     for hk in hotkeys:
         world.stake[(hk, n)] = amounts[hk]
     return local_validators
@@ -189,6 +192,7 @@ def _write(state: ChainState, world: World) -> None:
     s.set_many("NetworksAdded", (([n], True) for n in netuids))
     s.set_many("SubnetworkN", (([n], len(world.hotkeys[n])) for n in netuids))
     s.set_many("MaxAllowedValidators", (([n], sum(world.permits[n])) for n in netuids))
+    s.set_many("Tempo", (([n], world.tempo[n]) for n in netuids))
     s.set_many("ValidatorPermit", (([n], world.permits[n]) for n in netuids))
     s.set_many("SubnetOwnerHotkey", (([n], world.owner_hotkey[n]) for n in netuids))
     by_uid = [(n, uid, hk) for n in netuids for uid, hk in enumerate(world.hotkeys[n])]
