@@ -18,6 +18,7 @@ import yaml
 
 from exporter.config import ScopeConfig, parse_config
 from simnode import ChainState, SimNode
+from simnode.epoch import epoch_permits
 from simnode.scenarios import demo
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,8 +51,16 @@ def demo_chain(*, wall_clock: bool = False) -> ChainState:
     assert any(child == validator for _, child in children), "the demo's parent no longer has the demo validator as child"
     pending = [(p // 2 if child == validator else p, child) for p, child in children]
     state.set("PendingChildKeys", [DETAIL_NETUID, parent], (pending, state.head.number + 1000))
+    # The scenario ranks permits by own stake; hand them out as an epoch would, so the
+    # exporter's projection of the next epoch shows only what the demo's changes do.
+    for netuid in sorted(n for n in demo_netuids(state) if n):
+        state.set("ValidatorPermit", [netuid], epoch_permits(state, netuid))
     state.commit_block()
     return state
+
+
+def demo_netuids(state: ChainState) -> list[int]:
+    return [n for n in range(64) if state.get("NetworksAdded", [n])]
 
 
 def change_chain(state: ChainState, step: int) -> int:
