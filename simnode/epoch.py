@@ -32,6 +32,8 @@ pending set at the next epoch whatever its cooldown).
 
 from __future__ import annotations
 
+import contextlib
+
 from fractions import Fraction
 from typing import Any, Iterable, Optional, Sequence
 
@@ -52,6 +54,7 @@ __all__ = [
 PALLET = "SubtensorModule"
 U64_MAX = 2**64 - 1
 ROOT = 0
+ZERO_ACCOUNT = "5C4hrfjw9DjXZTzV3MwzrrAr9P1MJhSrvWGWqi1eSuyUpnhM"  # ss58 of 32 zero bytes
 _ONE = 2**32  # one, in the 32-fractional-bit scale stake weights are carried in
 _UNSET = object()
 
@@ -84,10 +87,11 @@ class _Storage:
     dict directly.
     """
 
-    def __init__(self, state: ChainState):
+    def __init__(self, state: Optional[ChainState], *, runtime: Any = None, raw: Optional[dict] = None):
+        """``state``'s pending storage, or (``runtime``, ``raw``) a committed block's storage."""
         self.state = state
-        self.runtime = state.runtime
-        self._raw = state._pending  # read only; writes go through ChainState.set/delete
+        self.runtime = state.runtime if state is not None else runtime
+        self._raw = state._pending if state is not None else raw  # read only; writes go through ChainState.set/delete
         self._entries: dict[str, tuple[str, Any]] = {}
 
     def _entry(self, item: str) -> tuple[str, Any]:
@@ -125,7 +129,7 @@ class _Storage:
         """The key parameters of every pending entry of each item: one pass over the storage."""
         prefixes = {bytes(self.runtime.storage_prefix(PALLET, item)): item for item in items}
         found: dict[str, list] = {item: [] for item in prefixes.values()}
-        with self.state._lock:  # a consistent key set even if another thread writes
+        with (self.state._lock if self.state is not None else contextlib.nullcontext()):  # a consistent key set
             keys = [(key, prefixes[key[:32]]) for key in self._raw if key[:32] in prefixes]
         for key, item in keys:
             found[item].append(self.runtime.decode_storage_key_params(PALLET, item, key, 0))
@@ -142,6 +146,11 @@ def _q(proportion: int) -> int:
 
 def _stake_weights_scaled(st: _Storage, netuid: int) -> list[int]:
     """Each uid's stake weight times 2^32 (exact): A_inh + T_inh * q(TaoWeight)."""
+    return [w for _, _, _, w in _stake_parts(st, netuid)]
+
+
+def _stake_parts(st: _Storage, netuid: int) -> list[tuple[Optional[str], int, int, int]]:
+    """Per uid: (hotkey, inherited alpha, inherited root (rao), stake weight times 2^32)."""
     n = st.one("SubnetworkN", [netuid])
     hotkeys = st.many("Keys", [(netuid, uid) for uid in range(n)], default=None)
     registered = list(dict.fromkeys(hk for hk in hotkeys if hk is not None))
@@ -159,13 +168,11 @@ def _stake_weights_scaled(st: _Storage, netuid: int) -> list[int]:
         received = sum(stake[parent] * _q(p) for p, parent in parents[hk])
         return (max(own * _ONE - given, 0) + received) // _ONE  # floored to whole rao
 
-    weights = {
-        hk: inherited(hk, alpha) * _ONE + inherited(hk, root) * tao_weight
-        if children[hk] or parents[hk]
-        else alpha[hk] * _ONE + root[hk] * tao_weight  # no links: its own stakes
-        for hk in registered
-    }
-    return [0 if hk is None else weights[hk] for hk in hotkeys]
+    parts = {}
+    for hk in registered:
+        a, t = (inherited(hk, alpha), inherited(hk, root)) if children[hk] or parents[hk] else (alpha[hk], root[hk])
+        parts[hk] = (hk, a, t, a * _ONE + t * tao_weight)
+    return [(None, 0, 0, 0) if hk is None else parts[hk] for hk in hotkeys]
 
 
 def _select_scaled(weights: Sequence[int], threshold: int, owner_uid: Optional[int], k: int) -> list[bool]:
@@ -206,6 +213,24 @@ def _owner_uid(st: _Storage, netuid: int) -> Optional[int]:
     if not st.has("SubnetOwnerHotkey", [netuid]):  # the chain's try_get: unset is no owner
         return None
     return st.one("Uids", [netuid, st.one("SubnetOwnerHotkey", [netuid])])
+
+
+def selective_metagraph(runtime: Any, storage: dict, netuid: int, indexes: Sequence[int]) -> Optional[dict]:
+    """What ``SubnetInfoRuntimeApi.get_selective_metagraph`` answers for a block's storage:
+    the requested fields of hotkeys (52), validator permits (57), inherited alpha (67),
+    inherited root (68) and stake weight floored to rao (69); None if the subnet does not exist."""
+    st = _Storage(None, runtime=runtime, raw=storage)
+    if not st.one("NetworksAdded", [netuid], default=False):
+        return None
+    parts = _stake_parts(st, netuid)
+    fields = {
+        52: ("hotkeys", lambda: [hk or ZERO_ACCOUNT for hk, *_ in parts]),
+        57: ("validator_permit", lambda: list(st.one("ValidatorPermit", [netuid]) or [])),
+        67: ("alpha_stake", lambda: [a for _, a, _, _ in parts]),
+        68: ("tao_stake", lambda: [t for _, _, t, _ in parts]),
+        69: ("total_stake", lambda: [w // _ONE for *_, w in parts]),
+    }
+    return {"netuid": netuid, **{fields[i][0]: fields[i][1]() for i in indexes if i in fields}}
 
 
 def stake_weights(state: ChainState, netuid: int) -> list[Fraction]:

@@ -7,10 +7,12 @@ mimic a Substrate node where the SDK might look at them.
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 from typing import Any, Callable, Optional
 
-from simnode.state import Block, ChainState, metadata_blob
+from simnode.epoch import selective_metagraph
+from simnode.state import Block, ChainState, metadata_blob, runtime_for
 
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
@@ -140,9 +142,39 @@ def _runtime_call(block: Block, method: Any, data: bytes) -> bytes:
     if method == "Metadata_metadata":
         blob = metadata_blob(block.spec_version)
         return compact(len(blob)) + blob
+    if method == "SubnetInfoRuntimeApi_get_selective_metagraph":
+        return _selective_metagraph(block, data)
     raise RpcError(
         CLIENT_ERROR, f"Client error: Execution failed: Other: Exported method {method} is not found"
     )
+
+
+def _selective_metagraph(block: Block, data: bytes) -> bytes:
+    """``Option<SelectiveMetagraph>`` of the block's storage, computed by the chain's stake rule."""
+    runtime = runtime_for(block.spec_version)
+    api = runtime.runtime_api_map()["SubnetInfoRuntimeApi"]["get_selective_metagraph"]
+    (_, netuid_type), (_, indexes_type) = api["inputs"]
+    try:
+        netuid = runtime.decode(netuid_type, data[:2])
+        indexes = runtime.decode(indexes_type, data[2:])
+    except Exception as error:  # noqa: BLE001 - the node answers a codec error
+        raise RpcError(CLIENT_ERROR, f"Client error: Execution failed: Codec error: {error}") from error
+    found = selective_metagraph(runtime, block.storage, int(netuid), [int(i) for i in indexes])
+    if found is None:
+        return b"\x00"
+    fields = _metagraph_fields(runtime, api["output"])
+    value = {name: None for name in fields}
+    value.update(found)
+    return bytes(runtime.encode(api["output"], value))
+
+
+def _metagraph_fields(runtime, output_type: str) -> list[str]:
+    """Field names of the SelectiveMetagraph struct inside the API's ``Option``."""
+    registry = runtime.registry_json()
+    types = {t["id"]: t["type"] for t in (json.loads(registry) if isinstance(registry, str) else registry)["types"]}
+    option = types[int(output_type.split("::")[1])]
+    inner = option["def"]["variant"]["variants"][1]["fields"][0]["type"]
+    return [f["name"] for f in types[inner]["def"]["composite"]["fields"]]
 
 
 # -- methods -------------------------------------------------------------------
