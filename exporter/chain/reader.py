@@ -159,7 +159,8 @@ class ChainReader:
         """The three-stage plan against ``source`` (all of it at ``source.block_hash``)."""
         partial = await self._read_structure(source, block, spec_version)
         partial = await self._read_hotkeys(source, partial, scope)
-        return await self._read_stakes(source, partial, scope)
+        partial = await self._read_stakes(source, partial, scope)
+        return await self._read_metagraphs(source, partial, scope)
 
     async def _read_structure(self, source: StorageSource, block: int, spec_version: int) -> ChainRead:
         optional_scans = [item for item in (MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED) if source.has_item(item)]
@@ -233,6 +234,21 @@ class ChainReader:
             pending_epoch_at=frozen({n: int(v or 0) for (n,), v in zip(subnets, epochs[1])}) if dynamic else None,
         )
 
+    async def _read_metagraphs(self, source: StorageSource, read: ChainRead, scope: ScopeConfig) -> ChainRead:
+        """The chain's own numbers for a few subnets of watched hotkeys, to check ours against."""
+        has_api = getattr(source, "has_runtime_api", None)
+        if has_api is None or not has_api("SubnetInfoRuntimeApi", "get_selective_metagraph"):
+            return read
+        subnets = sorted({n for n, _ in read.watched_uids if n != 0})
+        if not subnets:
+            return read
+        start = (read.block * METAGRAPH_CHECKS) % len(subnets)  # turns by block
+        chosen = [subnets[(start + i) % len(subnets)] for i in range(min(METAGRAPH_CHECKS, len(subnets)))]
+        answers = await gather_or_cancel(*(
+            source.runtime_call("SubnetInfoRuntimeApi", "get_selective_metagraph", [n, METAGRAPH_INDEXES]) for n in chosen
+        ))
+        return replace(read, metagraphs=frozen({n: a for n, a in zip(chosen, answers) if isinstance(a, dict)}))
+
     async def _read_stakes(self, source: StorageSource, read: ChainRead, scope: ScopeConfig) -> ChainRead:
         tracked = tracked_candidates(read, scope.watched_hotkeys)
         # every registered uid and every tracked pair, their parents, on their subnet and root
@@ -252,6 +268,10 @@ class ChainReader:
             takes=frozen({k: int(v) for k, v in zip(take_list, takes) if v}),
             coldkeys=frozen(dict(zip(owners, coldkeys))),
         )
+
+
+METAGRAPH_INDEXES = [52, 67, 68, 69]  # hotkeys, alpha_stake, tao_stake, total_stake
+METAGRAPH_CHECKS = 4  # subnets per refresh, taking turns: a check, not a second read of everything
 
 
 def _uid_count(read: ChainRead, netuid: int) -> int:

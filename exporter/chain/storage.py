@@ -72,6 +72,25 @@ class StorageReader:
         async with self._semaphore:
             return await self._conn.rpc_request(method, params)
 
+    def has_runtime_api(self, api: str, method: str) -> bool:
+        """Whether the connected runtime declares ``api.method``."""
+        try:
+            return method in self._codec.runtime_api_map.get(api, {})
+        except Exception:  # noqa: BLE001 - metadata without runtime APIs (V14)
+            return False
+
+    async def runtime_call(self, api: str, method: str, params: Sequence[Any]) -> Any:
+        """``api.method(*params)`` at the pinned block, decoded; an answer that does not decode is an InvalidRead."""
+        spec = self._codec.runtime_api_map[api][method]
+        data = b"".join(bytes(self._codec.encode(type_, value)) for (_, type_), value in zip(spec["inputs"], params))
+        answer = await self._rpc("state_call", [f"{api}_{method}", "0x" + data.hex(), self.block_hash])
+        if not isinstance(answer, str) or not _HEX.fullmatch(answer) or len(answer) > 2 + 2 * MAX_VALUE_BYTES:
+            raise InvalidRead("malformed_answer", f"state_call {api}_{method}: not bounded 0x-prefixed hex")
+        try:
+            return self._codec.decode(spec["output"], bytes.fromhex(answer[2:]))
+        except Exception as error:  # noqa: BLE001 - a value the runtime's type does not decode
+            raise InvalidRead("undecodable_answer", f"state_call {api}_{method}: {str(error)[:200]}") from error
+
     async def _query_storage(self, keys: list[str], *, listed: bool = False) -> dict[str, Optional[str]]:
         """Raw values of ``keys`` at the pinned block; ``listed``: keys a page listed, so each has a value."""
         keys = list(dict.fromkeys(keys))  # asked once each, so a key answered twice is the endpoint's doing

@@ -216,6 +216,14 @@ def _subnets(w: _Writer, snapshot: Snapshot) -> None:
         ((f'netuid="{n.netuid}"', to_units(n.top_contender_stake_weight)) for n in subnets if n.top_contender_stake_weight is not None),
     )
     w.family(
+        "bittensor_subnet_metagraph_difference_rao",
+        "Largest difference, in rao, between the chain's own inherited alpha, inherited root and stake weight of any uid "
+        "(SubnetInfoRuntimeApi.get_selective_metagraph) and the exporter's; a few subnets of watched hotkeys are checked "
+        "each refresh, in turn. Anything but 0 means a formula differs from the connected runtime's.",
+        "gauge",
+        ((f'netuid="{n}"', d) for n, d in sorted(snapshot.metagraph_differences.items())),
+    )
+    w.family(
         "bittensor_subnet_next_epoch_block",
         "Block of the subnet's next epoch, which decides validator permits (classic schedule; absent for tempo 0: no epoch will run).",
         "gauge",

@@ -161,6 +161,7 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
         expected_takes={h: w.expected_take for h, w in watched.items() if w.expected_take is not None},
         projected_permit_changes=changes,
         projected_permits={n: p.permits for n, p in projections.items()},
+        metagraph_differences={n: _metagraph_difference(read, n, m) for n, m in read.metagraphs.items()},
     )
 
 
@@ -197,6 +198,30 @@ def _stake_weight_fixed(read: ChainRead, hotkey: str, netuid: int) -> int:
         tao_weight_raw=read.tao_weight,
     )
     return result.stake_weight_fixed
+
+
+def _metagraph_difference(read: ChainRead, netuid: int, metagraph) -> int:
+    """Largest difference (rao) between the chain's own inherited alpha, inherited root and
+    floored stake weight per uid (its metagraph runtime API) and what this exporter computes."""
+    hotkeys = list(metagraph.get("hotkeys") or ())
+    columns = [list(metagraph.get(name) or ()) for name in ("alpha_stake", "tao_stake", "total_stake")]
+    worst = 0 if all(len(c) == len(hotkeys) for c in columns) else 1
+    stake = read.stake
+    for uid, hotkey in enumerate(hotkeys):
+        if len(columns[0]) <= uid or len(columns[1]) <= uid or len(columns[2]) <= uid:
+            break
+        parents = read.parents.get((hotkey, netuid), ())
+        ours = inherited_stake(
+            own_alpha=stake.get((hotkey, netuid), 0),
+            own_root=stake.get((hotkey, 0), 0),
+            child_proportions=[p for p, _ in read.children.get((hotkey, netuid), ())],
+            parents=[(p, stake.get((parent, netuid), 0), stake.get((parent, 0), 0)) for p, parent in parents],
+            tao_weight_raw=read.tao_weight,
+        )
+        for mine, theirs in ((ours.inherited, columns[0][uid]), (ours.root_inherited, columns[1][uid]),
+                             (ours.stake_weight_fixed >> 64, columns[2][uid])):
+            worst = max(worst, abs(mine - int(theirs)))
+    return worst
 
 
 def _stake_weight(read: ChainRead, hotkey: str, netuid: int) -> float:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 # (proportion as a u64 fraction of u64::MAX, other hotkey)
 Link = tuple[int, str]
@@ -54,6 +54,9 @@ class ChainRead:
     # the runtime lacks them (then the classic schedule holds).
     last_epoch_blocks: Optional[Mapping[int, int]] = None
     pending_epoch_at: Optional[Mapping[int, int]] = None
+    # netuid -> the chain's own numbers for some subnets of watched hotkeys
+    # (SubnetInfoRuntimeApi.get_selective_metagraph: hotkeys, alpha_stake, tao_stake, total_stake).
+    metagraphs: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +180,9 @@ class Snapshot:
     # that the last epoch did not / did: only the changes.
     projected_permit_changes: Mapping[tuple[str, int], bool] = field(default_factory=dict)
     projected_permits: Mapping[int, tuple[bool, ...]] = field(default_factory=dict)  # netuid -> by uid, next epoch
+    # netuid -> largest difference (rao) between the chain's own inherited alpha, inherited root
+    # and stake weight (the metagraph runtime API) and ours, for the subnets checked at this block.
+    metagraph_differences: Mapping[int, int] = field(default_factory=dict)
     # Change history follows the chain, not the export scope: the whole chain's
     # edges and pending sets, and every tracked validator (permit holders on
     # every subnet and watched hotkeys, whatever the netuid and stake filters).
