@@ -17,11 +17,10 @@ from exporter.config import ScopeConfig
 from exporter.snapshot.model import (
     ChainInfo, ChainRead, Edge, Identity, PendingChildren, PendingEffect, Snapshot, SubnetState, ValidatorState, WatchedKey,
 )
-from exporter.snapshot.projection import Projection, next_epoch_block_dynamic, project
-from exporter.snapshot.projection import to_rao as bits_to_rao
+from exporter.snapshot.projection import Projection, bits_to_rao, next_epoch_block_dynamic, project
 from exporter.snapshot.scope import registered_uids, tracked_candidates
 from exporter.snapshot.stake_math import (
-    effective_take, inherited_stake, stake_weight_fixed, u96f32_from_int, u96f32_mul, u96f32_ratio,
+    InheritedStake, effective_take, inherited_stake, stake_weight_fixed, u96f32_from_int, u96f32_mul, u96f32_ratio,
 )
 from exporter.snapshot.units import take_ratio, to_rao, u64_ratio
 
@@ -29,18 +28,24 @@ _U96F32_ONE = 2**32
 _I64F64_ONE = 2**64
 
 
-def _stake_of(read: ChainRead, hotkey: str, netuid: int, uid: Optional[int]) -> tuple[ValidatorState, int]:
-    """The validator's numbers, and its stake weight as raw I64F64 bits for exact comparisons."""
+def _inherited(read: ChainRead, hotkey: str, netuid: int) -> InheritedStake:
+    """The chain's stake arithmetic for (hotkey, netuid) on the values of one read."""
     stake = read.stake
-    children = read.children.get((hotkey, netuid), ())
-    parents = read.parents.get((hotkey, netuid), ())
-    result = inherited_stake(
+    return inherited_stake(
         own_alpha=stake.get((hotkey, netuid), 0),
         own_root=stake.get((hotkey, 0), 0),
-        child_proportions=[p for p, _ in children],
-        parents=[(p, stake.get((parent, netuid), 0), stake.get((parent, 0), 0)) for p, parent in parents],
+        child_proportions=[p for p, _ in read.children.get((hotkey, netuid), ())],
+        parents=[(p, stake.get((parent, netuid), 0), stake.get((parent, 0), 0))
+                 for p, parent in read.parents.get((hotkey, netuid), ())],
         tao_weight_raw=read.tao_weight,
     )
+
+
+def _stake_of(read: ChainRead, hotkey: str, netuid: int, uid: Optional[int]) -> tuple[ValidatorState, int]:
+    """The validator's numbers, and its stake weight as raw I64F64 bits for exact comparisons."""
+    children = read.children.get((hotkey, netuid), ())
+    parents = read.parents.get((hotkey, netuid), ())
+    result = _inherited(read, hotkey, netuid)
     subnet_min = read.min_take_per_subnet.get(netuid) if read.min_take_per_subnet is not None else None
     take = effective_take(read.takes.get((hotkey, netuid), 0), read.min_take, subnet_min)
     suspended = read.suspended.get((hotkey, netuid), False) if read.suspended is not None else None
@@ -182,22 +187,12 @@ def _edge_inherited(read: ChainRead, edge: Edge) -> float:
 
 def _stake_weight_fixed(read: ChainRead, hotkey: str, netuid: int) -> int:
     """Stake weight (I64F64 bits) of a uid that is only a permit contender."""
-    stake = read.stake
-    own, root = stake.get((hotkey, netuid), 0), stake.get((hotkey, 0), 0)
-    children = read.children.get((hotkey, netuid), ())
-    parents = read.parents.get((hotkey, netuid), ())
-    if not parents and not children:
+    if (hotkey, netuid) not in read.parents and (hotkey, netuid) not in read.children:
         # Nothing given or received: inherited = own on both sides (the chain's
         # U96F32 round trip of a u64 is exact), then the same I64F64 sum.
-        return stake_weight_fixed(own, root, read.tao_weight)
-    result = inherited_stake(
-        own_alpha=own,
-        own_root=root,
-        child_proportions=[p for p, _ in children],
-        parents=[(p, stake.get((parent, netuid), 0), stake.get((parent, 0), 0)) for p, parent in parents],
-        tao_weight_raw=read.tao_weight,
-    )
-    return result.stake_weight_fixed
+        stake = read.stake
+        return stake_weight_fixed(stake.get((hotkey, netuid), 0), stake.get((hotkey, 0), 0), read.tao_weight)
+    return _inherited(read, hotkey, netuid).stake_weight_fixed
 
 
 def _metagraph_difference(read: ChainRead, netuid: int, metagraph) -> int:
@@ -206,27 +201,12 @@ def _metagraph_difference(read: ChainRead, netuid: int, metagraph) -> int:
     hotkeys = list(metagraph.get("hotkeys") or ())
     columns = [list(metagraph.get(name) or ()) for name in ("alpha_stake", "tao_stake", "total_stake")]
     worst = 0 if all(len(c) == len(hotkeys) for c in columns) else 1
-    stake = read.stake
-    for uid, hotkey in enumerate(hotkeys):
-        if len(columns[0]) <= uid or len(columns[1]) <= uid or len(columns[2]) <= uid:
-            break
-        parents = read.parents.get((hotkey, netuid), ())
-        ours = inherited_stake(
-            own_alpha=stake.get((hotkey, netuid), 0),
-            own_root=stake.get((hotkey, 0), 0),
-            child_proportions=[p for p, _ in read.children.get((hotkey, netuid), ())],
-            parents=[(p, stake.get((parent, netuid), 0), stake.get((parent, 0), 0)) for p, parent in parents],
-            tao_weight_raw=read.tao_weight,
-        )
+    for uid, hotkey in enumerate(hotkeys[:min(map(len, columns))]):
+        ours = _inherited(read, hotkey, netuid)
         for mine, theirs in ((ours.inherited, columns[0][uid]), (ours.root_inherited, columns[1][uid]),
                              (ours.stake_weight_fixed >> 64, columns[2][uid])):
             worst = max(worst, abs(mine - int(theirs)))
     return worst
-
-
-def _stake_weight(read: ChainRead, hotkey: str, netuid: int) -> float:
-    """Stake weight (rao) of a uid that is only a permit contender."""
-    return _stake_weight_fixed(read, hotkey, netuid) / _I64F64_ONE
 
 
 def _project(read: ChainRead, netuid: int, weights: dict[tuple[int, int], int]) -> Projection:

@@ -97,5 +97,6 @@ def project(netuid: int, block: int, tempo: int, weights: Sequence[int], thresho
     return Projection(netuid, when, permits, cutoff, first_out)
 
 
-def to_rao(bits: Optional[int]) -> Optional[float]:
+def bits_to_rao(bits: Optional[int]) -> Optional[float]:
+    """I64F64 bits of a stake weight as rao (None stays None)."""
     return None if bits is None else bits / _I64F64_ONE
