@@ -74,6 +74,12 @@ class FakeSource:
             storage.setdefault(item, {})[tuple(params)] = value
         return cls(storage, **kwargs)
 
+    def has_runtime_api(self, api: str, method: str) -> bool:
+        return False  # literal storage only: no runtime to call
+
+    async def runtime_call(self, api: str, method: str, params) -> Any:
+        raise AssertionError("called a runtime API the source does not declare")
+
     def has_item(self, item: str, pallet: str = SUBTENSOR) -> bool:
         return item not in OPTIONAL_ITEMS or item in self.optional_items
 

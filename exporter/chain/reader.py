@@ -1,12 +1,13 @@
 """Read everything one refresh needs from the chain, pinned to one finalized block.
 
-The plan is three dependent stages, each a handful of bulk requests in parallel
+The plan is four dependent stages, each a handful of bulk requests in parallel
 (a failed request cancels the rest of the read: see ``gather_or_cancel``):
 
 1. chain constants, the subnet list and sizes, validator permits, and every childkey map;
 2. the hotkeys behind every uid (and the uids of watched hotkeys), each subnet's k, tempo and owner;
 3. stakes of those hotkeys and their parents, on their subnet and root; takes and
-   coldkeys of the tracked validators (permit holders and watched hotkeys).
+   coldkeys of the tracked validators (permit holders and watched hotkeys);
+4. as a check, the runtime's own metagraph of a few subnets of watched hotkeys.
 
 Every uid is read, not only permit holders: the change history follows every
 permit holder whatever the export scope, and the strongest uid without a
@@ -86,6 +87,10 @@ class StorageSource(Protocol):
 
     async def scan(self, item: str, *, shards: int = 1, max_keys: Optional[int] = None) -> list[tuple[Any, Any]]: ...
 
+    def has_runtime_api(self, api: str, method: str) -> bool: ...
+
+    async def runtime_call(self, api: str, method: str, params: Sequence[Any]) -> Any: ...
+
 
 class ChainReader:
     """Plans and runs one refresh's reads; remembers map sizes to shard the next scan.
@@ -156,7 +161,7 @@ class ChainReader:
         return StorageReader(conn, codec, head, semaphore), block, codec.spec_version
 
     async def read_from(self, source: StorageSource, scope: ScopeConfig, *, block: int, spec_version: int) -> ChainRead:
-        """The three-stage plan against ``source`` (all of it at ``source.block_hash``)."""
+        """The four-stage plan against ``source`` (all of it at ``source.block_hash``)."""
         partial = await self._read_structure(source, block, spec_version)
         partial = await self._read_hotkeys(source, partial, scope)
         partial = await self._read_stakes(source, partial, scope)
@@ -236,8 +241,7 @@ class ChainReader:
 
     async def _read_metagraphs(self, source: StorageSource, read: ChainRead, scope: ScopeConfig) -> ChainRead:
         """The chain's own numbers for a few subnets of watched hotkeys, to check ours against."""
-        has_api = getattr(source, "has_runtime_api", None)
-        if has_api is None or not has_api("SubnetInfoRuntimeApi", "get_selective_metagraph"):
+        if not source.has_runtime_api("SubnetInfoRuntimeApi", "get_selective_metagraph"):
             return read
         subnets = sorted({n for n, _ in read.watched_uids if n != 0})
         if not subnets:
