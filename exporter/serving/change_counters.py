@@ -45,12 +45,6 @@ class ChangeCounters:
                 key = (e.hotkey, e.netuid, e.kind)
                 self._counts[key] = self._counts.get(key, 0) + 1
 
-    def value(self, hotkey: str, netuid: int, kind: str) -> int:
-        return self._counts.get((hotkey, netuid, kind), 0)
-
-    def subnet_value(self, netuid: int, kind: str) -> int:
-        return self._subnets.get((netuid, kind), 0)
-
     def render(self, subnets: bool = True) -> bytes:
         """``subnets``: also the per-subnet totals (network mode; watched mode leaves out the rest of the network)."""
         lines = [f"# HELP {NAME} {HELP}\n# TYPE {NAME} counter\n"]

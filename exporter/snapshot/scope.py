@@ -1,11 +1,10 @@
-"""The scope rules: which (hotkey, netuid) pairs a refresh tracks, and which it exports.
+"""The scope rules: which (hotkey, netuid) pairs a refresh tracks.
 
 *Tracked* (change history follows the chain, not the export scope): every
 validator-permit holder on every subnet (netuid != 0), plus every watched
 hotkey wherever it is registered or has childkey relationships, whatever the
-netuid filter and ``min_stake_weight`` say. *Exported* (``/metrics``): the
-tracked pairs on the subnets the netuid filter includes; the snapshot builder
-then applies the stake filter to them.
+netuid filter and ``min_stake_weight`` say. Which of them ``/metrics`` exports
+(the netuid filter, the mode, the stake filter) is the snapshot builder's call.
 
 *Contenders*: every other registered uid on a subnet. Only their stake
 weights are computed, to find the strongest uid without a permit.
@@ -15,7 +14,6 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from exporter.config import ScopeConfig
 from exporter.snapshot.model import ChainRead
 
 
@@ -35,14 +33,6 @@ def tracked_candidates(read: ChainRead, watched: frozenset[str]) -> dict[tuple[s
     for key in _related_keys(read, watched):
         candidates.setdefault(key, None)
     return candidates
-
-
-def select_candidates(read: ChainRead, scope: ScopeConfig) -> dict[tuple[str, int], Optional[int]]:
-    """The tracked pairs on the subnets the netuid filter includes, before the stake filter."""
-    return {
-        key: uid for key, uid in tracked_candidates(read, scope.watched_hotkeys).items()
-        if scope.includes_netuid(key[1])
-    }
 
 
 def registered_uids(read: ChainRead) -> Iterable[tuple[str, int, int]]:
