@@ -19,10 +19,14 @@ from typing import Any, Iterable, Optional
 from bittensor_core import Runtime
 
 METADATA_DIR = Path(__file__).resolve().parent / "metadata"
+NEWER_RUNTIME_SPEC = 1_000_393
 # spec_version -> V15 metadata file (see metadata/README.md).
 METADATA_FILES = {
     393: "finney-metadata-v15.scale",
     365: "finney-2025-12-metadata-v15.scale",
+    # Not a real runtime: spec 393 plus items of later runtimes (derive_newer_runtime.py).
+    # Far above any finney spec (425 in mid 2026), ending in the base spec's number.
+    NEWER_RUNTIME_SPEC: "newer-runtime-variant-v15.scale",
 }
 # 2026-01-01T00:00:00Z in ms; block n is stamped GENESIS_TIME_MS + n * BLOCK_TIME_MS.
 GENESIS_TIME_MS = 1_767_225_600_000
