@@ -1,22 +1,29 @@
 """The simulated chain's state: SCALE-encoded storage frozen into numbered blocks.
 
-A test mutates the *pending* storage (``set``/``delete``), then
-``commit_block()`` freezes it into a new block. The server only ever reads
-committed blocks, so the test thread can keep mutating pending storage while
-the node's event loop serves reads.
+A test mutates the *pending* storage (``set``/``delete``) and deposits events
+(``emit``), then ``commit_block()`` freezes both into a new block: its storage,
+``Timestamp.Now`` and ``System.Events``. The server only ever reads committed
+blocks, so the test thread can keep mutating pending storage while the node's
+event loop serves reads. Blocks are kept compactly (consecutive blocks with the
+same storage share it; hashes carry their number), so a month of blocks is cheap.
 """
 
 from __future__ import annotations
 
 import bisect
 import hashlib
+import struct
 import threading
 import time
+from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 from bittensor_core import Runtime
+
+from simnode.events import encode_events, event_record, events_key, extrinsic_success
 
 METADATA_DIR = Path(__file__).resolve().parent / "metadata"
 NEWER_RUNTIME_SPEC = 1_000_393
@@ -60,17 +67,53 @@ def runtime_for(spec_version: int) -> Runtime:
         return _runtimes[spec_version]
 
 
+# Storage keys do not depend on the runtime (twox128 of pallet and item names).
+_NOW_KEY = bytes(runtime_for(393).storage_key("Timestamp", "Now", []))
+EVENTS_KEY = events_key(runtime_for(393))
+
+
+class BlockStorage(Mapping):
+    """A committed block's storage: the storage it shares with the blocks around it
+    (``base``, never mutated) under the values that differ in every block
+    (``Timestamp.Now``, ``System.Events``)."""
+
+    __slots__ = ("_base", "_overlay")
+
+    def __init__(self, base: dict[bytes, bytes], overlay: dict[bytes, bytes]):
+        self._base = base
+        self._overlay = overlay
+
+    def __getitem__(self, key: bytes) -> bytes:
+        found = self._overlay.get(key)
+        return self._base[key] if found is None else found
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        found = self._overlay.get(key)
+        return self._base.get(key, default) if found is None else found
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._overlay or key in self._base
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._overlay
+        yield from (key for key in self._base if key not in self._overlay)
+
+    def __len__(self) -> int:
+        return len(self._base) + sum(1 for key in self._overlay if key not in self._base)
+
+
 @dataclass(frozen=True)
 class Block:
-    """One committed block. ``storage``/``keys`` must never be mutated."""
+    """One committed block, made on demand from the chain's compact record of it."""
 
     number: int
     hash: str
     parent_hash: str
     spec_version: int
     timestamp_ms: int
-    storage: dict[bytes, bytes] = field(repr=False)
-    keys: list[bytes] = field(repr=False)  # sorted, for paging with bisect
+    storage: BlockStorage = field(repr=False)
+    keys: list[bytes] = field(repr=False)  # sorted, for paging with bisect; never mutated
+    events: bytes = field(repr=False, default=b"")  # the SCALE value of System.Events
 
     def keys_after(self, prefix: bytes, start: Optional[bytes], count: int) -> list[bytes]:
         """Up to ``count`` keys starting with ``prefix``, strictly after ``start``.
@@ -90,8 +133,26 @@ class Block:
         return found
 
 
+@dataclass(frozen=True)
+class _Segment:
+    """Consecutive blocks from ``first`` on with the same storage (but for Now and Events)."""
+
+    first: int
+    storage: dict[bytes, bytes]
+    keys: list[bytes]
+    spec_version: int
+
+
 class ChainState:
-    def __init__(self, spec_version: int = 393, *, salt: str = "", wall_clock: bool = False):
+    def __init__(
+        self,
+        spec_version: int = 393,
+        *,
+        salt: str = "",
+        wall_clock: bool = False,
+        state_pruning: Optional[int] = None,
+        deny_unsafe_rpc: bool = False,
+    ):
         """A chain whose genesis (block 0, empty storage) runs ``spec_version``.
 
         Block hashes derive from (genesis spec, salt, number), so two chains
@@ -102,19 +163,37 @@ class ChainState:
         know every block's time; with ``wall_clock`` (the demo an operator
         looks at) each block is stamped with the time it is committed, so
         alerts on how recent a change is behave as on a live chain.
+
+        ``state_pruning``: like a node's ``--state-pruning N``, only the state of
+        the head and the N blocks before it can be read (headers and hashes of
+        every block still can); None keeps every state (an archive node).
+        ``deny_unsafe_rpc``: like ``--rpc-methods safe`` (public endpoints), the
+        unsafe ``state_queryStorage`` is refused.
         """
         runtime_for(spec_version)  # fail fast on an unknown spec
+        if state_pruning is not None and state_pruning < 0:
+            raise ValueError("state_pruning must be None (archive) or >= 0")
         self.finalized_lag = 0
+        self.state_pruning = state_pruning
+        self.deny_unsafe_rpc = deny_unsafe_rpc
         self._wall_clock = wall_clock
         self._last_ms = 0
         self._salt = f"simnode:{spec_version}:{salt}"
         self._lock = threading.Lock()
         self._pending: dict[bytes, bytes] = {}
         self._pending_spec = spec_version
+        self._dirty = True  # whether the pending storage differs from the head's
         self._keys_changed = True  # whether the sorted key list must be rebuilt
-        self._blocks: list[Block] = []
-        self._by_hash: dict[str, Block] = {}
-        self._freeze(ZERO_HASH)
+        self._pending_events: list[tuple[Any, str, str, Any]] = []  # (phase, pallet, variant, fields)
+        self._next_extrinsic = 1  # extrinsic 0 is the timestamp inherent
+        # The compact record of committed blocks: storage segments, the events that
+        # differ from an idle block's, and (wall clock only) timestamps.
+        self._segments: list[_Segment] = []
+        self._firsts: list[int] = []
+        self._events: dict[int, bytes] = {}
+        self._stamps: Optional[array] = array("q") if wall_clock else None
+        self._count = 0
+        self._freeze()
 
     # -- writes (pending block) ------------------------------------------------
 
@@ -157,24 +236,27 @@ class ChainState:
         keys = rt.storage_key_batch(pallet, item, [list(params) for params, _ in entries])
         with self._lock:
             for key, (_, value) in zip(keys, entries):
-                key = bytes(key)
-                if key not in self._pending:
-                    self._keys_changed = True
-                self._pending[key] = bytes(rt.encode(value_type, value))
+                self._put(bytes(key), bytes(rt.encode(value_type, value)))
         return len(entries)
 
     def set_raw(self, key: bytes, value: bytes) -> None:
         """Store raw bytes (e.g. deliberately undecodable ones for fault tests)."""
         with self._lock:
-            if key not in self._pending:
-                self._keys_changed = True
-            self._pending[bytes(key)] = bytes(value)
+            self._put(bytes(key), bytes(value))
+
+    def _put(self, key: bytes, value: bytes) -> None:
+        old = self._pending.get(key)
+        if old is None:
+            self._keys_changed = True
+        if old != value:
+            self._dirty = True
+            self._pending[key] = value
 
     def delete(self, item: str, params: Iterable = (), pallet: str = "SubtensorModule") -> None:
         key = self.key(item, params, pallet)
         with self._lock:
             if self._pending.pop(key, None) is not None:
-                self._keys_changed = True
+                self._keys_changed = self._dirty = True
 
     def get_raw(
         self, item: str, params: Iterable = (), pallet: str = "SubtensorModule"
@@ -194,14 +276,71 @@ class ChainState:
     def pending_size(self) -> int:
         return len(self._pending)
 
+    # -- events (pending block) --------------------------------------------------
+
+    def emit(
+        self, pallet: str, variant: str, fields: Any, *, extrinsic: Optional[int] = None, phase: Optional[str] = None
+    ) -> Optional[int]:
+        """Deposit an event in the pending block; returns its extrinsic index (None in a block-step phase).
+
+        ``fields``: a list in the metadata's order, or a dict by field name / type
+        name (see ``simnode.events``). By default the event is the only one of a new
+        extrinsic (indexes 1, 2, ... in order; 0 is the timestamp inherent);
+        ``extrinsic=i`` adds it to extrinsic ``i`` of this block; ``phase``
+        "Initialization" (subtensor's block step, e.g. an applied child set) or
+        "Finalization" puts it outside any extrinsic. Each extrinsic also gets the
+        chain's closing ``System.ExtrinsicSuccess``.
+        """
+        event_record(self.runtime, "Initialization", pallet, variant, fields)  # fails here, not at commit
+        if phase is not None:
+            if phase not in ("Initialization", "Finalization") or extrinsic is not None:
+                raise ValueError("phase is 'Initialization' or 'Finalization', without an extrinsic")
+            where: Any = phase
+            index = None
+        else:
+            if extrinsic is None:
+                extrinsic, self._next_extrinsic = self._next_extrinsic, self._next_extrinsic + 1
+            elif not 1 <= extrinsic < self._next_extrinsic:
+                raise ValueError(f"extrinsic {extrinsic} is not in the pending block (next is {self._next_extrinsic})")
+            where = index = extrinsic
+        self._pending_events.append((where, pallet, variant, fields))
+        return index
+
+    def _encode_events(self, spec_version: int) -> Optional[bytes]:
+        """The pending block's System.Events, or None for an idle block's (the timestamp's alone)."""
+        if not self._pending_events:
+            return None
+        runtime = runtime_for(spec_version)
+        records = [r for r in self._pending_events if r[0] == "Initialization"]
+        ordered = [event_record(runtime, "Initialization", *r[1:]) for r in records]
+        ordered.append(extrinsic_success(runtime, 0, mandatory=True))
+        for index in range(1, self._next_extrinsic):
+            phase = {"ApplyExtrinsic": index}
+            ordered += [event_record(runtime, phase, *r[1:]) for r in self._pending_events if r[0] == index]
+            ordered.append(extrinsic_success(runtime, index))
+        ordered += [event_record(runtime, "Finalization", *r[1:]) for r in self._pending_events if r[0] == "Finalization"]
+        return encode_events(runtime, ordered)
+
     # -- blocks ----------------------------------------------------------------
 
     def commit_block(self) -> tuple[int, str]:
-        """Freeze the pending storage into the next block; returns (number, hash)."""
-        number = self.head.number + 1
-        self.set("Now", [], self._timestamp_ms(number), pallet="Timestamp")
-        block = self._freeze(self.head.hash)
-        return block.number, block.hash
+        """Freeze the pending storage and events into the next block; returns (number, hash)."""
+        self._freeze()
+        number = self._count - 1
+        return number, self._hash(number)
+
+    def advance(self, blocks: int) -> tuple[int, str]:
+        """Commit ``blocks`` blocks (the first with whatever is pending); returns the last (number, hash).
+
+        A block with no storage change shares the storage of the one before it,
+        so a month of idle blocks costs little more than their count.
+        """
+        if blocks < 1:
+            raise ValueError("advance at least one block")
+        for _ in range(blocks):
+            self._freeze()
+        number = self._count - 1
+        return number, self._hash(number)
 
     def _timestamp_ms(self, number: int) -> int:
         if self._wall_clock:
@@ -211,47 +350,110 @@ class ChainState:
         self._last_ms = stamp
         return stamp
 
-    def _freeze(self, parent_hash: str) -> Block:
+    def _freeze(self) -> None:
         with self._lock:
-            number = len(self._blocks)
-            digest = hashlib.blake2b(f"{self._salt}:{number}".encode(), digest_size=32)
-            # Copy-on-commit: the block owns its dict, the pending one stays mutable.
-            storage = dict(self._pending)
-            if self._keys_changed or not self._blocks:
-                keys = sorted(storage)
+            number = self._count
+            spec = self._pending_spec
+            if number:
+                stamp = self._timestamp_ms(number)
+                if _NOW_KEY not in self._pending:
+                    self._keys_changed = True
+                self._pending[_NOW_KEY] = struct.pack("<Q", stamp)  # Timestamp.Now: what the next block reads
+                events = self._encode_events(spec)
+                if events is not None:
+                    self._events[number] = events
             else:
-                keys = self._blocks[-1].keys  # same key set: share the sorted list
-            self._keys_changed = False
-            block = Block(
-                number=number,
-                hash="0x" + digest.hexdigest(),
-                parent_hash=parent_hash,
-                spec_version=self._pending_spec,
-                timestamp_ms=self._last_ms if number else GENESIS_TIME_MS,
-                storage=storage,
-                keys=keys,
-            )
-            # Append last: readers on the server thread see a complete block.
-            self._by_hash[block.hash] = block
-            self._blocks.append(block)
-            return block
+                stamp = GENESIS_TIME_MS
+            self._pending_events = []
+            self._next_extrinsic = 1
+            last = self._segments[-1] if self._segments else None
+            if last is None or self._dirty or self._keys_changed or last.spec_version != spec:
+                # Copy-on-change: the segment owns its dict, the pending one stays mutable.
+                storage = dict(self._pending)
+                if self._keys_changed or last is None:
+                    keys = sorted(set(storage) | ({EVENTS_KEY} if number else set()))
+                else:
+                    keys = last.keys  # same key set: share the sorted list
+                self._segments.append(_Segment(number, storage, keys, spec))
+                self._firsts.append(number)
+            self._dirty = self._keys_changed = False
+            if self._stamps is not None:
+                self._stamps.append(stamp)
+            self._count = number + 1  # last: readers on the server thread see a complete block
+
+    def _hash(self, number: int) -> str:
+        # The number rides in the hash's last 4 bytes, so a hash finds its block
+        # without a table of every hash (a month of blocks stays small).
+        digest = hashlib.blake2b(f"{self._salt}:{number}".encode(), digest_size=28)
+        return "0x" + digest.hexdigest() + f"{number:08x}"
 
     @property
     def head(self) -> Block:
-        return self._blocks[-1]
+        return self._block(self._count - 1)
 
     @property
     def genesis(self) -> Block:
-        return self._blocks[0]
+        return self._block(0)
 
     @property
     def finalized(self) -> Block:
-        head = self._blocks[-1]
-        return self._blocks[max(0, head.number - max(0, self.finalized_lag))]
+        head = self._count - 1
+        return self._block(max(0, head - max(0, self.finalized_lag)))
 
     def block(self, number: int) -> Optional[Block]:
-        blocks = self._blocks
-        return blocks[number] if 0 <= number < len(blocks) else None
+        return self._block(number) if 0 <= number < self._count else None
 
     def block_by_hash(self, block_hash: str) -> Optional[Block]:
-        return self._by_hash.get(block_hash.lower())
+        block_hash = block_hash.lower()
+        if len(block_hash) != 66:
+            return None
+        try:
+            number = int(block_hash[-8:], 16)
+        except ValueError:
+            return None
+        if number >= self._count or self._hash(number) != block_hash:
+            return None
+        return self._block(number)
+
+    def state_discarded(self, block: Block) -> bool:
+        """Whether a pruning node has discarded ``block``'s state (always False on an archive)."""
+        return self.state_pruning is not None and block.number < self._count - 1 - self.state_pruning
+
+    def events_at(self, number: int) -> list[dict]:
+        """Block ``number``'s System.Events, decoded (what the SDK's event decoding returns)."""
+        block = self.block(number)
+        if block is None or not block.events:
+            return []
+        rt = runtime_for(block.spec_version)
+        return rt.decode(rt.storage_entry("System", "Events").value_type, block.events)
+
+    def _block(self, number: int) -> Block:
+        segment = self._segments[bisect.bisect_right(self._firsts, number) - 1]
+        if number == 0:
+            stamp, events, overlay = GENESIS_TIME_MS, b"", {}
+        else:
+            stamp = self._stamps[number] if self._stamps is not None else GENESIS_TIME_MS + number * BLOCK_TIME_MS
+            events = self._events.get(number) or _idle_events(segment.spec_version)
+            overlay = {_NOW_KEY: struct.pack("<Q", stamp), EVENTS_KEY: events}
+        return Block(
+            number=number,
+            hash=self._hash(number),
+            parent_hash=self._hash(number - 1) if number else ZERO_HASH,
+            spec_version=segment.spec_version,
+            timestamp_ms=stamp,
+            storage=BlockStorage(segment.storage, overlay),
+            keys=segment.keys,
+            events=events,
+        )
+
+
+def _idle_events(spec_version: int) -> bytes:
+    """System.Events of a block with no extrinsic but the timestamp (shared by every idle block)."""
+    found = _idle.get(spec_version)
+    if found is None:
+        runtime = runtime_for(spec_version)
+        found = _idle[spec_version] = encode_events(runtime, [extrinsic_success(runtime, 0, mandatory=True)])
+    return found
+
+
+_idle: dict[int, bytes] = {}
