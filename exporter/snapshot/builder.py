@@ -15,9 +15,11 @@ from typing import Optional
 
 from exporter.config import ScopeConfig
 from exporter.snapshot.model import (
-    ChainInfo, ChainRead, Edge, Identity, PendingChildren, PendingEffect, Snapshot, SubnetState, ValidatorState, WatchedKey,
+    ChainInfo, ChainRead, Edge, EventWindow, Identity, PendingChildren, PendingEffect, Snapshot, SubnetState, ValidatorState,
+    WatchedKey, frozen,
 )
-from exporter.snapshot.projection import Projection, bits_to_rao, next_epoch_block_dynamic, project
+from exporter.snapshot.after_pending import AfterPending, due_sets, project_after_pending
+from exporter.snapshot.projection import Projection, bits_to_rao, next_epoch_block, next_epoch_block_dynamic, project
 from exporter.snapshot.scope import registered_uids, tracked_candidates
 from exporter.snapshot.stake_math import (
     InheritedStake, effective_take, inherited_stake, stake_weight_fixed, u96f32_from_int, u96f32_mul, u96f32_ratio,
@@ -28,15 +30,17 @@ _U96F32_ONE = 2**32
 _I64F64_ONE = 2**64
 
 
-def _inherited(read: ChainRead, hotkey: str, netuid: int) -> InheritedStake:
-    """The chain's stake arithmetic for (hotkey, netuid) on the values of one read."""
+def _inherited(read: ChainRead, hotkey: str, netuid: int, children=None, parents=None) -> InheritedStake:
+    """The chain's stake arithmetic for (hotkey, netuid) on the values of one read
+    (``children``, ``parents``: its links after pending sets, instead of the read's)."""
     stake = read.stake
+    children = read.children.get((hotkey, netuid), ()) if children is None else children
+    parents = read.parents.get((hotkey, netuid), ()) if parents is None else parents
     return inherited_stake(
         own_alpha=stake.get((hotkey, netuid), 0),
         own_root=stake.get((hotkey, 0), 0),
-        child_proportions=[p for p, _ in read.children.get((hotkey, netuid), ())],
-        parents=[(p, stake.get((parent, netuid), 0), stake.get((parent, 0), 0))
-                 for p, parent in read.parents.get((hotkey, netuid), ())],
+        child_proportions=[p for p, _ in children],
+        parents=[(p, stake.get((parent, netuid), 0), stake.get((parent, 0), 0)) for p, parent in parents],
         tao_weight_raw=read.tao_weight,
     )
 
@@ -93,6 +97,10 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
     projections = {
         netuid: _project(read, netuid, weights)
         for netuid in read.netuids if netuid != 0 and scope.includes_netuid(netuid)
+    }
+    after_pending = {
+        netuid: found for netuid, projection in projections.items()
+        if (found := _project_after_pending(read, projection, weights)) is not None
     }
     in_scope = {(v.hotkey, v.netuid) for v in validators}
     related = {h for h, _ in (*read.children, *read.parents) if h in watched}
@@ -166,8 +174,49 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
         expected_takes={h: w.expected_take for h, w in watched.items() if w.expected_take is not None},
         projected_permit_changes=changes,
         projected_permits={n: p.permits for n, p in projections.items()},
+        after_pending=after_pending,
+        permit_changes_after_pending={
+            (v.hotkey, v.netuid): change
+            for v in validators
+            if v.uid is not None and v.netuid in after_pending
+            and (change := after_pending[v.netuid].changes.get(v.uid)) is not None
+        },
         metagraph_differences={n: _metagraph_difference(read, n, m) for n, m in read.metagraphs.items()},
+        events=_event_window(read),
     )
+
+
+def _event_window(read: ChainRead) -> Optional[EventWindow]:
+    """The events read, with what history needs to place changes that have none: each subnet's epoch
+    blocks in the window and its lowest effective take."""
+    window = read.events
+    if window is None:
+        return None
+    epochs = {}
+    for netuid in read.netuids:
+        if netuid == 0:
+            continue
+        tempo = read.tempos.get(netuid, 0)
+        if read.last_epoch_blocks is not None:
+            # Dynamic tempo: only the last epoch is known for certain (deferrals move the others).
+            last = read.last_epoch_blocks.get(netuid, 0)
+            blocks = (last,) if window.first <= last <= window.last else ()
+        else:
+            blocks = tuple(_epoch_blocks(window.first, window.last, netuid, tempo))
+        if blocks:
+            epochs[netuid] = blocks
+    floors = {
+        n: effective_take(0, read.min_take, read.min_take_per_subnet.get(n) if read.min_take_per_subnet is not None else None)
+        for n in read.netuids
+    }
+    return replace(window, epochs=frozen(epochs), take_floors=frozen(floors))
+
+
+def _epoch_blocks(first: int, last: int, netuid: int, tempo: int):
+    block = next_epoch_block(first - 1, netuid, tempo)
+    while block is not None and block <= last:
+        yield block
+        block = next_epoch_block(block, netuid, tempo)
 
 
 def _exported(scope: ScopeConfig, hotkey: str, netuid: int, watched: dict, heavy_enough: bool) -> bool:
@@ -222,6 +271,34 @@ def _project(read: ChainRead, netuid: int, weights: dict[tuple[int, int], int]) 
         netuid, read.block, tempo,
         [weights.get((netuid, uid), 0) for uid in range(size)],
         read.stake_threshold, owner_uid, read.max_validators.get(netuid, 0), epoch_block,
+    )
+
+
+def _project_after_pending(read: ChainRead, projection: Projection, weights: dict[tuple[int, int], int]) -> Optional[AfterPending]:
+    """The epoch after next where pending sets apply at the next epoch (see ``after_pending``); None elsewhere."""
+    netuid, apply_block = projection.netuid, projection.next_epoch_block
+    if apply_block is None:
+        return None
+    sets = due_sets(read.pending, netuid, apply_block)
+    if not sets:
+        return None
+    tempo = read.tempos.get(netuid, 0)
+    # Classic schedule: the next slot; dynamic tempo: LastEpochBlock (then E1) + tempo.
+    epoch_block = apply_block + tempo + (1 if read.last_epoch_blocks is None else 0)
+    size = len(projection.permits)
+    hotkeys = [read.hotkeys.get((netuid, uid)) for uid in range(size)]
+    owner = read.owners.get(netuid)
+    tao_weight = read.tao_weight / 2**64
+    return project_after_pending(
+        netuid, apply_block, epoch_block, sets, hotkeys,
+        [weights.get((netuid, uid), 0) for uid in range(size)], projection.permits,
+        children_of=lambda h: read.children.get((h, netuid), ()),
+        parents_of=lambda h: read.parents.get((h, netuid), ()),
+        stake_weight=lambda h, kids, pars: _inherited(read, h, netuid, kids, pars).stake_weight_fixed,
+        stake_value=lambda h: read.stake.get((h, netuid), 0) + tao_weight * read.stake.get((h, 0), 0),
+        threshold_rao=read.stake_threshold,
+        owner_uid=next((uid for uid, h in enumerate(hotkeys) if owner is not None and h == owner), None),
+        k=read.max_validators.get(netuid, 0),
     )
 
 

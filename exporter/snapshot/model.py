@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
+
+if TYPE_CHECKING:
+    from exporter.snapshot.after_pending import AfterPending, PermitChange
 
 # (proportion as a u64 fraction of u64::MAX, other hotkey)
 Link = tuple[int, str]
@@ -180,6 +183,11 @@ class Snapshot:
     # that the last epoch did not / did: only the changes.
     projected_permit_changes: Mapping[tuple[str, int], bool] = field(default_factory=dict)
     projected_permits: Mapping[int, tuple[bool, ...]] = field(default_factory=dict)  # netuid -> by uid, next epoch
+    # netuid -> the epoch after next with the pending sets due before the next epoch applied,
+    # where there are any; (hotkey, netuid) -> where that differs from the next epoch's
+    # projection, for the validators exported.
+    after_pending: Mapping[int, "AfterPending"] = field(default_factory=dict)
+    permit_changes_after_pending: Mapping[tuple[str, int], "PermitChange"] = field(default_factory=dict)
     # netuid -> largest difference (rao) between the chain's own inherited alpha, inherited root
     # and stake weight (the metagraph runtime API) and ours, for the subnets checked at this block.
     metagraph_differences: Mapping[int, int] = field(default_factory=dict)
