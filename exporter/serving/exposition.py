@@ -3,13 +3,17 @@
 Scrapes only send these bytes, so rendering is plain string building over the
 snapshot's tuples; a series exists exactly when its key is in the snapshot,
 so a key that leaves the chain leaves ``/metrics`` with the next refresh.
+The text is made of chunks (``chunks``: a family's header, a family's series
+on one subnet), and given the previous refresh's rendering only the chunks
+whose inputs changed are rendered again.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Hashable, Iterable, Optional, Sequence
 
 from exporter.config import COLLECTORS
+from exporter.serving.chunks import ChunkWriter, Rendering, _number
 from exporter.snapshot.model import Snapshot, ValidatorState
 from exporter.snapshot.units import to_units, u64_ratio
 
@@ -18,19 +22,6 @@ CACHED = " Cached: refreshed on the exporter's interval from one finalized block
 
 def escape_label(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
-def _number(value: float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    return repr(float(value))
-
-
-def _numbers(values: Sequence[float]) -> Iterable[str]:
-    """``_number`` of every value; a column of only ints and floats takes C's ``repr``, the same text."""
-    if set(map(type, values)) <= {int, float}:
-        return map(repr, values)
-    return map(_number, values)
 
 
 # (name, help, value of a validator); labels are always hotkey and netuid. Every
@@ -55,39 +46,56 @@ DETAIL_FAMILIES: tuple[tuple[str, str, Callable[[ValidatorState], bool], Callabl
 EVERYTHING = frozenset(COLLECTORS)
 
 
-class _Writer:
-    """The exposition, a few bytes objects per family: a mainnet refresh renders ~100,000 lines."""
+def _hotkey_group(hotkey: str) -> str:
+    """A chunk of the families sorted by hotkey: the hotkeys sharing their first three characters."""
+    return hotkey[:3]
 
-    def __init__(self) -> None:
-        # Encoded family by family: the megabytes are then joined once, with
-        # no second copy of the whole text as one str.
-        self.parts: list[bytes] = []
+
+class _Writer:
+    """The exposition as chunks (a mainnet refresh has ~100,000 lines), encoded chunk by chunk."""
+
+    def __init__(self, previous: Optional[Rendering]) -> None:
+        self.chunks = ChunkWriter(previous)
 
     def _header(self, name: str, help_text: str, kind: str) -> None:
-        self.parts.append(f"# HELP {name} {help_text}{CACHED}\n# TYPE {name} {kind}\n".encode())
+        self.chunks.chunk((name,), (help_text, kind), _header_text, name, help_text, kind)
 
-    def columns(self, name: str, help_text: str, kind: str, labels: Sequence[str], values: Sequence[float]) -> None:
-        """A family from parallel columns: each series' labels (without braces) and its value."""
+    def columns(self, name: str, help_text: str, kind: str, labels: Sequence[str], values: Sequence[float],
+                groups: Optional[Sequence[Hashable]] = None) -> None:
+        """A family from parallel columns: each series' labels (without braces) and its value,
+        a chunk per run of equal ``groups`` (the subnet, mostly)."""
         self._header(name, help_text, kind)
         if labels:
-            # name{labels} value, one a line, joined in C rather than formatted line by line.
-            lines = f"\n{name}{{".join(map("} ".join, zip(labels, _numbers(values))))
-            self.parts += (f"{name}{{".encode(), lines.encode(), b"\n")
+            self.chunks.series(name, labels, values, groups)
 
-    def family(self, name: str, help_text: str, kind: str, samples: Iterable[tuple[str, float]]) -> None:
-        """A family from (labels, value) samples."""
-        labels_and_values = tuple(zip(*samples)) or ((), ())
-        self.columns(name, help_text, kind, *labels_and_values)
+    def family(self, name: str, help_text: str, kind: str, samples: Iterable[tuple], grouped: bool = False) -> None:
+        """A family from (labels, value) samples; ``grouped``: (group, labels, value) samples."""
+        if grouped:
+            groups, labels, values = tuple(zip(*samples)) or ((), (), ())
+            self.columns(name, help_text, kind, labels, values, groups)
+        else:
+            self.columns(name, help_text, kind, *(tuple(zip(*samples)) or ((), ())))
 
     def single(self, name: str, help_text: str, kind: str, value: float) -> None:
         """A family of one series without labels."""
         self._header(name, help_text, kind)
-        self.parts.append(f"{name} {_number(value)}\n".encode())
+        text = f"{name} {_number(value)}\n"
+        self.chunks.chunk((name, None, 0), text, str.encode, text)
+
+
+def _header_text(name: str, help_text: str, kind: str) -> bytes:
+    return f"# HELP {name} {help_text}{CACHED}\n# TYPE {name} {kind}\n".encode()
 
 
 def render_snapshot(snapshot: Snapshot, extra: bytes = b"", collectors: frozenset = EVERYTHING) -> bytes:
     """The snapshot's exposition (the families of ``collectors``), then ``extra`` (appended as is)."""
-    w = _Writer()
+    return render_chunks(snapshot, extra, collectors).text()
+
+
+def render_chunks(snapshot: Snapshot, extra: bytes = b"", collectors: frozenset = EVERYTHING,
+                  previous: Optional[Rendering] = None) -> Rendering:
+    """``render_snapshot`` as chunks, each unchanged one taken from ``previous`` (the last refresh's)."""
+    w = _Writer(previous)
     validators = snapshot.validators
     labels = [f'hotkey="{v.hotkey}",netuid="{v.netuid}"' for v in validators]
     if "validator" in collectors:
@@ -107,26 +115,29 @@ def render_snapshot(snapshot: Snapshot, extra: bytes = b"", collectors: frozense
         )
     if "chain" in collectors:
         _chain(w, snapshot)
-    w.parts.append(extra)
-    return b"".join(w.parts)
+    w.chunks.chunk(("extra",), extra, bytes, extra)
+    return w.chunks.finish()
 
 
 def _validators(w: _Writer, snapshot: Snapshot, labels: list[str]) -> None:
     validators = snapshot.validators
+    netuids = [v.netuid for v in validators]
     for name, help_text, value_of in VALIDATOR_FAMILIES:
-        w.columns(name, help_text, "gauge", labels, list(map(value_of, validators)))
+        w.columns(name, help_text, "gauge", labels, list(map(value_of, validators)), netuids)
     # The uid rides on the permit series as a label (it changes only when the
     # hotkey re-registers): one series per validator instead of two.
     w.family(
         "bittensor_validator_permit",
         "1 if the uid holds a validator permit from the subnet's last epoch, else 0; label uid: the hotkey's uid on the subnet (empty if it has none).",
         "gauge",
-        ((f'{lab},uid="{"" if v.uid is None else v.uid}"', int(v.permit)) for lab, v in zip(labels, validators)),
+        ((v.netuid, f'{lab},uid="{"" if v.uid is None else v.uid}"', int(v.permit)) for lab, v in zip(labels, validators)),
+        grouped=True,
     )
     if any(v.suspended is not None for v in validators):
         w.family(
             "bittensor_validator_childkey_suspended", "1 if the runtime suspended the hotkey's childkeys (ChildkeyThresholdSuspended).", "gauge",
-            ((lab, int(bool(v.suspended))) for lab, v in zip(labels, validators) if v.suspended is not None),
+            ((v.netuid, lab, int(bool(v.suspended))) for lab, v in zip(labels, validators) if v.suspended is not None),
+            grouped=True,
         )
     w.family(
         "bittensor_validator_projected_permit",
@@ -152,14 +163,16 @@ def _validators(w: _Writer, snapshot: Snapshot, labels: list[str]) -> None:
     )
     w.family(
         "bittensor_validator_info", "Validator metadata (value 1): coldkey owning the hotkey, the configured alias, and whether it is on the watch list.", "gauge",
-        ((f'hotkey="{i.hotkey}",coldkey="{escape_label(i.coldkey)}",alias="{escape_label(i.alias)}",watched="{str(i.watched).lower()}"', 1) for i in snapshot.identities),
+        ((_hotkey_group(i.hotkey), f'hotkey="{i.hotkey}",coldkey="{escape_label(i.coldkey)}",alias="{escape_label(i.alias)}",watched="{str(i.watched).lower()}"', 1)
+         for i in snapshot.identities),
+        grouped=True,
     )
 
 
 def _stake_detail(w: _Writer, snapshot: Snapshot, labels: list[str]) -> None:
     validators = snapshot.validators
     for name, help_text, present, value_of in DETAIL_FAMILIES:
-        w.family(name, help_text, "gauge", ((lab, value_of(v)) for lab, v in zip(labels, validators) if present(v)))
+        w.family(name, help_text, "gauge", ((v.netuid, lab, value_of(v)) for lab, v in zip(labels, validators) if present(v)), grouped=True)
     # Root stake belongs to the hotkey, not to a (hotkey, subnet): once per hotkey.
     root: dict[str, int] = {}
     for v in validators:
@@ -167,39 +180,46 @@ def _stake_detail(w: _Writer, snapshot: Snapshot, labels: list[str]) -> None:
             root.setdefault(v.hotkey, v.root_tao)
     w.family(
         "bittensor_hotkey_root_stake_tao", "Own root stake T of the hotkey (TotalHotkeyAlpha on netuid 0), in TAO; only hotkeys in scope that have some.", "gauge",
-        ((f'hotkey="{h}"', to_units(t)) for h, t in sorted(root.items())),
+        ((_hotkey_group(h), f'hotkey="{h}"', to_units(t)) for h, t in sorted(root.items())),
+        grouped=True,
     )
 
 
 def _relationships(w: _Writer, snapshot: Snapshot) -> None:
     w.family(
         "bittensor_childkey_proportion_ratio", "Share (0-1) of the parent's stake delegated to the child on the subnet.", "gauge",
-        ((f'parent_hotkey="{e.parent}",child_hotkey="{e.child}",netuid="{e.netuid}"', u64_ratio(e.proportion)) for e in snapshot.edges),
+        ((e.netuid, f'parent_hotkey="{e.parent}",child_hotkey="{e.child}",netuid="{e.netuid}"', u64_ratio(e.proportion)) for e in snapshot.edges),
+        grouped=True,
     )
     w.family(
         "bittensor_childkey_inherited_alpha", "Alpha the child receives from this parent on the subnet: the parent's own alpha times the proportion, in the chain's fixed point.", "gauge",
-        ((f'parent_hotkey="{e.parent}",child_hotkey="{e.child}",netuid="{e.netuid}"', to_units(e.inherited_alpha))
+        ((e.netuid, f'parent_hotkey="{e.parent}",child_hotkey="{e.child}",netuid="{e.netuid}"', to_units(e.inherited_alpha))
          for e in snapshot.edges if e.inherited_alpha is not None),
+        grouped=True,
     )
     w.family(
         "bittensor_childkey_pending_children", "Children in a scheduled (pending) child set; 0 schedules a revocation of all children.", "gauge",
-        ((f'parent_hotkey="{p.parent}",netuid="{p.netuid}"', len(p.children)) for p in snapshot.pending),
+        ((p.netuid, f'parent_hotkey="{p.parent}",netuid="{p.netuid}"', len(p.children)) for p in snapshot.pending),
+        grouped=True,
     )
     w.family(
         "bittensor_childkey_pending_cooldown_block", "Block after which the pending child set is applied (at the next epoch).", "gauge",
-        ((f'parent_hotkey="{p.parent}",netuid="{p.netuid}"', p.cooldown_block) for p in snapshot.pending),
+        ((p.netuid, f'parent_hotkey="{p.parent}",netuid="{p.netuid}"', p.cooldown_block) for p in snapshot.pending),
+        grouped=True,
     )
     w.family(
         "bittensor_childkey_pending_proportion_ratio", "Share (0-1) of the parent's stake the pending child set would delegate to the child.", "gauge",
-        ((f'parent_hotkey="{p.parent}",child_hotkey="{child}",netuid="{p.netuid}"', u64_ratio(q)) for p in snapshot.pending for q, child in p.children),
+        ((p.netuid, f'parent_hotkey="{p.parent}",child_hotkey="{child}",netuid="{p.netuid}"', u64_ratio(q)) for p in snapshot.pending for q, child in p.children),
+        grouped=True,
     )
     w.family(
         "bittensor_childkey_pending_proportion_change_ratio",
         "What the pending child set will do to the child when it applies: pending minus current proportion "
         "(negative: cut; minus the current proportion: dropped; 0: unchanged; positive: raised or added).",
         "gauge",
-        ((f'parent_hotkey="{e.parent}",child_hotkey="{e.child}",netuid="{e.netuid}"', u64_ratio(e.pending) - u64_ratio(e.current))
+        ((e.netuid, f'parent_hotkey="{e.parent}",child_hotkey="{e.child}",netuid="{e.netuid}"', u64_ratio(e.pending) - u64_ratio(e.current))
          for e in snapshot.pending_effects),
+        grouped=True,
     )
 
 
