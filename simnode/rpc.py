@@ -20,6 +20,12 @@ INVALID_PARAMS = -32602
 # 4003 = client error (unknown block, runtime call failure, ...).
 INVALID_COUNT = 4002
 CLIENT_ERROR = 4003
+INVALID_BLOCK_RANGE = 4001
+# jsonrpsee's answer to a response over the node's --rpc-max-response-size (15 MiB by default).
+OVERSIZED_RESPONSE = -32008
+MAX_RESPONSE_BYTES = 15 * 1024 * 1024
+# --rpc-methods safe (public endpoints) refuses the unsafe methods with this.
+UNSAFE_RPC = (-32601, "RPC call is unsafe to be called externally")
 MAX_KEYS_PAGED = 1000
 # Root of an empty trie (blake2-256): a block with no extrinsics has this root.
 EMPTY_TRIE_ROOT = "0x03170a2e7597b7b7e3d84c05391d139a62b157e78786d8c082f29dcf4c111314"
@@ -85,6 +91,16 @@ def _block(state: ChainState, value: Any) -> Block:
             "Client error: UnknownBlock: Header was not found in the local DB: "
             f"Header for id: Hash({value}) not found",
         )
+    return block
+
+
+def _state_block(state: ChainState, value: Any) -> Block:
+    """``_block`` for a read of the block's state, which a pruning node may have discarded."""
+    block = _block(state, value)
+    if state.state_discarded(block):
+        # sc-client-db: sp_blockchain::Error::UnknownBlock("State already discarded for {hash:?}"),
+        # wrapped by sc-rpc's client error (4003).
+        raise RpcError(CLIENT_ERROR, f"Client error: UnknownBlock: State already discarded for {block.hash}")
     return block
 
 
@@ -203,14 +219,14 @@ def _get_block(state: ChainState, params: list) -> Any:
 
 
 def _state_call(state: ChainState, params: list) -> str:
-    block = _block(state, _arg(params, 2))
+    block = _state_block(state, _arg(params, 2))
     data = _hex(_arg(params, 1) or "0x", "call data")
     return "0x" + _runtime_call(block, _arg(params, 0), data).hex()
 
 
 def _get_storage(state: ChainState, params: list) -> Optional[str]:
     key = _hex(_arg(params, 0), "storage key")
-    value = _block(state, _arg(params, 1)).storage.get(key)
+    value = _state_block(state, _arg(params, 1)).storage.get(key)
     return None if value is None else "0x" + value.hex()
 
 
@@ -225,7 +241,7 @@ def _get_keys_paged(state: ChainState, params: list) -> list[str]:
         )
     start = _arg(params, 2)
     start_key = None if start is None else _hex(start, "start key")
-    block = _block(state, _arg(params, 3))
+    block = _state_block(state, _arg(params, 3))
     return ["0x" + key.hex() for key in block.keys_after(prefix, start_key, count)]
 
 
@@ -233,7 +249,7 @@ def _query_storage_at(state: ChainState, params: list) -> list[dict]:
     keys = _arg(params, 0)
     if not isinstance(keys, list):
         raise RpcError(INVALID_PARAMS, "Invalid params: keys must be a list")
-    block = _block(state, _arg(params, 1))
+    block = _state_block(state, _arg(params, 1))
     changes = []
     for key_hex in keys:
         key = _hex(key_hex, "storage key")
@@ -241,6 +257,40 @@ def _query_storage_at(state: ChainState, params: list) -> list[dict]:
         # Echo keys normalised (lowercase) as a real node re-serialises them.
         changes.append(["0x" + key.hex(), None if value is None else "0x" + value.hex()])
     return [{"block": block.hash, "changes": changes}]
+
+
+def _block_range_error(first: Any, last: Any, details: str) -> RpcError:
+    return RpcError(INVALID_BLOCK_RANGE, f"Cannot resolve a block range ['{first}' ... '{last}']. {details}")
+
+
+def _query_storage(state: ChainState, params: list) -> list[dict]:
+    """``state_queryStorage [keys, from, to?]`` as sc-rpc's ``query_storage`` answers it: one
+    change set per block of from..to (to: the head when null) in which some key changed, the
+    first block listing every key (null when absent). An unsafe method: refused under
+    ``deny_unsafe_rpc``. Nodes put no cap on the range; the response size is capped."""
+    if state.deny_unsafe_rpc:
+        raise RpcError(*UNSAFE_RPC)
+    keys = _arg(params, 0)
+    if not isinstance(keys, list):
+        raise RpcError(INVALID_PARAMS, "Invalid params: keys must be a list")
+    keys = [_hex(key, "storage key") for key in keys]
+    first_hash, last_hash = _arg(params, 1), _arg(params, 2)
+    first = _block_or_none(state, first_hash) if first_hash is not None else None
+    last = _block_or_none(state, last_hash)
+    if first is None or last is None:
+        raise _block_range_error(first_hash, last_hash, "UnknownBlock: Header was not found in the local DB")
+    if first.number > last.number:
+        raise _block_range_error(f"{first.number} ({first.hash})", f"{last.number} ({last.hash})", "from number > to number")
+    if keys:  # reads from the first block on: its state must still be there
+        _state_block(state, first.hash)
+    result, size = [], 0
+    for number, changes in state.storage_changes(keys, first.number, last.number):
+        pairs = [["0x" + key.hex(), None if value is None else "0x" + value.hex()] for key, value in changes]
+        size += 90 + sum(len(k) + (len(v) if v else 4) + 6 for k, v in pairs)
+        if size > MAX_RESPONSE_BYTES:
+            raise RpcError(OVERSIZED_RESPONSE, "Response is too big", f"Exceeded max limit of {MAX_RESPONSE_BYTES}")
+        result.append({"block": state.block(number).hash, "changes": pairs})
+    return result
 
 
 Handler = Callable[[ChainState, list], Any]
@@ -252,16 +302,17 @@ METHODS: dict[str, Handler] = {
     "chain_getFinalisedHead": lambda s, p: s.finalized.hash,
     "chain_getHeader": _get_header,
     "chain_getBlock": _get_block,
-    "state_getRuntimeVersion": lambda s, p: runtime_version(_block(s, _arg(p, 0))),
-    "chain_getRuntimeVersion": lambda s, p: runtime_version(_block(s, _arg(p, 0))),
+    "state_getRuntimeVersion": lambda s, p: runtime_version(_state_block(s, _arg(p, 0))),
+    "chain_getRuntimeVersion": lambda s, p: runtime_version(_state_block(s, _arg(p, 0))),
     "state_call": _state_call,
     "state_callAt": _state_call,
-    "state_getMetadata": lambda s, p: "0x" + metadata_blob(_block(s, _arg(p, 0)).spec_version).hex(),
+    "state_getMetadata": lambda s, p: "0x" + metadata_blob(_state_block(s, _arg(p, 0)).spec_version).hex(),
     "state_getStorage": _get_storage,
     "state_getStorageAt": _get_storage,
     "state_getKeysPaged": _get_keys_paged,
     "state_getKeysPagedAt": _get_keys_paged,
     "state_queryStorageAt": _query_storage_at,
+    "state_queryStorage": _query_storage,
     "system_chain": lambda s, p: "Bittensor",
     "system_name": lambda s, p: "Subtensor Node",
     "system_version": lambda s, p: "simnode-1.0.0",

@@ -427,6 +427,32 @@ class ChainState:
         rt = runtime_for(block.spec_version)
         return rt.decode(rt.storage_entry("System", "Events").value_type, block.events)
 
+    def storage_changes(self, keys: list[bytes], first: int, last: int) -> Iterator[tuple[int, list]]:
+        """(block number, [(key, value or None), ...]) for blocks ``first``..``last`` as
+        Substrate's ``state_queryStorage`` computes them: the first block lists every
+        key, later ones only the keys whose value differs from the block before, and
+        blocks where none changed are left out. One pass over the compact record."""
+        previous: dict[bytes, Optional[bytes]] = {}
+        index = bisect.bisect_right(self._firsts, first) - 1
+        for number in range(first, last + 1):
+            while index + 1 < len(self._firsts) and self._firsts[index + 1] <= number:
+                index += 1
+            segment = self._segments[index]
+            changes = []
+            for key in keys:
+                if number and key == _NOW_KEY:
+                    stamp = self._stamps[number] if self._stamps is not None else GENESIS_TIME_MS + number * BLOCK_TIME_MS
+                    value: Optional[bytes] = struct.pack("<Q", stamp)
+                elif number and key == EVENTS_KEY:
+                    value = self._events.get(number) or _idle_events(segment.spec_version)
+                else:
+                    value = segment.storage.get(key)
+                if key not in previous or previous[key] != value:
+                    changes.append((key, value))
+                    previous[key] = value
+            if changes:
+                yield number, changes
+
     def _block(self, number: int) -> Block:
         segment = self._segments[bisect.bisect_right(self._firsts, number) - 1]
         if number == 0:
