@@ -156,6 +156,10 @@ def _stake_parts(st: _Storage, netuid: int) -> list[tuple[Optional[str], int, in
     registered = list(dict.fromkeys(hk for hk in hotkeys if hk is not None))
     children = dict(zip(registered, st.many("ChildKeys", [(hk, netuid) for hk in registered])))
     parents = dict(zip(registered, st.many("ParentKeys", [(hk, netuid) for hk in registered])))
+    inert = _inert_parents(st, netuid, {*registered, *(p for links in parents.values() for _, p in links)})
+    if inert:  # get_children returns nothing for them, get_parents skips them
+        children = {hk: [] if hk in inert else links for hk, links in children.items()}
+        parents = {hk: [(q, p) for q, p in links if p not in inert] for hk, links in parents.items()}
     # Own stakes of every hotkey that matters: the registered ones and their parents.
     holders = registered + sorted({p for links in parents.values() for _, p in links} - set(registered))
     alpha = dict(zip(holders, st.many("TotalHotkeyAlpha", [(hk, netuid) for hk in holders])))
@@ -173,6 +177,18 @@ def _stake_parts(st: _Storage, netuid: int) -> list[tuple[Optional[str], int, in
         a, t = (inherited(hk, alpha), inherited(hk, root)) if children[hk] or parents[hk] else (alpha[hk], root[hk])
         parts[hk] = (hk, a, t, a * _ONE + t * tao_weight)
     return [(None, 0, 0, 0) if hk is None else parts[hk] for hk in hotkeys]
+
+
+def _inert_parents(st: _Storage, netuid: int, hotkeys: Iterable[str]) -> set[str]:
+    """The hotkeys whose child relations on ``netuid`` are inert (``set_children.rs``
+    ``childkeys_suspended``): flagged in ``ChildkeyThresholdSuspended`` (keyed by hotkey
+    alone; runtimes that declare it) and not the subnet's owner hotkey. Empty on older runtimes."""
+    try:
+        st.runtime.storage_entry(PALLET, "ChildkeyThresholdSuspended")
+    except Exception:  # noqa: BLE001 - the runtime does not declare it
+        return set()
+    owner = st.one("SubnetOwnerHotkey", [netuid]) if st.has("SubnetOwnerHotkey", [netuid]) else None
+    return {hk for hk in hotkeys if hk != owner and st.has("ChildkeyThresholdSuspended", [hk])}
 
 
 def _select_scaled(weights: Sequence[int], threshold: int, owner_uid: Optional[int], k: int) -> list[bool]:

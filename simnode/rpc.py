@@ -160,9 +160,43 @@ def _runtime_call(block: Block, method: Any, data: bytes) -> bytes:
         return compact(len(blob)) + blob
     if method == "SubnetInfoRuntimeApi_get_selective_metagraph":
         return _selective_metagraph(block, data)
+    if method == "SubnetInfoRuntimeApi_get_next_epoch_start_block" and _declares(
+        block, "SubnetInfoRuntimeApi", "get_next_epoch_start_block"
+    ):
+        return _next_epoch_start_block(block, data)
     raise RpcError(
         CLIENT_ERROR, f"Client error: Execution failed: Other: Exported method {method} is not found"
     )
+
+
+def _declares(block: Block, api: str, method: str) -> bool:
+    return method in runtime_for(block.spec_version).runtime_api_map().get(api, {})
+
+
+def _next_epoch_start_block(block: Block, data: bytes) -> bytes:
+    """``Option<u64>``, as ``coinbase/run_coinbase.rs`` ``get_next_epoch_start_block`` computes it
+    from the block's storage: None for tempo 0, else ``LastEpochBlock + tempo``, or
+    ``PendingEpochAt`` when set (non-zero) and earlier. Absent keys read as the items' defaults."""
+    runtime = runtime_for(block.spec_version)
+    api = runtime.runtime_api_map()["SubnetInfoRuntimeApi"]["get_next_epoch_start_block"]
+    ((_, netuid_type),) = api["inputs"]
+    try:
+        netuid = int(runtime.decode(netuid_type, data))
+    except Exception as error:  # noqa: BLE001 - the node answers a codec error
+        raise RpcError(CLIENT_ERROR, f"Client error: Execution failed: Codec error: {error}") from error
+    tempo = _stored(runtime, block, "Tempo", netuid)
+    if tempo == 0:
+        return bytes(runtime.encode(api["output"], None))
+    due = _stored(runtime, block, "LastEpochBlock", netuid) + tempo
+    pending = _stored(runtime, block, "PendingEpochAt", netuid)
+    return bytes(runtime.encode(api["output"], min(due, pending) if pending > 0 else due))
+
+
+def _stored(runtime, block: Block, item: str, netuid: int) -> int:
+    """A ValueQuery map's value at ``netuid`` in the block: the stored one, else the item's default."""
+    entry = runtime.storage_entry("SubtensorModule", item)
+    raw = block.storage.get(bytes(runtime.storage_key("SubtensorModule", item, [netuid])))
+    return int(runtime.decode(entry.value_type, bytes(entry.default_bytes if raw is None else raw)))
 
 
 def _selective_metagraph(block: Block, data: bytes) -> bytes:
