@@ -299,10 +299,19 @@ def test_optional_items_when_present(hotkey_first):
     assert both.suspended == {(t.C1, 1): True, (t.M, 1): False}
 
 
-def test_a_suspension_key_without_both_parts_is_ignored():
-    writes = tricky_writes() + [(SUBTENSOR, THRESHOLD_SUSPENDED, [t.C1], True)]
+def test_a_suspension_keyed_by_the_hotkey_alone_makes_its_edges_inert_but_on_subnets_it_owns():
+    """The chain's layout (``ChildkeyThresholdSuspended[hotkey] = ()``): ``get_children`` and
+    ``get_parents`` skip the hotkey's edges on every subnet but one whose owner hotkey it is."""
+    writes = tricky_writes() + [
+        (SUBTENSOR, THRESHOLD_SUSPENDED, [t.P3], ()),
+        (SUBTENSOR, THRESHOLD_SUSPENDED, [t.NP], ()),
+        (SUBTENSOR, "SubnetOwnerHotkey", [1], t.NP),  # NP owns subnet 1: its edge to Z stays live
+    ]
     got = read(FakeSource.of(writes, optional_items=(THRESHOLD_SUSPENDED,)), SCOPE)
-    assert got.suspended == {}
+    assert got.suspended == {(t.P3, 1): True, (t.P3, 2): True, (t.NP, 1): False, (t.NP, 2): True}
+    assert (t.P3, 1) not in got.children, "get_children returns nothing for a suspended parent"
+    assert got.parents[(t.M, 1)] == ((t.HALF, t.P2),), "get_parents skips it"
+    assert got.children[(t.NP, 1)] == ((t.QUARTER, t.Z),) and got.parents[(t.Z, 1)] == ((t.QUARTER, t.NP),)
 
 
 def big_chain(validators_per_subnet: int, subnets: int) -> list[tuple[str, str, list, Any]]:

@@ -163,7 +163,7 @@ class ChainReader:
     async def read_from(self, source: StorageSource, scope: ScopeConfig, *, block: int, spec_version: int) -> ChainRead:
         """The four-stage plan against ``source`` (all of it at ``source.block_hash``)."""
         partial = await self._read_structure(source, block, spec_version)
-        partial = await self._read_hotkeys(source, partial, scope)
+        partial = _without_inert_edges(await self._read_hotkeys(source, partial, scope))
         partial = await self._read_stakes(source, partial, scope)
         return await self._read_metagraphs(source, partial, scope)
 
@@ -304,12 +304,41 @@ def _per_subnet(rows) -> Any:
 
 
 def _suspensions(rows) -> Any:
-    """(hotkey, netuid) -> suspended, whatever order the runtime puts the key parts in."""
+    """(hotkey, netuid) -> suspended, whatever order the runtime puts the key parts in; a key of
+    the hotkey alone (the chain's layout, value ``()``: present means suspended) reads as
+    (hotkey, None), every subnet, until ``_without_inert_edges`` knows the subnets' owners."""
     suspended = {}
     for key, value in rows or []:
         parts = key if isinstance(key, tuple) else (key,)
         hotkey = next((p for p in parts if isinstance(p, str)), None)
         netuid = next((p for p in parts if isinstance(p, int)), None)
-        if hotkey is not None and netuid is not None:
-            suspended[(hotkey, netuid)] = bool(value)
+        if hotkey is not None:
+            suspended[(hotkey, netuid)] = value is None or value == () or bool(value)
     return frozen(suspended)
+
+
+def _without_inert_edges(read: ChainRead) -> ChainRead:
+    """The read as the chain's ``get_children`` / ``get_parents`` see it (``set_children.rs``
+    ``childkeys_suspended``): a suspended parent's edges are left out on every subnet but one
+    whose ``SubnetOwnerHotkey`` it is, on both sides (its children, and it among its children's
+    parents), so the stake arithmetic, the relationships and the projection all skip them.
+    ``suspended`` then holds (hotkey, netuid) for every subnet with childkeys but root."""
+    if read.suspended is None:
+        return read
+    subnets = [n for n in read.netuids if n != 0]
+    suspended = {}
+    for (hotkey, netuid), flag in read.suspended.items():
+        for n in subnets if netuid is None else (netuid,):
+            suspended[(hotkey, n)] = flag and read.owners.get(n) != hotkey
+    if not any(suspended.values()):
+        return replace(read, suspended=frozen(suspended))
+    inert = {key for key, flag in suspended.items() if flag}
+    return replace(
+        read,
+        suspended=frozen(suspended),
+        children=frozen({key: links for key, links in read.children.items() if key not in inert}),
+        parents=frozen({
+            (child, n): live for (child, n), links in read.parents.items()
+            if (live := tuple(link for link in links if (link[1], n) not in inert))
+        }),
+    )
