@@ -76,6 +76,10 @@ class HistoryConfig:
     samples_every_refresh_hours: float = 24
     samples_scope: str = "watched"  # watched | all
     samples_hourly_days: float = 90
+    # Blocks of events read back after a restart or outage to record each change at its block
+    # (a pruning node keeps about 256; an archive node all). Older changes become one net change
+    # flagged as a gap. Each block read costs bytes, not requests (state_queryStorage over a range).
+    catch_up_blocks: int = 256
 
 
 @dataclass(frozen=True)
@@ -292,7 +296,7 @@ def _parse_collectors(c: _Collector, raw: Any) -> frozenset:
 
 HISTORY_KEYS = (
     "path", "api_enabled", "stake_change_ratio", "samples_every_refresh_hours",
-    "samples_scope", "samples_hourly_days",
+    "samples_scope", "samples_hourly_days", "catch_up_blocks",
 )
 
 
@@ -312,6 +316,7 @@ def _parse_history(c: _Collector, section: dict) -> HistoryConfig:
         samples_every_refresh_hours=c.number(section, "history", "samples_every_refresh_hours", HistoryConfig.samples_every_refresh_hours, lo=0, hi=24 * 365),
         samples_scope=c.string(section, "history", "samples_scope", HistoryConfig.samples_scope, choices=("watched", "all")),
         samples_hourly_days=c.number(section, "history", "samples_hourly_days", HistoryConfig.samples_hourly_days, lo=0, hi=3650),
+        catch_up_blocks=c.number(section, "history", "catch_up_blocks", HistoryConfig.catch_up_blocks, lo=1, hi=7200, integer=True),
     )
 
 

@@ -30,6 +30,7 @@ from typing import Callable, Iterator, Optional, Protocol
 import structlog
 
 from exporter.chain.session import Attempt, ReadError
+from exporter.chain.reader import EventRange
 from exporter.config import Config, ScopeConfig
 from exporter.history.writer import HistoryWriter
 from exporter.serving.change_counters import ChangeCounters, render_last_changes
@@ -44,7 +45,8 @@ _SCHEDULED = object()  # a job the interval made, not a caller
 
 
 class ChainSource(Protocol):
-    def read(self, scope: ScopeConfig, timeout: float) -> tuple[ChainRead, tuple[Attempt, ...]]: ...
+    def read(self, scope: ScopeConfig, timeout: float,
+             events: Optional[EventRange] = None) -> tuple[ChainRead, tuple[Attempt, ...]]: ...
 
 
 class RequestTotals(Protocol):
@@ -113,7 +115,8 @@ class Refresher:
         try:
             with stages.stage("read"):
                 try:
-                    read, attempts = self._source.read(self._config.scope, self._config.refresh_timeout_seconds)
+                    read, attempts = self._source.read(self._config.scope, self._config.refresh_timeout_seconds,
+                                                       self._event_range())
                 except ReadError as failure:
                     attempts = failure.attempts
                     raise
@@ -165,6 +168,12 @@ class Refresher:
                 spec_version=snapshot.chain.spec_version,
             )
         return self._publish(outcome, None if error else data)
+
+    def _event_range(self) -> Optional[EventRange]:
+        """With history: read the chain's events since the block it last recorded, to place each change."""
+        if self._history is None:
+            return None
+        return EventRange(self._history.last_block(), self._config.history.catch_up_blocks)
 
     def _check_watched(self, snapshot: Snapshot) -> None:
         """One warning when a watched hotkey is not on the chain (at start, or when it leaves), one line when it is back."""

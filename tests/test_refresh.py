@@ -29,7 +29,7 @@ class FakeChain:
         self.answers = list(answers)
         self.reads = 0
 
-    def read(self, scope, timeout):
+    def read(self, scope, timeout, events=None):
         self.reads += 1
         answer = self.answers.pop(0)
         if isinstance(answer, BaseException):

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Optional, Protocol, Sequence
 
 from bittensor._transport.interface import SubstrateConnection
@@ -42,6 +42,7 @@ from exporter.config import ScopeConfig
 from exporter.snapshot.model import ChainRead, frozen
 from exporter.snapshot.scope import tracked_candidates
 from exporter.snapshot.validate import MAX_NETUIDS, MAX_UIDS, ZERO_ACCOUNT, InvalidRead, ReadGate, check_block_hash, stake_keys
+from exporter.chain.events import ReaderEventSource, read_window
 from exporter.chain.storage import PAGE_SIZE, StorageReader, gather_or_cancel
 
 # Runtime items that only some runtimes declare; read when present.
@@ -72,6 +73,19 @@ async def codec_at(conn: SubstrateConnection, block_hash: str):
     between refreshes is picked up here because resolution is per block.
     """
     return await conn._runtimes.codec_at(block_hash)  # noqa: SLF001 - see docstring
+
+
+@dataclass(frozen=True)
+class EventRange:
+    """Read the chain's events of the blocks after ``since`` (the last block history recorded),
+    at most the last ``limit`` blocks of them."""
+
+    since: Optional[int]
+    limit: int
+
+
+async def _nothing() -> None:
+    return None
 
 
 class StorageSource(Protocol):
@@ -122,8 +136,9 @@ class ChainReader:
         self._map_sizes[item] = len(rows)
         return rows
 
-    async def read(self, conn: SubstrateConnection, scope: ScopeConfig) -> ChainRead:
-        """One refresh's reads over ``conn``, all at its finalized head, admitted by the gate.
+    async def read(self, conn: SubstrateConnection, scope: ScopeConfig, events: Optional[EventRange] = None) -> ChainRead:
+        """One refresh's reads over ``conn``, all at its finalized head, admitted by the gate;
+        with ``events``, also the chain's events of the blocks since ``events.since``.
 
         Raises ``InvalidRead`` (a ValueError) for anything the chain could not have said.
         """
@@ -138,8 +153,13 @@ class ChainReader:
         self._stake_keys = None
         try:
             source, block, spec_version = await self.open_finalized(conn)
-            read = await self.read_from(source, scope, block=block, spec_version=spec_version)
+            read, window = await gather_or_cancel(
+                self.read_from(source, scope, block=block, spec_version=spec_version),
+                read_window(ReaderEventSource(source), events.since, block, events.limit) if events else _nothing(),
+            )
             self.gate.admit(read, scope, self._stake_keys)
+            if window is not None:
+                read = replace(read, events=window)
         except BaseException:
             self._failed_since_collect = True
             raise

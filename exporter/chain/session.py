@@ -27,7 +27,7 @@ import structlog
 from bittensor._transport.errors import MaxRetriesExceeded, RpcPolicyRejection, SubstrateRequestException
 from bittensor._transport.interface import SubstrateConnection
 
-from exporter.chain.reader import ChainReader
+from exporter.chain.reader import ChainReader, EventRange
 from exporter.config import ChainConfig, ScopeConfig
 from exporter.chain.endpoints import Endpoint, EndpointPool
 from exporter.snapshot.model import ChainRead
@@ -165,16 +165,17 @@ class ChainSession:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    async def _read_from(self, endpoint: Endpoint, scope: ScopeConfig) -> ChainRead:
+    async def _read_from(self, endpoint: Endpoint, scope: ScopeConfig, events: Optional[EventRange]) -> ChainRead:
         try:
-            return await self._reader.read(await self._connection(endpoint), scope)
+            return await self._reader.read(await self._connection(endpoint), scope, events)
         except BaseException:
             # A failed or cancelled read may leave the session mid-page or given
             # up; the next attempt starts on a fresh connection.
             self._abandon_connection()
             raise
 
-    async def _read(self, scope: ScopeConfig, deadline: float, attempts: list[Attempt]) -> ChainRead:
+    async def _read(self, scope: ScopeConfig, deadline: float, attempts: list[Attempt],
+                    events: Optional[EventRange] = None) -> ChainRead:
         """Try every endpoint, in the pool's order, until one gives a complete read;
         each try goes in ``attempts``."""
         last: Optional[BaseException] = None
@@ -186,7 +187,7 @@ class ChainSession:
             started = time.monotonic()
             budget = attempt_budget(remaining, len(order) - index, self._chain.timeout_seconds)
             try:
-                read = await asyncio.wait_for(self._read_from(endpoint, scope), budget)
+                read = await asyncio.wait_for(self._read_from(endpoint, scope, events), budget)
             except Exception as error:  # noqa: BLE001 - try the next endpoint
                 if isinstance(error, TimeoutError) and not str(error):
                     error = TimeoutError(f"no complete read from {endpoint.label} within {budget:.3g}s")
@@ -199,8 +200,10 @@ class ChainSession:
             return read
         raise last if last is not None else TimeoutError("no time left in this refresh to try an endpoint")
 
-    def read(self, scope: ScopeConfig, timeout: float) -> tuple[ChainRead, tuple[Attempt, ...]]:
-        """One consistent read at the finalized head, and the endpoint tries it took.
+    def read(self, scope: ScopeConfig, timeout: float,
+             events: Optional[EventRange] = None) -> tuple[ChainRead, tuple[Attempt, ...]]:
+        """One consistent read at the finalized head (with ``events``: and the chain's events since
+        a block), and the endpoint tries it took.
 
         Raises ReadError (carrying the tries) on any failure. The tries are
         appended on the chain I/O thread and handed over only once the read
@@ -211,7 +214,7 @@ class ChainSession:
         with self._lock:
             if self._cancelled.is_set():
                 raise ReadError("timeout", "not read: the exporter is stopping")
-            future = asyncio.run_coroutine_threadsafe(self._read(scope, deadline, attempts), self._loop)
+            future = asyncio.run_coroutine_threadsafe(self._read(scope, deadline, attempts, events), self._loop)
             self._in_flight = future
         try:
             read = future.result(timeout + _OVERRUN_SECONDS)

@@ -72,6 +72,14 @@ class StorageReader:
         async with self._semaphore:
             return await self._conn.rpc_request(method, params)
 
+    async def rpc(self, method: str, params: list) -> Any:
+        """Any other request, under the same cap on requests in flight (the answer is the caller's to check)."""
+        return await self._rpc(method, params)
+
+    @property
+    def codec(self) -> RuntimeCodec:
+        return self._codec
+
     def has_runtime_api(self, api: str, method: str) -> bool:
         """Whether the connected runtime declares ``api.method``."""
         try:

@@ -1,6 +1,6 @@
 """Parse and answer history queries, shared by the HTTP API and the CLI.
 
-``/api/v1/events?hotkey=&netuid=&kind=&since=&until=&limit=&cursor=`` returns
+``/api/v1/events?hotkey=&netuid=&kind=&cause=&since=&until=&limit=&cursor=`` returns
 ``{"events": [...], "next_cursor": N|null}``, newest first; pass ``cursor``
 back to get the next page.
 """
@@ -15,10 +15,11 @@ from typing import Mapping, Optional
 from urllib.parse import parse_qs
 
 from exporter.snapshot.changes import CHANGE_KINDS
+from exporter.snapshot.causes import CAUSES
 from exporter.history.store import MAX_PAGE, EventQuery, query_events
 from exporter.ss58 import is_valid_ss58
 
-PARAMS = ("hotkey", "netuid", "kind", "since", "until", "limit", "cursor")
+PARAMS = ("hotkey", "netuid", "kind", "cause", "since", "until", "limit", "cursor")
 
 
 class BadQuery(ValueError):
@@ -63,8 +64,12 @@ def build_query(params: Mapping[str, Optional[str]]) -> EventQuery:
     kind = get.get("kind")
     if kind is not None and kind not in CHANGE_KINDS:
         raise BadQuery(f"kind: must be one of {', '.join(CHANGE_KINDS)}, got {kind!r}")
+    cause = get.get("cause")
+    if cause is not None and cause not in CAUSES:
+        raise BadQuery(f"cause: must be one of {', '.join(sorted(CAUSES))}, got {cause!r}")
     return EventQuery(
         hotkey=hotkey,
+        cause=cause,
         netuid=_integer(get["netuid"], "netuid", 0, 65535) if "netuid" in get else None,
         kind=kind,
         since=parse_moment(get["since"], "since") if "since" in get else None,

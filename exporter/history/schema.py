@@ -56,6 +56,15 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (tier, time, series)
     ) WITHOUT ROWID;
     """,
+    # 3: what caused each change (the chain's event, or a named silent cause), where in its
+    # block, and for a change known only as a net change, the first block it may lie in.
+    """
+    ALTER TABLE events ADD COLUMN cause TEXT;
+    ALTER TABLE events ADD COLUMN extrinsic INTEGER;
+    ALTER TABLE events ADD COLUMN block_from INTEGER;
+    ALTER TABLE events ADD COLUMN backfilled INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX events_by_block ON events (block);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

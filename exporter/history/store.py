@@ -75,6 +75,7 @@ class EventQuery:
     hotkey: Optional[str] = None
     netuid: Optional[int] = None
     kind: Optional[str] = None
+    cause: Optional[str] = None
     since: Optional[float] = None  # unix seconds, inclusive
     until: Optional[float] = None  # exclusive
     before_id: Optional[int] = None  # pagination cursor: newest first
@@ -138,6 +139,11 @@ class HistoryStore:
         }
         return HistoryState(validators, edges, pending)
 
+    def last_block(self) -> Optional[int]:
+        """The block of the last refresh recorded (None: none yet, or a file from before causes were read)."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'last_block'").fetchone()
+        return None if row is None else int(row[0])
+
     def generation(self) -> Optional[str]:
         """The file's reset generation: it changes whenever the history is wiped."""
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
@@ -192,12 +198,8 @@ class HistoryStore:
             if generation is not None and self.generation() != generation:
                 raise HistoryWasReset()
             _write_state_diff(c, previous, state, block)
-            c.executemany(
-                "INSERT INTO events (block, time, kind, hotkey, netuid, parent, child, old_value, new_value)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(_i(e.block), e.time, e.kind, e.hotkey, _i(e.netuid), e.parent, e.child, _json(e.old), _json(e.new))
-                 for e in events],
-            )
+            insert_events(c, events)
+            c.execute("INSERT OR REPLACE INTO meta VALUES ('last_block', ?)", (str(block),))
             self._write_samples(snapshot, now, retention, watched)
             c.execute("DELETE FROM samples WHERE tier = ? AND time < ?", (TIER_EVERY_REFRESH, now - retention.every_refresh_seconds))
             c.execute("DELETE FROM samples WHERE tier = ? AND time < ?", (TIER_HOURLY, now - retention.hourly_seconds))
@@ -248,6 +250,18 @@ class HistoryStore:
         c.execute("VACUUM")
 
 
+def insert_events(c: sqlite3.Connection, events: Iterable[ChangeEvent]) -> None:
+    """Append events, oldest block first, so ids follow the chain's order."""
+    ordered = sorted(events, key=lambda e: (e.block, -1 if e.extrinsic is None else e.extrinsic))
+    c.executemany(
+        "INSERT INTO events (block, time, kind, hotkey, netuid, parent, child, old_value, new_value,"
+        " cause, extrinsic, block_from, backfilled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(_i(e.block), e.time, e.kind, e.hotkey, _i(e.netuid), e.parent, e.child, _json(e.old), _json(e.new),
+          e.cause, e.extrinsic, _i(e.block_from), int(e.backfilled))
+         for e in ordered],
+    )
+
+
 def _write_state_diff(c: sqlite3.Connection, previous: HistoryState, state: HistoryState, block: int) -> None:
     """Only rows that changed: an unchanged network costs no writes."""
     changed = [(k, r) for k, r in state.validators.items() if previous.validators.get(k) != r]
@@ -285,7 +299,7 @@ def _json(value) -> Optional[str]:
 def query_events(path: str, query: EventQuery) -> tuple[list[dict], Optional[int]]:
     """Events matching ``query``, newest first, and the cursor for the next page (or None)."""
     where, params = [], []
-    for column, value in (("hotkey", query.hotkey), ("netuid", query.netuid), ("kind", query.kind)):
+    for column, value in (("hotkey", query.hotkey), ("netuid", query.netuid), ("kind", query.kind), ("cause", query.cause)):
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
@@ -298,7 +312,8 @@ def query_events(path: str, query: EventQuery) -> tuple[list[dict], Optional[int
     if query.before_id is not None:
         where.append("id < ?")
         params.append(query.before_id)
-    sql = "SELECT id, block, time, kind, hotkey, netuid, parent, child, old_value, new_value FROM events"
+    sql = ("SELECT id, block, time, kind, hotkey, netuid, parent, child, old_value, new_value,"
+           " cause, extrinsic, block_from, backfilled FROM events")
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY id DESC LIMIT ?"
@@ -314,10 +329,11 @@ def query_events(path: str, query: EventQuery) -> tuple[list[dict], Optional[int
 
 
 def _event_dict(row: Iterable) -> dict:
-    id_, block, time, kind, hotkey, netuid, parent, child, old, new = row
+    id_, block, time, kind, hotkey, netuid, parent, child, old, new, cause, extrinsic, block_from, backfilled = row
     return {
         "id": id_, "block": block, "time": time, "kind": kind, "hotkey": hotkey, "netuid": netuid,
         "parent": parent, "child": child,
         "old": json.loads(old) if old is not None else None,
         "new": json.loads(new) if new is not None else None,
+        "cause": cause, "extrinsic": extrinsic, "block_from": block_from, "backfilled": bool(backfilled),
     }

@@ -24,6 +24,7 @@ import structlog
 
 from exporter.history.schema import SchemaTooNew, check_not_newer
 from exporter.history.store import HistoryStore, HistoryWasReset, Retention
+from exporter.snapshot.causes import attribute
 from exporter.snapshot.changes import ChangeEvent, HistoryState, state_of
 from exporter.snapshot.model import Snapshot
 
@@ -111,6 +112,7 @@ class HistoryWriter:
         self._store: Optional[HistoryStore] = None
         self._owner: Optional[int] = None  # the thread that opened the connection
         self._state = HistoryState.empty()
+        self._last_block: Optional[int] = None  # the block self._state was recorded at
         self._generation: Optional[str] = None  # the file's reset generation the state belongs to
         # (hotkey, netuid, kind) -> (block, time) of the last change, watched hotkeys only
         self._last_changes: dict[tuple[str, int, str], tuple[int, float]] = {}
@@ -139,7 +141,9 @@ class HistoryWriter:
         """The recorded state and last changes as the file holds them at ``generation``."""
         state = store.load_state()
         last_changes = store.last_changes(self._watched)
+        last_block = store.last_block() if not state.is_empty else None
         self._state, self._generation, self._last_changes = state, generation, last_changes
+        self._last_block = last_block
 
     def _follow_reset(self, store: HistoryStore) -> bool:
         """Reload if the file was wiped since it was loaded; True if it was."""
@@ -167,11 +171,28 @@ class HistoryWriter:
         assert self._store is not None
         try:
             self._follow_reset(self._store)
-            state, events = state_of(snapshot, self._state, self._ratio)
+            state, events = self._changes(snapshot)
         except Exception as error:  # noqa: BLE001 - history never blocks metrics
             self._failed("changes", error)
             return None
         return Diff(state, tuple(events))
+
+    def _changes(self, snapshot: Snapshot) -> tuple[HistoryState, list[ChangeEvent]]:
+        """The new state and its changes, each at its block with its cause when the snapshot carries
+        the chain's events since the block this state was recorded at."""
+        state, net = state_of(snapshot, self._state, self._ratio)
+        window = snapshot.events
+        if window is None or window.first != (self._last_block or 0) + 1:
+            window = None  # events of other blocks than those since this state (a reset, a failed write)
+        suspended = frozenset(v.hotkey for v in snapshot.tracked if v.suspended)
+        return state, attribute(self._state, state, net, window, suspended)
+
+    def last_block(self) -> Optional[int]:
+        """The block of the last refresh recorded, to read the chain's events since; None: none, or not open."""
+        self._check_thread()
+        if not self._open():
+            return None
+        return self._last_block
 
     def commit(self, snapshot: Snapshot, diff: Diff) -> Committed:
         """Write the diff (with samples and retention) in one transaction; advance the state only on success."""
@@ -186,7 +207,7 @@ class HistoryWriter:
             except HistoryWasReset:
                 # Wiped between diff and commit: the events were against state the file no longer holds.
                 self._follow_reset(store)
-                state, events = state_of(snapshot, self._state, self._ratio)
+                state, events = self._changes(snapshot)
                 diff = Diff(state, tuple(events))
                 store.commit_refresh(snapshot, self._state, diff.state, list(diff.events), self._retention,
                                      self._watched, self._generation)
@@ -196,6 +217,7 @@ class HistoryWriter:
                 self.close()  # a corrupt file or a broken connection: reopen next refresh
             return Committed(ok=False)
         self._state = diff.state
+        self._last_block = snapshot.chain.block
         self._last_failure = None
         for e in diff.events:
             if e.hotkey in self._watched:

@@ -15,10 +15,11 @@ from typing import Optional
 
 from exporter.config import ScopeConfig
 from exporter.snapshot.model import (
-    ChainInfo, ChainRead, Edge, Identity, PendingChildren, PendingEffect, Snapshot, SubnetState, ValidatorState, WatchedKey,
+    ChainInfo, ChainRead, Edge, EventWindow, Identity, PendingChildren, PendingEffect, Snapshot, SubnetState, ValidatorState,
+    WatchedKey, frozen,
 )
 from exporter.snapshot.after_pending import AfterPending, due_sets, project_after_pending
-from exporter.snapshot.projection import Projection, bits_to_rao, next_epoch_block_dynamic, project
+from exporter.snapshot.projection import Projection, bits_to_rao, next_epoch_block, next_epoch_block_dynamic, project
 from exporter.snapshot.scope import registered_uids, tracked_candidates
 from exporter.snapshot.stake_math import (
     InheritedStake, effective_take, inherited_stake, stake_weight_fixed, u96f32_from_int, u96f32_mul, u96f32_ratio,
@@ -181,7 +182,41 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
             and (change := after_pending[v.netuid].changes.get(v.uid)) is not None
         },
         metagraph_differences={n: _metagraph_difference(read, n, m) for n, m in read.metagraphs.items()},
+        events=_event_window(read),
     )
+
+
+def _event_window(read: ChainRead) -> Optional[EventWindow]:
+    """The events read, with what history needs to place changes that have none: each subnet's epoch
+    blocks in the window and its lowest effective take."""
+    window = read.events
+    if window is None:
+        return None
+    epochs = {}
+    for netuid in read.netuids:
+        if netuid == 0:
+            continue
+        tempo = read.tempos.get(netuid, 0)
+        if read.last_epoch_blocks is not None:
+            # Dynamic tempo: only the last epoch is known for certain (deferrals move the others).
+            last = read.last_epoch_blocks.get(netuid, 0)
+            blocks = (last,) if window.first <= last <= window.last else ()
+        else:
+            blocks = tuple(_epoch_blocks(window.first, window.last, netuid, tempo))
+        if blocks:
+            epochs[netuid] = blocks
+    floors = {
+        n: effective_take(0, read.min_take, read.min_take_per_subnet.get(n) if read.min_take_per_subnet is not None else None)
+        for n in read.netuids
+    }
+    return replace(window, epochs=frozen(epochs), take_floors=frozen(floors))
+
+
+def _epoch_blocks(first: int, last: int, netuid: int, tempo: int):
+    block = next_epoch_block(first - 1, netuid, tempo)
+    while block is not None and block <= last:
+        yield block
+        block = next_epoch_block(block, netuid, tempo)
 
 
 def _exported(scope: ScopeConfig, hotkey: str, netuid: int, watched: dict, heavy_enough: bool) -> bool:

@@ -77,6 +77,12 @@ class ChangeEvent:
     child: Optional[str] = None
     old: Any = None
     new: Any = None
+    # Why it changed: the chain's event ("SetChildren", ...), or a named silent cause
+    # ("epoch", "uid_replaced", "dropped_at_apply", "gap", "no_event"); None: not attributed.
+    cause: Optional[str] = None
+    extrinsic: Optional[int] = None  # the extrinsic's index in its block (None: the block step)
+    block_from: Optional[int] = None  # set: the change lies somewhere in block_from..block
+    backfilled: bool = False
 
 
 def _moved(ref: float, new: float, ratio: float) -> bool:

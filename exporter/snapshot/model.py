@@ -60,6 +60,8 @@ class ChainRead:
     # netuid -> the chain's own numbers for some subnets of watched hotkeys
     # (SubnetInfoRuntimeApi.get_selective_metagraph: hotkeys, alpha_stake, tao_stake, total_stake).
     metagraphs: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    # The chain's events since the block history last recorded (None: not asked for).
+    events: Optional["EventWindow"] = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,3 +201,48 @@ class Snapshot:
     tracked: tuple[ValidatorState, ...] = ()
     pending_effects: tuple[PendingEffect, ...] = ()  # of the exported pending sets
     watched: tuple[WatchedKey, ...] = ()
+    # The chain's events since history last recorded, with each subnet's epoch blocks (None: not read).
+    events: Optional["EventWindow"] = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChainEvent:
+    """One SubtensorModule event of ``System.Events``, its fields sorted by type (runtimes
+    reorder and add fields: ``ChildKeyTakeSet`` gained a netuid), in declared order within each."""
+
+    block: int
+    index: int  # position among the block's events
+    extrinsic: Optional[int]  # None: emitted by the block step (initialization, finalization)
+    name: str  # the variant, e.g. "SetChildren"
+    accounts: tuple[str, ...] = ()
+    netuids: tuple[int, ...] = ()
+    numbers: tuple[int, ...] = ()  # every other integer field (take, uid, cooldown block, amounts)
+    children: tuple[Link, ...] = ()  # a Vec<(u64, AccountId)> field, if the event has one
+
+
+@dataclass(frozen=True)
+class EventWindow:
+    """The chain's events of the blocks ``first``..``last`` (the blocks since history last recorded).
+
+    Blocks before ``read_from`` were asked for but the endpoint no longer had their state
+    (a pruning node keeps about 256 blocks): what changed there is known only as a net change.
+    """
+
+    first: int
+    read_from: int
+    last: int
+    events: tuple[ChainEvent, ...] = ()
+    times: Mapping[int, float] = field(default_factory=dict)  # block -> timestamp seconds, blocks read
+    # netuid -> the subnet's epoch blocks in first..last (filled by the snapshot builder)
+    epochs: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
+    take_floors: Mapping[int, int] = field(default_factory=dict)  # netuid -> the lowest effective take (u16)
+
+    @property
+    def gap(self) -> Optional[tuple[int, int]]:
+        return (self.first, self.read_from - 1) if self.read_from > self.first else None
+
+    def time_of(self, block: int) -> float:
+        """The block's timestamp if it was read, else one estimated from the last block's at 12 s a block."""
+        if block in self.times:
+            return self.times[block]
+        return self.times.get(self.last, 0.0) - (self.last - block) * 12.0
