@@ -133,7 +133,7 @@ class Refresher:
                     network = self._config.scope.mode == "network"
                     extra = self._counters.render(subnets=network) + render_last_changes(self._history.last_changes)
             with stages.stage("render"):
-                data = render(snapshot, extra, self._config.collectors)
+                data = render(snapshot, extra, self._config.collectors, self._publication.data)
         except ReadError as failure:
             error = _read_failed(failure, attempts, started)
         except InvalidRead as failure:

@@ -4,10 +4,13 @@ The refresh thread builds a new ``Publication`` after every refresh, good or
 failed, and swaps one reference to it; an HTTP thread reads that reference
 once per request, so every line of one page comes from the same refresh.
 
-The snapshot part is gzip-compressed once; each scrape appends the status
-and the small live process metrics by continuing a copy of the same
-compressor, so a gzip scrape is one valid gzip member without recompressing
-megabytes.
+The snapshot part is rendered and gzip-compressed once per refresh, chunk by
+chunk (``exposition.render_chunks``): each chunk is its own gzip member, and a
+chunk that did not change since the last refresh keeps its text and its member.
+A concatenation of gzip members is one gzip stream (RFC 1952 2.2; Python's
+``gzip``, Go's ``compress/gzip`` as Prometheus uses it, and curl read it whole).
+Each scrape appends the status and the small live process metrics as one more
+member, so a gzip scrape never recompresses megabytes.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Optional
 
-from exporter.serving.exposition import EVERYTHING, render_snapshot
+from exporter.serving.chunks import Rendering
+from exporter.serving.exposition import EVERYTHING, render_chunks
 from exporter.snapshot.model import Snapshot
 
 # Measured on the mainnet-scale exposition (11.7 MB; BENCHMARKS.md, `python -m
@@ -27,27 +31,44 @@ GZIP_LEVEL = 1
 _GZIP_WBITS = 31  # 16 + 15: a gzip header and trailer around a deflate stream
 
 
+def gzip_member(text: bytes) -> bytes:
+    """``text`` as one gzip member (nothing for no text)."""
+    if not text:
+        return b""
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
+    return compressor.compress(text) + compressor.flush()
+
+
 @dataclass(frozen=True)
 class RenderedSnapshot:
-    """A snapshot's exposition (and the change counters after it), plain and gzip-started."""
+    """A snapshot's exposition (and the change counters after it), plain and gzip, with its chunks."""
 
     snapshot: Snapshot
     plain: bytes
-    gzip_head: bytes
-    _compressor: "zlib._Compress" = field(repr=False)
+    gzip_head: bytes  # one gzip member per chunk, concatenated
+    rendering: Optional[Rendering] = field(default=None, repr=False)
+    members: tuple[bytes, ...] = field(default=(), repr=False)  # the gzip member of each chunk
 
     def gzip_tail(self, extra: bytes) -> bytes:
-        """The rest of the gzip stream after ``gzip_head``, carrying ``extra``."""
-        compressor = self._compressor.copy()
-        return compressor.compress(extra) + compressor.flush()
+        """The rest of the gzip stream after ``gzip_head``, carrying ``extra``: one more member."""
+        return gzip_member(extra)
 
 
-def render(snapshot: Snapshot, extra: bytes = b"", collectors: frozenset = EVERYTHING) -> RenderedSnapshot:
-    """``extra``: more refresh-time exposition (the change counters) sent after the snapshot."""
-    plain = render_snapshot(snapshot, extra, collectors)
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
-    head = compressor.compress(plain) + compressor.flush(zlib.Z_SYNC_FLUSH)
-    return RenderedSnapshot(snapshot=snapshot, plain=plain, gzip_head=head, _compressor=compressor)
+def render(snapshot: Snapshot, extra: bytes = b"", collectors: frozenset = EVERYTHING,
+           previous: Optional[RenderedSnapshot] = None) -> RenderedSnapshot:
+    """``extra``: more refresh-time exposition (the change counters) sent after the snapshot.
+    ``previous``: the last refresh's, whose unchanged chunks are reused, text and gzip member."""
+    before = previous.rendering if previous is not None else None
+    rendering = render_chunks(snapshot, extra, collectors, before)
+    kept = {}
+    if previous is not None and before is not None:
+        kept = dict(zip(before.keys, zip(before.texts, previous.members)))
+    members = []
+    for key, text in zip(rendering.keys, rendering.texts):
+        old = kept.get(key)
+        members.append(old[1] if old is not None and old[0] == text else gzip_member(text))
+    return RenderedSnapshot(snapshot=snapshot, plain=rendering.text(), gzip_head=b"".join(members),
+                            rendering=rendering, members=tuple(members))
 
 
 @dataclass(frozen=True)
