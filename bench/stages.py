@@ -1,0 +1,123 @@
+"""``python -m bench.stages``: CPU of each refresh stage on a steady mainnet-scale refresh.
+
+The simulated node (``bench.node_side``: the ``mainnet`` scenario by default) runs
+in its own process and commits a new block with moved stakes before every
+refresh, as on mainnet between two refreshes. The exporter is the production
+wiring (``tests.harness.ExporterUnderTest``, history on unless ``--no-history``,
+the process switches of ``exporter.cli.prepare_process``) in this process, its
+refresh thread running ``refresh_once()`` on demand.
+
+CPU is ``time.process_time()`` (every thread of this process, the chain-I/O
+loop included, nothing of the node's): around each stage, by giving the
+refresher a stage timer that reads it as well as the wall clock, and around the
+whole refresh. After ``--warmup`` refreshes (the first renders everything; later
+ones are steady) it prints the median of ``--runs`` refreshes per stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import exporter.refresh as refresh_module
+from bench.node_side import NodeSide
+from bench.workers import Worker
+
+
+class _CpuStages(refresh_module._Stages):
+    """The refresher's stage timer, also reading process CPU per stage (kept in ``log``)."""
+
+    log: list[tuple[str, float]] = []
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.process_time()
+        try:
+            with super().stage(name):
+                yield
+        finally:
+            _CpuStages.log.append((name, time.process_time() - started))
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.1f}"
+
+
+def measure(scenario: str, seed: int, runs: int, warmup: int, latency_ms: float, history: bool) -> dict:
+    from exporter.cli import prepare_process
+    from exporter.config import Config, HistoryConfig
+    from tests.harness import ExporterUnderTest
+
+    tmp = tempfile.mkdtemp(prefix="bench-stages-")
+    # As at start-up: GC thresholds, logging, the SDK's runtime cache (beside the history, in tmp).
+    prepare_process(Config(log_level="warning", log_format="console", history=HistoryConfig(path=os.path.join(tmp, "history.db"))))
+    refresh_module._Stages = _CpuStages  # type: ignore[misc] - the refresher builds one per refresh
+    try:
+        with Worker(NodeSide, scenario, seed) as node:
+            node.call("set_latency", latency_ms / 1000)
+            url = node.call("info")["url"]
+            exporter = ExporterUnderTest(url, history_path=os.path.join(tmp, "history.db") if history else None,
+                                         chain_timeout=60, refresh_timeout_seconds=600)
+            rows = []
+            try:
+                for i in range(warmup + runs):
+                    node.call("advance")
+                    node.call("reset_counters")
+                    _CpuStages.log = []
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    publication = exporter.refresher.refresh_now(timeout=600)
+                    row = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
+                    if not publication.up:
+                        raise RuntimeError("a refresh failed")
+                    row.update({f"cpu.{name}": seconds for name, seconds in _CpuStages.log})
+                    row["requests"] = node.call("counters")["requests"]
+                    row["plain_bytes"] = len(publication.data.plain)
+                    row["gzip_bytes"] = sum(map(len, publication.body(time.time(), b"", gzip=True)))
+                    if i >= warmup:
+                        rows.append(row)
+            finally:
+                exporter.close()
+    finally:
+        refresh_module._Stages = _CpuStages.__mro__[1]  # type: ignore[misc]
+        shutil.rmtree(tmp, ignore_errors=True)
+    keys = [k for k in rows[0] if all(k in r for r in rows)]
+    return {"runs": rows, "median": {k: statistics.median(r[k] for r in rows) for k in keys}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.stages", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenario", default="mainnet")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs", type=int, default=7, help="steady refreshes timed (default 7)")
+    parser.add_argument("--warmup", type=int, default=2, help="refreshes before those (default 2)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="slept by the node per request")
+    parser.add_argument("--history", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--json", metavar="PATH", help="also write every refresh's numbers as JSON")
+    args = parser.parse_args(argv)
+    result = measure(args.scenario, args.seed, args.runs, args.warmup, args.latency_ms, args.history)
+    median = result["median"]
+    print(f"{args.scenario}, {args.latency_ms:g} ms, history {'on' if args.history else 'off'}: "
+          f"median of {args.runs} steady refreshes after {args.warmup}")
+    print("stage          CPU ms")
+    for key, value in median.items():
+        if key.startswith("cpu."):
+            print(f"{key[4:]:<12} {_ms(value)}")
+    print(f"{'refresh':<12} {_ms(median['cpu'])}  (wall {_ms(median['wall']).strip()} ms)")
+    print(f"requests {median['requests']:g}, exposition plain {median['plain_bytes'] / 1e6:.2f} MB, "
+          f"gzip {median['gzip_bytes'] / 1e6:.2f} MB")
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(result, out, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
