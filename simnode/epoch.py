@@ -43,6 +43,7 @@ from simnode.state import ChainState
 
 __all__ = [
     "advance_to",
+    "apply_pending_children",
     "block_step",
     "epoch_permits",
     "is_epoch_block",
@@ -316,6 +317,45 @@ def _apply_child_set(st: _Storage, netuid: int, parent: str, children: list) -> 
     return True
 
 
+def _apply_pending(st: _Storage, netuid: int, parent: str, children: list) -> bool:
+    """One due pending set in the block step (``persist_pending_chidren_ok``): persisted with the
+    chain's ``SetChildren(parent, netuid, children)`` (phase Initialization: subtensor's
+    ``on_initialize``), or dropped silently - no event - when the chain refuses it or, on runtimes
+    that declare ``ChildkeyThresholdSuspended``, the parent is flagged below the threshold then
+    (except on a subnet it owns). The caller removes the ``PendingChildKeys`` row either way."""
+    if _parent_suspended(st, netuid, parent) or not _apply_child_set(st, netuid, parent, children):
+        return False
+    st.state.emit(PALLET, "SetChildren", [parent, netuid, [tuple(c) for c in children]], phase="Initialization")
+    return True
+
+
+def _parent_suspended(st: _Storage, netuid: int, parent: str) -> bool:
+    try:
+        st.runtime.storage_entry(PALLET, "ChildkeyThresholdSuspended")
+    except Exception:  # noqa: BLE001 - older runtimes do not declare it
+        return False
+    if st.has("SubnetOwnerHotkey", [netuid]) and st.one("SubnetOwnerHotkey", [netuid]) == parent:
+        return False
+    return st.has("ChildkeyThresholdSuspended", [parent])
+
+
+def apply_pending_children(state: ChainState, netuid: int, block: Optional[int] = None) -> list[str]:
+    """``do_set_pending_children(netuid)`` on the pending storage at ``block`` (default: the
+    pending block): every set of the subnet whose cooldown block is before ``block`` is applied
+    (``SetChildren``) or dropped, and its row removed. Returns the parents whose set applied."""
+    st = _Storage(state)
+    block = state.head.number + 1 if block is None else block
+    parents = [p for n, p in st.key_params(["PendingChildKeys"])["PendingChildKeys"] if n == netuid]
+    applied = []
+    for parent in sorted(parents, key=lambda hk: hk):
+        children, cooldown = st.one("PendingChildKeys", [netuid, parent])
+        if cooldown < block:
+            if _apply_pending(st, netuid, parent, children):
+                applied.append(parent)
+            state.delete("PendingChildKeys", [netuid, parent])
+    return applied
+
+
 # -- blocks ------------------------------------------------------------------------
 
 
@@ -346,7 +386,7 @@ class _Chain:
                     continue
                 children, cooldown = row
                 if cooldown < block:
-                    _apply_child_set(st, netuid, parent, children)
+                    _apply_pending(st, netuid, parent, children)
                     state.delete("PendingChildKeys", [netuid, parent])
                     self.pending[netuid].discard(parent)
         return due
