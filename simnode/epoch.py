@@ -33,6 +33,7 @@ pending set at the next epoch whatever its cooldown).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 
 from fractions import Fraction
 from typing import Any, Iterable, Optional, Sequence
@@ -359,6 +360,13 @@ def apply_pending_children(state: ChainState, netuid: int, block: Optional[int] 
 # -- blocks ------------------------------------------------------------------------
 
 
+def _storage_order(hotkey: str) -> bytes:
+    """PendingChildKeys::iter_prefix(netuid) visits parents by their Blake2_128Concat key: the order
+    sets apply in (it matters when one set makes a parent of another set's parent its child)."""
+    key = bytes.fromhex(ss58_decode(hotkey))
+    return hashlib.blake2b(key, digest_size=16).digest() + key
+
+
 class _Chain:
     """What the block step needs across blocks: read once, then kept up to date by the step
     itself (nothing else writes while ``advance_to`` runs)."""
@@ -378,7 +386,7 @@ class _Chain:
         for netuid in due:  # 1. the epochs of this block
             state.set("ValidatorPermit", [netuid], _epoch_permits(st, netuid))
         for netuid in due:  # 2. then the pending child sets that have cooled down
-            parents = sorted(self.pending.get(netuid, ()))
+            parents = sorted(self.pending.get(netuid, ()), key=_storage_order)
             rows = st.many("PendingChildKeys", [(netuid, p) for p in parents], default=None)
             for parent, row in zip(parents, rows):
                 if row is None:
