@@ -44,6 +44,14 @@ __all__ = [
 LAST_SPEC_BEFORE_2026_FIXES = 393
 
 
+def _declares(state: ChainState, item: str) -> bool:
+    try:
+        state.runtime.storage_entry(PALLET, item)
+    except KeyError:
+        return False
+    return True
+
+
 def _pending_block(state: ChainState) -> int:
     return state.head.number + 1
 
@@ -171,7 +179,8 @@ def remove_network(state: ChainState, netuid: int) -> int:
                 state.delete(item, list(key))
     for item in ("NetworksAdded", "Tempo", "SubnetworkN", "SubnetOwnerHotkey", "MaxAllowedValidators",
                  "ValidatorPermit", "StakeWeight", "LastEpochBlock"):
-        state.delete(item, [netuid])
+        if _declares(state, item):  # LastEpochBlock: newer runtimes only
+            state.delete(item, [netuid])
     state.set("TotalNetworks", [], max(0, st.one("TotalNetworks") - 1))
     return state.emit(PALLET, "NetworkRemoved", [netuid])
 
