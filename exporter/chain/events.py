@@ -23,6 +23,8 @@ import re
 import weakref
 from typing import Any, Optional, Protocol, Sequence
 
+from bittensor._transport.errors import StateDiscardedError
+
 from exporter.snapshot.causes import EVENT_CAUSES
 from exporter.snapshot.model import ChainEvent, EventWindow, frozen
 from exporter.snapshot.validate import InvalidRead
@@ -33,7 +35,7 @@ RANGE_CHUNK = 64  # blocks per state_queryStorage: about 64 blocks of mainnet ev
 MAX_EVENTS_BYTES = 1 << 23  # one block's System.Events; mainnet blocks hold tens of KB
 _HEX = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
 _LAYOUTS: "weakref.WeakKeyDictionary[Any, dict[str, tuple[str, ...]]]" = weakref.WeakKeyDictionary()
-_PRUNED = ("state already discarded", "unknownblock", "unknown block", "4003")
+_PRUNED = ("state already discarded", "state discarded")  # Substrate's words, and the SDK's
 
 
 class EventSource(Protocol):
@@ -51,6 +53,10 @@ class StatePruned(Exception):
 
 
 def is_pruned(error: BaseException) -> bool:
+    """Whether the endpoint said it no longer keeps that block's state (the SDK raises
+    StateDiscardedError for Substrate's "UnknownBlock: State already discarded for ...")."""
+    if isinstance(error, StateDiscardedError):
+        return True
     text = str(error).lower()
     return any(marker in text for marker in _PRUNED)
 
