@@ -18,7 +18,7 @@ import pytest
 
 from exporter.config import COLLECTORS
 from exporter.serving.chunks import value_key
-from exporter.serving.exposition import render_chunks, render_snapshot
+from exporter.serving.exposition import DETAIL_FAMILIES, VALIDATOR_FAMILIES, render_chunks, render_snapshot
 from exporter.serving.publication import render
 from exporter.snapshot.model import (
     ChainInfo, Edge, Identity, PendingChildren, PendingEffect, Snapshot, SubnetState, ValidatorState, WatchedKey,
@@ -137,7 +137,7 @@ def test_an_unchanged_snapshot_renders_and_compresses_nothing_again():
     assert again.plain == first.plain and again.gzip_head == first.gzip_head
 
 
-def test_one_changed_validator_renders_only_its_subnets_chunks():
+def test_one_changed_validator_renders_only_its_subnets_chunks_again():
     rng = random.Random(8)
     snapshot = _snapshot(rng)
     first = render_chunks(snapshot)
@@ -146,7 +146,10 @@ def test_one_changed_validator_renders_only_its_subnets_chunks():
     second = render_chunks(changed, previous=first)
     redone = [key for key, text in zip(second.keys, second.texts) if text not in first.texts]
     assert redone == [("bittensor_validator_own_stake_alpha", v.netuid, 0)]
-    assert second.rendered == 1
+    # Rendered again: the subnet's chunk of each family drawn from the validators, nothing else.
+    drawn = {name for name, *_ in VALIDATOR_FAMILIES + DETAIL_FAMILIES} | {
+        "bittensor_validator_permit", "bittensor_validator_childkey_suspended"}
+    assert second.rendered == len([k for k in second.keys if k[0] in drawn and k[1:] == (v.netuid, 0)])
     assert second.text() == render_snapshot(changed)
 
 

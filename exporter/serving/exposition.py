@@ -10,11 +10,12 @@ whose inputs changed are rendered again.
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Callable, Hashable, Iterable, Optional, Sequence
 
 from exporter.config import COLLECTORS
-from exporter.serving.chunks import ChunkWriter, Rendering, _number
-from exporter.snapshot.model import Snapshot, ValidatorState
+from exporter.serving.chunks import ChunkWriter, Rendering, Runs, _number, lines
+from exporter.snapshot.model import Edge, Identity, Snapshot, ValidatorState
 from exporter.snapshot.units import to_units, u64_ratio
 
 CACHED = " Cached: refreshed on the exporter's interval from one finalized block."
@@ -76,11 +77,48 @@ class _Writer:
         else:
             self.columns(name, help_text, kind, *(tuple(zip(*samples)) or ((), ())))
 
+    def records(self, name: str, help_text: str, kind: str, runs: Runs, render: Callable[[str, Sequence], bytes]) -> None:
+        """A family drawn from ``runs``' records, ``render(name, records)`` run by run (see ``chunks.Runs``)."""
+        self._header(name, help_text, kind)
+        self.chunks.records(name, runs, render)
+
     def single(self, name: str, help_text: str, kind: str, value: float) -> None:
         """A family of one series without labels."""
         self._header(name, help_text, kind)
         text = f"{name} {_number(value)}\n"
         self.chunks.chunk((name, None, 0), text, str.encode, text)
+
+
+def _labels(v: ValidatorState) -> str:
+    return f'hotkey="{v.hotkey}",netuid="{v.netuid}"'
+
+
+def _column(value_of: Callable[[ValidatorState], float]) -> Callable[[str, Sequence[ValidatorState]], bytes]:
+    """The rows of a family with a series for every validator."""
+    return lambda name, vs: lines(name, [_labels(v) for v in vs], [value_of(v) for v in vs])
+
+
+def _sparse(present: Callable[[ValidatorState], bool], value_of: Callable[[ValidatorState], float]) -> Callable[[str, Sequence[ValidatorState]], bytes]:
+    """The rows of a family with a series only where ``present``."""
+    return lambda name, vs: _column(value_of)(name, [v for v in vs if present(v)])
+
+
+def _permit_rows(name: str, vs: Sequence[ValidatorState]) -> bytes:
+    return lines(name, [f'{_labels(v)},uid="{"" if v.uid is None else v.uid}"' for v in vs], [int(v.permit) for v in vs])
+
+
+def _edge_rows(value_of: Callable[[Edge], Optional[float]]) -> Callable[[str, Sequence[Edge]], bytes]:
+    """The rows of an edge family: a series for every edge whose value is not None."""
+    def render(name: str, edges: Sequence[Edge]) -> bytes:
+        valued = [(e, x) for e in edges if (x := value_of(e)) is not None]
+        return lines(name, [f'parent_hotkey="{e.parent}",child_hotkey="{e.child}",netuid="{e.netuid}"' for e, _ in valued],
+                     [x for _, x in valued])
+    return render
+
+
+def _info_rows(name: str, identities: Sequence[Identity]) -> bytes:
+    return lines(name, [f'hotkey="{i.hotkey}",coldkey="{escape_label(i.coldkey)}",alias="{escape_label(i.alias)}",watched="{str(i.watched).lower()}"'
+                        for i in identities], [1] * len(identities))
 
 
 def _header_text(name: str, help_text: str, kind: str) -> bytes:
@@ -97,11 +135,12 @@ def render_chunks(snapshot: Snapshot, extra: bytes = b"", collectors: frozenset 
     """``render_snapshot`` as chunks, each unchanged one taken from ``previous`` (the last refresh's)."""
     w = _Writer(previous)
     validators = snapshot.validators
-    labels = [f'hotkey="{v.hotkey}",netuid="{v.netuid}"' for v in validators]
+    labels = [_labels(v) for v in validators]
+    by_subnet = Runs(validators, attrgetter("netuid"))
     if "validator" in collectors:
-        _validators(w, snapshot, labels)
+        _validators(w, snapshot, labels, by_subnet)
     if "stake_detail" in collectors:
-        _stake_detail(w, snapshot, labels)
+        _stake_detail(w, snapshot, by_subnet)
     if "relationships" in collectors:
         _relationships(w, snapshot)
     if "subnet" in collectors:
@@ -119,25 +158,21 @@ def render_chunks(snapshot: Snapshot, extra: bytes = b"", collectors: frozenset 
     return w.chunks.finish()
 
 
-def _validators(w: _Writer, snapshot: Snapshot, labels: list[str]) -> None:
+def _validators(w: _Writer, snapshot: Snapshot, labels: list[str], by_subnet: Runs) -> None:
     validators = snapshot.validators
-    netuids = [v.netuid for v in validators]
     for name, help_text, value_of in VALIDATOR_FAMILIES:
-        w.columns(name, help_text, "gauge", labels, list(map(value_of, validators)), netuids)
+        w.records(name, help_text, "gauge", by_subnet, _column(value_of))
     # The uid rides on the permit series as a label (it changes only when the
     # hotkey re-registers): one series per validator instead of two.
-    w.family(
+    w.records(
         "bittensor_validator_permit",
         "1 if the uid holds a validator permit from the subnet's last epoch, else 0; label uid: the hotkey's uid on the subnet (empty if it has none).",
-        "gauge",
-        ((v.netuid, f'{lab},uid="{"" if v.uid is None else v.uid}"', int(v.permit)) for lab, v in zip(labels, validators)),
-        grouped=True,
+        "gauge", by_subnet, _permit_rows,
     )
     if any(v.suspended is not None for v in validators):
-        w.family(
+        w.records(
             "bittensor_validator_childkey_suspended", "1 if the runtime suspended the hotkey's childkeys (ChildkeyThresholdSuspended).", "gauge",
-            ((v.netuid, lab, int(bool(v.suspended))) for lab, v in zip(labels, validators) if v.suspended is not None),
-            grouped=True,
+            by_subnet, _sparse(lambda v: v.suspended is not None, lambda v: int(bool(v.suspended))),
         )
     w.family(
         "bittensor_validator_projected_permit",
@@ -161,18 +196,16 @@ def _validators(w: _Writer, snapshot: Snapshot, labels: list[str]) -> None:
         "bittensor_validator_expected_childkey_take_ratio", "Expected childkey take (0-1) configured for a watched hotkey.", "gauge",
         ((lab, snapshot.expected_takes[v.hotkey]) for lab, v in zip(labels, validators) if v.hotkey in snapshot.expected_takes),
     )
-    w.family(
+    w.records(
         "bittensor_validator_info", "Validator metadata (value 1): coldkey owning the hotkey, the configured alias, and whether it is on the watch list.", "gauge",
-        ((_hotkey_group(i.hotkey), f'hotkey="{i.hotkey}",coldkey="{escape_label(i.coldkey)}",alias="{escape_label(i.alias)}",watched="{str(i.watched).lower()}"', 1)
-         for i in snapshot.identities),
-        grouped=True,
+        Runs(snapshot.identities, lambda i: _hotkey_group(i.hotkey)), _info_rows,
     )
 
 
-def _stake_detail(w: _Writer, snapshot: Snapshot, labels: list[str]) -> None:
+def _stake_detail(w: _Writer, snapshot: Snapshot, by_subnet: Runs) -> None:
     validators = snapshot.validators
     for name, help_text, present, value_of in DETAIL_FAMILIES:
-        w.family(name, help_text, "gauge", ((v.netuid, lab, value_of(v)) for lab, v in zip(labels, validators) if present(v)), grouped=True)
+        w.records(name, help_text, "gauge", by_subnet, _sparse(present, value_of))
     # Root stake belongs to the hotkey, not to a (hotkey, subnet): once per hotkey.
     root: dict[str, int] = {}
     for v in validators:
@@ -186,16 +219,14 @@ def _stake_detail(w: _Writer, snapshot: Snapshot, labels: list[str]) -> None:
 
 
 def _relationships(w: _Writer, snapshot: Snapshot) -> None:
-    w.family(
+    edges = Runs(snapshot.edges, attrgetter("netuid"))
+    w.records(
         "bittensor_childkey_proportion_ratio", "Share (0-1) of the parent's stake delegated to the child on the subnet.", "gauge",
-        ((e.netuid, f'parent_hotkey="{e.parent}",child_hotkey="{e.child}",netuid="{e.netuid}"', u64_ratio(e.proportion)) for e in snapshot.edges),
-        grouped=True,
+        edges, _edge_rows(lambda e: u64_ratio(e.proportion)),
     )
-    w.family(
+    w.records(
         "bittensor_childkey_inherited_alpha", "Alpha the child receives from this parent on the subnet: the parent's own alpha times the proportion, in the chain's fixed point.", "gauge",
-        ((e.netuid, f'parent_hotkey="{e.parent}",child_hotkey="{e.child}",netuid="{e.netuid}"', to_units(e.inherited_alpha))
-         for e in snapshot.edges if e.inherited_alpha is not None),
-        grouped=True,
+        edges, _edge_rows(lambda e: None if e.inherited_alpha is None else to_units(e.inherited_alpha)),
     )
     w.family(
         "bittensor_childkey_pending_children", "Children in a scheduled (pending) child set; 0 schedules a revocation of all children.", "gauge",
