@@ -80,6 +80,7 @@ class HistoryConfig:
     # (a pruning node keeps about 256; an archive node all). Older changes become one net change
     # flagged as a gap. Each block read costs bytes, not requests (state_queryStorage over a range).
     catch_up_blocks: int = 256
+    archive_endpoint: Optional[str] = None  # for `history backfill`; never used by the live exporter
 
 
 @dataclass(frozen=True)
@@ -296,7 +297,7 @@ def _parse_collectors(c: _Collector, raw: Any) -> frozenset:
 
 HISTORY_KEYS = (
     "path", "api_enabled", "stake_change_ratio", "samples_every_refresh_hours",
-    "samples_scope", "samples_hourly_days", "catch_up_blocks",
+    "samples_scope", "samples_hourly_days", "catch_up_blocks", "archive_endpoint",
 )
 
 
@@ -317,7 +318,18 @@ def _parse_history(c: _Collector, section: dict) -> HistoryConfig:
         samples_scope=c.string(section, "history", "samples_scope", HistoryConfig.samples_scope, choices=("watched", "all")),
         samples_hourly_days=c.number(section, "history", "samples_hourly_days", HistoryConfig.samples_hourly_days, lo=0, hi=3650),
         catch_up_blocks=c.number(section, "history", "catch_up_blocks", HistoryConfig.catch_up_blocks, lo=1, hi=7200, integer=True),
+        archive_endpoint=_archive_endpoint(c, section),
     )
+
+
+def _archive_endpoint(c: _Collector, section: dict) -> Optional[str]:
+    value = section.get("archive_endpoint")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith(("ws://", "wss://")):
+        c.add("history.archive_endpoint", f"must be a ws:// or wss:// URL, got {short(value)}")
+        return None
+    return value
 
 
 def parse_config(document: Any) -> Config:

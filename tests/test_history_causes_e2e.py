@@ -145,6 +145,7 @@ def test_a_pending_set_applied_at_its_epoch_and_the_permits_the_epoch_decides(ex
     applied = [r for r in rows if r[4] == "SetChildren"]
     assert [(r[0], r[1], r[2]) for r in applied] == [
         (epoch, "pending_applied", t.P3), (epoch, "edge_added", t.Z), (epoch, "edge_removed", t.M),
+        (epoch, "stake_weight_moved", t.M),  # M lost what P3 gave it: the set is the cause
     ]
     assert all(r[5] is None for r in applied)  # the block step, not an extrinsic
     permits = [r for r in rows if r[1].startswith("permit_")]

@@ -136,9 +136,11 @@ class ChainReader:
         self._map_sizes[item] = len(rows)
         return rows
 
-    async def read(self, conn: SubstrateConnection, scope: ScopeConfig, events: Optional[EventRange] = None) -> ChainRead:
-        """One refresh's reads over ``conn``, all at its finalized head, admitted by the gate;
-        with ``events``, also the chain's events of the blocks since ``events.since``.
+    async def read(self, conn: SubstrateConnection, scope: ScopeConfig, events: Optional[EventRange] = None,
+                   at_block: Optional[int] = None) -> ChainRead:
+        """One refresh's reads over ``conn``, all at its finalized head (or at block ``at_block``: a
+        backfill), admitted by the gate; with ``events``, also the chain's events of the blocks since
+        ``events.since``.
 
         Raises ``InvalidRead`` (a ValueError) for anything the chain could not have said.
         """
@@ -152,7 +154,10 @@ class ChainReader:
             gc.collect()
         self._stake_keys = None
         try:
-            source, block, spec_version = await self.open_finalized(conn)
+            if at_block is None:
+                source, block, spec_version = await self.open_finalized(conn)
+            else:
+                source, block, spec_version = await self.open_at(conn, at_block)
             read, window = await gather_or_cancel(
                 self.read_from(source, scope, block=block, spec_version=spec_version),
                 read_window(ReaderEventSource(source), events.since, block, events.limit) if events else _nothing(),
@@ -179,6 +184,15 @@ class ChainReader:
         block, codec = await gather_or_cancel(conn.get_block_number(head), codec_at(conn, head))
         self.gate.check_head(block, head)
         return StorageReader(conn, codec, head, semaphore), block, codec.spec_version
+
+    async def open_at(self, conn: SubstrateConnection, number: int) -> tuple[StorageReader, int, int]:
+        """A storage reader pinned to block ``number`` (a backfill from an archive endpoint)."""
+        semaphore = asyncio.Semaphore(self._max_in_flight)
+        block_hash = await conn.rpc_request("chain_getBlockHash", [number])
+        check_block_hash(block_hash)
+        codec = await codec_at(conn, block_hash)
+        self.gate.check_head(number, block_hash)
+        return StorageReader(conn, codec, block_hash, semaphore), number, codec.spec_version
 
     async def read_from(self, source: StorageSource, scope: ScopeConfig, *, block: int, spec_version: int) -> ChainRead:
         """The four-stage plan against ``source`` (all of it at ``source.block_hash``)."""

@@ -165,9 +165,10 @@ class ChainSession:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    async def _read_from(self, endpoint: Endpoint, scope: ScopeConfig, events: Optional[EventRange]) -> ChainRead:
+    async def _read_from(self, endpoint: Endpoint, scope: ScopeConfig, events: Optional[EventRange],
+                         at_block: Optional[int]) -> ChainRead:
         try:
-            return await self._reader.read(await self._connection(endpoint), scope, events)
+            return await self._reader.read(await self._connection(endpoint), scope, events, at_block)
         except BaseException:
             # A failed or cancelled read may leave the session mid-page or given
             # up; the next attempt starts on a fresh connection.
@@ -175,7 +176,7 @@ class ChainSession:
             raise
 
     async def _read(self, scope: ScopeConfig, deadline: float, attempts: list[Attempt],
-                    events: Optional[EventRange] = None) -> ChainRead:
+                    events: Optional[EventRange] = None, at_block: Optional[int] = None) -> ChainRead:
         """Try every endpoint, in the pool's order, until one gives a complete read;
         each try goes in ``attempts``."""
         last: Optional[BaseException] = None
@@ -187,7 +188,7 @@ class ChainSession:
             started = time.monotonic()
             budget = attempt_budget(remaining, len(order) - index, self._chain.timeout_seconds)
             try:
-                read = await asyncio.wait_for(self._read_from(endpoint, scope, events), budget)
+                read = await asyncio.wait_for(self._read_from(endpoint, scope, events, at_block), budget)
             except Exception as error:  # noqa: BLE001 - try the next endpoint
                 if isinstance(error, TimeoutError) and not str(error):
                     error = TimeoutError(f"no complete read from {endpoint.label} within {budget:.3g}s")
@@ -200,8 +201,8 @@ class ChainSession:
             return read
         raise last if last is not None else TimeoutError("no time left in this refresh to try an endpoint")
 
-    def read(self, scope: ScopeConfig, timeout: float,
-             events: Optional[EventRange] = None) -> tuple[ChainRead, tuple[Attempt, ...]]:
+    def read(self, scope: ScopeConfig, timeout: float, events: Optional[EventRange] = None,
+             at_block: Optional[int] = None) -> tuple[ChainRead, tuple[Attempt, ...]]:
         """One consistent read at the finalized head (with ``events``: and the chain's events since
         a block), and the endpoint tries it took.
 
@@ -214,7 +215,7 @@ class ChainSession:
         with self._lock:
             if self._cancelled.is_set():
                 raise ReadError("timeout", "not read: the exporter is stopping")
-            future = asyncio.run_coroutine_threadsafe(self._read(scope, deadline, attempts, events), self._loop)
+            future = asyncio.run_coroutine_threadsafe(self._read(scope, deadline, attempts, events, at_block), self._loop)
             self._in_flight = future
         try:
             read = future.result(timeout + _OVERRUN_SECONDS)
@@ -265,6 +266,21 @@ class ChainSession:
             self._thread.join(max(0.1, deadline - time.monotonic()))
         if not self._thread.is_alive():
             self._loop.close()
+
+    def finalized_block(self, timeout: float) -> int:
+        """The finalized head's number at the first endpoint (a backfill's upper bound); nothing else is read."""
+
+        async def head() -> int:
+            conn = await self._connection(self.pool.order()[0])
+            block_hash = await conn.get_chain_finalised_head()
+            return int(await conn.get_block_number(block_hash))
+
+        future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(head(), timeout), self._loop)
+        try:
+            return future.result(timeout + _OVERRUN_SECONDS)
+        except Exception as error:  # noqa: BLE001 - one labelled failure, like a read's
+            self._abandon_connection()
+            raise ReadError(classify(error), _describe(error)) from error
 
     def task_count(self) -> int:
         """Tasks alive on the chain I/O loop (for tests: nothing may pile up after failures)."""

@@ -64,6 +64,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE events ADD COLUMN block_from INTEGER;
     ALTER TABLE events ADD COLUMN backfilled INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX events_by_block ON events (block);
+    -- where the live history of an older file began, so a backfill ends there
+    INSERT OR IGNORE INTO meta SELECT 'first_block', CAST(min(b) AS TEXT) FROM
+        (SELECT min(block) AS b FROM validator_state UNION ALL SELECT min(block) FROM events)
+        HAVING min(b) IS NOT NULL;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

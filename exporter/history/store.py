@@ -144,6 +144,40 @@ class HistoryStore:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'last_block'").fetchone()
         return None if row is None else int(row[0])
 
+    def first_block(self) -> Optional[int]:
+        """The block of the first refresh recorded live (a backfill ends there)."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'first_block'").fetchone()
+        return None if row is None else int(row[0])
+
+    def backfill_progress(self) -> Optional[dict]:
+        """{"start", "end", "done"} of the last backfill (done < end: interrupted), or None."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'backfill'").fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def commit_backfill(self, events: list[ChangeEvent], progress: dict, generation: str,
+                        baseline: Optional[tuple[Snapshot, HistoryState]] = None) -> None:
+        """One backfilled chunk: its events and the progress, in one transaction (a kill resumes
+        after the last chunk committed). ``baseline``: the state at the last block backfilled, for a
+        file the live exporter has not written yet: it starts from there."""
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            if self.generation() != generation:
+                raise HistoryWasReset()
+            insert_events(c, events)
+            c.execute("INSERT OR REPLACE INTO meta VALUES ('backfill', ?)", (json.dumps(progress),))
+            if baseline is not None and self.last_block() is None:
+                snapshot, state = baseline
+                block = snapshot.chain.block
+                _write_state_diff(c, HistoryState.empty(), state, block)
+                c.execute("INSERT OR REPLACE INTO meta VALUES ('last_block', ?)", (str(block),))
+                c.execute("INSERT OR IGNORE INTO meta VALUES ('first_block', ?)", (str(block),))
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+
     def generation(self) -> Optional[str]:
         """The file's reset generation: it changes whenever the history is wiped."""
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
@@ -200,6 +234,7 @@ class HistoryStore:
             _write_state_diff(c, previous, state, block)
             insert_events(c, events)
             c.execute("INSERT OR REPLACE INTO meta VALUES ('last_block', ?)", (str(block),))
+            c.execute("INSERT OR IGNORE INTO meta VALUES ('first_block', ?)", (str(block),))
             self._write_samples(snapshot, now, retention, watched)
             c.execute("DELETE FROM samples WHERE tier = ? AND time < ?", (TIER_EVERY_REFRESH, now - retention.every_refresh_seconds))
             c.execute("DELETE FROM samples WHERE tier = ? AND time < ?", (TIER_HOURLY, now - retention.hourly_seconds))

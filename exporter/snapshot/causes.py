@@ -223,6 +223,10 @@ class _Attribution:
         for e in reversed(self.events):
             if e.name in _STAKE_EVENTS and involved & set(e.accounts) and {change.netuid, 0} & set(e.netuids):
                 return self._placed(change, e)
+            # A stake weight also moves when a parent's child set changes (what the child inherits).
+            if (change.kind == "stake_weight_moved" and e.name == "SetChildren" and e.accounts
+                    and e.accounts[0] in involved and change.netuid in e.netuids):
+                return self._placed(change, e)
         cause = "suspension" if involved & self.suspended else None
         return self._remainder(change, involved, event_driven=False, cause=cause)
 
