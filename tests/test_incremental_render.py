@@ -19,6 +19,7 @@ import pytest
 from exporter.config import COLLECTORS
 from exporter.serving.chunks import value_key
 from exporter.serving.exposition import DETAIL_FAMILIES, VALIDATOR_FAMILIES, render_chunks, render_snapshot
+from exporter.serving import publication
 from exporter.serving.publication import render
 from exporter.snapshot.model import (
     ChainInfo, Edge, Identity, PendingChildren, PendingEffect, Snapshot, SubnetState, ValidatorState, WatchedKey,
@@ -111,7 +112,8 @@ def _step(rng: random.Random, before: Snapshot) -> Snapshot:
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_every_step_equals_a_render_from_scratch(seed):
+def test_every_step_equals_a_render_from_scratch(seed, monkeypatch):
+    monkeypatch.setattr(publication, "SUBNETS_PER_MEMBER", 1 + seed % 3)  # members of 1-3 subnets' chunks
     rng = random.Random(seed)
     collectors = frozenset(COLLECTORS) if seed % 3 else frozenset(rng.sample(sorted(COLLECTORS), 4))
     snapshot = _snapshot(rng)
@@ -133,7 +135,7 @@ def test_an_unchanged_snapshot_renders_and_compresses_nothing_again():
     first = render(snapshot, b"x 1\n")
     again = render(replace(snapshot), b"x 1\n", previous=first)
     assert again.rendering.rendered == 0
-    assert all(a is b for a, b in zip(again.members, first.members)), "every gzip member reused"
+    assert all(a[2] is b[2] for a, b in zip(again.members, first.members)), "every gzip member reused"
     assert again.plain == first.plain and again.gzip_head == first.gzip_head
 
 
@@ -163,7 +165,7 @@ def test_the_gzip_body_is_one_stream_of_members_that_zlib_reads_whole():
     snapshot = _snapshot(random.Random(9))
     data = render(snapshot, b"x 1\n")
     body = data.gzip_head + data.gzip_tail(b"# live\n")
-    assert data.gzip_head.count(b"\x1f\x8b\x08") >= len([m for m in data.members if m])
+    assert len([m for _, _, m in data.members if m]) > 10
     # Each member decompressed in turn, as Go's multistream reader does, gives the whole text.
     out, rest = b"", body
     while rest:
