@@ -1,4 +1,4 @@
-"""``history`` subcommands: list recorded changes, or wipe the history safely."""
+"""``history`` subcommands: list recorded changes, back the database up, or wipe the history safely."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import sqlite3
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Optional
 
+from exporter.history.backup import BackupError, backup_database
 from exporter.history.queries import BadQuery, build_query
 from exporter.history.schema import SchemaTooNew
 from exporter.history.store import HistoryStore, query_events
@@ -18,8 +20,12 @@ EXIT_FAILED = 1
 
 
 def add_history_parser(sub, flags: argparse.ArgumentParser) -> None:
-    history = sub.add_parser("history", parents=[flags], help="list recorded changes, or reset the history database")
-    history.add_argument("action", nargs="?", choices=("events", "reset"), default="events", help="events (default) or reset")
+    history = sub.add_parser("history", parents=[flags],
+                             help="list recorded changes, back up or reset the history database")
+    history.add_argument("action", nargs="?", choices=("events", "backup", "reset"), default="events",
+                         help="events (default), backup PATH, or reset")
+    history.add_argument("destination", nargs="?", metavar="PATH",
+                         help="backup: the file to write, or a directory for a timestamped file in it")
     history.add_argument("--history.path", dest="history_path", metavar="PATH", help="history database (default: history.path from the config)")
     history.add_argument("--hotkey")
     history.add_argument("--netuid")
@@ -29,10 +35,16 @@ def add_history_parser(sub, flags: argparse.ArgumentParser) -> None:
     history.add_argument("--limit", default="100", help="most events to show (default 100)")
     history.add_argument("--json", action="store_true", help="one JSON object per line")
     history.add_argument("--yes", action="store_true", help="reset without asking")
+    history.add_argument("--force", action="store_true", help="backup: replace PATH if it exists")
 
 
 def run_history(args: argparse.Namespace, db_path: str) -> int:
     path = args.history_path or db_path
+    if args.action == "backup":
+        return _backup(path, args.destination, args.force)
+    if args.destination is not None:
+        print(f"error: unexpected argument {args.destination!r} (only history backup takes a PATH)", file=sys.stderr)
+        return EXIT_USAGE
     if args.action == "reset":
         return _reset(path, args.yes)
     return _events(path, args)
@@ -77,6 +89,20 @@ def _line(event: dict) -> str:
     edge = f" parent={event['parent']}" if event["parent"] and event["parent"] != event["hotkey"] else ""
     change = f" {json.dumps(event['old'])} -> {json.dumps(event['new'])}"
     return f"{when} #{event['block']} {event['kind']:<18} {who}{edge}{change}"
+
+
+def _backup(path: str, destination: Optional[str], force: bool) -> int:
+    if not destination:
+        print("error: history backup needs a PATH: the backup file, or a directory for a timestamped one",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        backup = backup_database(path, destination, force=force)
+    except BackupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(backup.summary())
+    return 0
 
 
 def _reset(path: str, yes: bool) -> int:
