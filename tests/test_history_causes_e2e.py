@@ -17,6 +17,7 @@ from simnode.actions import add_stake, schedule_children, set_childkey_take
 from simnode.epoch import advance_to
 from tests import tricky_chain as t
 from tests.conftest import write_tricky_chain
+from tests.harness import series
 
 SCOPE = ScopeConfig(min_stake_weight=0, watch=(WatchedHotkey(t.M, "M"), WatchedHotkey(t.C2, "C2")))
 PRUNING = 40  # blocks of state the node keeps before its head
@@ -84,6 +85,10 @@ def test_a_script_of_changes_is_recorded_once_each_at_its_block_with_its_cause(p
     ]
     assert [r[5] for r in rows] == [1, 1, 1, 1, 1, 1, 1, 2, 2]  # the extrinsic in its block
     assert all(r[6] is None for r in rows)  # exact blocks, no ranges
+    served = exporter.scrape()
+    assert series(served, "bittensor_validator_last_change_block", hotkey=t.C2, netuid=1, kind="take_changed") == 5
+    assert series(served, "bittensor_validator_last_change_cause_info", hotkey=t.C2, netuid=1, kind="take_changed",
+                  cause="ChildKeyTakeSet") == 1
 
     # Stopped: two changes in the blocks it misses, then restarted at a later block.
     exporter.close()

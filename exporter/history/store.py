@@ -197,16 +197,15 @@ class HistoryStore:
             raise
         return value
 
-    def last_changes(self, hotkeys: Iterable[str]) -> dict[tuple[str, int, str], tuple[int, float]]:
-        """(hotkey, netuid, kind) -> (block, time) of the newest event of each kind for ``hotkeys``."""
-        found: dict[tuple[str, int, str], tuple[int, float]] = {}
+    def last_changes(self, hotkeys: Iterable[str]) -> dict[tuple[str, int, str], tuple[int, float, Optional[str]]]:
+        """(hotkey, netuid, kind) -> (block, time, cause) of the newest event of each kind for ``hotkeys``
+        (newest by block: a backfill appends older events after newer ones)."""
+        found: dict[tuple[str, int, str], tuple[int, float, Optional[str]]] = {}
         for hotkey in sorted(set(hotkeys)):
-            for netuid, kind, block, time in self._conn.execute(
-                "SELECT netuid, kind, block, time FROM events WHERE id IN"
-                " (SELECT max(id) FROM events WHERE hotkey = ? GROUP BY netuid, kind)",
-                (hotkey,),
+            for netuid, kind, block, time, cause in self._conn.execute(
+                "SELECT netuid, kind, block, time, cause FROM events WHERE hotkey = ? ORDER BY block, id", (hotkey,)
             ):
-                found[(hotkey, netuid, kind)] = (block, time)
+                found[(hotkey, netuid, kind)] = (block, time, cause)
         return found
 
     def commit_refresh(

@@ -115,7 +115,7 @@ class HistoryWriter:
         self._last_block: Optional[int] = None  # the block self._state was recorded at
         self._generation: Optional[str] = None  # the file's reset generation the state belongs to
         # (hotkey, netuid, kind) -> (block, time) of the last change, watched hotkeys only
-        self._last_changes: dict[tuple[str, int, str], tuple[int, float]] = {}
+        self._last_changes: dict[tuple[str, int, str], tuple[int, float, Optional[str]]] = {}
         self._last_failure: Optional[tuple[str, str]] = None  # (stage, error type) last logged with a traceback
 
     def _open(self) -> bool:
@@ -155,7 +155,7 @@ class HistoryWriter:
         return True
 
     @property
-    def last_changes(self) -> dict[tuple[str, int, str], tuple[int, float]]:
+    def last_changes(self) -> dict[tuple[str, int, str], tuple[int, float, Optional[str]]]:
         """(hotkey, netuid, kind) -> (block, time) of the last recorded change, for watched hotkeys."""
         return dict(self._last_changes)
 
@@ -221,7 +221,9 @@ class HistoryWriter:
         self._last_failure = None
         for e in diff.events:
             if e.hotkey in self._watched:
-                self._last_changes[(e.hotkey, e.netuid, e.kind)] = (e.block, e.time)
+                key = (e.hotkey, e.netuid, e.kind)
+                if key not in self._last_changes or self._last_changes[key][0] <= e.block:
+                    self._last_changes[key] = (e.block, e.time, e.cause)
         if diff.events:
             log.info("changes recorded", block=snapshot.chain.block, events=len(diff.events))
         try:

@@ -60,9 +60,10 @@ class ChangeCounters:
 
 LAST_CHANGE_TIME = "bittensor_validator_last_change_timestamp_seconds"
 LAST_CHANGE_BLOCK = "bittensor_validator_last_change_block"
+LAST_CHANGE_CAUSE = "bittensor_validator_last_change_cause_info"
 
 
-def render_last_changes(last_changes: Mapping[tuple[str, int, str], tuple[int, float]]) -> bytes:
+def render_last_changes(last_changes: Mapping[tuple[str, int, str], tuple]) -> bytes:
     """When each watched validator last changed, by kind, from the history database.
 
     Loaded from the file at start and kept by the refresh thread, so an alert
@@ -74,10 +75,17 @@ def render_last_changes(last_changes: Mapping[tuple[str, int, str], tuple[int, f
         f"# HELP {LAST_CHANGE_TIME} Chain time (block timestamp) of the last recorded change of this kind to a watched "
         "validator (for an edge: the child; for a pending set: the parent), from the history database.\n"
         f"# TYPE {LAST_CHANGE_TIME} gauge\n",
-        *(f'{LAST_CHANGE_TIME}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {float(t)!r}\n' for (h, n, k), (_, t) in rows),
-        f"# HELP {LAST_CHANGE_BLOCK} Block of the first refresh that saw the last recorded change of this kind to a "
-        "watched validator, from the history database.\n"
+        *(f'{LAST_CHANGE_TIME}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {float(t)!r}\n' for (h, n, k), (_, t, *_) in rows),
+        f"# HELP {LAST_CHANGE_BLOCK} Block of the last recorded change of this kind to a watched validator (the block "
+        "of the chain event that caused it; for a change known only as a net change, the last block it may lie in), "
+        "from the history database.\n"
         f"# TYPE {LAST_CHANGE_BLOCK} gauge\n",
-        *(f'{LAST_CHANGE_BLOCK}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {int(b)}\n' for (h, n, k), (b, _) in rows),
+        *(f'{LAST_CHANGE_BLOCK}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {int(b)}\n' for (h, n, k), (b, *_) in rows),
+        f"# HELP {LAST_CHANGE_CAUSE} The cause of the last recorded change of this kind to a watched validator: the "
+        "chain event (SetChildren, ChildKeyTakeSet, HotkeySwapped, ...) or a silent cause (epoch, dropped_at_apply, "
+        "suspension, gap, no_event); always 1.\n"
+        f"# TYPE {LAST_CHANGE_CAUSE} gauge\n",
+        *(f'{LAST_CHANGE_CAUSE}{{hotkey="{h}",netuid="{n}",kind="{k}",cause="{v[2]}"}} 1\n'
+          for (h, n, k), v in rows if len(v) > 2 and v[2]),
     ]
     return "".join(parts).encode()
