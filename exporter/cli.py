@@ -19,8 +19,8 @@ from typing import Iterator, Optional, Sequence
 
 from exporter import __version__
 from exporter.config import (
-    COLLECTORS, ENDPOINTS_ENV, LOG_FORMATS, LOG_LEVELS, SCOPE_MODES, Config, ConfigError, listen_address_problem,
-    load_config,
+    COLLECTORS, ENDPOINTS_ENV, LOG_FORMATS, LOG_LEVELS, REFRESH_MODES, SCOPE_MODES, Config, ConfigError,
+    listen_address_problem, load_config,
 )
 from exporter.history.cli import add_history_parser, run_history
 from exporter.serving.server import DEFAULT_TELEMETRY_PATH, telemetry_path_problem
@@ -74,6 +74,9 @@ def _flags() -> argparse.ArgumentParser:
                        help=f"path to serve metrics on (default {DEFAULT_TELEMETRY_PATH}); the landing page at / links to it")
     flags.add_argument("--web.config.file", dest="web_config_file", metavar="PATH", help="TLS and basic auth, in the Prometheus exporter-toolkit format")
     flags.add_argument("--interval", type=parse_duration, metavar="DURATION", help="refresh interval, e.g. 60s or 2m (overrides refresh.interval_seconds)")
+    flags.add_argument("--refresh.mode", dest="refresh_mode", choices=REFRESH_MODES,
+                       help="interval: every --interval; finalized: on every new finalized block, and at least every "
+                            "--interval (overrides refresh.mode)")
     flags.add_argument("--scope.mode", dest="scope_mode", choices=SCOPE_MODES,
                        help="network: every validator in scope; watched: only scope.watch's hotkeys (overrides scope.mode)")
     flags.add_argument("--log.level", dest="log_level", choices=LOG_LEVELS, help="warn is warning (overrides log.level)")
@@ -123,6 +126,8 @@ def resolve_config(args: argparse.Namespace) -> Config:
             problems.append(f"--interval: must be between 1s and 24h, got {interval:g}s")
         else:
             config = replace(config, interval_seconds=interval)
+    if _flag(args, "refresh_mode") is not None:
+        config = replace(config, refresh_mode=_flag(args, "refresh_mode"))
     mode = _flag(args, "scope_mode")
     if mode is not None:
         if mode == "watched" and not config.scope.watch:
@@ -190,6 +195,10 @@ def _main(args: argparse.Namespace, stop: Optional[threading.Event]) -> int:
     if args.command == "check-config":
         print("configuration ok")
         return 0
+    if args.command == "history" and args.action == "backfill":
+        from exporter.backfill import run_backfill_command  # reads the chain: loaded only for this command
+
+        return run_backfill_command(config, args)
     if args.command == "history":
         return run_history(args, config.history.path)
     from exporter.history.writer import history_path_problem
@@ -258,6 +267,7 @@ def _run(config: Config, web: WebConfig, stop: threading.Event, telemetry_path: 
         basic_auth=bool(web.users),
         endpoints=len(config.chain.endpoints),
         interval_seconds=config.interval_seconds,
+        refresh_mode=config.refresh_mode,
     )
     stop.wait()
     log.info("stopping")

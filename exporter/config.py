@@ -35,6 +35,9 @@ COLLECTORS = {
     "watched": "whether each watched hotkey is found on the chain (bittensor_watched_hotkey_*)",
 }
 SCOPE_MODES = ("network", "watched")
+# interval: refresh every interval_seconds; finalized: refresh on every new finalized block
+# (asking the node for its finalized head every poll_seconds), and at least every interval_seconds.
+REFRESH_MODES = ("interval", "finalized")
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ class Config:
     chain: ChainConfig = field(default_factory=ChainConfig)
     interval_seconds: float = 60.0
     refresh_timeout_seconds: float = 120.0
+    refresh_mode: str = "interval"  # one of REFRESH_MODES
+    poll_seconds: float = 2.0  # finalized mode: how often to ask for the finalized head (blocks are 12 s)
     stale_after_seconds: Optional[float] = None  # None: three intervals
     max_staleness_seconds: Optional[float] = None  # None: fifteen intervals
     scope: ScopeConfig = field(default_factory=ScopeConfig)
@@ -340,7 +345,8 @@ def parse_config(document: Any) -> Config:
         raise ConfigError(c.problems)
     chain = _parse_chain(c, top.get("chain"))
     refresh = c.mapping(
-        top.get("refresh"), "refresh", ("interval_seconds", "timeout_seconds", "stale_after_seconds", "max_staleness_seconds")
+        top.get("refresh"), "refresh",
+        ("interval_seconds", "timeout_seconds", "stale_after_seconds", "max_staleness_seconds", "mode", "poll_seconds"),
     )
     history = c.mapping(top.get("history"), "history", HISTORY_KEYS)
     web = c.mapping(top.get("web"), "web", ("listen_address",))
@@ -353,6 +359,8 @@ def parse_config(document: Any) -> Config:
         chain=chain,
         interval_seconds=c.number(refresh, "refresh", "interval_seconds", Config.interval_seconds, lo=1, hi=86400),
         refresh_timeout_seconds=c.number(refresh, "refresh", "timeout_seconds", Config.refresh_timeout_seconds, lo=1, hi=3600),
+        refresh_mode=c.string(refresh, "refresh", "mode", Config.refresh_mode, choices=REFRESH_MODES),
+        poll_seconds=c.number(refresh, "refresh", "poll_seconds", Config.poll_seconds, lo=0.05, hi=60),
         stale_after_seconds=c.number(refresh, "refresh", "stale_after_seconds", None, lo=1, hi=7 * 86400),
         max_staleness_seconds=c.number(refresh, "refresh", "max_staleness_seconds", None, lo=1, hi=30 * 86400),
         scope=_parse_scope(c, top.get("scope")),

@@ -48,6 +48,8 @@ class ChainSource(Protocol):
     def read(self, scope: ScopeConfig, timeout: float,
              events: Optional[EventRange] = None) -> tuple[ChainRead, tuple[Attempt, ...]]: ...
 
+    def finalized_head(self, timeout: float) -> str: ...  # asked only with refresh_mode "finalized"
+
 
 class RequestTotals(Protocol):
     def totals(self) -> dict[str, int]: ...
@@ -222,10 +224,20 @@ class Refresher:
     # -- the refresh thread ----------------------------------------------------
 
     def start(self, *, scheduled: bool = True) -> None:
-        """Start the refresh thread: a refresh now and every interval (start to start),
-        or, with ``scheduled`` False, only when ``refresh_now()`` asks."""
+        """Start the refresh thread: a refresh now and every interval (start to start) or, in
+        refresh mode ``finalized``, on every new finalized block and at least every interval;
+        with ``scheduled`` False, only when ``refresh_now()`` asks."""
+        self._published = threading.Condition()
         self._thread = threading.Thread(target=self._run, args=(scheduled,), name="refresh", daemon=True)
         self._thread.start()
+
+    def wait_published(self, after: int, timeout: float) -> Publication:
+        """The current publication once its generation is above ``after``, or after ``timeout`` seconds."""
+        if self._thread is None:
+            raise RuntimeError("the refresh thread is not running")
+        with self._published:
+            self._published.wait_for(lambda: self._publication.generation > after, timeout)
+        return self._publication
 
     def refresh_now(self, timeout: Optional[float] = None) -> Publication:
         """Run one refresh on the refresh thread and wait for its publication."""
@@ -244,10 +256,14 @@ class Refresher:
         self._thread = None
 
     def _run(self, scheduled: bool) -> None:
+        following = scheduled and self._config.refresh_mode == "finalized"
         try:
-            next_at = time.monotonic()
+            next_at = time.monotonic()  # the next refresh due whatever the chain does
+            seen: Optional[str] = None  # following: the finalized head the last refresh was for
             while True:
                 wait = max(0.0, next_at - time.monotonic()) if scheduled else None
+                if following and seen is not None:
+                    wait = min(wait, self._config.poll_seconds)  # type: ignore[type-var]
                 try:
                     job = self._jobs.get(timeout=wait)
                 except queue.Empty:
@@ -255,19 +271,41 @@ class Refresher:
                 if job is None:
                     return
                 if job is _SCHEDULED:
+                    if following and seen is not None and time.monotonic() < next_at:
+                        head = self._finalized_head()
+                        if head is None or head == seen:
+                            continue  # asked again after poll_seconds: never a busy loop
+                        seen = head
                     next_at = time.monotonic() + self._config.interval_seconds
                     try:
-                        self.refresh_once()
+                        publication = self.refresh_once()
+                        if following:
+                            seen = _block_hash(publication) or seen or ""
                     except Exception:  # noqa: BLE001 - a bug in publishing must not end the thread
                         log.exception("refresh could not publish")
-                    continue
-                try:
-                    job.set_result(self.refresh_once())
-                except BaseException as failure:  # noqa: BLE001 - handed to the waiting caller
-                    job.set_exception(failure)
+                else:
+                    try:
+                        job.set_result(self.refresh_once())
+                    except BaseException as failure:  # noqa: BLE001 - handed to the waiting caller
+                        job.set_exception(failure)
+                with self._published:
+                    self._published.notify_all()
         finally:
             if self._history is not None:
                 self._history.close()
+
+    def _finalized_head(self) -> Optional[str]:
+        """The node's finalized head, or None when it cannot say (asked again after ``poll_seconds``)."""
+        try:
+            return self._source.finalized_head(min(self._config.chain.timeout_seconds, self._config.interval_seconds))
+        except Exception as failure:  # noqa: BLE001 - a node that cannot say now may say at the next poll
+            log.debug("finalized head not read", error=str(failure))
+            return None
+
+
+def _block_hash(publication: Publication) -> Optional[str]:
+    """The block a good refresh read (the head the next new one is told from)."""
+    return publication.data.snapshot.chain.block_hash if publication.up and publication.data is not None else None
 
 
 def _read_failed(failure: ReadError, attempts: tuple[Attempt, ...], started: float) -> str:

@@ -234,6 +234,33 @@ class ChainSession:
                 self._in_flight = None
         return read, tuple(attempts)
 
+    def finalized_head(self, timeout: float) -> str:
+        """The finalized head's hash, from the endpoint reads go to first (one request): what a
+        refresh that follows the chain waits on. Raises ReadError on any failure, and at once
+        when the exporter is stopping (``cancel()`` also ends an ask in flight)."""
+
+        async def ask() -> str:
+            conn = await self._connection(self.pool.order()[0])
+            try:
+                return await conn.get_chain_finalised_head()
+            except BaseException:
+                self._abandon_connection()  # the next ask (or read) starts on a fresh connection
+                raise
+
+        with self._lock:
+            if self._cancelled.is_set():
+                raise ReadError("timeout", "not asked: the exporter is stopping")
+            future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(ask(), timeout), self._loop)
+            self._in_flight = future
+        try:
+            return future.result(timeout + _OVERRUN_SECONDS)
+        except Exception as error:  # noqa: BLE001 - the caller asks again later
+            future.cancel()
+            raise ReadError(classify(error), _describe(error)) from None
+        finally:
+            with self._lock:
+                self._in_flight = None
+
     def cancel(self) -> None:
         """Fail the read in flight now, and every later one at once (the exporter is stopping).
 
