@@ -1,5 +1,8 @@
 """``history backfill``: record the changes of past blocks from an archive endpoint.
 
+At the top level because it drives the chain session and the history store together,
+as a refresh does.
+
 The same pipeline as a live refresh, stepped through the past: a read pinned
 at the start block is the baseline; then for each chunk of blocks, a read
 pinned at its end with the chain's events of the chunk, the same change
@@ -18,6 +21,7 @@ state as the live exporter's starting point.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -214,3 +218,20 @@ def run_backfill(config, *, archive: Optional[str], days: Optional[float], from_
         if store is not None:
             store.close()
         session.close()
+
+
+def run_backfill_command(config, args) -> int:
+    """``history backfill`` with its command-line arguments (see exporter/history/cli.py)."""
+    if args.days is not None and args.from_block is not None:
+        sys.stderr.write("error: give --days or --from-block, not both\n")
+        return 2
+    for name, value in (("--days", args.days), ("--from-block", args.from_block), ("--to-block", args.to_block),
+                        ("--requests-per-second", args.requests_per_second), ("--chunk-blocks", args.chunk_blocks)):
+        if value is not None and not value > 0:
+            sys.stderr.write(f"error: {name}: expected a positive number, got {value}\n")
+            return 2
+    if args.history_path:
+        config = replace(config, history=replace(config.history, path=args.history_path))
+    return run_backfill(config, archive=args.archive_endpoint, days=args.days, from_block=args.from_block,
+                        to_block=args.to_block, requests_per_second=args.requests_per_second,
+                        chunk=args.chunk_blocks, out=sys.stderr)

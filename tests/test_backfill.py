@@ -16,7 +16,7 @@ import pytest
 from exporter.chain.session import ChainSession
 from exporter.chain.wire import RequestCounter
 from exporter.config import ChainConfig, Config, HistoryConfig, ScopeConfig, WatchedHotkey
-from exporter.history.backfill import Backfill, BackfillError, Plan, plan_range, run_backfill
+from exporter.backfill import Backfill, BackfillError, Plan, plan_range, run_backfill
 from exporter.history.store import HistoryStore
 from simnode import ChainState, SimNode
 from simnode.actions import add_stake, remove_stake, schedule_children, set_childkey_take
@@ -148,3 +148,35 @@ def test_without_an_archive_endpoint_it_says_what_to_set(tmp_path):
     code = run_backfill(config_for(tmp_path / "h.db"), archive=None, days=1, from_block=None, to_block=None,
                         requests_per_second=10, chunk=300, out=out)
     assert code == 2 and "history.archive_endpoint" in out.getvalue()
+
+
+def test_the_command_killed_mid_way_resumes_where_it_stopped(month_like, tmp_path):
+    """The real ``history backfill`` process, SIGKILLed after its first chunks, then run again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    node, live_db = month_like
+    db, config = tmp_path / "backfilled.db", tmp_path / "config.yaml"
+    # The same watched hotkey as the live exporter: history tracks watched hotkeys wherever they are.
+    config.write_text(f"scope:\n  min_stake_weight: 0\n  watch:\n    - hotkey: {t.M}\n      alias: M\n")
+    command = [sys.executable, "-m", "exporter", "history", "backfill", "--config.file", str(config), "--history.path", str(db),
+               "--archive.endpoint", node.url, "--from-block", "1", "--to-block", str(END),
+               "--requests-per-second", "150", "--log.level", "error"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in process.stderr:  # progress lines, one per chunk
+            if line.startswith("backfill [") and "#601" in line:
+                process.send_signal(signal.SIGKILL)
+                break
+    finally:
+        process.wait(timeout=60)
+    with sqlite3.connect(db) as conn:
+        done = conn.execute("SELECT value FROM meta WHERE key = 'backfill'").fetchone()[0]
+    assert '"done": 601' in done or '"done": 901' in done  # killed after a committed chunk
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "backfilling blocks 601" in again.stderr or "backfilling blocks 901" in again.stderr
+    assert events_of(db) == events_of(live_db)

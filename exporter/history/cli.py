@@ -21,24 +21,36 @@ EXIT_FAILED = 1
 
 def add_history_parser(sub, flags: argparse.ArgumentParser) -> None:
     history = sub.add_parser("history", parents=[flags],
-                             help="list recorded changes, back up or reset the history database")
-    history.add_argument("action", nargs="?", choices=("events", "backup", "reset"), default="events",
-                         help="events (default), backup PATH, or reset")
+                             help="list recorded changes, backfill them from an archive node, back up or reset the history database")
+    history.add_argument("action", nargs="?", choices=("events", "backfill", "backup", "reset"), default="events",
+                         help="events (default), backfill, backup PATH, or reset")
     history.add_argument("destination", nargs="?", metavar="PATH",
                          help="backup: the file to write, or a directory for a timestamped file in it")
     history.add_argument("--history.path", dest="history_path", metavar="PATH", help="history database (default: history.path from the config)")
     history.add_argument("--hotkey")
     history.add_argument("--netuid")
     history.add_argument("--kind")
+    history.add_argument("--cause", help="only changes with this cause (a chain event such as SetChildren, or epoch, gap, ...)")
     history.add_argument("--since", help="unix seconds or ISO date/datetime (UTC)")
     history.add_argument("--until")
     history.add_argument("--limit", default="100", help="most events to show (default 100)")
     history.add_argument("--json", action="store_true", help="one JSON object per line")
     history.add_argument("--yes", action="store_true", help="reset without asking")
     history.add_argument("--force", action="store_true", help="backup: replace PATH if it exists")
+    fill = history.add_argument_group("backfill")
+    fill.add_argument("--archive.endpoint", dest="archive_endpoint", metavar="URL",
+                      help="archive node to read the past from (default: history.archive_endpoint from the config)")
+    fill.add_argument("--days", type=float, help="days of blocks before what the history holds (default 30)")
+    fill.add_argument("--from-block", type=int, help="first block (instead of --days)")
+    fill.add_argument("--to-block", type=int, help="last block (default: where the history begins, or the finalized head)")
+    fill.add_argument("--requests-per-second", type=float, default=10.0,
+                      help="request budget against the archive endpoint (default 10)")
+    fill.add_argument("--chunk-blocks", type=int, default=300,
+                      help="blocks per step, at most the shortest tempo (default 300)")
 
 
 def run_history(args: argparse.Namespace, db_path: str) -> int:
+    """Every action but backfill, which reads the chain (exporter.backfill)."""
     path = args.history_path or db_path
     if args.action == "backup":
         return _backup(path, args.destination, args.force)
@@ -55,7 +67,7 @@ def _events(path: str, args: argparse.Namespace) -> int:
         print(f"error: no history database at {path} (the exporter creates it on its first refresh)", file=sys.stderr)
         return EXIT_FAILED
     try:
-        query = build_query({k: getattr(args, k) for k in ("hotkey", "netuid", "kind", "since", "until")})
+        query = build_query({k: getattr(args, k) for k in ("hotkey", "netuid", "kind", "cause", "since", "until")})
         limit = int(args.limit)
         if limit < 1:
             raise ValueError
@@ -88,7 +100,12 @@ def _line(event: dict) -> str:
     who = f"{event['hotkey']} sn{event['netuid']}"
     edge = f" parent={event['parent']}" if event["parent"] and event["parent"] != event["hotkey"] else ""
     change = f" {json.dumps(event['old'])} -> {json.dumps(event['new'])}"
-    return f"{when} #{event['block']} {event['kind']:<18} {who}{edge}{change}"
+    block = f"#{event['block_from']}..{event['block']}" if event.get("block_from") is not None else f"#{event['block']}"
+    cause = ""
+    if event.get("cause"):
+        where = f" extrinsic {event['extrinsic']}" if event.get("extrinsic") is not None else ""
+        cause = f"  cause={event['cause']}{where}" + (" (backfilled)" if event.get("backfilled") else "")
+    return f"{when} {block} {event['kind']:<18} {who}{edge}{change}{cause}"
 
 
 def _backup(path: str, destination: Optional[str], force: bool) -> int:
