@@ -38,11 +38,33 @@ INSTANCE_MATCHER = 'instance=~"$instance"'
 
 
 def dashboard_chain():
-    """The demo chain as the compose demo and `make demo` serve it (simnode.demo), which
-    gives every panel something to show."""
-    from simnode.demo import demo_chain
+    """The demo chain as the compose demo and `make demo` serve it (simnode.demo), plus what
+    the projection panels need to show data: on subnet 1, a contender that staked up (a permit
+    holder loses its permit at the next epoch) and a holder's pending child set, due before the
+    next epoch, that gives its stake to a uid without a permit (both swap at the epoch after)."""
+    from simnode.demo import DETAIL_NETUID, demo_chain, demo_scope
+    from simnode.epoch import epoch_permits, stake_weights
 
-    return demo_chain()
+    state = demo_chain()
+    netuid = 1 if DETAIL_NETUID != 1 else 3
+    # Neither watched keys nor the owner (who keeps a permit whatever its stake), nor uids with childkeys.
+    watched = {key.hotkey for key in demo_scope().watch} | {state.get("SubnetOwnerHotkey", [netuid])}
+    hotkeys = [state.get("Keys", [netuid, uid]) for uid in range(state.get("SubnetworkN", [netuid]))]
+    permits = state.get("ValidatorPermit", [netuid])
+    weights = stake_weights(state, netuid)
+    free = [uid for uid in sorted(range(len(hotkeys)), key=lambda u: -weights[u])
+            if not permits[uid] and hotkeys[uid] not in watched
+            and not state.get("ChildKeys", [hotkeys[uid], netuid]) and not state.get("ParentKeys", [hotkeys[uid], netuid])]
+    holders = sorted((uid for uid in range(len(hotkeys)) if permits[uid] and hotkeys[uid] not in watched
+                      and not state.get("ChildKeys", [hotkeys[uid], netuid]) and not state.get("ParentKeys", [hotkeys[uid], netuid])),
+                     key=lambda u: -weights[u])
+    contender, receiver, giver = free[0], free[1], holders[0]
+    state.set("TotalHotkeyAlpha", [hotkeys[contender], netuid], int(max(weights) * 2))  # rao
+    head = state.head.number
+    state.set("PendingChildKeys", [netuid, hotkeys[giver]], ([(2**64 - 1, hotkeys[receiver])], head))
+    state.commit_block()
+    assert epoch_permits(state, netuid) != permits, "the contender takes a permit at the next epoch"
+    return state
 
 
 @dataclass(frozen=True)
