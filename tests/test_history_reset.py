@@ -75,11 +75,11 @@ def test_the_last_change_of_each_kind_survives_a_restart(tmp_path):
     writer = writer_at(db)
     writer.record(snapshot(100))
     writer.record(take_change(101))
-    assert writer.last_changes == {(t.M, 1, "take_changed"): (101, 1_767_225_600 + 101 * 12)}
+    assert writer.last_changes == {(t.M, 1, "take_changed"): (101, 1_767_225_600 + 101 * 12, None)}  # no events read: no cause
     writer.close()
     restarted = writer_at(db)
     restarted.record(take_change(150))  # nothing changed: the last change is still the one at 101
-    assert restarted.last_changes == {(t.M, 1, "take_changed"): (101, 1_767_225_600 + 101 * 12)}
+    assert restarted.last_changes == {(t.M, 1, "take_changed"): (101, 1_767_225_600 + 101 * 12, None)}
     restarted.close()
     reset(db)
     again = writer_at(db)

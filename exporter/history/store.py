@@ -330,6 +330,22 @@ def _json(value) -> Optional[str]:
     return None if value is None else json.dumps(value)
 
 
+def peek_last_block(path: str) -> Optional[int]:
+    """The last block recorded, read without opening the file for writing (None: no file, none yet,
+    or unreadable: the writer reports that when it opens the file)."""
+    if not Path(path).exists():
+        return None
+    try:
+        conn = _connect(path, read_only=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'last_block'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return None if row is None else int(row[0])
+
+
 def query_events(path: str, query: EventQuery) -> tuple[list[dict], Optional[int]]:
     """Events matching ``query``, newest first, and the cursor for the next page (or None)."""
     where, params = [], []

@@ -23,7 +23,7 @@ from urllib.parse import quote
 import structlog
 
 from exporter.history.schema import SchemaTooNew, check_not_newer
-from exporter.history.store import HistoryStore, HistoryWasReset, Retention
+from exporter.history.store import HistoryStore, HistoryWasReset, Retention, peek_last_block
 from exporter.snapshot.causes import attribute
 from exporter.snapshot.changes import ChangeEvent, HistoryState, state_of
 from exporter.snapshot.model import Snapshot
@@ -188,11 +188,14 @@ class HistoryWriter:
         return state, attribute(self._state, state, net, window, suspended)
 
     def last_block(self) -> Optional[int]:
-        """The block of the last refresh recorded, to read the chain's events since; None: none, or not open."""
+        """The block of the last refresh recorded, to read the chain's events since (None: none).
+
+        Before the first refresh has opened the file, it is peeked at read-only: the read
+        comes first, and nothing is written until a refresh has something to commit."""
         self._check_thread()
-        if not self._open():
-            return None
-        return self._last_block
+        if self._store is not None:
+            return self._last_block
+        return peek_last_block(self._path)
 
     def commit(self, snapshot: Snapshot, diff: Diff) -> Committed:
         """Write the diff (with samples and retention) in one transaction; advance the state only on success."""
