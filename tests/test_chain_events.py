@@ -43,11 +43,12 @@ class Source:
     async def block_hashes(self, numbers):
         return [hash_of(n) for n in numbers]
 
-    async def storage_changes(self, keys, first_hash, last_hash):
-        first, last = int(first_hash, 16), int(last_hash, 16)
+    async def storage_changes(self, keys, hashes):
+        first, last = int(hashes[0], 16), int(hashes[-1], 16)
+        assert [int(h, 16) for h in hashes] == list(range(first, last + 1))
         self.calls.append((first, last))
         if first < self.pruned_before:
-            raise StateDiscardedError(first_hash)
+            raise StateDiscardedError(hashes[0])
         if self.answer is not None:
             return self.answer
         out, previous = [], None
@@ -124,7 +125,7 @@ def test_an_answer_the_chain_could_not_give_is_refused(answer):
 
 def test_any_other_failure_fails_the_read_instead_of_inventing_a_gap():
     class Failing(Source):
-        async def storage_changes(self, keys, first_hash, last_hash):
+        async def storage_changes(self, keys, hashes):
             raise ConnectionError("reset by peer")
 
     with pytest.raises(ConnectionError):

@@ -155,3 +155,24 @@ def test_a_pending_set_applied_at_its_epoch_and_the_permits_the_epoch_decides(ex
     assert all(r[5] is None for r in applied)  # the block step, not an extrinsic
     permits = [r for r in rows if r[1].startswith("permit_")]
     assert permits and all((r[0], r[4]) == (epoch, "epoch") for r in permits if r[3] == 1)
+
+
+def test_an_endpoint_that_refuses_range_queries_is_read_block_by_block(exporter_factory, tmp_path):
+    """Public endpoints run with --rpc-methods safe refuse state_queryStorage (unsafe): the events come
+    from one state_queryStorageAt a block instead, with the same result."""
+    state = ChainState(393, deny_unsafe_rpc=True)
+    write_tricky_chain(state)
+    with SimNode(state) as node:
+        db = tmp_path / "history.db"
+        exporter = exporter_factory(node, scope=SCOPE, history_path=str(db))
+        assert exporter.refresh()
+        set_childkey_take(state, t.C2, 1, 6000)
+        state.commit_block()  # 2
+        set_childkey_take(state, t.C2, 1, 7000)
+        state.commit_block()  # 3
+        state.commit_block()  # 4
+        assert exporter.refresh()
+        set_childkey_take(state, t.C2, 1, 8000)
+        state.commit_block()  # 5
+        assert exporter.refresh()
+    assert brief(recorded(db)) == [(b, "take_changed", t.C2, "ChildKeyTakeSet") for b in (2, 3, 5)]

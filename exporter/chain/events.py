@@ -25,6 +25,7 @@ from typing import Any, Optional, Protocol, Sequence
 
 from bittensor._transport.errors import StateDiscardedError
 
+from exporter.chain.storage import gather_or_cancel
 from exporter.snapshot.causes import EVENT_CAUSES
 from exporter.snapshot.model import ChainEvent, EventWindow, frozen
 from exporter.snapshot.validate import InvalidRead
@@ -35,6 +36,10 @@ RANGE_CHUNK = 64  # blocks per state_queryStorage: about 64 blocks of mainnet ev
 MAX_EVENTS_BYTES = 1 << 23  # one block's System.Events; mainnet blocks hold tens of KB
 _HEX = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
 _LAYOUTS: "weakref.WeakKeyDictionary[Any, dict[str, tuple[str, ...]]]" = weakref.WeakKeyDictionary()
+_RANGE_REFUSED: "weakref.WeakKeyDictionary[Any, bool]" = weakref.WeakKeyDictionary()
+# How nodes refuse an unsafe or unknown method (-32601): "RPC call is unsafe to be called externally",
+# "Method not found".
+_REFUSED = ("unsafe", "method not found", "-32601", "not allowed")
 _PRUNED = ("state already discarded", "state discarded")  # Substrate's words, and the SDK's
 
 
@@ -45,7 +50,7 @@ class EventSource(Protocol):
     def event_layouts(self) -> dict[str, tuple[str, ...]]: ...
     def decode_events(self, raw: bytes) -> list[dict]: ...
     async def block_hashes(self, numbers: Sequence[int]) -> list[Optional[str]]: ...
-    async def storage_changes(self, keys: list[str], first_hash: str, last_hash: str) -> list[tuple[str, dict]]: ...
+    async def storage_changes(self, keys: list[str], hashes: list[str]) -> list[dict]: ...
 
 
 class StatePruned(Exception):
@@ -80,7 +85,7 @@ async def read_window(source: EventSource, since: Optional[int], block: int, lim
     # Newest chunk first: once one is pruned, every older one is too.
     for chunk in reversed(chunks):
         try:
-            answer = await source.storage_changes([events_key, time_key], hashes[chunk[0] - start], hashes[chunk[-1] - start])
+            answer = await source.storage_changes([events_key, time_key], hashes[chunk[0] - start : chunk[-1] - start + 1])
         except Exception as error:  # noqa: BLE001 - only "state discarded" becomes a gap
             if not is_pruned(error):
                 raise
@@ -104,7 +109,7 @@ async def _oldest_readable(source: EventSource, chunk: list[int], hashes: list[s
     while lo < hi:
         mid = (lo + hi) // 2
         try:
-            answer = await source.storage_changes(keys, hashes[chunk[mid] - start], hashes[chunk[-1] - start])
+            answer = await source.storage_changes(keys, hashes[chunk[mid] - start : chunk[-1] - start + 1])
         except Exception as error:  # noqa: BLE001
             if not is_pruned(error):
                 raise
@@ -223,5 +228,22 @@ class ReaderEventSource:
         answer = await self._reader.rpc("chain_getBlockHash", [list(numbers)])
         return answer if isinstance(answer, list) else []
 
-    async def storage_changes(self, keys: list[str], first_hash: str, last_hash: str) -> list[tuple[str, dict]]:
-        return await self._reader.rpc("state_queryStorage", [keys, first_hash, last_hash])
+    async def storage_changes(self, keys: list[str], hashes: list[str]) -> list[dict]:
+        """Change sets of ``keys`` over the blocks ``hashes`` (consecutive): one ``state_queryStorage``,
+        or, where the endpoint refuses it (Substrate counts it unsafe: ``--rpc-methods safe``), one
+        ``state_queryStorageAt`` a block, in parallel."""
+        conn = self._reader.connection
+        if conn not in _RANGE_REFUSED:
+            try:
+                return await self._reader.rpc("state_queryStorage", [keys, hashes[0], hashes[-1]])
+            except Exception as error:  # noqa: BLE001 - only a refusal falls back
+                if is_pruned(error) or not _is_refused(error):
+                    raise
+                _RANGE_REFUSED[conn] = True  # this connection's endpoint: ask block by block from now on
+        answers = await gather_or_cancel(*(self._reader.rpc("state_queryStorageAt", [keys, h]) for h in hashes))
+        return [change_set for answer in answers for change_set in (answer if isinstance(answer, list) else [answer])]
+
+
+def _is_refused(error: BaseException) -> bool:
+    text = str(error).lower()
+    return any(marker in text for marker in _REFUSED)

@@ -80,6 +80,10 @@ class StorageReader:
     def codec(self) -> RuntimeCodec:
         return self._codec
 
+    @property
+    def connection(self) -> SubstrateConnection:
+        return self._conn
+
     def has_runtime_api(self, api: str, method: str) -> bool:
         """Whether the connected runtime declares ``api.method``."""
         try:
