@@ -98,9 +98,12 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
         netuid: _project(read, netuid, weights)
         for netuid in read.netuids if netuid != 0 and scope.includes_netuid(netuid)
     }
+    pending_of: dict[int, dict] = {}  # netuid -> its pending sets
+    for key, value in read.pending.items():
+        pending_of.setdefault(key[0], {})[key] = value
     after_pending = {
-        netuid: found for netuid, projection in projections.items()
-        if (found := _project_after_pending(read, projection, weights)) is not None
+        netuid: found for netuid, projection in projections.items() if netuid in pending_of
+        and (found := _project_after_pending(read, projection, weights, pending_of[netuid])) is not None
     }
     in_scope = {(v.hotkey, v.netuid) for v in validators}
     related = {h for h, _ in (*read.children, *read.parents) if h in watched}
@@ -274,12 +277,13 @@ def _project(read: ChainRead, netuid: int, weights: dict[tuple[int, int], int]) 
     )
 
 
-def _project_after_pending(read: ChainRead, projection: Projection, weights: dict[tuple[int, int], int]) -> Optional[AfterPending]:
+def _project_after_pending(read: ChainRead, projection: Projection, weights: dict[tuple[int, int], int],
+                           pending: dict) -> Optional[AfterPending]:
     """The epoch after next where pending sets apply at the next epoch (see ``after_pending``); None elsewhere."""
     netuid, apply_block = projection.netuid, projection.next_epoch_block
     if apply_block is None:
         return None
-    sets = due_sets(read.pending, netuid, apply_block)
+    sets = due_sets(pending, netuid, apply_block)
     if not sets:
         return None
     tempo = read.tempos.get(netuid, 0)
