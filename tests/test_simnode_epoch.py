@@ -261,3 +261,28 @@ def test_advance_to_refuses_to_go_back_and_does_nothing_at_the_head():
     with pytest.raises(ValueError):
         advance_to(state, 0)
 
+
+
+def test_sets_apply_in_storage_key_order_which_decides_a_child_that_was_a_parent():
+    """C's set makes its parent P its child; P's set drops C. The chain visits PendingChildKeys
+    by the parent's Blake2_128Concat key: if P's set comes first, C has no parent left and its
+    set goes through; if C's comes first, P is still C's parent and C's set is refused."""
+    import hashlib
+
+    def key(hotkey):
+        raw = bytes.fromhex(ss58_decode(hotkey))
+        return hashlib.blake2b(raw, digest_size=16).digest() + raw
+
+    for parent, child in ((P, C), (C, P)):
+        state = parent_child_chain()
+        state.set("ChildKeys", [parent, NET], [(U64_MAX, child)])
+        state.set("ParentKeys", [child, NET], [(U64_MAX, parent)])
+        state.set("PendingChildKeys", [NET, parent], ([], 0))
+        state.set("PendingChildKeys", [NET, child], ([(U64_MAX, parent)], 0))
+        advance_to(state, 8)
+        assert at(state, 8, "ChildKeys", [parent, NET]) is None, "the revocation always applies"
+        if key(parent) < key(child):
+            assert at(state, 8, "ChildKeys", [child, NET]) == [(U64_MAX, parent)]
+        else:
+            assert at(state, 8, "ChildKeys", [child, NET]) is None, "refused: its child was its parent"
+        assert at(state, 8, "PendingChildKeys", [NET, child]) is None, "refused or not, the set is gone"
