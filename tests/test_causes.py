@@ -168,3 +168,13 @@ def test_a_stake_move_takes_the_last_stake_event_of_the_hotkey_or_a_parent():
 def test_without_a_window_the_net_changes_stand():
     net = [ChangeEvent(110, 0.0, "take_changed", V, 1, old=0.0, new=0.1)]
     assert attribute(state({(V, 1): record()}), state({(V, 1): record(0.1)}), net, None) == net
+
+
+def test_a_permit_an_epoch_took_after_k_was_lowered_names_the_change_of_k():
+    before = state({(V, 1): record(uid=3)})
+    after = state({(V, 1): record(uid=3, permit=False)})
+    net = [ChangeEvent(110, 0.0, "permit_lost", V, 1, old=True, new=False)]
+    lowered = event(102, "MaxAllowedValidatorsSet", netuids=[1], numbers=[8])
+    elsewhere = event(103, "MaxAllowedValidatorsSet", netuids=[2], numbers=[8])
+    changes = attribute(before, after, net, window(lowered, elsewhere, epochs={1: (107,)}))
+    assert [(c.block, c.cause, c.extrinsic) for c in changes] == [(107, "MaxAllowedValidatorsSet", None)]

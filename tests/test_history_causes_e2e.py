@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,6 +91,16 @@ def test_a_script_of_changes_is_recorded_once_each_at_its_block_with_its_cause(p
     assert series(served, "bittensor_validator_last_change_block", hotkey=t.C2, netuid=1, kind="take_changed") == 5
     assert series(served, "bittensor_validator_last_change_cause_info", hotkey=t.C2, netuid=1, kind="take_changed",
                   cause="ChildKeyTakeSet") == 1
+
+    # Served by the API and the command, filtered by cause.
+    status, _, body = exporter.get("/api/v1/events?cause=SetChildrenScheduled")
+    answer = json.loads(body)
+    assert status == 200 and [(e["block"], e["kind"], e["cause"], e["extrinsic"], e["backfilled"]) for e in answer["events"]] == [
+        (8, "pending_scheduled", "SetChildrenScheduled", 1, False)]
+    listed = subprocess.run([sys.executable, "-m", "exporter", "history", "--history.path", str(db), "--cause", "StakeAdded"],
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 2, listed.stderr
+    assert all("cause=StakeAdded extrinsic 2" in line for line in listed.stdout.splitlines())
 
     # Stopped: two changes in the blocks it misses, then restarted at a later block.
     exporter.close()

@@ -213,7 +213,13 @@ class _Attribution:
         if epochs:
             last = epochs[-1]
             ranged = {"block_from": epochs[0]} if len(epochs) > 1 else {}
-            return replace(change, block=last, time=self.window.time_of(last), cause="epoch", **ranged)
+            placed = replace(change, block=last, time=self.window.time_of(last), cause="epoch", extrinsic=None, **ranged)
+            # The epoch decided it; a change of the rule before it (k, the threshold, the owner) is why.
+            for e in reversed(self.events):
+                if e.block <= last and (e.name == "StakeThresholdSet" or (
+                        e.name in ("MaxAllowedValidatorsSet", "SubnetOwnerHotkeySet") and change.netuid in e.netuids)):
+                    return replace(placed, cause=e.name)
+            return placed
         return self._remainder(change, (change.hotkey,), event_driven=False)
 
     def _stake(self, change: ChangeEvent) -> ChangeEvent:
