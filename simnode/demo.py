@@ -4,6 +4,12 @@
 --scenario demo``, and every ``--change-every`` seconds changes the watched demo
 validator (stake, take, pending child set) so the dashboards' rates and change
 panels have something to show. The stack test applies the same changes.
+
+Changes are the chain's own actions (``simnode.actions``): each writes storage and
+deposits its event (``StakeAdded``/``StakeRemoved``, ``ChildKeyTakeSet``,
+``SetChildrenScheduled``) in the block, and blocks are committed with the block step
+(``simnode.epoch.advance_to``: epochs, and due child sets applied with ``SetChildren``),
+so the exporter's history records each change with its cause, as on the live chain.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import yaml
 
 from exporter.config import ScopeConfig, parse_config
 from simnode import ChainState, SimNode
-from simnode.epoch import epoch_permits
+from simnode.actions import add_stake, remove_stake, schedule_children, set_childkey_take
+from simnode.epoch import advance_to, epoch_permits
 from simnode.scenarios import demo
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,12 +57,14 @@ def demo_chain(*, wall_clock: bool = False) -> ChainState:
     children = state.get("ChildKeys", [parent, DETAIL_NETUID])
     assert any(child == validator for _, child in children), "the demo's parent no longer has the demo validator as child"
     pending = [(p // 2 if child == validator else p, child) for p, child in children]
-    state.set("PendingChildKeys", [DETAIL_NETUID, parent], (pending, state.head.number + 1000))
+    block = state.head.number + 1
+    # Due 1,000 blocks after the demo starts (applied at the first epoch after that, with SetChildren).
+    schedule_children(state, parent, DETAIL_NETUID, pending, cooldown=999)
     # The scenario ranks permits by own stake; hand them out as an epoch would, so the
     # exporter's projection of the next epoch shows only what the demo's changes do.
     for netuid in sorted(n for n in demo_netuids(state) if n):
         state.set("ValidatorPermit", [netuid], epoch_permits(state, netuid))
-    state.commit_block()
+    advance_to(state, block)
     return state
 
 
@@ -66,20 +75,28 @@ def demo_netuids(state: ChainState) -> list[int]:
 def change_chain(state: ChainState, step: int) -> int:
     """Apply change number ``step`` to the detail validator and commit a block; return its number.
 
-    Every step moves own stake by 20-25 % (up on even steps, back down on odd
-    ones, so a long demo stays near the scenario's numbers), sets another take
-    and reschedules the pending child set: each is a change the history records.
+    Every step moves own stake by 20-25 % (its owner stakes a quarter more on even
+    steps and unstakes a fifth on odd ones, so a long demo stays near the scenario's
+    numbers), sets another take and reschedules the pending child set: each is a
+    change the history records, with the event that caused it. The block is
+    committed with its block step (an epoch due at it runs).
     """
     hotkey, netuid = detail_hotkey(), DETAIL_NETUID
+    block = state.head.number + 1
     stake = state.get("TotalHotkeyAlpha", [hotkey, netuid]) or 0
-    state.set("TotalHotkeyAlpha", [hotkey, netuid], stake * 5 // 4 if step % 2 == 0 else stake * 4 // 5)
-    state.set("ChildkeyTake", [hotkey, netuid], 1000 * (step % 3 + 1))
+    coldkey = state.get("Owner", [hotkey])
+    if step % 2 == 0:
+        add_stake(state, coldkey, hotkey, netuid, stake // 4)
+    else:
+        remove_stake(state, coldkey, hotkey, netuid, stake // 5)
+    set_childkey_take(state, hotkey, netuid, 1000 * (step % 3 + 1))
     pending = state.get("PendingChildKeys", [netuid, hotkey])
     if pending is not None:
         children, cooldown = pending
-        state.set("PendingChildKeys", [netuid, hotkey], (children, cooldown + (10 if step % 2 == 0 else -10)))
-    number, _ = state.commit_block()
-    return number
+        due = cooldown + (10 if step % 2 == 0 else -10)
+        schedule_children(state, hotkey, netuid, children, cooldown=max(1, due - block))
+    advance_to(state, block)
+    return block
 
 
 def main(argv: list[str] | None = None) -> int:
