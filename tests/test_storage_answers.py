@@ -1,0 +1,85 @@
+"""The bulk check of a state_queryStorageAt answer agrees with the loop that names each problem.
+
+``_answered_as_asked`` accepts only the usual answer, and gives exactly what the
+loop gives for it; anything else it leaves to the loop (None), which refuses it
+with its rule or normalises it (keys echoed in upper case).
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from exporter.chain import storage
+from exporter.chain.storage import MAX_VALUE_BYTES, _answered, _answered_as_asked
+from exporter.snapshot.validate import InvalidRead
+
+BLOCK = "0x" + "ab" * 32
+KEYS = [f"0x{0xabcdef00 + i:064x}" for i in range(50)]  # letters, so upper case differs
+
+
+def _answer(values: dict) -> list:
+    return [{"block": BLOCK, "changes": [[k, v] for k, v in values.items()]}]
+
+
+def _loop_only(monkeypatch, response, keys, listed=False):
+    monkeypatch.setattr(storage, "_answered_as_asked", lambda *args, **kwargs: None)
+    return _answered(response, keys, BLOCK, listed=listed)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_usual_answer_is_what_the_loop_makes_of_it(seed, monkeypatch):
+    rng = random.Random(seed)
+    values = {k: rng.choice([None, "0x", "0x" + "00" * rng.randrange(40)]) for k in KEYS}
+    rng.shuffle(order := list(values))
+    response = _answer({k: values[k] for k in order})
+    fast = _answered_as_asked(response, set(KEYS), BLOCK, listed=False)
+    assert fast == values
+    assert fast == _loop_only(monkeypatch, response, KEYS)
+
+
+def _bad(change):
+    response = _answer({k: "0x01" for k in KEYS})
+    change(response)
+    return response
+
+
+BAD = {
+    "two change sets": lambda r: r.append({"block": BLOCK, "changes": []}),
+    "another block": lambda r: r[0].update(block="0x" + "cd" * 32),
+    "an empty value": lambda r: r[0]["changes"][3].__setitem__(1, ""),
+    "a value without 0x": lambda r: r[0]["changes"][3].__setitem__(1, "01"),
+    "a value that is a number": lambda r: r[0]["changes"][3].__setitem__(1, 1),
+    "a value too large": lambda r: r[0]["changes"][3].__setitem__(1, "0x" + "00" * (MAX_VALUE_BYTES + 1)),
+    "a key twice": lambda r: r[0]["changes"].__setitem__(4, [KEYS[3], "0x01"]),
+    "a key never asked": lambda r: r[0]["changes"].__setitem__(4, ["0x" + "ff" * 32, "0x01"]),
+    "a key in upper case": lambda r: r[0]["changes"].__setitem__(4, [KEYS[4].upper().replace("0X", "0x"), "0x01"]),
+    "a key missing": lambda r: r[0]["changes"].pop(),
+    "a change of three": lambda r: r[0]["changes"][3].append("0x"),
+    "a change that is a mapping": lambda r: r[0]["changes"].__setitem__(3, {"key": KEYS[3]}),
+}
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_anything_else_is_left_to_the_loop(name, monkeypatch):
+    response = _bad(BAD[name])
+    assert _answered_as_asked(response, set(KEYS), BLOCK, listed=False) is None
+    try:
+        loop = _loop_only(monkeypatch, response, KEYS)
+    except InvalidRead:
+        loop = "refused"
+    monkeypatch.undo()
+    try:
+        whole = _answered(response, KEYS, BLOCK, listed=False)
+    except InvalidRead:
+        whole = "refused"
+    assert whole == loop
+
+
+def test_a_listed_key_without_a_value_is_left_to_the_loop():
+    response = _answer({k: None for k in KEYS})
+    assert _answered_as_asked(response, set(KEYS), BLOCK, listed=False) is not None
+    assert _answered_as_asked(response, set(KEYS), BLOCK, listed=True) is None
+    with pytest.raises(InvalidRead, match="listed"):
+        _answered(response, KEYS, BLOCK, listed=True)
