@@ -82,13 +82,20 @@ def measure(scenario: str, seed: int, runs: int, warmup: int, latency_ms: float,
                     row["gzip_bytes"] = sum(map(len, publication.body(time.time(), b"", gzip=True)))
                     if i >= warmup:
                         rows.append(row)
+                # What refresh mode "finalized" pays between blocks: one ask for the finalized head.
+                asks = 20
+                node.call("reset_counters")
+                cpu = time.process_time()
+                for _ in range(asks):
+                    exporter.session.finalized_head(10)
+                head_ask = {"cpu": (time.process_time() - cpu) / asks, "requests": node.call("counters")["requests"] / asks}
             finally:
                 exporter.close()
     finally:
         refresh_module._Stages = _CpuStages.__mro__[1]  # type: ignore[misc]
         shutil.rmtree(tmp, ignore_errors=True)
     keys = [k for k in rows[0] if all(k in r for r in rows)]
-    return {"runs": rows, "median": {k: statistics.median(r[k] for r in rows) for k in keys}}
+    return {"runs": rows, "median": {k: statistics.median(r[k] for r in rows) for k in keys}, "head_ask": head_ask}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'refresh':<12} {_ms(median['cpu'])}  (wall {_ms(median['wall']).strip()} ms)")
     print(f"requests {median['requests']:g}, exposition plain {median['plain_bytes'] / 1e6:.2f} MB, "
           f"gzip {median['gzip_bytes'] / 1e6:.2f} MB")
+    ask = result["head_ask"]
+    print(f"finalized-head ask (refresh mode finalized, between blocks): {ask['cpu'] * 1000:.2f} ms CPU, "
+          f"{ask['requests']:g} request")
     if args.json:
         with open(args.json, "w") as out:
             json.dump(result, out, indent=1)
