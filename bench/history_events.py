@@ -21,7 +21,7 @@ sets scheduled, stake moves, a minimum-take change, a hotkey swap); then the rea
 ``--requests-per-second``. Wall time and peak RSS are the child's (``os.wait4``); requests
 are counted at the node, with the busiest 10 s window.
 
-    python -m bench.history_events              # tricky base; about 2 minutes
+    python -m bench.history_events              # tricky base, then the month: about 6 minutes
     python -m bench.history_events --base mainnet --skip-month   # (a) at mainnet scale
     python -m bench.history_events --quick      # seconds: the smoke test's run
 """
