@@ -88,11 +88,10 @@ class Backfill:
         # Resuming keeps the first start: what lies before the file's history is from there on.
         origin = earlier["start"] if earlier and earlier["end"] == plan.end and earlier["done"] == plan.start else plan.start
         fresh = store.load_state().is_empty and store.last_block() is None
-        started, done = self._clock(), plan.start
+        started, done, first_request = self._clock(), plan.start, self._total()
         snapshot = self._snapshot(done, None)
         state, _ = state_of(snapshot, HistoryState.empty(), self._config.history.stake_change_ratio)
         while done < plan.end and not self._stop.is_set():
-            began, requests_before = self._clock(), self._total()
             upto = min(done + plan.chunk, plan.end)
             snapshot = self._snapshot(upto, done)
             new_state, net = state_of(snapshot, state, self._config.history.stake_change_ratio)
@@ -105,7 +104,7 @@ class Backfill:
             self._events += len(changes)
             state, done = new_state, upto
             self._report(done, started)
-            self._pace(self._total() - requests_before, self._clock() - began)
+            self._pace(self._total() - first_request, self._clock() - started)
         if self._out is not None:
             self._out.write("\n" if self._out.isatty() else "")
         return self._events
@@ -129,7 +128,8 @@ class Backfill:
         return sum(self._counter.totals().values())
 
     def _pace(self, requests: int, seconds: float) -> None:
-        """Wait so this chunk's requests average at most the budget per second."""
+        """Wait until the requests so far average at most the budget per second since the start:
+        bursts are one step's requests (a pinned read and its events), never more."""
         wait = requests / self._plan.requests_per_second - seconds
         if wait > 0:
             self._stop.wait(wait)

@@ -107,12 +107,20 @@ class _Attribution:
     # -- child sets and pending sets, replayed ---------------------------------
 
     def _child_sets(self) -> None:
-        before_edges, after_edges = _by_parent(self.previous.edges), _by_parent(self.state.edges)
         events: dict[tuple[str, int], list[ChainEvent]] = defaultdict(list)
         for e in self.events:
             if e.name in ("SetChildren", "SetChildrenScheduled") and e.accounts and e.netuids:
                 events[(e.accounts[0], e.netuids[0])].append(e)
-        keys = set(before_edges) | set(after_edges) | set(self.previous.pending) | set(self.state.pending) | set(events)
+        # Only child sets and pending sets that changed or have events: an unchanged chain costs one pass.
+        before, after = self.previous.edges, self.state.edges
+        keys = {(p, n) for (p, c, n), q in after.items() if before.get((p, c, n)) != q}
+        keys |= {(p, n) for (p, c, n) in before if (p, c, n) not in after}
+        keys |= {k for k in set(self.previous.pending) | set(self.state.pending)
+                 if self.previous.pending.get(k) != self.state.pending.get(k)}
+        keys |= set(events)
+        if not keys:
+            return
+        before_edges, after_edges = _by_parent(before, keys), _by_parent(after, keys)
         for parent, netuid in sorted(keys, key=lambda k: (k[1], k[0])):
             edges = before_edges.get((parent, netuid), {})
             pending = self.previous.pending.get((parent, netuid))
@@ -165,19 +173,21 @@ class _Attribution:
         for e in self.events:
             if e.name == "ChildKeyTakeSet" and e.accounts and e.numbers:
                 by_key[(e.accounts[0], e.netuids[0] if e.netuids else None)].append(e)
+        previous, current = self.previous.validators, self.state.validators
+        moved = {k for k, r in current.items() if k in previous and abs(previous[k].take - r.take) > _TAKE_EPSILON}
+        hotkeys = {h for h, _ in by_key} | {h for h, _ in moved}
+        if not hotkeys:
+            return  # no take moved and no take was set: an unchanged chain costs one pass
         subnets_of: dict[str, list[int]] = defaultdict(list)
-        for hotkey, netuid in self.state.validators:
-            if (hotkey, netuid) in self.previous.validators:
+        for hotkey, netuid in current:
+            if hotkey in hotkeys and (hotkey, netuid) in previous:
                 subnets_of[hotkey].append(netuid)
-        for (hotkey, netuid), record in sorted(self.state.validators.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-            old = self.previous.validators.get((hotkey, netuid))
-            if old is None:
-                continue
+        for hotkey, netuid in sorted(((h, n) for h, ns in subnets_of.items() for n in ns), key=lambda k: (k[1], k[0])):
+            record, old = current[(hotkey, netuid)], previous[(hotkey, netuid)]
             events = list(by_key.get((hotkey, netuid), ()))
             if not events and by_key.get((hotkey, None)):
                 # A runtime whose ChildKeyTakeSet has no netuid: the hotkey's subnet, if only one can be meant.
-                candidates = [n for n in subnets_of[hotkey]
-                              if abs(self.previous.validators[(hotkey, n)].take - self.state.validators[(hotkey, n)].take) > _TAKE_EPSILON]
+                candidates = [n for n in subnets_of[hotkey] if (hotkey, n) in moved]
                 if candidates == [netuid] or (not candidates and subnets_of[hotkey] == [netuid]):
                     events = by_key[(hotkey, None)]
             take = old.take
@@ -237,10 +247,12 @@ class _Attribution:
         return self._remainder(change, involved, event_driven=False, cause=cause)
 
 
-def _by_parent(edges: dict) -> dict[tuple[str, int], dict[str, int]]:
+def _by_parent(edges: dict, parents: set) -> dict[tuple[str, int], dict[str, int]]:
+    """(parent, netuid) -> {child: proportion} for the parents asked about."""
     grouped: dict[tuple[str, int], dict[str, int]] = defaultdict(dict)
     for (parent, child, netuid), proportion in edges.items():
-        grouped[(parent, netuid)][child] = proportion
+        if (parent, netuid) in parents:
+            grouped[(parent, netuid)][child] = proportion
     return grouped
 
 
