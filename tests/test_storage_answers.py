@@ -83,3 +83,34 @@ def test_a_listed_key_without_a_value_is_left_to_the_loop():
     assert _answered_as_asked(response, set(KEYS), BLOCK, listed=True) is None
     with pytest.raises(InvalidRead, match="listed"):
         _answered(response, KEYS, BLOCK, listed=True)
+
+
+class CountingCodec:
+    """Builds a key from the params as the real codec would be asked, counting what it builds."""
+
+    def __init__(self):
+        self.built = 0
+
+    def storage_key_batch(self, entry, params_list):
+        self.built += len(params_list)
+        return [f"{entry}:{p!r}".encode() for p in params_list]
+
+
+def test_the_key_cache_builds_each_key_once_per_codec_and_drops_what_is_no_longer_asked():
+    codec, cache = CountingCodec(), storage.KeyCache()
+    params = [["5Hot", n] for n in range(2000)]
+    want = storage._build_keys(CountingCodec(), "E", params)
+    cache.start(codec)
+    assert cache.hex_keys(codec, "E", ("P", "I"), params) == want
+    assert codec.built == 2000
+    cache.start(codec)  # the next read: the same keys are not built again, a new one is
+    new = storage._build_keys(CountingCodec(), "E", [["5New", 1]])
+    assert cache.hex_keys(codec, "E", ("P", "I"), params[:100] + [["5New", 1]]) == want[:100] + new
+    assert codec.built == 2001
+    cache.start(codec)  # 2,001 kept, 101 asked: more than twice, dropped
+    assert cache.hex_keys(codec, "E", ("P", "I"), params[:100]) == want[:100]
+    assert codec.built == 2101
+    other = CountingCodec()  # another runtime: nothing carried over
+    cache.start(other)
+    assert cache.hex_keys(other, "E", ("P", "I"), params) == want and other.built == 2000
+    assert cache.hex_keys(codec, "E", ("P", "I"), params) == want, "a codec not started is not cached"

@@ -43,7 +43,7 @@ from exporter.snapshot.model import ChainRead, frozen
 from exporter.snapshot.scope import tracked_candidates
 from exporter.snapshot.validate import MAX_NETUIDS, MAX_UIDS, ZERO_ACCOUNT, InvalidRead, ReadGate, check_block_hash, stake_keys
 from exporter.chain.events import ReaderEventSource, read_window
-from exporter.chain.storage import PAGE_SIZE, StorageReader, gather_or_cancel
+from exporter.chain.storage import PAGE_SIZE, KeyCache, StorageReader, gather_or_cancel
 
 # Runtime items that only some runtimes declare; read when present.
 MIN_TAKE_PER_SUBNET = "MinChildkeyTakePerSubnet"
@@ -119,6 +119,7 @@ class ChainReader:
         self._admitted_sizes: dict[str, int] = {}
         self._failed_since_collect = False
         self._stake_keys: Optional[set] = None  # of the last read_from
+        self._keys = KeyCache()  # storage keys by params, kept from the last read
         self.gate = ReadGate()
 
     def _shards(self, item: str) -> int:
@@ -183,7 +184,8 @@ class ChainReader:
         check_block_hash(head)  # before any request uses it
         block, codec = await gather_or_cancel(conn.get_block_number(head), codec_at(conn, head))
         self.gate.check_head(block, head)
-        return StorageReader(conn, codec, head, semaphore), block, codec.spec_version
+        self._keys.start(codec)
+        return StorageReader(conn, codec, head, semaphore, self._keys), block, codec.spec_version
 
     async def open_at(self, conn: SubstrateConnection, number: int) -> tuple[StorageReader, int, int]:
         """A storage reader pinned to block ``number`` (a backfill from an archive endpoint)."""
