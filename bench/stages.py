@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import tempfile
@@ -95,7 +96,9 @@ def measure(scenario: str, seed: int, runs: int, warmup: int, latency_ms: float,
         refresh_module._Stages = _CpuStages.__mro__[1]  # type: ignore[misc]
         shutil.rmtree(tmp, ignore_errors=True)
     keys = [k for k in rows[0] if all(k in r for r in rows)]
-    return {"runs": rows, "median": {k: statistics.median(r[k] for r in rows) for k in keys}, "head_ask": head_ask}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return {"runs": rows, "median": {k: statistics.median(r[k] for r in rows) for k in keys}, "head_ask": head_ask,
+            "peak_rss_mib": peak}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'refresh':<12} {_ms(median['cpu'])}  (wall {_ms(median['wall']).strip()} ms)")
     print(f"requests {median['requests']:g}, exposition plain {median['plain_bytes'] / 1e6:.2f} MB, "
           f"gzip {median['gzip_bytes'] / 1e6:.2f} MB")
+    print(f"peak RSS of the exporter's process {result['peak_rss_mib']:.0f} MiB (Linux)")
     ask = result["head_ask"]
     print(f"finalized-head ask (refresh mode finalized, between blocks): {ask['cpu'] * 1000:.2f} ms CPU, "
           f"{ask['requests']:g} request")
