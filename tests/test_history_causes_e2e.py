@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import ScopeConfig, WatchedHotkey
+from dataclasses import replace
+
+from exporter.config import HistoryConfig, ScopeConfig, WatchedHotkey
 from simnode import ChainState, SimNode
 from simnode.actions import add_stake, schedule_children, set_childkey_take
 from simnode.epoch import advance_to
@@ -188,3 +190,32 @@ def test_an_endpoint_that_refuses_range_queries_is_read_block_by_block(exporter_
         state.commit_block()  # 5
         assert exporter.refresh()
     assert brief(recorded(db)) == [(b, "take_changed", t.C2, "ChildKeyTakeSet") for b in (2, 3, 5)]
+
+
+def test_events_that_cannot_be_read_hold_history_back_but_not_the_metrics(exporter_factory, tmp_path):
+    """An endpoint that answers the events with garbage: the metrics are published, history records
+    nothing until a read of those blocks works, then each change at its block; past the catch-up
+    limit, the changes are recorded as net changes over a gap instead of never."""
+    state = ChainState(393)
+    write_tricky_chain(state)
+    with SimNode(state) as node:
+        db = tmp_path / "history.db"
+        exporter = exporter_factory(node, scope=SCOPE, history_path=str(db), history=replace(
+            HistoryConfig(path=str(db)), catch_up_blocks=4))
+        assert exporter.refresh()
+        node.fault = lambda method, params: ("result", "not change sets") if method == "state_queryStorage" else None
+        set_childkey_take(state, t.C2, 1, 6000)
+        state.commit_block()  # 2
+        assert exporter.refresh()  # published
+        assert exporter.snapshot.chain.block == 2 and recorded(db) == []
+        assert series(exporter.scrape(), "bittensor_exporter_history_writes_total", result="error") == 1
+        node.fault = None
+        state.commit_block()  # 3
+        assert exporter.refresh()
+        assert brief(recorded(db)) == [(2, "take_changed", t.C2, "ChildKeyTakeSet")]
+        # Garbage again, now for longer than the catch-up limit: a net change, flagged, not nothing.
+        node.fault = lambda method, params: ("result", "not change sets") if method == "state_queryStorage" else None
+        set_childkey_take(state, t.C2, 1, 7000)
+        state.advance(5)  # 4..8
+        assert exporter.refresh()
+    assert [(r[0], r[1], r[4], r[6]) for r in recorded(db)[1:]] == [(8, "take_changed", "gap", 4)]

@@ -39,7 +39,7 @@ from typing import Any, Optional, Protocol, Sequence
 from bittensor._transport.interface import SubstrateConnection
 
 from exporter.config import ScopeConfig
-from exporter.snapshot.model import ChainRead, frozen
+from exporter.snapshot.model import ChainRead, EventWindow, frozen
 from exporter.snapshot.scope import tracked_candidates
 from exporter.snapshot.validate import MAX_NETUIDS, MAX_UIDS, ZERO_ACCOUNT, InvalidRead, ReadGate, check_block_hash, stake_keys
 from exporter.chain.events import ReaderEventSource, read_window
@@ -86,6 +86,22 @@ class EventRange:
 
 async def _nothing() -> None:
     return None
+
+
+async def _events_of(source: StorageReader, events: EventRange, block: int) -> Optional[EventWindow]:
+    """The events since ``events.since``; when they cannot be read, a window saying so, so the
+    metrics of this read are still published. History then waits for a later read to place the
+    changes (``failed``), unless the blocks missed already reach the catch-up limit: then it
+    records them as net changes over a gap rather than not at all."""
+    try:
+        return await read_window(ReaderEventSource(source), events.since, block, events.limit)
+    except Exception as error:  # noqa: BLE001 - cancellation (BaseException) still propagates
+        if events.since is None:
+            return None
+        reason = f"{type(error).__name__}: {str(error)[:200]}"
+        if block - events.since >= events.limit:
+            return EventWindow(first=events.since + 1, read_from=block + 1, last=block)
+        return EventWindow(first=events.since + 1, read_from=block + 1, last=block, failed=reason)
 
 
 class StorageSource(Protocol):
@@ -161,7 +177,7 @@ class ChainReader:
                 source, block, spec_version = await self.open_at(conn, at_block)
             read, window = await gather_or_cancel(
                 self.read_from(source, scope, block=block, spec_version=spec_version),
-                read_window(ReaderEventSource(source), events.since, block, events.limit) if events else _nothing(),
+                _events_of(source, events, block) if events else _nothing(),
             )
             self.gate.admit(read, scope, self._stake_keys)
             if window is not None:

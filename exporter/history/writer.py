@@ -94,6 +94,11 @@ def history_path_problem(path: str) -> Optional[str]:
     return None
 
 
+class EventsUnavailable(Exception):
+    """This refresh's read could not say what happened since the last one recorded: record nothing
+    now, so the next refresh reads those blocks again."""
+
+
 class HistoryWriter:
     def __init__(
         self,
@@ -180,8 +185,11 @@ class HistoryWriter:
     def _changes(self, snapshot: Snapshot) -> tuple[HistoryState, list[ChangeEvent]]:
         """The new state and its changes, each at its block with its cause when the snapshot carries
         the chain's events since the block this state was recorded at."""
-        state, net = state_of(snapshot, self._state, self._ratio)
         window = snapshot.events
+        if window is not None and window.failed is not None:
+            raise EventsUnavailable(f"the chain's events since block {window.first - 1} could not be read "
+                                    f"({window.failed}); changes are placed by a later refresh")
+        state, net = state_of(snapshot, self._state, self._ratio)
         if window is None or window.first != (self._last_block or 0) + 1:
             window = None  # events of other blocks than those since this state (a reset, a failed write)
         suspended = frozenset(v.hotkey for v in snapshot.tracked if v.suspended)
@@ -243,7 +251,7 @@ class HistoryWriter:
     def _failed(self, stage: str, error: BaseException) -> None:
         """One log line per failure. An unexpected exception (not SQLite's or the
         file system's) carries its traceback, once until history works again."""
-        expected = isinstance(error, (sqlite3.Error, OSError, SchemaTooNew))
+        expected = isinstance(error, (sqlite3.Error, OSError, SchemaTooNew, EventsUnavailable))
         kind = (stage, type(error).__name__)
         traceback = not expected and kind != self._last_failure
         if not expected:

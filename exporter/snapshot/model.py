@@ -236,6 +236,7 @@ class EventWindow:
     # netuid -> the subnet's epoch blocks in first..last (filled by the snapshot builder)
     epochs: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
     take_floors: Mapping[int, int] = field(default_factory=dict)  # netuid -> the lowest effective take (u16)
+    failed: Optional[str] = None  # the events could not be read (why): history waits for a later read
 
     @property
     def gap(self) -> Optional[tuple[int, int]]:
