@@ -184,6 +184,7 @@ class ChainState:
         self._pending_spec = spec_version
         self._dirty = True  # whether the pending storage differs from the head's
         self._keys_changed = True  # whether the sorted key list must be rebuilt
+        self._touched: set[bytes] = set()  # keys added or deleted since the last key list
         self._pending_events: list[tuple[Any, str, str, Any]] = []  # (phase, pallet, variant, fields)
         self._next_extrinsic = 1  # extrinsic 0 is the timestamp inherent
         # The compact record of committed blocks: storage segments, the events that
@@ -248,6 +249,7 @@ class ChainState:
         old = self._pending.get(key)
         if old is None:
             self._keys_changed = True
+            self._touched.add(key)
         if old != value:
             self._dirty = True
             self._pending[key] = value
@@ -257,6 +259,7 @@ class ChainState:
         with self._lock:
             if self._pending.pop(key, None) is not None:
                 self._keys_changed = self._dirty = True
+                self._touched.add(key)
 
     def get_raw(
         self, item: str, params: Iterable = (), pallet: str = "SubtensorModule"
@@ -358,6 +361,7 @@ class ChainState:
                 stamp = self._timestamp_ms(number)
                 if _NOW_KEY not in self._pending:
                     self._keys_changed = True
+                    self._touched.add(_NOW_KEY)
                 self._pending[_NOW_KEY] = struct.pack("<Q", stamp)  # Timestamp.Now: what the next block reads
                 events = self._encode_events(spec)
                 if events is not None:
@@ -371,15 +375,33 @@ class ChainState:
                 # Copy-on-change: the segment owns its dict, the pending one stays mutable.
                 storage = dict(self._pending)
                 if self._keys_changed or last is None:
-                    keys = sorted(set(storage) | ({EVENTS_KEY} if number else set()))
+                    keys = self._key_list(storage, last, number)
                 else:
                     keys = last.keys  # same key set: share the sorted list
                 self._segments.append(_Segment(number, storage, keys, spec))
                 self._firsts.append(number)
             self._dirty = self._keys_changed = False
+            self._touched = set()
             if self._stamps is not None:
                 self._stamps.append(stamp)
             self._count = number + 1  # last: readers on the server thread see a complete block
+
+    def _key_list(self, storage: dict[bytes, bytes], last: Optional[_Segment], number: int) -> list[bytes]:
+        """The block's sorted keys: the last segment's list with the keys added or deleted since,
+        or sorted afresh when most changed. Sorting a mainnet-sized state again took ~0.2 s a
+        block; a block step that adds or deletes a few keys now costs a few milliseconds."""
+        if last is None or not last.first or len(self._touched) * 64 > len(last.keys):
+            return sorted(set(storage) | ({EVENTS_KEY} if number else set()))
+        keys = list(last.keys)  # has EVENTS_KEY: the segment is after genesis
+        for key in self._touched:
+            index = bisect.bisect_left(keys, key)
+            listed = index < len(keys) and keys[index] == key
+            if key in storage or key == EVENTS_KEY:
+                if not listed:
+                    keys.insert(index, key)
+            elif listed:
+                del keys[index]
+        return keys
 
     def _hash(self, number: int) -> str:
         # The number rides in the hash's last 4 bytes, so a hash finds its block

@@ -180,6 +180,32 @@ def test_reads_pinned_to_an_older_block():
         asyncio.run(check(simnode))
 
 
+def test_each_blocks_key_list_is_its_storage_sorted_as_keys_come_and_go():
+    """The key list a block pages with is kept from the block before, with the keys added and
+    deleted since; it must equal the block's own keys sorted, whatever the order of changes."""
+    state = ChainState()
+    for n in range(40):
+        state.set("Tempo", [n], 360)
+    state.commit_block()
+    steps = [
+        ([40, 41], []),  # keys added
+        ([], [3, 17]),  # keys deleted
+        ([3], [40]),  # one deleted key back, one added key gone
+        ([50], [50]),  # added and deleted within the block: no change
+        ([], []),  # an idle block shares the list
+        ([60 + i for i in range(30)], list(range(20))),  # most keys change: sorted afresh
+    ]
+    for added, deleted in steps:
+        for n in added:
+            state.set("Tempo", [n], 99)
+        for n in deleted:
+            state.delete("Tempo", [n])
+        number, _ = state.commit_block()
+        block = state.block(number)
+        assert block.keys == sorted(block.storage), (added, deleted)
+        assert len(block.keys) == len(set(block.keys))
+
+
 def test_finalized_head_lags():
     state = ChainState()
     for _ in range(5):
