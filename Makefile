@@ -43,8 +43,11 @@ demo: $(VENV)/.installed
 	trap 'kill $$!' EXIT INT TERM; \
 	$(BIN)/bittensor-validator-exporter --config.file config.demo.yaml
 
+# PYTHONDONTWRITEBYTECODE (set by some shells and images) is cleared for the tests: with it, every
+# xdist worker rewrote and compiled every test module again at collection (~10 s instead of ~4 s a
+# worker here) and every exporter process a test starts compiled the package again.
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest
 
 # Mainnet-scale benchmark against the baselines, one table (several minutes); see BENCHMARKS.md.
 # BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--runs 3 --json bench.json".
