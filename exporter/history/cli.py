@@ -13,7 +13,8 @@ from typing import Optional
 from exporter.history.backup import BackupError, backup_database
 from exporter.history.queries import BadQuery, build_query
 from exporter.history.schema import SchemaTooNew
-from exporter.history.store import HistoryStore, query_events
+from exporter.history.reading import query_events
+from exporter.history.store import HistoryStore
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1

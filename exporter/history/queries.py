@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 
 from exporter.snapshot.changes import CHANGE_KINDS
 from exporter.snapshot.causes import CAUSES
-from exporter.history.store import MAX_PAGE, EventQuery, query_events
+from exporter.history.reading import MAX_PAGE, EventQuery, query_events
 from exporter.ss58 import is_valid_ss58
 
 PARAMS = ("hotkey", "netuid", "kind", "cause", "since", "until", "limit", "cursor")

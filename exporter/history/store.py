@@ -23,7 +23,6 @@ from exporter.snapshot.model import Snapshot
 
 TIER_EVERY_REFRESH = 0
 TIER_HOURLY = 1
-MAX_PAGE = 1000
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
@@ -68,18 +67,6 @@ class Retention:
             hourly_seconds=history.samples_hourly_days * 86400,
             sample_all=history.samples_scope == "all",
         )
-
-
-@dataclass(frozen=True)
-class EventQuery:
-    hotkey: Optional[str] = None
-    netuid: Optional[int] = None
-    kind: Optional[str] = None
-    cause: Optional[str] = None
-    since: Optional[float] = None  # unix seconds, inclusive
-    until: Optional[float] = None  # exclusive
-    before_id: Optional[int] = None  # pagination cursor: newest first
-    limit: int = 100
 
 
 def _connect(path: str, read_only: bool) -> sqlite3.Connection:
@@ -328,62 +315,3 @@ def _i(value):
 
 def _json(value) -> Optional[str]:
     return None if value is None else json.dumps(value)
-
-
-def peek_last_block(path: str) -> Optional[int]:
-    """The last block recorded, read without opening the file for writing (None: no file, none yet,
-    or unreadable: the writer reports that when it opens the file)."""
-    if not Path(path).exists():
-        return None
-    try:
-        conn = _connect(path, read_only=True)
-        try:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'last_block'").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return None
-    return None if row is None else int(row[0])
-
-
-def query_events(path: str, query: EventQuery) -> tuple[list[dict], Optional[int]]:
-    """Events matching ``query``, newest first, and the cursor for the next page (or None)."""
-    where, params = [], []
-    for column, value in (("hotkey", query.hotkey), ("netuid", query.netuid), ("kind", query.kind), ("cause", query.cause)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
-    if query.since is not None:
-        where.append("time >= ?")
-        params.append(query.since)
-    if query.until is not None:
-        where.append("time < ?")
-        params.append(query.until)
-    if query.before_id is not None:
-        where.append("id < ?")
-        params.append(query.before_id)
-    sql = ("SELECT id, block, time, kind, hotkey, netuid, parent, child, old_value, new_value,"
-           " cause, extrinsic, block_from, backfilled FROM events")
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY id DESC LIMIT ?"
-    params.append(query.limit + 1)
-    conn = _connect(path, read_only=True)
-    try:
-        rows = conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
-    events = [_event_dict(row) for row in rows[: query.limit]]
-    next_cursor = events[-1]["id"] if len(rows) > query.limit else None
-    return events, next_cursor
-
-
-def _event_dict(row: Iterable) -> dict:
-    id_, block, time, kind, hotkey, netuid, parent, child, old, new, cause, extrinsic, block_from, backfilled = row
-    return {
-        "id": id_, "block": block, "time": time, "kind": kind, "hotkey": hotkey, "netuid": netuid,
-        "parent": parent, "child": child,
-        "old": json.loads(old) if old is not None else None,
-        "new": json.loads(new) if new is not None else None,
-        "cause": cause, "extrinsic": extrinsic, "block_from": block_from, "backfilled": bool(backfilled),
-    }

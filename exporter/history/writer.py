@@ -23,7 +23,8 @@ from urllib.parse import quote
 import structlog
 
 from exporter.history.schema import SchemaTooNew, check_not_newer
-from exporter.history.store import HistoryStore, HistoryWasReset, Retention, peek_last_block
+from exporter.history.reading import peek_last_block
+from exporter.history.store import HistoryStore, HistoryWasReset, Retention
 from exporter.snapshot.causes import attribute
 from exporter.snapshot.changes import ChangeEvent, HistoryState, state_of
 from exporter.snapshot.model import Snapshot
