@@ -219,3 +219,24 @@ def test_events_that_cannot_be_read_hold_history_back_but_not_the_metrics(export
         state.advance(5)  # 4..8
         assert exporter.refresh()
     assert [(r[0], r[1], r[4], r[6]) for r in recorded(db)[1:]] == [(8, "take_changed", "gap", 4)]
+
+
+def test_on_a_runtime_whose_take_event_names_the_subnet_a_take_set_and_set_back_is_placed_by_it(exporter_factory, tmp_path):
+    """The newer runtime's ChildKeyTakeSet(hotkey, netuid, take): decoded by its metadata's layout, the
+    subnet comes from the event, not from which take moved."""
+    from simnode.state import NEWER_RUNTIME_SPEC
+
+    state = ChainState(NEWER_RUNTIME_SPEC)
+    write_tricky_chain(state)
+    with SimNode(state) as node:
+        db = tmp_path / "history.db"
+        exporter = exporter_factory(node, scope=SCOPE, history_path=str(db))
+        assert exporter.refresh()
+        set_childkey_take(state, t.C2, 1, 9000)
+        state.commit_block()  # 2
+        set_childkey_take(state, t.C2, 1, 11796)  # back to where it was
+        state.commit_block()  # 3
+        assert exporter.refresh()
+    assert [(r[0], r[1], r[2], r[3], r[4]) for r in recorded(db)] == [
+        (2, "take_changed", t.C2, 1, "ChildKeyTakeSet"), (3, "take_changed", t.C2, 1, "ChildKeyTakeSet"),
+    ]
