@@ -37,6 +37,7 @@ from exporter.serving.change_counters import ChangeCounters, render_last_changes
 from exporter.serving.publication import Publication, RenderedSnapshot, first_publication, render
 from exporter.serving.status import EndpointAttempt, HistoryResult, RefreshOutcome, Status, advance, render_status
 from exporter.snapshot.builder import build_snapshot
+from exporter.snapshot.memo import StakeMemo
 from exporter.snapshot.model import ChainRead, Snapshot
 from exporter.snapshot.validate import InvalidRead, check_snapshot
 
@@ -88,6 +89,8 @@ class Refresher:
         self._clock = clock
         self._counters = ChangeCounters(config.scope.watched_hotkeys)
         self._watched_missing: Optional[set[str]] = None  # None until the first good refresh
+        # The last snapshot's stake results, reused where their inputs did not move (refresh thread only).
+        self._stake_memo = StakeMemo()
         self._status = Status.initial(endpoints)
         # The last good snapshot, its time and the refresh count live only in
         # the publication; each refresh derives the next one from it.
@@ -123,7 +126,7 @@ class Refresher:
                     attempts = failure.attempts
                     raise
             with stages.stage("snapshot"):
-                snapshot = build_snapshot(read, self._config.scope)
+                snapshot = build_snapshot(read, self._config.scope, self._stake_memo)
                 check_snapshot(snapshot)
             self._check_watched(snapshot)
             extra = b""

@@ -19,6 +19,7 @@ from exporter.snapshot.model import (
     WatchedKey, frozen,
 )
 from exporter.snapshot.after_pending import AfterPending, due_sets, project_after_pending
+from exporter.snapshot.memo import StakeMemo
 from exporter.snapshot.projection import Projection, bits_to_rao, next_epoch_block, next_epoch_block_dynamic, project
 from exporter.snapshot.scope import registered_uids, tracked_candidates
 from exporter.snapshot.stake_math import (
@@ -45,19 +46,42 @@ def _inherited(read: ChainRead, hotkey: str, netuid: int, children=None, parents
     )
 
 
-def _stake_of(read: ChainRead, hotkey: str, netuid: int, uid: Optional[int]) -> tuple[ValidatorState, int]:
-    """The validator's numbers, and its stake weight as raw I64F64 bits for exact comparisons."""
-    children = read.children.get((hotkey, netuid), ())
+def _stake_inputs(read: ChainRead, hotkey: str, netuid: int) -> tuple:
+    """Everything the chain's stake arithmetic for (hotkey, netuid) reads but TaoWeight: own alpha,
+    own root, the child links, and each parent's (proportion, alpha on netuid, root)."""
+    stake = read.stake
     parents = read.parents.get((hotkey, netuid), ())
-    result = _inherited(read, hotkey, netuid)
-    subnet_min = read.min_take_per_subnet.get(netuid) if read.min_take_per_subnet is not None else None
-    take = effective_take(read.takes.get((hotkey, netuid), 0), read.min_take, subnet_min)
-    suspended = read.suspended.get((hotkey, netuid), False) if read.suspended is not None else None
+    return (
+        stake.get((hotkey, netuid), 0), stake.get((hotkey, 0), 0), read.children.get((hotkey, netuid), ()),
+        tuple([(p, stake.get((parent, netuid), 0), stake.get((parent, 0), 0)) for p, parent in parents]) if parents else (),
+    )
+
+
+def _inherited_of(stake_inputs: tuple, tao_weight_raw: int) -> InheritedStake:
+    own_alpha, own_root, children, parents = stake_inputs
+    return inherited_stake(own_alpha=own_alpha, own_root=own_root, child_proportions=[p for p, _ in children],
+                           parents=parents, tao_weight_raw=tao_weight_raw)
+
+
+def _stake_of(read: ChainRead, hotkey: str, netuid: int, uid: Optional[int],
+              memo: Optional[StakeMemo] = None) -> tuple[ValidatorState, int]:
+    """The validator's numbers, and its stake weight as raw I64F64 bits for exact comparisons;
+    from ``memo`` when every input is what it was computed from."""
+    inputs = (
+        _stake_inputs(read, hotkey, netuid), read.tao_weight, uid, _has_permit(read, netuid, uid),
+        read.takes.get((hotkey, netuid), 0), read.min_take,
+        read.min_take_per_subnet.get(netuid) if read.min_take_per_subnet is not None else None,
+        read.suspended.get((hotkey, netuid), False) if read.suspended is not None else None,
+    )
+    if memo is not None and (found := memo.state((hotkey, netuid), inputs)) is not None:
+        return found
+    stake_inputs, tao_weight, _, permit, take, min_take, subnet_min, suspended = inputs
+    result = _inherited_of(stake_inputs, tao_weight)
     state = ValidatorState(
         hotkey=hotkey,
         netuid=netuid,
         uid=uid,
-        permit=_has_permit(read, netuid, uid),
+        permit=permit,
         own_alpha=result.own,
         root_tao=result.root,
         to_children_alpha=result.to_children_fixed / _U96F32_ONE,
@@ -65,11 +89,13 @@ def _stake_of(read: ChainRead, hotkey: str, netuid: int, uid: Optional[int]) -> 
         inherited_alpha=result.inherited,
         inherited_root_tao=result.root_inherited,
         stake_weight=result.stake_weight_fixed / _I64F64_ONE,
-        childkey_take=take_ratio(take),
-        parents=len(parents),
-        children=len(children),
+        childkey_take=take_ratio(effective_take(take, min_take, subnet_min)),
+        parents=len(stake_inputs[3]),
+        children=len(stake_inputs[2]),
         suspended=suspended,
     )
+    if memo is not None:
+        memo.keep_state((hotkey, netuid), inputs, (state, result.stake_weight_fixed))
     return state, result.stake_weight_fixed
 
 
@@ -78,14 +104,19 @@ def _has_permit(read: ChainRead, netuid: int, uid: Optional[int]) -> bool:
     return uid is not None and uid < len(permits) and permits[uid]
 
 
-def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
+def build_snapshot(read: ChainRead, scope: ScopeConfig, memo: Optional[StakeMemo] = None) -> Snapshot:
+    """The snapshot of ``read``. ``memo``: the stake results of the caller's previous builds, reused
+    where their inputs are unchanged and replaced by this build's (see ``memo``); the snapshot is
+    the same with or without it."""
+    if memo is not None:
+        memo.start()
     watched = {w.hotkey: w for w in scope.watch}
     min_weight_fixed = to_rao(scope.min_stake_weight) * _I64F64_ONE
     tracked, validators = [], []
     weights: dict[tuple[int, int], int] = {}  # (netuid, uid) -> stake weight, I64F64 bits: every uid
     candidates = tracked_candidates(read, frozenset(watched))
     for (hotkey, netuid), uid in sorted(candidates.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        state, weight_fixed = _stake_of(read, hotkey, netuid, uid)
+        state, weight_fixed = _stake_of(read, hotkey, netuid, uid, memo)
         tracked.append(state)
         if uid is not None:
             weights[(netuid, uid)] = weight_fixed
@@ -93,7 +124,9 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig) -> Snapshot:
             validators.append(state)
     for hotkey, netuid, uid in registered_uids(read):
         if (netuid, uid) not in weights:
-            weights[(netuid, uid)] = _stake_weight_fixed(read, hotkey, netuid)
+            weights[(netuid, uid)] = _stake_weight_fixed(read, hotkey, netuid, memo)
+    if memo is not None:
+        memo.finish()
     projections = {
         netuid: _project(read, netuid, weights)
         for netuid in read.netuids if netuid != 0 and scope.includes_netuid(netuid)
@@ -237,14 +270,24 @@ def _edge_inherited(read: ChainRead, edge: Edge) -> float:
     return u96f32_mul(u96f32_from_int(parent_alpha), u96f32_ratio(edge.proportion)) / _U96F32_ONE
 
 
-def _stake_weight_fixed(read: ChainRead, hotkey: str, netuid: int) -> int:
-    """Stake weight (I64F64 bits) of a uid that is only a permit contender."""
-    if (hotkey, netuid) not in read.parents and (hotkey, netuid) not in read.children:
+def _stake_weight_fixed(read: ChainRead, hotkey: str, netuid: int, memo: Optional[StakeMemo] = None) -> int:
+    """Stake weight (I64F64 bits) of a uid that is only a permit contender; with links, from ``memo``
+    when every input is what it was computed from. Without links the arithmetic is a few
+    microseconds, about what keeping it costs: in a refresh where every stake moved, memoizing
+    the ~22,700 unlinked contenders too made the snapshot ~20 % slower, against ~5-8 % without."""
+    key = (hotkey, netuid)
+    if key not in read.parents and key not in read.children:
         # Nothing given or received: inherited = own on both sides (the chain's
         # U96F32 round trip of a u64 is exact), then the same I64F64 sum.
         stake = read.stake
-        return stake_weight_fixed(stake.get((hotkey, netuid), 0), stake.get((hotkey, 0), 0), read.tao_weight)
-    return _inherited(read, hotkey, netuid).stake_weight_fixed
+        return stake_weight_fixed(stake.get(key, 0), stake.get((hotkey, 0), 0), read.tao_weight)
+    inputs = (_stake_inputs(read, hotkey, netuid), read.tao_weight)
+    if memo is not None and (found := memo.weight(key, inputs)) is not None:
+        return found
+    weight = _inherited_of(*inputs).stake_weight_fixed
+    if memo is not None:
+        memo.keep_weight(key, inputs, weight)
+    return weight
 
 
 def _metagraph_difference(read: ChainRead, netuid: int, metagraph) -> int:

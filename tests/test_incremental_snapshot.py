@@ -1,0 +1,157 @@
+"""The snapshot built with the stake memo carried across refreshes equals one built from scratch.
+
+Over a sequence of changing reads (stakes moved, a child set changed, a take changed, TaoWeight
+changed, a validator deregistered, a root stake changed, ...), each build with the memo of the
+previous builds is compared with a build without one: the whole Snapshot, and its exposition
+bytes. Where a step changes one input, what depends on it is computed again and the rest is reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import replace
+
+import pytest
+
+from exporter.config import ScopeConfig, WatchedHotkey
+from exporter.serving.exposition import render_snapshot
+from exporter.snapshot.builder import build_snapshot
+from exporter.snapshot.memo import StakeMemo
+from exporter.snapshot.model import ChainRead, frozen
+from tests import tricky_chain as t
+from tests.test_snapshot import SCOPE, chain_read
+
+WATCHED = ScopeConfig(mode="watched", watch=(WatchedHotkey(t.M, "m"), WatchedHotkey(t.C1, "c1", expected_take=0.1)))
+
+
+def _with_stake(read: ChainRead, **moves) -> ChainRead:
+    stake = dict(read.stake)
+    for (hotkey, netuid), value in moves.values():
+        stake[(hotkey, netuid)] = value
+    return replace(read, stake=stake)
+
+
+def _links(read: ChainRead, parent: str, netuid: int, links: tuple) -> ChainRead:
+    """``read`` with ChildKeys[parent, netuid] = links and ParentKeys mirrored."""
+    children = {k: v for k, v in read.children.items() if k != (parent, netuid)}
+    if links:
+        children[(parent, netuid)] = links
+    parents: dict = {}
+    for (p, n), kids in children.items():
+        for proportion, child in kids:
+            parents.setdefault((child, n), []).append((proportion, p))
+    return replace(read, children=children, parents={k: tuple(v) for k, v in parents.items()})
+
+
+def _sequence() -> list[tuple[str, ChainRead, object]]:
+    """(step, read, the tracked (hotkey, netuid) whose stake results must be computed again: a set,
+    a predicate, or None for all)."""
+    # Netuid 2 keeps one permit, so its one contender without links (with root, weighed through
+    # TaoWeight) is the top contender, exported.
+    base = chain_read(watched_uids={(1, t.M): 6, (1, t.C1): 1}, tempos={1: 360, 2: 360},
+                      max_validators={0: 64, 1: 64, 2: 1})
+    base = _with_stake(base, a=((t.OWNER, 2), 2000 * t.RAO), b=((t.OWNER, 0), 500 * t.RAO))
+    steps = [("base", base, None)]
+
+    def step(name, read, moved):
+        steps.append((name, read, moved))
+        return read
+
+    read = step("identical", base, set())
+    read = step("a child's alpha moved", _with_stake(read, a=((t.C1, 1), 11 * t.RAO)), {(t.C1, 1)})
+    # A parent's own alpha is an input of every child's inheritance.
+    read = step("a parent's alpha moved", _with_stake(read, a=((t.P, 1), 900 * t.RAO)),
+                {(t.P, 1), *((c, 1) for c in t.CHILDREN)})
+    read = step("a contender's root moved", _with_stake(read, a=((t.OWNER, 0), 60 * t.RAO)), set())
+    read = step("a root stake moved", _with_stake(read, a=((t.P3, 0), 150 * t.RAO)), {(t.P3, 1), (t.M, 1)})
+    read = step("a parent's child set changed", _links(read, t.P2, 1, ((t.QUARTER, t.M), (t.QUARTER, t.Z))),
+                {(t.P2, 1), (t.M, 1), (t.Z, 1)})
+    read = step("a take changed", replace(read, takes={**read.takes, (t.C3, 1): 7000}), {(t.C3, 1)})
+    read = step("TaoWeight changed", replace(read, tao_weight=t.TAO_WEIGHT // 2), None)
+    read = step("the minimum take changed", replace(read, min_take=4000), None)
+    read = step("a subnet minimum take appeared", replace(read, min_take_per_subnet={1: 6000}),
+                lambda key: key[1] == 1)
+    read = step("a runtime with suspensions", replace(read, suspended={}), None)  # None -> False for all
+    read = step("a suspension", replace(read, suspended={(t.M, 1): True}), {(t.M, 1)})
+    read = step("a permit lost", replace(read, permits={**read.permits, 1: (True,) * 9 + (False, False)}), {(t.Z, 1)})
+    hotkeys = {k: v for k, v in read.hotkeys.items() if k != (1, 9)}
+    read = step("a validator deregistered", replace(read, hotkeys=hotkeys, permits={**read.permits, 1: (True,) * 9}),
+                {(t.Z, 1)})
+    read = step("its child link dropped", _links(read, t.NP, 1, ()), {(t.NP, 1), (t.Z, 1)})
+    step("back to the start", base, None)
+    return steps
+
+
+@pytest.mark.parametrize("scope", [SCOPE, WATCHED], ids=["network", "watched"])
+def test_the_memo_changes_nothing_on_any_step(scope):
+    memo = StakeMemo()
+    for name, read, _ in _sequence():
+        carried = build_snapshot(read, scope, memo)
+        fresh = build_snapshot(read, scope)
+        assert carried == fresh, name
+        assert render_snapshot(carried) == render_snapshot(fresh), name
+
+
+def test_each_change_recomputes_exactly_what_depends_on_it():
+    memo = StakeMemo()
+    before: dict = {}
+    for name, read, moved in _sequence():
+        build_snapshot(read, SCOPE, memo)
+        after = memo.states()
+        reused = {key for key, entry in after.items() if before.get(key) is entry}
+        if moved is None:  # an input of every result, or the first build
+            assert not reused or name == "back to the start", name
+        else:
+            expected = {key for key in after if (moved(key) if callable(moved) else key in moved)}
+            assert set(after) - reused == expected, name
+        before = after
+
+
+def test_the_memo_keeps_one_builds_worth():
+    memo = StakeMemo()
+    read = chain_read()
+    build_snapshot(read, SCOPE, memo)
+    size = len(memo)
+    hotkeys = {k: v for k, v in read.hotkeys.items() if k != (1, 9)}
+    for _ in range(3):
+        build_snapshot(_with_stake(read, a=((t.P, 1), 1)), SCOPE, memo)
+        build_snapshot(read, SCOPE, memo)
+    assert len(memo) == size
+    build_snapshot(replace(read, hotkeys=hotkeys, permits={**read.permits, 1: (True,) * 9}), SCOPE, memo)
+    assert len(memo) == size - 1
+
+
+def test_a_mainnet_shaped_sequence_with_the_memo_equals_from_scratch():
+    """A quarter of the mainnet scenario (32 subnets of 256 uids), to stay a few seconds;
+    the full scale is compared the same way by the timing in BENCHMARKS.md."""
+    from exporter.chain.reader import ChainReader
+    from simnode import ChainState
+    from simnode.scenarios import mainnet_scale
+    from tests.test_storage_reader import FakeConnection
+
+    state = ChainState()
+    mainnet_scale(state, netuids=33, edges=800, takes=800, pool=80, pending=10)
+    scope = ScopeConfig()
+    read = asyncio.run(ChainReader(max_in_flight=8).read(FakeConnection(state), scope))
+    rng = random.Random(15)
+    keys = sorted(read.stake)
+
+    def moved(read, keys):
+        stake = dict(read.stake)
+        for key in keys:
+            stake[key] += rng.randint(1, 10**9)
+        return replace(read, stake=frozen(stake))
+
+    parent, netuid = next(iter(sorted(read.children)))
+    sequence = [
+        read,
+        moved(read, rng.sample(keys, 50)),
+        moved(read, keys),
+        _links(read, parent, netuid, read.children[(parent, netuid)][1:]),
+        replace(read, tao_weight=read.tao_weight // 2),
+    ]
+    memo = StakeMemo()
+    for number, step in enumerate(sequence):
+        carried = build_snapshot(step, scope, memo)
+        assert carried == build_snapshot(step, scope), number
