@@ -130,3 +130,11 @@ def test_any_other_failure_fails_the_read_instead_of_inventing_a_gap():
 
     with pytest.raises(ConnectionError):
         read(Failing(5, {}), since=2, head=5)
+
+
+def test_blocks_after_the_last_listed_one_repeat_its_events():
+    """A node lists a block only where a value changed: blocks after the last listed one, up to the
+    end of the range asked, hold the same events again."""
+    answer = [{"block": hash_of(3), "changes": [[EVENTS, "0x00000003"], [NOW, now(3000)]]}]
+    window = read(Source(5, {3: [take_set("5A", 1, 100)]}, answer=answer), since=2, head=5)
+    assert [e.block for e in window.events] == [3, 4, 5]

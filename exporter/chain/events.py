@@ -53,10 +53,6 @@ class EventSource(Protocol):
     async def storage_changes(self, keys: list[str], hashes: list[str]) -> list[dict]: ...
 
 
-class StatePruned(Exception):
-    """The endpoint no longer keeps the state of a block asked for."""
-
-
 def is_pruned(error: BaseException) -> bool:
     """Whether the endpoint said it no longer keeps that block's state (the SDK raises
     StateDiscardedError for Substrate's "UnknownBlock: State already discarded for ...")."""
@@ -81,7 +77,7 @@ async def read_window(source: EventSource, since: Optional[int], block: int, lim
     time_key = source.raw_key("Timestamp", "Now")
     chunks = [numbers[i : i + RANGE_CHUNK] for i in range(0, len(numbers), RANGE_CHUNK)]
     read_from = start
-    answers: list[list[tuple[str, dict]]] = []
+    answers: list[tuple[list, int]] = []  # (change sets, the last block they cover)
     # Newest chunk first: once one is pruned, every older one is too.
     for chunk in reversed(chunks):
         try:
@@ -91,14 +87,14 @@ async def read_window(source: EventSource, since: Optional[int], block: int, lim
                 raise
             read_from, answer = await _oldest_readable(source, chunk, hashes, start, [events_key, time_key])
             if answer is not None:
-                answers.append(answer)
+                answers.append((answer, chunk[-1]))
             break
-        answers.append(answer)
+        answers.append((answer, chunk[-1]))
     layouts = source.event_layouts()
     events: list[ChainEvent] = []
     times: dict[int, float] = {}
-    for answer in reversed(answers):
-        _walk(answer, by_hash, events_key, time_key, layouts, source, events, times)
+    for answer, last in reversed(answers):
+        _walk(answer, last, by_hash, events_key, time_key, layouts, source, events, times)
     return EventWindow(first=first, read_from=read_from, last=block, events=tuple(events), times=frozen(times))
 
 
@@ -121,8 +117,9 @@ async def _oldest_readable(source: EventSource, chunk: list[int], hashes: list[s
     return best
 
 
-def _walk(answer, by_hash, events_key, time_key, layouts, source, events, times) -> None:
-    """Every block of one range answer, in order; a block not listed repeats the previous block's values."""
+def _walk(answer, last, by_hash, events_key, time_key, layouts, source, events, times) -> None:
+    """Every block of one range answer up to ``last``, in order; a block not listed repeats the
+    previous block's values (nodes list only blocks where a value changed)."""
     if not isinstance(answer, list):
         raise InvalidRead("malformed_answer", "state_queryStorage: not a list of change sets")
     current: dict[str, Optional[str]] = {}
@@ -145,6 +142,9 @@ def _walk(answer, by_hash, events_key, time_key, layouts, source, events, times)
             current[pair[0]] = value
         _take(number, current, events_key, time_key, layouts, source, events, times)
         last_block = number
+    if last_block is not None:
+        for repeated in range(last_block + 1, last + 1):
+            _take(repeated, current, events_key, time_key, layouts, source, events, times)
 
 
 def _take(block, current, events_key, time_key, layouts, source, events, times) -> None:

@@ -195,22 +195,22 @@ class ChainReader:
         A malformed head, a header number at or before genesis, or one before
         the last good read's ends the read before anything is read at it.
         """
-        semaphore = asyncio.Semaphore(self._max_in_flight)
         head = await conn.get_chain_finalised_head()
         check_block_hash(head)  # before any request uses it
         block, codec = await gather_or_cancel(conn.get_block_number(head), codec_at(conn, head))
-        self.gate.check_head(block, head)
-        self._keys.start(codec)
-        return StorageReader(conn, codec, head, semaphore, self._keys), block, codec.spec_version
+        return self._pinned(conn, codec, head, block)
 
     async def open_at(self, conn: SubstrateConnection, number: int) -> tuple[StorageReader, int, int]:
         """A storage reader pinned to block ``number`` (a backfill from an archive endpoint)."""
-        semaphore = asyncio.Semaphore(self._max_in_flight)
         block_hash = await conn.rpc_request("chain_getBlockHash", [number])
         check_block_hash(block_hash)
-        codec = await codec_at(conn, block_hash)
-        self.gate.check_head(number, block_hash)
-        return StorageReader(conn, codec, block_hash, semaphore), number, codec.spec_version
+        return self._pinned(conn, await codec_at(conn, block_hash), block_hash, number)
+
+    def _pinned(self, conn: SubstrateConnection, codec: Any, block_hash: str, block: int) -> tuple[StorageReader, int, int]:
+        self.gate.check_head(block, block_hash)
+        self._keys.start(codec)
+        semaphore = asyncio.Semaphore(self._max_in_flight)
+        return StorageReader(conn, codec, block_hash, semaphore, self._keys), block, codec.spec_version
 
     async def read_from(self, source: StorageSource, scope: ScopeConfig, *, block: int, spec_version: int) -> ChainRead:
         """The four-stage plan against ``source`` (all of it at ``source.block_hash``)."""
@@ -261,7 +261,6 @@ class ChainReader:
             min_take_per_subnet=_per_subnet(extras.get(MIN_TAKE_PER_SUBNET)),
             suspended=_suspensions(extras.get(THRESHOLD_SUSPENDED)) if THRESHOLD_SUSPENDED in extras else None,
             subnet_sizes=frozen({int(n): int(v) for n, v in sizes}),
-
         )
 
     async def _read_hotkeys(self, source: StorageSource, read: ChainRead, scope: ScopeConfig) -> ChainRead:

@@ -235,14 +235,25 @@ class ChainSession:
         return read, tuple(attempts)
 
     def finalized_head(self, timeout: float) -> str:
-        """The finalized head's hash, from the endpoint reads go to first (one request): what a
-        refresh that follows the chain waits on. Raises ReadError on any failure, and at once
-        when the exporter is stopping (``cancel()`` also ends an ask in flight)."""
+        """The finalized head's hash (one request): what a refresh that follows the chain waits on."""
+        return self._ask(lambda conn: conn.get_chain_finalised_head(), timeout)
 
-        async def ask() -> str:
+    def finalized_block(self, timeout: float) -> int:
+        """The finalized head's number (a backfill's upper bound); nothing else is read."""
+
+        async def number(conn: SubstrateConnection) -> int:
+            return int(await conn.get_block_number(await conn.get_chain_finalised_head()))
+
+        return self._ask(number, timeout)
+
+    def _ask(self, question, timeout: float) -> Any:
+        """``question(connection)`` at the endpoint reads go to first. Raises ReadError on any
+        failure, and at once when the exporter is stopping (``cancel()`` also ends an ask in flight)."""
+
+        async def ask() -> Any:
             conn = await self._connection(self.pool.order()[0])
             try:
-                return await conn.get_chain_finalised_head()
+                return await question(conn)
             except BaseException:
                 self._abandon_connection()  # the next ask (or read) starts on a fresh connection
                 raise
@@ -293,21 +304,6 @@ class ChainSession:
             self._thread.join(max(0.1, deadline - time.monotonic()))
         if not self._thread.is_alive():
             self._loop.close()
-
-    def finalized_block(self, timeout: float) -> int:
-        """The finalized head's number at the first endpoint (a backfill's upper bound); nothing else is read."""
-
-        async def head() -> int:
-            conn = await self._connection(self.pool.order()[0])
-            block_hash = await conn.get_chain_finalised_head()
-            return int(await conn.get_block_number(block_hash))
-
-        future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(head(), timeout), self._loop)
-        try:
-            return future.result(timeout + _OVERRUN_SECONDS)
-        except Exception as error:  # noqa: BLE001 - one labelled failure, like a read's
-            self._abandon_connection()
-            raise ReadError(classify(error), _describe(error)) from error
 
     def task_count(self) -> int:
         """Tasks alive on the chain I/O loop (for tests: nothing may pile up after failures)."""
