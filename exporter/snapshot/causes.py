@@ -21,9 +21,9 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import Iterable, Optional
 
-from exporter.snapshot.changes import ChangeEvent, HistoryState, Pending, _optional_pending, _pending_value
+from exporter.snapshot.changes import ChangeEvent, HistoryState, Pending, _optional_pending, _pending_value, edge_change
 from exporter.snapshot.model import ChainEvent, EventWindow
-from exporter.snapshot.units import take_ratio, u64_ratio
+from exporter.snapshot.units import take_ratio
 
 # The chain's events a change can be attributed to (and so the events read).
 EVENT_CAUSES = (
@@ -64,6 +64,7 @@ class _Attribution:
         self.previous, self.state, self.window, self.suspended = previous, state, window, suspended
         self.events = sorted(window.events, key=lambda e: (e.block, e.index))
         self.out: list[ChangeEvent] = []
+        self._parents_index: Optional[dict[tuple[str, int], set[str]]] = None
 
     def run(self, net: list[ChangeEvent]) -> list[ChangeEvent]:
         self._child_sets()
@@ -76,6 +77,15 @@ class _Attribution:
             elif change.kind not in _REPLAYED:
                 self.out.append(self._remainder(change, (change.hotkey,), event_driven=False))
         return self.out
+
+    def _parents(self) -> dict[tuple[str, int], set[str]]:
+        """(child, netuid) -> its parents before or after, indexed once (for stake-weight moves)."""
+        if self._parents_index is None:
+            index: dict[tuple[str, int], set[str]] = defaultdict(set)
+            for parent, child, netuid in (*self.previous.edges, *self.state.edges):
+                index[(child, netuid)].add(parent)
+            self._parents_index = index
+        return self._parents_index
 
     # -- placing a change --------------------------------------------------
 
@@ -235,7 +245,7 @@ class _Attribution:
     def _stake(self, change: ChangeEvent) -> ChangeEvent:
         involved = {change.hotkey}
         if change.kind == "stake_weight_moved":
-            involved |= {p for (p, c, n) in (*self.previous.edges, *self.state.edges) if c == change.hotkey and n == change.netuid}
+            involved |= self._parents().get((change.hotkey, change.netuid), set())
         for e in reversed(self.events):
             if e.name in _STAKE_EVENTS and involved & set(e.accounts) and {change.netuid, 0} & set(e.netuids):
                 return self._placed(change, e)
@@ -257,13 +267,8 @@ def _by_parent(edges: dict, parents: set) -> dict[tuple[str, int], dict[str, int
 
 
 def _edge_changes(parent: str, before: dict[str, int], after: dict[str, int]):
-    """(kind, child, fields) taking one child set of a parent to another, as state_of words them."""
-    for child, q in after.items():
-        if child not in before:
-            yield "edge_added", child, {"parent": parent, "child": child, "new": u64_ratio(q)}
-        elif before[child] != q:
-            yield "proportion_changed", child, {"parent": parent, "child": child,
-                                                "old": u64_ratio(before[child]), "new": u64_ratio(q)}
-    for child, q in before.items():
-        if child not in after:
-            yield "edge_removed", child, {"parent": parent, "child": child, "old": u64_ratio(q)}
+    """(kind, child, fields) taking one child set of a parent to another."""
+    for child in (*after, *(c for c in before if c not in after)):
+        change = edge_change(parent, child, before.get(child), after.get(child))
+        if change is not None:
+            yield change[0], child, change[1]

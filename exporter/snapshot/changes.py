@@ -136,14 +136,13 @@ def state_of(snapshot: Snapshot, previous: HistoryState, stake_ratio: float) -> 
     edges = {(e.parent, e.child, e.netuid): e.proportion for e in snapshot.chain_edges}
     if not first_run:
         for (parent, child, netuid), proportion in edges.items():
-            before = previous.edges.get((parent, child, netuid))
-            if before is None:
-                emit("edge_added", child, netuid, parent=parent, child=child, new=u64_ratio(proportion))
-            elif before != proportion:
-                emit("proportion_changed", child, netuid, parent=parent, child=child, old=u64_ratio(before), new=u64_ratio(proportion))
+            change = edge_change(parent, child, previous.edges.get((parent, child, netuid)), proportion)
+            if change is not None:
+                emit(change[0], child, netuid, **change[1])
         for (parent, child, netuid), before in previous.edges.items():
             if (parent, child, netuid) not in edges:
-                emit("edge_removed", child, netuid, parent=parent, child=child, old=u64_ratio(before))
+                kind, fields = edge_change(parent, child, before, None)
+                emit(kind, child, netuid, **fields)
 
     pending = {(p.parent, p.netuid): (tuple(p.children), p.cooldown_block) for p in snapshot.chain_pending}
     if not first_run:
@@ -157,6 +156,18 @@ def state_of(snapshot: Snapshot, previous: HistoryState, stake_ratio: float) -> 
             kind = "pending_applied" if now == set(before[0]) else "pending_dropped"
             emit(kind, parent, netuid, parent=parent, old=_pending_value(before))
     return HistoryState(validators, edges, pending), events
+
+
+def edge_change(parent: str, child: str, before: Optional[int], after: Optional[int]) -> Optional[tuple[str, dict]]:
+    """(kind, fields) of one parent -> child edge going from proportion ``before`` to ``after``
+    (None: no edge), or None when it did not change."""
+    if before == after:
+        return None
+    if before is None:
+        return "edge_added", {"parent": parent, "child": child, "new": u64_ratio(after)}
+    if after is None:
+        return "edge_removed", {"parent": parent, "child": child, "old": u64_ratio(before)}
+    return "proportion_changed", {"parent": parent, "child": child, "old": u64_ratio(before), "new": u64_ratio(after)}
 
 
 def _optional_pending(value: Optional[Pending]) -> Optional[dict]:
