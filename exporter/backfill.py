@@ -28,9 +28,12 @@ from dataclasses import dataclass, replace
 from typing import Callable, Optional, TextIO
 
 from exporter.chain.reader import EventRange
+from exporter.chain.session import ChainSession
+from exporter.chain.wire import RequestCounter
+from exporter.history.store import HistoryStore
 from exporter.snapshot.builder import build_snapshot
-from exporter.snapshot.causes import attribute
-from exporter.snapshot.changes import HistoryState, state_of
+from exporter.snapshot.causes import changes_since
+from exporter.snapshot.changes import HistoryState
 from exporter.snapshot.validate import InvalidRead, check_snapshot
 
 BLOCKS_PER_DAY = 7200  # 12 s blocks
@@ -77,7 +80,6 @@ class Backfill:
                  clock: Callable[[], float] = time.monotonic):
         self._session, self._counter, self._store, self._config = session, counter, store, config
         self._plan, self._out, self._stop, self._clock = plan, progress, stop or threading.Event(), clock
-        self._requests = 0
         self._events = 0
 
     def run(self) -> int:
@@ -90,14 +92,12 @@ class Backfill:
         fresh = store.load_state().is_empty and store.last_block() is None
         started, done, first_request = self._clock(), plan.start, self._total()
         snapshot = self._snapshot(done, None)
-        state, _ = state_of(snapshot, HistoryState.empty(), self._config.history.stake_change_ratio)
+        state, _ = changes_since(HistoryState.empty(), snapshot, self._config.history.stake_change_ratio, None)
         while done < plan.end and not self._stop.is_set():
             upto = min(done + plan.chunk, plan.end)
             snapshot = self._snapshot(upto, done)
-            new_state, net = state_of(snapshot, state, self._config.history.stake_change_ratio)
-            window = snapshot.events
-            suspended = frozenset(v.hotkey for v in snapshot.tracked if v.suspended)
-            changes = [replace(c, backfilled=True) for c in attribute(state, new_state, net, window, suspended)]
+            new_state, changes = changes_since(state, snapshot, self._config.history.stake_change_ratio, snapshot.events)
+            changes = [replace(c, backfilled=True) for c in changes]
             last = upto == plan.end
             store.commit_backfill(changes, {"start": origin, "end": plan.end, "done": upto}, generation,
                                   baseline=(snapshot, new_state) if last and fresh else None)
@@ -119,6 +119,9 @@ class Backfill:
                 if held and attempt == 1:
                     continue  # an implausible step is confirmed by reading the same block again
                 raise BackfillError(f"reading block {block} failed: {error}") from None
+            if read.events is not None and read.events.failed is not None:
+                # A step records every change of its blocks or none: it is read again when resumed.
+                raise BackfillError(f"the events of blocks {read.events.first}..{block} could not be read: {read.events.failed}")
             snapshot = build_snapshot(read, self._config.scope)
             check_snapshot(snapshot)
             return snapshot
@@ -173,12 +176,6 @@ def _duration(seconds: float) -> str:
 def run_backfill(config, *, archive: Optional[str], days: Optional[float], from_block: Optional[int],
                  to_block: Optional[int], requests_per_second: float, chunk: int, out: TextIO) -> int:
     """The ``history backfill`` command: 0 when done, 1 when it failed (it resumes), 130 when interrupted."""
-    from dataclasses import replace as _replace
-
-    from exporter.chain.session import ChainSession
-    from exporter.chain.wire import RequestCounter
-    from exporter.history.store import HistoryStore
-
     endpoint = archive or config.history.archive_endpoint
     if not endpoint:
         out.write("error: no archive endpoint: pass --archive.endpoint or set history.archive_endpoint\n")
@@ -187,7 +184,7 @@ def run_backfill(config, *, archive: Optional[str], days: Optional[float], from_
         out.write(f"error: --archive.endpoint: expected a ws:// or wss:// URL, got {endpoint!r}\n")
         return 2
     counter = RequestCounter()
-    session = ChainSession(_replace(config.chain, endpoints=(endpoint,)), counter)
+    session = ChainSession(replace(config.chain, endpoints=(endpoint,)), counter)
     store = None
     stop = threading.Event()
     try:

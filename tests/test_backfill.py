@@ -180,3 +180,21 @@ def test_the_command_killed_mid_way_resumes_where_it_stopped(month_like, tmp_pat
     assert again.returncode == 0, again.stderr
     assert "backfilling blocks 601" in again.stderr or "backfilling blocks 901" in again.stderr
     assert events_of(db) == events_of(live_db)
+
+
+def test_a_step_whose_events_cannot_be_read_stops_the_backfill_instead_of_recording_a_gap(tmp_path):
+    """An archive answering the events with garbage: the step is not recorded (it is read again when
+    the backfill is resumed), rather than its changes being written as net changes over a gap."""
+    state = ChainState(393)
+    write_tricky_chain(state)
+    set_childkey_take(state, t.C2, 1, 6000)
+    state.advance(400)
+    with SimNode(state) as node:
+        node.fault = lambda method, params: ("result", "not change sets") if method == "state_queryStorage" else None
+        db, out = tmp_path / "backfilled.db", io.StringIO()
+        code = run_backfill(config_for(db), archive=node.url, days=None, from_block=1, to_block=400,
+                            requests_per_second=10_000, chunk=300, out=out)
+    assert code == 1 and "could not be read" in out.getvalue(), out.getvalue()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (0,)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'backfill'").fetchone() is None

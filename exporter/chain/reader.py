@@ -99,7 +99,7 @@ async def _events_of(source: StorageReader, events: EventRange, block: int) -> O
         if events.since is None:
             return None
         reason = f"{type(error).__name__}: {str(error)[:200]}"
-        if block - events.since >= events.limit:
+        if block - events.since > events.limit:  # some of those blocks are already past the limit
             return EventWindow(first=events.since + 1, read_from=block + 1, last=block)
         return EventWindow(first=events.since + 1, read_from=block + 1, last=block, failed=reason)
 

@@ -25,8 +25,8 @@ import structlog
 from exporter.history.schema import SchemaTooNew, check_not_newer
 from exporter.history.reading import peek_last_block
 from exporter.history.store import HistoryStore, HistoryWasReset, Retention
-from exporter.snapshot.causes import attribute
-from exporter.snapshot.changes import ChangeEvent, HistoryState, state_of
+from exporter.snapshot.causes import changes_since
+from exporter.snapshot.changes import ChangeEvent, HistoryState
 from exporter.snapshot.model import Snapshot
 
 log = structlog.get_logger("exporter.history")
@@ -190,11 +190,9 @@ class HistoryWriter:
         if window is not None and window.failed is not None:
             raise EventsUnavailable(f"the chain's events since block {window.first - 1} could not be read "
                                     f"({window.failed}); changes are placed by a later refresh")
-        state, net = state_of(snapshot, self._state, self._ratio)
-        if window is None or window.first != (self._last_block or 0) + 1:
+        if window is not None and window.first != (self._last_block or 0) + 1:
             window = None  # events of other blocks than those since this state (a reset, a failed write)
-        suspended = frozenset(v.hotkey for v in snapshot.tracked if v.suspended)
-        return state, attribute(self._state, state, net, window, suspended)
+        return changes_since(self._state, snapshot, self._ratio, window)
 
     def last_block(self) -> Optional[int]:
         """The block of the last refresh recorded, to read the chain's events since (None: none).

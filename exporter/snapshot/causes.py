@@ -21,8 +21,10 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import Iterable, Optional
 
-from exporter.snapshot.changes import ChangeEvent, HistoryState, Pending, _optional_pending, _pending_value, edge_change
-from exporter.snapshot.model import ChainEvent, EventWindow
+from exporter.snapshot.changes import (
+    ChangeEvent, HistoryState, Pending, _optional_pending, _pending_value, edge_change, state_of,
+)
+from exporter.snapshot.model import ChainEvent, EventWindow, Snapshot
 from exporter.snapshot.units import take_ratio
 
 # The chain's events a change can be attributed to (and so the events read).
@@ -57,6 +59,15 @@ def attribute(previous: HistoryState, state: HistoryState, net: list[ChangeEvent
     if window is None or previous.is_empty:
         return net
     return _Attribution(previous, state, window, suspended).run(net)
+
+
+def changes_since(previous: HistoryState, snapshot: Snapshot, stake_ratio: float,
+                  window: Optional[EventWindow]) -> tuple[HistoryState, list[ChangeEvent]]:
+    """The new recorded state and its changes from ``previous``, each placed by ``window``'s events
+    (None: the net changes, at the snapshot's block). What a live refresh and a backfill step record."""
+    state, net = state_of(snapshot, previous, stake_ratio)
+    suspended = frozenset(v.hotkey for v in snapshot.tracked if v.suspended)
+    return state, attribute(previous, state, net, window, suspended)
 
 
 class _Attribution:
