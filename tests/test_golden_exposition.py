@@ -35,7 +35,7 @@ def rendered() -> bytes:
     state, events = state_of(second, state, 0.05)
     assert [e.kind for e in events] == ["take_changed"]
     counters.add(events)
-    last = {(e.hotkey, e.netuid, e.kind): (e.block, e.time) for e in events}
+    last = {(e.hotkey, e.netuid, e.kind): (e.block, e.time, e.cause) for e in events}
     return render_snapshot(second, counters.render() + render_last_changes(last))
 
 

@@ -240,3 +240,16 @@ def test_on_a_runtime_whose_take_event_names_the_subnet_a_take_set_and_set_back_
     assert [(r[0], r[1], r[2], r[3], r[4]) for r in recorded(db)] == [
         (2, "take_changed", t.C2, 1, "ChildKeyTakeSet"), (3, "take_changed", t.C2, 1, "ChildKeyTakeSet"),
     ]
+
+
+def test_a_cause_the_exporter_does_not_write_is_not_served_as_a_label():
+    """The history file is read back at start: a cause that is not one of the exporter's own (a file
+    edited by hand, or damaged) is not turned into a label value."""
+    from exporter.serving.change_counters import render_last_changes
+
+    served = render_last_changes({
+        (t.C2, 1, "take_changed"): (5, 60.0, "ChildKeyTakeSet"),
+        (t.M, 1, "take_changed"): (6, 72.0, 'x"} 1\nbittensor_injected 1'),
+    }).decode()
+    assert f'cause="ChildKeyTakeSet"' in served and "injected" not in served
+    assert f'bittensor_validator_last_change_block{{hotkey="{t.M}",netuid="1",kind="take_changed"}} 6' in served

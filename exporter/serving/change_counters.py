@@ -10,8 +10,9 @@ Counts only grow.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Optional
 
+from exporter.snapshot.causes import CAUSES
 from exporter.snapshot.changes import CHANGE_KINDS, ChangeEvent
 
 # Per watched validator: every kind but the stake moves (frequent, and the stake
@@ -63,7 +64,7 @@ LAST_CHANGE_BLOCK = "bittensor_validator_last_change_block"
 LAST_CHANGE_CAUSE = "bittensor_validator_last_change_cause_info"
 
 
-def render_last_changes(last_changes: Mapping[tuple[str, int, str], tuple]) -> bytes:
+def render_last_changes(last_changes: Mapping[tuple[str, int, str], tuple[int, float, Optional[str]]]) -> bytes:
     """When each watched validator last changed, by kind, from the history database.
 
     Loaded from the file at start and kept by the refresh thread, so an alert
@@ -75,17 +76,18 @@ def render_last_changes(last_changes: Mapping[tuple[str, int, str], tuple]) -> b
         f"# HELP {LAST_CHANGE_TIME} Chain time (block timestamp) of the last recorded change of this kind to a watched "
         "validator (for an edge: the child; for a pending set: the parent), from the history database.\n"
         f"# TYPE {LAST_CHANGE_TIME} gauge\n",
-        *(f'{LAST_CHANGE_TIME}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {float(t)!r}\n' for (h, n, k), (_, t, *_) in rows),
+        *(f'{LAST_CHANGE_TIME}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {float(t)!r}\n' for (h, n, k), (_, t, _) in rows),
         f"# HELP {LAST_CHANGE_BLOCK} Block of the last recorded change of this kind to a watched validator (the block "
         "of the chain event that caused it; for a change known only as a net change, the last block it may lie in), "
         "from the history database.\n"
         f"# TYPE {LAST_CHANGE_BLOCK} gauge\n",
-        *(f'{LAST_CHANGE_BLOCK}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {int(b)}\n' for (h, n, k), (b, *_) in rows),
+        *(f'{LAST_CHANGE_BLOCK}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {int(b)}\n' for (h, n, k), (b, _, _) in rows),
         f"# HELP {LAST_CHANGE_CAUSE} The cause of the last recorded change of this kind to a watched validator: the "
         "chain event (SetChildren, ChildKeyTakeSet, HotkeySwapped, ...) or a silent cause (epoch, dropped_at_apply, "
         "suspension, gap, no_event); always 1.\n"
         f"# TYPE {LAST_CHANGE_CAUSE} gauge\n",
-        *(f'{LAST_CHANGE_CAUSE}{{hotkey="{h}",netuid="{n}",kind="{k}",cause="{v[2]}"}} 1\n'
-          for (h, n, k), v in rows if len(v) > 2 and v[2]),
+        # Only the causes the exporter writes: the file is read back, and a label value must stay bounded.
+        *(f'{LAST_CHANGE_CAUSE}{{hotkey="{h}",netuid="{n}",kind="{k}",cause="{cause}"}} 1\n'
+          for (h, n, k), (_, _, cause) in rows if cause in CAUSES),
     ]
     return "".join(parts).encode()
