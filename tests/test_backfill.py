@@ -23,6 +23,7 @@ from simnode.actions import add_stake, remove_stake, schedule_children, set_chil
 from simnode.epoch import advance_to
 from tests import tricky_chain as t
 from tests.conftest import write_tricky_chain
+from tests.test_history_causes_e2e import garbage_events
 
 SCOPE = ScopeConfig(min_stake_weight=0, watch=(WatchedHotkey(t.M, "M"),))
 END = 1500  # about five hours of blocks: four epochs of subnet 1 (tempo 360)
@@ -190,7 +191,7 @@ def test_a_step_whose_events_cannot_be_read_stops_the_backfill_instead_of_record
     set_childkey_take(state, t.C2, 1, 6000)
     state.advance(400)
     with SimNode(state) as node:
-        node.fault = lambda method, params: ("result", "not change sets") if method == "state_queryStorage" else None
+        node.fault = garbage_events
         db, out = tmp_path / "backfilled.db", io.StringIO()
         code = run_backfill(config_for(db), archive=node.url, days=None, from_block=1, to_block=400,
                             requests_per_second=10_000, chunk=300, out=out)

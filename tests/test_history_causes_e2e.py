@@ -39,6 +39,11 @@ def brief(rows) -> list[tuple]:
     return [(block, kind, hotkey, cause) for block, kind, hotkey, _, cause, *_ in rows]
 
 
+def garbage_events(method: str, params) -> object:
+    """A node fault: the range query for events answered with something that is not change sets."""
+    return ("result", "not change sets") if method == "state_queryStorage" else None
+
+
 def take(u16: int) -> float:
     return u16 / 65535
 
@@ -203,7 +208,7 @@ def test_events_that_cannot_be_read_hold_history_back_but_not_the_metrics(export
         exporter = exporter_factory(node, scope=SCOPE, history_path=str(db), history=replace(
             HistoryConfig(path=str(db)), catch_up_blocks=4))
         assert exporter.refresh()
-        node.fault = lambda method, params: ("result", "not change sets") if method == "state_queryStorage" else None
+        node.fault = garbage_events
         set_childkey_take(state, t.C2, 1, 6000)
         state.commit_block()  # 2
         assert exporter.refresh()  # published
@@ -214,7 +219,7 @@ def test_events_that_cannot_be_read_hold_history_back_but_not_the_metrics(export
         assert exporter.refresh()
         assert brief(recorded(db)) == [(2, "take_changed", t.C2, "ChildKeyTakeSet")]
         # Garbage again, now for longer than the catch-up limit: a net change, flagged, not nothing.
-        node.fault = lambda method, params: ("result", "not change sets") if method == "state_queryStorage" else None
+        node.fault = garbage_events
         set_childkey_take(state, t.C2, 1, 7000)
         state.advance(5)  # 4..8
         assert exporter.refresh()
