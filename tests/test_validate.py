@@ -79,6 +79,11 @@ def test_invalid_read_is_a_value_error_that_says_its_rule():
 ])
 def test_each_invariant_of_one_read(overrides, rule):
     assert rule_of(good(**overrides)) == rule
+    # Beside a read that passed (the gate's last good one), only parts equal to its parts
+    # are taken as checked: a broken part differs from it, so it is still refused.
+    with pytest.raises(InvalidRead) as refused:
+        check_read(good(**overrides), checked=good())
+    assert refused.value.rule == rule
 
 
 @pytest.mark.parametrize("links, rule", [
@@ -94,6 +99,10 @@ def test_a_child_set_the_chain_would_refuse(links, rule):
     child_keys = children(**{}) | {(t.P, 1): tuple(links)}
     assert rule_of(good(children=child_keys, parents=mirrored(child_keys))) == rule, "mirrored: the set itself is wrong"
     assert rule_of(good(pending={(1, t.P): (tuple(links), 7400)})) == rule, "a pending set is held to the same rules"
+    for broken in (good(children=child_keys, parents=mirrored(child_keys)), good(pending={(1, t.P): (tuple(links), 7400)})):
+        with pytest.raises(InvalidRead) as refused:
+            check_read(broken, checked=good())
+        assert refused.value.rule == rule, "beside a read that passed, a changed set is checked again"
 
 
 def test_five_children_summing_to_exactly_u64_max_are_fine():
@@ -114,6 +123,8 @@ def test_no_child_keys_on_root():
 ])
 def test_parent_keys_mirror_child_keys(parents, what):
     assert rule_of(good(parents=parents)) == "parents_do_not_mirror_children", what
+    with pytest.raises(InvalidRead, match="parents_do_not_mirror_children"):
+        check_read(good(parents=parents), checked=good())  # the children alike, the parents not
 
 
 def test_a_parent_listed_twice():

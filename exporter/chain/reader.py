@@ -43,7 +43,7 @@ from exporter.snapshot.model import ChainRead, EventWindow, frozen
 from exporter.snapshot.scope import tracked_candidates
 from exporter.snapshot.validate import MAX_NETUIDS, MAX_UIDS, ZERO_ACCOUNT, InvalidRead, ReadGate, check_block_hash, stake_keys
 from exporter.chain.events import ReaderEventSource, read_window
-from exporter.chain.storage import PAGE_SIZE, KeyCache, StorageReader, gather_or_cancel
+from exporter.chain.storage import PAGE_SIZE, KeyCache, StorageReader, ValueCache, gather_or_cancel
 
 # Runtime items that only some runtimes declare; read when present.
 MIN_TAKE_PER_SUBNET = "MinChildkeyTakePerSubnet"
@@ -135,7 +135,11 @@ class ChainReader:
         self._admitted_sizes: dict[str, int] = {}
         self._failed_since_collect = False
         self._stake_keys: Optional[set] = None  # of the last read_from
+        self._last_plan: Optional[tuple[tuple, _StakePlan]] = None  # stage 3's, by its inputs
+        self._last_uids: Optional[tuple[tuple, tuple[list, list, list]]] = None  # stage 2's
+        self._last_hotkeys: Optional[tuple[tuple, Any]] = None
         self._keys = KeyCache()  # storage keys by params, kept from the last read
+        self._values = ValueCache()  # decoded values by raw value, kept from the last read
         self.gate = ReadGate()
 
     def _shards(self, item: str) -> int:
@@ -209,8 +213,9 @@ class ChainReader:
     def _pinned(self, conn: SubstrateConnection, codec: Any, block_hash: str, block: int) -> tuple[StorageReader, int, int]:
         self.gate.check_head(block, block_hash)
         self._keys.start(codec)
+        self._values.start(codec)
         semaphore = asyncio.Semaphore(self._max_in_flight)
-        return StorageReader(conn, codec, block_hash, semaphore, self._keys), block, codec.spec_version
+        return StorageReader(conn, codec, block_hash, semaphore, self._keys, self._values), block, codec.spec_version
 
     async def read_from(self, source: StorageSource, scope: ScopeConfig, *, block: int, spec_version: int) -> ChainRead:
         """The four-stage plan against ``source`` (all of it at ``source.block_hash``)."""
@@ -248,7 +253,7 @@ class ChainReader:
             max_take=int(max_take),
             pending_cooldown=int(cooldown),
             netuids=tuple(sorted(int(n) for n, added in networks if added)),
-            permits=frozen({int(n): tuple(bool(p) for p in v) for n, v in permits}),
+            permits=frozen({int(n): tuple(map(bool, v)) for n, v in permits}),
             max_validators=frozen({}),
             hotkeys=frozen({}),
             watched_uids=frozen({}),
@@ -266,11 +271,9 @@ class ChainReader:
     async def _read_hotkeys(self, source: StorageSource, read: ChainRead, scope: ScopeConfig) -> ChainRead:
         """The hotkey of every uid on every subnet (permit holders are tracked, the rest contend
         for permits), and the uids of watched hotkeys on every subnet, root included."""
-        uid_keys = [[n, uid] for n in read.netuids if n != 0 for uid in range(_uid_count(read, n))]
-        watch_keys = [[n, w.hotkey] for n in read.netuids for w in scope.watch]
-        # k, tempo and owner of every subnet, read by key so a subnet without an entry gets
+        # k, tempo and owner of every subnet are read by key so a subnet without an entry gets
         # the runtime's default (k 128, tempo 360 in spec 393), as the chain does.
-        subnets = [[n] for n in read.netuids if n != 0]
+        uid_keys, watch_keys, subnets = self._uid_plan(read, scope)
         dynamic = source.has_item(LAST_EPOCH_BLOCK)  # dynamic tempo: the runtime says when epochs run
         hotkeys, uids, ks, tempos, owners, *epochs = await gather_or_cancel(
             source.batch("Keys", uid_keys), source.batch("Uids", watch_keys), source.batch("MaxAllowedValidators", subnets),
@@ -279,9 +282,7 @@ class ChainReader:
         )
         return replace(
             read,
-            # An empty key of a permitted uid is kept, for check_read to refuse;
-            # of any other uid it means nobody is registered there.
-            hotkeys=frozen({(n, uid): h for (n, uid), h in zip(uid_keys, hotkeys) if _someone(h) or _permitted(read, n, uid)}),
+            hotkeys=self._hotkeys_by_uid(read, uid_keys, hotkeys),
             watched_uids=frozen({(n, h): int(uid) for (n, h), uid in zip(watch_keys, uids) if uid is not None}),
             max_validators=frozen({n: int(v) for (n,), v in zip(subnets, ks)}),
             tempos=frozen({n: int(v) for (n,), v in zip(subnets, tempos)}),
@@ -289,6 +290,33 @@ class ChainReader:
             last_epoch_blocks=frozen({n: int(v or 0) for (n,), v in zip(subnets, epochs[0])}) if dynamic else None,
             pending_epoch_at=frozen({n: int(v or 0) for (n,), v in zip(subnets, epochs[1])}) if dynamic else None,
         )
+
+    def _uid_plan(self, read: ChainRead, scope: ScopeConfig) -> tuple[list, list, list]:
+        """Stage 2's params lists: every uid of every subnet, watched hotkeys on every subnet,
+        the subnets; the last read's very lists when the subnets and their sizes are the same,
+        so the key cache finds their keys without a lookup each."""
+        counts = tuple(_uid_count(read, n) for n in read.netuids if n != 0)  # refuses impossible sizes
+        inputs = (read.netuids, counts, tuple(w.hotkey for w in scope.watch))
+        if self._last_uids is not None and self._last_uids[0] == inputs:
+            return self._last_uids[1]
+        subnets = [n for n in read.netuids if n != 0]
+        plan = ([[n, uid] for n, count in zip(subnets, counts) for uid in range(count)],
+                [[n, w.hotkey] for n in read.netuids for w in scope.watch],
+                [[n] for n in subnets])
+        self._last_uids = (inputs, plan)
+        return plan
+
+    def _hotkeys_by_uid(self, read: ChainRead, uid_keys: list, hotkeys: list) -> Any:
+        """(netuid, uid) -> hotkey of every registered uid. An empty key of a permitted uid is
+        kept, for check_read to refuse; of any other uid it means nobody is registered there.
+        The last read's mapping when the uids, their hotkeys and the permits are all the same."""
+        inputs = (uid_keys, hotkeys, read.permits)
+        last = self._last_hotkeys
+        if last is not None and last[0][0] is uid_keys and last[0][1:] == inputs[1:]:
+            return last[1]
+        mapping = frozen({(n, uid): h for (n, uid), h in zip(uid_keys, hotkeys) if _someone(h) or _permitted(read, n, uid)})
+        self._last_hotkeys = (inputs, mapping)
+        return mapping
 
     async def _read_metagraphs(self, source: StorageSource, read: ChainRead, scope: ScopeConfig) -> ChainRead:
         """The chain's own numbers for a few subnets of watched hotkeys, to check ours against."""
@@ -305,24 +333,48 @@ class ChainReader:
         return replace(read, metagraphs=frozen({n: a for n, a in zip(chosen, answers) if isinstance(a, dict)}))
 
     async def _read_stakes(self, source: StorageSource, read: ChainRead, scope: ScopeConfig) -> ChainRead:
-        tracked = tracked_candidates(read, scope.watched_hotkeys)
-        # every registered uid and every tracked pair, their parents, on their subnet and root
-        keys = stake_keys(read, scope)
-        self._stake_keys = keys  # the gate checks the same keys' stakes
-        stake_list = sorted(keys)
-        take_list = sorted(tracked)
-        owners = sorted({hotkey for hotkey, _ in tracked})
+        plan = self._stake_plan(read, scope)
+        self._stake_keys = plan.keys  # the gate checks the same keys' stakes
         stakes, takes, coldkeys = await gather_or_cancel(
-            source.batch("TotalHotkeyAlpha", [list(k) for k in stake_list]),
-            source.batch("ChildkeyTake", [list(k) for k in take_list]),
-            source.batch("Owner", [[h] for h in owners]),
+            source.batch("TotalHotkeyAlpha", plan.stake_params),
+            source.batch("ChildkeyTake", plan.take_params),
+            source.batch("Owner", plan.owner_params),
         )
         return replace(
             read,
-            stake=frozen({k: int(v) for k, v in zip(stake_list, stakes) if v}),
-            takes=frozen({k: int(v) for k, v in zip(take_list, takes) if v}),
-            coldkeys=frozen(dict(zip(owners, coldkeys))),
+            stake=frozen(_nonzero(plan.stake_list, stakes)),
+            takes=frozen(_nonzero(plan.take_list, takes)),
+            coldkeys=frozen(dict(zip(plan.owners, coldkeys))),
         )
+
+    def _stake_plan(self, read: ChainRead, scope: ScopeConfig) -> "_StakePlan":
+        """What stage 3 asks for; the last read's plan when its inputs are equal (most refreshes:
+        the same uids, permits and links), so the keys are not derived and sorted again."""
+        inputs = (read.netuids, read.permits, read.hotkeys, read.watched_uids, read.children, read.parents, scope)
+        if self._last_plan is not None and self._last_plan[0] == inputs:
+            return self._last_plan[1]
+        tracked = tracked_candidates(read, scope.watched_hotkeys)
+        # every registered uid and every tracked pair, their parents, on their subnet and root
+        keys = stake_keys(read, scope)
+        plan = _StakePlan(keys, sorted(keys), sorted(tracked), sorted({hotkey for hotkey, _ in tracked}))
+        self._last_plan = (inputs, plan)
+        return plan
+
+
+class _StakePlan:
+    """Stage 3's keys: stakes, takes and coldkeys, sorted, and as the params lists to ask for
+    (kept as the same list objects from read to read, so the key cache finds them at once)."""
+
+    def __init__(self, keys: set, stake_list: list, take_list: list, owners: list):
+        self.keys = keys
+        self.stake_list, self.stake_params = stake_list, [list(k) for k in stake_list]
+        self.take_list, self.take_params = take_list, [list(k) for k in take_list]
+        self.owners, self.owner_params = owners, [[h] for h in owners]
+
+
+def _nonzero(keys: list, values: list) -> dict:
+    """{key: int(value)} of the non-zero values (what the chain stores as absent reads as zero)."""
+    return {k: int(v) for k, v in zip(keys, values) if v}
 
 
 METAGRAPH_INDEXES = [52, 67, 68, 69]  # hotkeys, alpha_stake, tao_stake, total_stake
