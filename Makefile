@@ -49,8 +49,10 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest
 
-# Mainnet-scale benchmark against the baselines, one table (several minutes); see BENCHMARKS.md.
-# BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--runs 3 --json bench.json".
+# Mainnet-scale benchmark against the baselines, one table, then each refresh stage's CPU on
+# issue 15's larger chain at 50 ms a round trip, history on (several minutes); see BENCHMARKS.md.
+# BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--runs 3 --stages-runs 9 --json bench.json"
+# (--no-stages skips the second part).
 bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -10,6 +10,7 @@ caching the previous block's work.
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 from simnode import ChainState, SimNode
@@ -24,7 +25,9 @@ class NodeSide:
     def __init__(self, scenario: str, seed: int = 0):
         self.state = ChainState()
         builder = SCENARIOS[scenario]
+        started = time.perf_counter()
         self.world = builder(self.state) if scenario == "empty" else builder(self.state, seed=seed)
+        self.build_seconds = time.perf_counter() - started
         self._rng = random.Random(seed + 1)
         self._stake_keys = sorted(self.world.stake)
         self._by_subnet: dict[int, list[tuple[str, int]]] = {}
@@ -33,7 +36,10 @@ class NodeSide:
         self.node = SimNode(self.state).start()
 
     def info(self) -> dict[str, Any]:
-        return {"url": self.node.url, "entries": self.world.entries, "edges": self.world.edge_count}
+        permits = self.world.permits
+        return {"url": self.node.url, "entries": self.world.entries, "edges": self.world.edge_count,
+                "permit_holders": sum(sum(permits[n]) for n in permits if n),  # root's are never in scope
+                "build_seconds": self.build_seconds}
 
     def set_latency(self, seconds: float) -> None:
         self.node.latency = seconds

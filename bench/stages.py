@@ -1,6 +1,7 @@
 """``python -m bench.stages``: CPU of each refresh stage on a steady mainnet-scale refresh.
 
-The simulated node (``bench.node_side``: the ``mainnet`` scenario by default) runs
+The simulated node (``bench.node_side``: the ``mainnet`` scenario by default, ``larger``
+for issue 15's larger chain, which ``make bench`` measures with ``run_separately``) runs
 in its own process and commits a new block with moved stakes before every
 refresh, as on mainnet between two refreshes. The exporter is the production
 wiring (``tests.harness.ExporterUnderTest``, history on unless ``--no-history``,
@@ -22,9 +23,12 @@ import os
 import resource
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import exporter.refresh as refresh_module
@@ -63,7 +67,8 @@ def measure(scenario: str, seed: int, runs: int, warmup: int, latency_ms: float,
     try:
         with Worker(NodeSide, scenario, seed) as node:
             node.call("set_latency", latency_ms / 1000)
-            url = node.call("info")["url"]
+            chain = node.call("info")
+            url = chain.pop("url")
             exporter = ExporterUnderTest(url, history_path=os.path.join(tmp, "history.db") if history else None,
                                          chain_timeout=60, refresh_timeout_seconds=600)
             rows = []
@@ -97,8 +102,35 @@ def measure(scenario: str, seed: int, runs: int, warmup: int, latency_ms: float,
         shutil.rmtree(tmp, ignore_errors=True)
     keys = [k for k in rows[0] if all(k in r for r in rows)]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {"runs": rows, "median": {k: statistics.median(r[k] for r in rows) for k in keys}, "head_ask": head_ask,
+    options = {"scenario": scenario, "seed": seed, "runs": runs, "warmup": warmup, "latency_ms": latency_ms,
+               "history": history}
+    return {"options": options, "chain": chain, "runs": rows,
+            "median": {k: statistics.median(r[k] for r in rows) for k in keys}, "head_ask": head_ask,
             "peak_rss_mib": peak}
+
+
+def run_separately(scenario: str = "larger", *, seed: int = 0, runs: int = 5, warmup: int = 2,
+                   latency_ms: float = 50.0, history: bool = True, timeout: float = 3600.0) -> dict:
+    """``python -m bench.stages`` in a process of its own, as an operator runs it: ``measure``
+    sets that process's GC thresholds and logging, and its peak RSS is the exporter's alone.
+
+    Returns ``measure``'s result (its ``--json``) with ``output``, what it printed, and
+    ``elapsed``, its wall time in seconds (start-up and the chain's build included).
+    """
+    repo = Path(__file__).resolve().parent.parent  # bench.stages imports tests.harness
+    with tempfile.TemporaryDirectory(prefix="bench-stages-") as tmp:
+        path = os.path.join(tmp, "stages.json")
+        command = [sys.executable, "-m", "bench.stages", "--scenario", scenario, "--seed", str(seed),
+                   "--runs", str(runs), "--warmup", str(warmup), "--latency-ms", f"{latency_ms:g}",
+                   "--history" if history else "--no-history", "--json", path]
+        started = time.monotonic()
+        done = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=timeout)
+        elapsed = time.monotonic() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"python -m bench.stages exited with {done.returncode}: {done.stderr[-4000:]}")
+        with open(path) as result_file:
+            result = json.load(result_file)
+    return {**result, "output": done.stdout, "elapsed": elapsed}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,8 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = measure(args.scenario, args.seed, args.runs, args.warmup, args.latency_ms, args.history)
     median = result["median"]
+    chain = result["chain"]
     print(f"{args.scenario}, {args.latency_ms:g} ms, history {'on' if args.history else 'off'}: "
           f"median of {args.runs} steady refreshes after {args.warmup}")
+    print(f"chain: {chain['entries']:,} storage entries, {chain['edges']:,} child edges, "
+          f"{chain['permit_holders']:,} permit holders on subnets other than root; "
+          f"built in {chain['build_seconds']:.1f} s")
     print("stage          CPU ms")
     for key, value in median.items():
         if key.startswith("cpu."):

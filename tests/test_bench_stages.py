@@ -1,27 +1,45 @@
 """``python -m bench.stages`` runs end to end on the demo chain, so it cannot rot unnoticed.
 
-In a process of its own, as an operator runs it: it sets the process's GC thresholds and logging.
+In a process of its own, as an operator runs it and as ``make bench`` runs it
+(``run_separately``): it sets the process's GC thresholds and logging.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
+import inspect
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.stages import run_separately
+from simnode import ChainState
+from simnode.scenarios import larger
 
 
-def test_stages_reports_each_stage_of_steady_refreshes(tmp_path):
-    out = tmp_path / "stages.json"
-    done = subprocess.run([sys.executable, "-m", "bench.stages", "--scenario", "demo", "--runs", "2", "--warmup", "1",
-                           "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "render" in done.stdout and "finalized-head ask" in done.stdout
-    result = json.loads(out.read_text())
-    assert len(result["runs"]) == 2
+def test_stages_reports_each_stage_of_steady_refreshes():
+    result = run_separately("demo", runs=2, warmup=1, latency_ms=0, timeout=300)
+    output = result["output"]
+    assert "render" in output and "finalized-head ask" in output and "permit holders" in output
+    assert len(result["runs"]) == 2 and result["elapsed"] > 0
+    assert result["options"]["history"] and result["chain"]["permit_holders"] == 4 * 8  # demo: 4 subnets x 8
     median = result["median"]
     assert {"cpu.read", "cpu.snapshot", "cpu.changes", "cpu.history", "cpu.render"} <= set(median)
     assert median["cpu"] > 0 and median["plain_bytes"] > median["gzip_bytes"] > 0
     assert result["head_ask"]["requests"] == 1
+
+
+def test_larger_chain_has_the_sizes_it_claims():
+    """The full build takes seconds: its parameters here, their arithmetic on a small build."""
+    defaults = {name: p.default for name, p in inspect.signature(larger).parameters.items() if name != "state"}
+    assert (defaults["netuids"] - 1) * defaults["permits"] == 8_128 and defaults["edges"] >= 7_171
+    small = {**defaults, "netuids": 9, "uids": 32, "permits": 8, "edges": 60, "pending": 5, "pool": 20, "departed": 7}
+    state = ChainState()
+    world = larger(state, **small)
+    assert sum(sum(world.permits[n]) for n in world.permits if n) == 8 * 8
+    assert world.edge_count >= 60 and len(world.pending) == 5
+    assert len(world.departed) == 8 * 7 and not set(world.departed) & set(world.stake)
+    # a take for every child and every validator on its subnet (takes, 15,000, is only the cap)
+    children = {(child, n) for (_, n), group in world.child_keys.items() for _, child in group}
+    assert children <= set(world.takes) and len(world.takes) < defaults["takes"]
+    per_subnet = 6 * len(world.hotkeys) + 2 * sum(map(len, world.hotkeys.values()))  # + Keys, Uids
+    maps = (world.stake, world.departed, world.coldkey, world.child_keys, world.parent_keys, world.pending, world.takes)
+    assert world.entries == 1 + per_subnet + sum(map(len, maps)) + 6  # Timestamp.Now, the plain items
+    again = larger(ChainState(), **small)
+    assert (again.entries, again.departed, again.takes) == (world.entries, world.departed, world.takes)
