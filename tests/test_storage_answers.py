@@ -28,13 +28,16 @@ def _loop_only(monkeypatch, response, keys, listed=False):
     return _answered(response, keys, BLOCK, listed=listed)
 
 
+@pytest.mark.parametrize("in_order", [True, False], ids=["in the order asked", "in another order"])
 @pytest.mark.parametrize("seed", range(5))
-def test_a_usual_answer_is_what_the_loop_makes_of_it(seed, monkeypatch):
+def test_a_usual_answer_is_what_the_loop_makes_of_it(seed, in_order, monkeypatch):
     rng = random.Random(seed)
     values = {k: rng.choice([None, "0x", "0x" + "00" * rng.randrange(40)]) for k in KEYS}
-    rng.shuffle(order := list(values))
+    order = list(values)
+    if not in_order:
+        rng.shuffle(order)
     response = _answer({k: values[k] for k in order})
-    fast = _answered_as_asked(response, set(KEYS), BLOCK, listed=False)
+    fast = _answered_as_asked(response, KEYS, BLOCK, listed=False)
     assert fast == values
     assert fast == _loop_only(monkeypatch, response, KEYS)
 
@@ -64,7 +67,7 @@ BAD = {
 @pytest.mark.parametrize("name", BAD)
 def test_anything_else_is_left_to_the_loop(name, monkeypatch):
     response = _bad(BAD[name])
-    assert _answered_as_asked(response, set(KEYS), BLOCK, listed=False) is None
+    assert _answered_as_asked(response, KEYS, BLOCK, listed=False) is None
     try:
         loop = _loop_only(monkeypatch, response, KEYS)
     except InvalidRead:
@@ -79,8 +82,8 @@ def test_anything_else_is_left_to_the_loop(name, monkeypatch):
 
 def test_a_listed_key_without_a_value_is_left_to_the_loop():
     response = _answer({k: None for k in KEYS})
-    assert _answered_as_asked(response, set(KEYS), BLOCK, listed=False) is not None
-    assert _answered_as_asked(response, set(KEYS), BLOCK, listed=True) is None
+    assert _answered_as_asked(response, KEYS, BLOCK, listed=False) is not None
+    assert _answered_as_asked(response, KEYS, BLOCK, listed=True) is None
     with pytest.raises(InvalidRead, match="listed"):
         _answered(response, KEYS, BLOCK, listed=True)
 

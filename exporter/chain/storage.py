@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import re
 from itertools import repeat
+from operator import itemgetter
 from typing import Any, Optional, Sequence
 
 from bittensor._transport.codec import RuntimeCodec
@@ -356,10 +357,10 @@ def _answered(response: Any, keys: list[str], block_hash: str, *, listed: bool) 
         raise InvalidRead("null_answer", f"state_queryStorageAt of {len(keys)} keys answered null")
     if not isinstance(response, list):
         raise InvalidRead("malformed_answer", f"state_queryStorageAt answered a {type(response).__name__}, not a list")
-    asked = set(keys)
-    found = _answered_as_asked(response, asked, block_hash, listed=listed)
+    found = _answered_as_asked(response, keys, block_hash, listed=listed)
     if found is not None:
         return found
+    asked = set(keys)
     found = {}
     for group in response:
         if not isinstance(group, dict) or not isinstance(group.get("changes"), list):
@@ -392,24 +393,30 @@ def _answered(response: Any, keys: list[str], block_hash: str, *, listed: bool) 
     return found
 
 
-def _answered_as_asked(response: list, asked: set[str], block_hash: str, *, listed: bool) -> Optional[dict[str, Optional[str]]]:
+def _answered_as_asked(response: list, keys: list[str], block_hash: str, *, listed: bool) -> Optional[dict[str, Optional[str]]]:
     """The usual answer checked in bulk (C loops instead of ~100,000 Python iterations a refresh):
-    one change set for ``block_hash`` of ``[key, value]`` lists, every asked key once and as
-    asked, each value None (unless ``listed``) or 0x-prefixed within ``MAX_VALUE_BYTES``.
+    one change set for ``block_hash`` of ``[key, value]`` lists, every key of ``keys`` (distinct)
+    once and as asked, each value None (unless ``listed``) or 0x-prefixed within ``MAX_VALUE_BYTES``.
     Anything else: None, and ``_answered``'s loop names the problem or normalises the keys."""
     if len(response) != 1 or type(response[0]) is not dict:
         return None
     changes, block = response[0].get("changes"), response[0].get("block")
-    if type(changes) is not list or len(changes) != len(asked):
+    if type(changes) is not list or len(changes) != len(keys):
         return None
     if block is not None and (type(block) is not str or block.lower() != block_hash.lower()):
         return None
     if changes and (set(map(type, changes)) != {list} or set(map(len, changes)) != {2}):
         return None
-    found = dict(changes)
-    if len(found) != len(changes) or found.keys() != asked:
-        return None
-    values = list(found.values())
+    if list(map(itemgetter(0), changes)) == keys:
+        # In the order asked, as Substrate answers: every key once. The values are keyed by
+        # our own key strings, whose hashes are already known to every lookup that follows.
+        values = list(map(itemgetter(1), changes))
+        found = dict(zip(keys, values))
+    else:
+        found = dict(changes)
+        if len(found) != len(changes) or found.keys() != set(keys):
+            return None
+        values = list(found.values())
     present = list(filter(None, values))  # drops None, and "" (counted below as not hex)
     absent = values.count(None)
     if len(present) + absent != len(values) or (listed and absent):
