@@ -108,3 +108,20 @@ def test_decoded_values_are_reused_only_when_immutable_and_for_the_same_codec():
     # Another codec (a runtime upgrade): nothing reused, the values decoded by that codec.
     assert cache.decode(other, other.storage_entry("SubtensorModule", "ChildkeyTake"),
                         ("SubtensorModule", "ChildkeyTake"), raws) == first
+
+
+def test_an_unchanged_scan_gets_the_last_decoded_rows_and_a_changed_one_is_decoded():
+    codec = codec_for(393)
+    cache = ValueCache()
+    entry = codec.storage_entry("SubtensorModule", "SubnetworkN")
+    prefix = "0x" + codec.storage_key(entry, []).hex()
+    scan = ("scan", "SubtensorModule", "SubnetworkN")
+    key = prefix + "0100"  # netuid 1 (Identity hasher, u16 little-endian)
+    cache.start(codec)
+    first = cache.decode_map(codec, entry, scan, [(key, "0x0001")], 0)
+    assert first == codec.decode_map_changes(entry, [(key, "0x0001")], fixed=0)
+    cache.start(codec)
+    assert cache.decode_map(codec, entry, scan, [(key, "0x0001")], 0) is first
+    cache.start(codec)
+    moved = cache.decode_map(codec, entry, scan, [(key, "0x0002")], 0)
+    assert moved == codec.decode_map_changes(entry, [(key, "0x0002")], fixed=0) != first

@@ -117,3 +117,47 @@ def test_the_key_cache_builds_each_key_once_per_codec_and_drops_what_is_no_longe
     cache.start(other)
     assert cache.hex_keys(other, "E", ("P", "I"), params) == want and other.built == 2000
     assert cache.hex_keys(codec, "E", ("P", "I"), params) == want, "a codec not started is not cached"
+
+
+PREFIX = "0x" + "ab" * 32
+PAGE = [PREFIX + f"{i:04x}" + "cd" * 16 for i in range(1, 200, 3)]
+
+
+def _page_by_loop(monkeypatch, answer, start):
+    monkeypatch.setattr(storage, "_page_as_asked", lambda *args: False)
+    try:
+        return storage._page(answer, PREFIX, start)
+    except InvalidRead as refused:
+        return refused.rule
+    finally:
+        monkeypatch.undo()
+
+
+PAGES = {
+    "the usual page": (PAGE, PREFIX),
+    "after a start key": (PAGE[5:], PAGE[4]),
+    "an empty page": ([], PREFIX),
+    "not after the start": (PAGE[5:], PAGE[5]),
+    "descending": (PAGE[::-1], PREFIX),
+    "a key twice": (PAGE[:3] + PAGE[2:], PREFIX),
+    "a key outside the prefix": (PAGE[:3] + ["0x" + "ac" * 32 + "00"], PREFIX),
+    "a key in upper case": (PAGE[:3] + [PAGE[3].upper().replace("0X", "0x")] + PAGE[4:], PREFIX),
+    "a key of an odd length": (PAGE[:3] + [PAGE[3] + "0"] + PAGE[4:], PREFIX),
+    "a key not hex": (PAGE[:3] + [PAGE[3][:-2] + "zz"] + PAGE[4:], PREFIX),
+    "a key that is a number": (PAGE[:3] + [7] + PAGE[4:], PREFIX),
+}
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_a_key_page_checked_in_bulk_is_what_the_loop_makes_of_it(name, monkeypatch):
+    answer, start = PAGES[name]
+    loop = _page_by_loop(monkeypatch, list(answer), start)
+    try:
+        bulk = storage._page(list(answer), PREFIX, start)
+    except InvalidRead as refused:
+        bulk = refused.rule
+    assert bulk == loop
+    if name in ("the usual page", "after a start key", "an empty page"):
+        assert storage._page_as_asked(list(answer), PREFIX, start), "the usual page needs no loop"
+    else:
+        assert not storage._page_as_asked(list(answer), PREFIX, start)

@@ -138,6 +138,7 @@ class ChainReader:
         self._last_plan: Optional[tuple[tuple, _StakePlan]] = None  # stage 3's, by its inputs
         self._last_uids: Optional[tuple[tuple, tuple[list, list, list]]] = None  # stage 2's
         self._last_hotkeys: Optional[tuple[tuple, Any]] = None
+        self._last_derived: dict[str, tuple[list, Any]] = {}  # by item: (scanned rows, mapping)
         self._keys = KeyCache()  # storage keys by params, kept from the last read
         self._values = ValueCache()  # decoded values by raw value, kept from the last read
         self.gate = ReadGate()
@@ -257,9 +258,9 @@ class ChainReader:
             max_validators=frozen({}),
             hotkeys=frozen({}),
             watched_uids=frozen({}),
-            children=frozen({(h, int(n)): _links(v) for (h, n), v in children if v}),
-            parents=frozen({(h, int(n)): _links(v) for (h, n), v in parents if v}),
-            pending=frozen({(int(n), h): (_links(v[0]), int(v[1])) for (n, h), v in pending}),
+            children=self._derived("ChildKeys", children, _link_sets),
+            parents=self._derived("ParentKeys", parents, _link_sets),
+            pending=self._derived("PendingChildKeys", pending, _pending_sets),
             stake=frozen({}),
             takes=frozen({}),
             coldkeys=frozen({}),
@@ -290,6 +291,17 @@ class ChainReader:
             last_epoch_blocks=frozen({n: int(v or 0) for (n,), v in zip(subnets, epochs[0])}) if dynamic else None,
             pending_epoch_at=frozen({n: int(v or 0) for (n,), v in zip(subnets, epochs[1])}) if dynamic else None,
         )
+
+    def _derived(self, item: str, rows: list, derive: Any) -> Any:
+        """``derive(rows)``; the last read's when its scan handed out the very same rows (the
+        storage reader's ``ValueCache`` does when a map is unchanged), so its links are not
+        converted again."""
+        last = self._last_derived.get(item)
+        if last is not None and last[0] is rows:
+            return last[1]
+        mapping = derive(rows)
+        self._last_derived[item] = (rows, mapping)
+        return mapping
 
     def _uid_plan(self, read: ChainRead, scope: ScopeConfig) -> tuple[list, list, list]:
         """Stage 2's params lists: every uid of every subnet, watched hotkeys on every subnet,
@@ -396,6 +408,16 @@ def _someone(hotkey: Any) -> bool:
 def _permitted(read: ChainRead, netuid: int, uid: int) -> bool:
     permits = read.permits.get(netuid, ())
     return uid < len(permits) and permits[uid]
+
+
+def _link_sets(rows) -> Any:
+    """(hotkey, netuid) -> its links, of a ChildKeys or ParentKeys scan."""
+    return frozen({(h, int(n)): _links(v) for (h, n), v in rows if v})
+
+
+def _pending_sets(rows) -> Any:
+    """(netuid, parent) -> (its children, cooldown block), of a PendingChildKeys scan."""
+    return frozen({(int(n), h): (_links(v[0]), int(v[1])) for (n, h), v in rows})
 
 
 def _links(value) -> tuple[tuple[int, str], ...]:

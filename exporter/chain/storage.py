@@ -108,16 +108,19 @@ class ValueCache:
     objects it needs, was ~0.25 s of a mainnet read's CPU. A value is a pure function of the
     codec, the item's type and the raw bytes, so a raw value seen before is looked up instead.
     Only immutable results (ints, strings, booleans, None) are kept, so a value handed out
-    twice can never be changed through the other; the table holds what the current and the
-    last read saw, so memory follows what is read.
+    twice can never be changed through the other. A whole scan (a map's keys and values) that
+    listed exactly what the last one did gets the last one's decoded rows, the same list: the
+    reader derives its mappings from them and never changes them. The tables hold what the
+    current and the last read saw, so memory follows what is read.
     """
 
     _IMMUTABLE = frozenset({int, str, bool, type(None)})
 
     def __init__(self) -> None:
         self._codec: Optional[RuntimeCodec] = None
-        self._known: dict[tuple[str, str], dict[Optional[str], Any]] = {}  # the last read's
-        self._seen: dict[tuple[str, str], dict[Optional[str], Any]] = {}  # this read's
+        # by item: raw value -> decoded; by scan: (its changes, its decoded rows)
+        self._known: dict[tuple, Any] = {}  # the last read's
+        self._seen: dict[tuple, Any] = {}  # this read's
 
     def start(self, codec: RuntimeCodec) -> None:
         """A new read with ``codec``: what the last read saw becomes what is known."""
@@ -142,6 +145,20 @@ class ValueCache:
                 return values  # a mutable result: decoded every time, never shared
         self._seen.setdefault(item, {}).update(zip(raws, values))
         return values
+
+    def decode_map(self, codec: RuntimeCodec, entry: Any, scanned: tuple, changes: list, fixed: int) -> list:
+        """``codec.decode_map_changes`` of a scan; the last read's very result (the same list)
+        when the scan listed the same keys with the same values. The caller reads it, never
+        changes it."""
+        if codec is not self._codec:
+            return codec.decode_map_changes(entry, changes, fixed=fixed)
+        last = self._known.get(scanned)
+        if last is not None and last[0] == changes:
+            decoded = last[1]
+        else:
+            decoded = codec.decode_map_changes(entry, changes, fixed=fixed)
+        self._seen[scanned] = (changes, decoded)  # type: ignore[assignment] - a scan's entry
+        return decoded
 
 
 _MISSING = object()
@@ -258,6 +275,8 @@ class StorageReader:
         budget = _Budget(item, max_keys)
         pages = await gather_or_cancel(*(self._scan_range(prefix, lo, hi, budget) for lo, hi in bounds))
         changes = [change for page in pages for change in page]
+        if self._values is not None:
+            return self._values.decode_map(self._codec, entry, ("scan", pallet, item, *params), changes, len(params))
         return self._codec.decode_map_changes(entry, changes, fixed=len(params))
 
     async def _scan_range(self, prefix: str, start: str, end: Optional[str],
@@ -337,6 +356,8 @@ def _page(answer: Any, prefix: str, start: str) -> list[str]:
         raise InvalidRead("malformed_answer", f"state_getKeysPaged answered a {type(answer).__name__}, not a list")
     if len(answer) > PAGE_SIZE:
         raise InvalidRead("page_too_long", f"state_getKeysPaged answered {len(answer)} keys for {PAGE_SIZE} asked")
+    if _page_as_asked(answer, prefix, start):
+        return answer
     keys = []
     previous = start
     for key in answer:
@@ -349,6 +370,28 @@ def _page(answer: Any, prefix: str, start: str) -> list[str]:
         keys.append(key)
         previous = key
     return keys
+
+
+_LOWER_HEX_PAIRS = re.compile(r"(?:[0-9a-f]{2})*")
+
+
+def _page_as_asked(answer: list, prefix: str, start: str) -> bool:
+    """Whether a key page is the usual one, checked in bulk (C loops instead of a pattern match
+    and two comparisons per key in Python): strings of lowercase hex bytes under ``prefix``,
+    strictly ascending after ``start``. Anything else is left to ``_page``'s loop, which
+    normalises upper case or names the problem."""
+    if not answer:
+        return True
+    if set(map(type, answer)) != {str} or not all(map(str.startswith, answer, repeat(prefix))):
+        return False
+    # The prefix is 0x and hex bytes; then every key is when its length is even and the
+    # parts past the prefix, joined, are lowercase hex digits.
+    if any(n % 2 for n in set(map(len, answer))) or not _HEX.fullmatch(prefix):
+        return False
+    cut = len(prefix)
+    if not _LOWER_HEX_PAIRS.fullmatch("".join([key[cut:] for key in answer])):
+        return False
+    return answer[0] > start and all(map(str.__lt__, answer, answer[1:]))
 
 
 def _answered(response: Any, keys: list[str], block_hash: str, *, listed: bool) -> dict[str, Optional[str]]:
