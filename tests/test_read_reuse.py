@@ -115,7 +115,7 @@ def test_an_unchanged_scan_gets_the_last_decoded_rows_and_a_changed_one_is_decod
     cache = ValueCache()
     entry = codec.storage_entry("SubtensorModule", "SubnetworkN")
     prefix = "0x" + codec.storage_key(entry, []).hex()
-    scan = ("scan", "SubtensorModule", "SubnetworkN")
+    scan = ("SubtensorModule", "SubnetworkN")
     key = prefix + "0100"  # netuid 1 (Identity hasher, u16 little-endian)
     cache.start(codec)
     first = cache.decode_map(codec, entry, scan, [(key, "0x0001")], 0)
@@ -125,3 +125,15 @@ def test_an_unchanged_scan_gets_the_last_decoded_rows_and_a_changed_one_is_decod
     cache.start(codec)
     moved = cache.decode_map(codec, entry, scan, [(key, "0x0002")], 0)
     assert moved == codec.decode_map_changes(entry, [(key, "0x0002")], fixed=0) != first
+
+
+def test_the_value_table_stays_within_twice_what_a_read_asks():
+    codec = codec_for(393)
+    cache = ValueCache()
+    take = codec.storage_entry("SubtensorModule", "ChildkeyTake")
+    item = ("SubtensorModule", "ChildkeyTake")
+    for step in range(8):  # every value moves every read: the worst case
+        cache.start(codec)
+        assert len(cache._tables.get(item, ())) <= 2 * 3000 + 1024
+        raws = [f"0x{(step * 3000 + i) % 65536:04x}" for i in range(3000)]
+        assert cache.decode(codec, take, item, raws) == [int.from_bytes(bytes.fromhex(r[2:]), "little") for r in raws]

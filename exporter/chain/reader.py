@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import math
+from itertools import compress
 from dataclasses import dataclass, replace
 from typing import Any, Optional, Protocol, Sequence
 
@@ -386,6 +387,8 @@ class _StakePlan:
 
 def _nonzero(keys: list, values: list) -> dict:
     """{key: int(value)} of the non-zero values (what the chain stores as absent reads as zero)."""
+    if set(map(type, values)) <= {int}:  # as decoded: the pairs picked in C
+        return dict(compress(zip(keys, values), values))
     return {k: int(v) for k, v in zip(keys, values) if v}
 
 

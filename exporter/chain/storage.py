@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from itertools import repeat
-from operator import itemgetter
+from itertools import chain, compress, repeat
+from operator import is_, itemgetter
 from typing import Any, Optional, Sequence
 
 from bittensor._transport.codec import RuntimeCodec
@@ -110,40 +110,49 @@ class ValueCache:
     Only immutable results (ints, strings, booleans, None) are kept, so a value handed out
     twice can never be changed through the other. A whole scan (a map's keys and values) that
     listed exactly what the last one did gets the last one's decoded rows, the same list: the
-    reader derives its mappings from them and never changes them. The tables hold what the
-    current and the last read saw, so memory follows what is read.
+    reader derives its mappings from them and never changes them.
+
+    Memory follows what is read: an item's table is cut back to the last read's values once
+    it holds more than twice what one read asks (values that moved), and scans keep only the
+    last read's.
     """
 
     _IMMUTABLE = frozenset({int, str, bool, type(None)})
 
     def __init__(self) -> None:
         self._codec: Optional[RuntimeCodec] = None
-        # by item: raw value -> decoded; by scan: (its changes, its decoded rows)
-        self._known: dict[tuple, Any] = {}  # the last read's
-        self._seen: dict[tuple, Any] = {}  # this read's
+        self._tables: dict[tuple, dict[Optional[str], Any]] = {}  # by item: raw value -> decoded
+        self._read: dict[tuple, list[tuple[list, list]]] = {}  # by item: this read's (raws, values)
+        self._scans: dict[tuple, tuple[list, list]] = {}  # by scan: the last read's (changes, rows)
+        self._next_scans: dict[tuple, tuple[list, list]] = {}
 
     def start(self, codec: RuntimeCodec) -> None:
-        """A new read with ``codec``: what the last read saw becomes what is known."""
+        """A new read with ``codec``."""
         if codec is not self._codec:
-            self._codec, self._known, self._seen = codec, {}, {}
-            return
-        self._known, self._seen = self._seen, {}
+            self._codec, self._tables, self._scans = codec, {}, {}
+        else:
+            for item, reads in self._read.items():
+                if len(self._tables.get(item, ())) > 2 * sum(len(raws) for raws, _ in reads) + 1024:
+                    self._tables[item] = {raw: value for raws, values in reads for raw, value in zip(raws, values)}
+            self._scans = self._next_scans
+        self._read, self._next_scans = {}, {}
 
     def decode(self, codec: RuntimeCodec, entry: Any, item: tuple[str, str], raws: list[Optional[str]]) -> list[Any]:
         """The decoded values of ``raws`` (0x-hex or None: the item's default), in order."""
         if codec is not self._codec:
             return decode_storage_values(codec, entry, [_bytes(raw) for raw in raws])
-        known = self._known.get(item, {})
+        known = self._tables.setdefault(item, {})
         values = list(map(known.get, raws, repeat(_MISSING)))
         if values.count(_MISSING):
-            missing = [i for i, value in enumerate(values) if value is _MISSING]
+            missing = list(compress(range(len(values)), map(is_, values, repeat(_MISSING))))
             distinct = list(dict.fromkeys([raws[i] for i in missing]))
             fresh = dict(zip(distinct, decode_storage_values(codec, entry, [_bytes(raw) for raw in distinct])))
             for i in missing:
                 values[i] = fresh[raws[i]]
             if set(map(type, fresh.values())) - self._IMMUTABLE:
                 return values  # a mutable result: decoded every time, never shared
-        self._seen.setdefault(item, {}).update(zip(raws, values))
+            known.update(fresh)
+        self._read.setdefault(item, []).append((raws, values))
         return values
 
     def decode_map(self, codec: RuntimeCodec, entry: Any, scanned: tuple, changes: list, fixed: int) -> list:
@@ -152,12 +161,12 @@ class ValueCache:
         changes it."""
         if codec is not self._codec:
             return codec.decode_map_changes(entry, changes, fixed=fixed)
-        last = self._known.get(scanned)
+        last = self._scans.get(scanned)
         if last is not None and last[0] == changes:
             decoded = last[1]
         else:
             decoded = codec.decode_map_changes(entry, changes, fixed=fixed)
-        self._seen[scanned] = (changes, decoded)  # type: ignore[assignment] - a scan's entry
+        self._next_scans[scanned] = (changes, decoded)
         return decoded
 
 
@@ -234,6 +243,15 @@ class StorageReader:
         response = await self._rpc("state_queryStorageAt", [keys, self.block_hash])
         return _answered(response, keys, self.block_hash, listed=listed)
 
+    async def _query_values(self, keys: list[str]) -> list[Optional[str]]:
+        """Raw values of ``keys`` (distinct) at the pinned block, in their order."""
+        response = await self._rpc("state_queryStorageAt", [keys, self.block_hash])
+        values = _values_in_order(response, keys, self.block_hash, listed=False)
+        if values is None:  # checked key by key, the problem named
+            found = _answered(response, keys, self.block_hash, listed=False)
+            values = list(map(found.get, keys))
+        return values
+
     async def values(self, reads: Sequence[tuple[str, list]], pallet: str = SUBTENSOR) -> list[Any]:
         """Decoded values of ``(item, params)`` reads, defaults applied, in one request."""
         entries = [self._codec.storage_entry(pallet, item) for item, _ in reads]
@@ -254,10 +272,13 @@ class StorageReader:
         else:
             keys = _build_keys(self._codec, entry, params_list)
         chunks = [keys[i : i + QUERY_BATCH] for i in range(0, len(keys), QUERY_BATCH)]
-        found: dict[str, Optional[str]] = {}
-        for part in await gather_or_cancel(*(self._query_storage(chunk) for chunk in chunks)):
-            found.update(part)
-        raws = list(map(found.get, keys))
+        if len(set(keys)) == len(keys):  # the usual batch: values in the order asked, no lookups
+            raws = list(chain.from_iterable(await gather_or_cancel(*(self._query_values(chunk) for chunk in chunks))))
+        else:
+            found: dict[str, Optional[str]] = {}
+            for part in await gather_or_cancel(*(self._query_storage(chunk) for chunk in chunks)):
+                found.update(part)
+            raws = list(map(found.get, keys))
         if self._values is not None:
             return self._values.decode(self._codec, entry, (pallet, item), raws)
         return decode_storage_values(self._codec, entry, [_bytes(raw) for raw in raws])
@@ -276,7 +297,7 @@ class StorageReader:
         pages = await gather_or_cancel(*(self._scan_range(prefix, lo, hi, budget) for lo, hi in bounds))
         changes = [change for page in pages for change in page]
         if self._values is not None:
-            return self._values.decode_map(self._codec, entry, ("scan", pallet, item, *params), changes, len(params))
+            return self._values.decode_map(self._codec, entry, (pallet, item, *params), changes, len(params))
         return self._codec.decode_map_changes(entry, changes, fixed=len(params))
 
     async def _scan_range(self, prefix: str, start: str, end: Optional[str],
@@ -372,9 +393,6 @@ def _page(answer: Any, prefix: str, start: str) -> list[str]:
     return keys
 
 
-_LOWER_HEX_PAIRS = re.compile(r"(?:[0-9a-f]{2})*")
-
-
 def _page_as_asked(answer: list, prefix: str, start: str) -> bool:
     """Whether a key page is the usual one, checked in bulk (C loops instead of a pattern match
     and two comparisons per key in Python): strings of lowercase hex bytes under ``prefix``,
@@ -389,7 +407,8 @@ def _page_as_asked(answer: list, prefix: str, start: str) -> bool:
     if any(n % 2 for n in set(map(len, answer))) or not _HEX.fullmatch(prefix):
         return False
     cut = len(prefix)
-    if not _LOWER_HEX_PAIRS.fullmatch("".join([key[cut:] for key in answer])):
+    suffixes = "".join([key[cut:] for key in answer]).encode("ascii", "replace")  # "?" for anything else
+    if suffixes.translate(None, b"0123456789abcdef"):  # a character left that is not lowercase hex
         return False
     return answer[0] > start and all(map(str.__lt__, answer, answer[1:]))
 
@@ -441,7 +460,32 @@ def _answered_as_asked(response: list, keys: list[str], block_hash: str, *, list
     one change set for ``block_hash`` of ``[key, value]`` lists, every key of ``keys`` (distinct)
     once and as asked, each value None (unless ``listed``) or 0x-prefixed within ``MAX_VALUE_BYTES``.
     Anything else: None, and ``_answered``'s loop names the problem or normalises the keys."""
-    if len(response) != 1 or type(response[0]) is not dict:
+    values = _values_in_order(response, keys, block_hash, listed=listed)
+    if values is not None:
+        # Keyed by our own key strings, whose hashes every lookup that follows already knows.
+        return dict(zip(keys, values))
+    changes = _changes(response, keys, block_hash)
+    if changes is None:
+        return None
+    found = dict(changes)
+    if len(found) != len(changes) or found.keys() != set(keys):
+        return None
+    return found if _values_fit(list(found.values()), listed) else None
+
+
+def _values_in_order(response: Any, keys: list[str], block_hash: str, *, listed: bool) -> Optional[list[Optional[str]]]:
+    """The values of ``keys`` (distinct), in their order, when the answer is the usual one and
+    lists them in the order asked, as Substrate does (``_answered_as_asked``'s checks); else None."""
+    changes = _changes(response, keys, block_hash)
+    if changes is None or list(map(itemgetter(0), changes)) != keys:
+        return None
+    values = list(map(itemgetter(1), changes))
+    return values if _values_fit(values, listed) else None
+
+
+def _changes(response: Any, keys: list[str], block_hash: str) -> Optional[list]:
+    """The one change set's ``[key, value]`` lists, as many as ``keys``, for ``block_hash``; else None."""
+    if type(response) is not list or len(response) != 1 or type(response[0]) is not dict:
         return None
     changes, block = response[0].get("changes"), response[0].get("block")
     if type(changes) is not list or len(changes) != len(keys):
@@ -450,25 +494,18 @@ def _answered_as_asked(response: list, keys: list[str], block_hash: str, *, list
         return None
     if changes and (set(map(type, changes)) != {list} or set(map(len, changes)) != {2}):
         return None
-    if list(map(itemgetter(0), changes)) == keys:
-        # In the order asked, as Substrate answers: every key once. The values are keyed by
-        # our own key strings, whose hashes are already known to every lookup that follows.
-        values = list(map(itemgetter(1), changes))
-        found = dict(zip(keys, values))
-    else:
-        found = dict(changes)
-        if len(found) != len(changes) or found.keys() != set(keys):
-            return None
-        values = list(found.values())
+    return changes
+
+
+def _values_fit(values: list, listed: bool) -> bool:
+    """Each value None (unless ``listed``) or 0x-prefixed text within ``MAX_VALUE_BYTES``."""
     present = list(filter(None, values))  # drops None, and "" (counted below as not hex)
     absent = values.count(None)
     if len(present) + absent != len(values) or (listed and absent):
-        return None
+        return False
     if set(map(type, present)) - {str} or not all(map(str.startswith, present, repeat("0x"))):
-        return None
-    if present and max(map(len, present)) > 2 + 2 * MAX_VALUE_BYTES:
-        return None
-    return found
+        return False
+    return not present or max(map(len, present)) <= 2 + 2 * MAX_VALUE_BYTES
 
 
 def _hex_key(key: Any, method: str) -> str:
