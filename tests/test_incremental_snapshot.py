@@ -59,6 +59,11 @@ def _sequence() -> list[tuple[str, ChainRead, object]]:
         return read
 
     read = step("identical", base, set())
+    # The projection's ranking inputs besides the weights: no validator's numbers depend on them.
+    read = step("a subnet owner appeared", replace(read, owners={2: t.OWNER, 1: t.UIDS_1[3]}), set())
+    read = step("StakeThreshold changed", replace(read, stake_threshold=read.stake_threshold * 3), set())
+    read = step("MaxAllowedValidators changed", replace(read, max_validators={**read.max_validators, 1: 5}), set())
+    read = step("a subnet grew", replace(read, subnet_sizes={1: 12}), set())
     read = step("a child's alpha moved", _with_stake(read, a=((t.C1, 1), 11 * t.RAO)), {(t.C1, 1)})
     # A parent's own alpha is an input of every child's inheritance.
     read = step("a parent's alpha moved", _with_stake(read, a=((t.P, 1), 900 * t.RAO)),
@@ -118,8 +123,11 @@ def test_the_memo_keeps_one_builds_worth():
         build_snapshot(_with_stake(read, a=((t.P, 1), 1)), SCOPE, memo)
         build_snapshot(read, SCOPE, memo)
     assert len(memo) == size
-    build_snapshot(replace(read, hotkeys=hotkeys, permits={**read.permits, 1: (True,) * 9}), SCOPE, memo)
-    assert len(memo) == size - 1
+    deregistered = replace(read, hotkeys=hotkeys, permits={**read.permits, 1: (True,) * 9})
+    build_snapshot(deregistered, SCOPE, memo)
+    fresh = StakeMemo()
+    build_snapshot(deregistered, SCOPE, fresh)
+    assert len(memo) == len(fresh) < size  # what that build used, nothing more
 
 
 def test_a_mainnet_shaped_sequence_with_the_memo_equals_from_scratch():
@@ -155,3 +163,28 @@ def test_a_mainnet_shaped_sequence_with_the_memo_equals_from_scratch():
     for number, step in enumerate(sequence):
         carried = build_snapshot(step, scope, memo)
         assert carried == build_snapshot(step, scope), number
+
+
+def test_a_subnet_ranking_is_reused_exactly_when_its_inputs_are_equal():
+    """Each input of the ranking (the weights by uid, StakeThreshold, the owner's uid,
+    MaxAllowedValidators) changed alone: only that subnet's ranking is made again."""
+    base = chain_read(max_validators={0: 64, 1: 64, 2: 1}, owners={1: t.UIDS_1[3], 2: t.OWNER})
+    changes = [
+        (_with_stake(base, a=((t.OWNER, 2), 1)), {2}),  # a contender's weight
+        (_with_stake(base, a=((t.C1, 1), 11 * t.RAO)), {1}),  # a tracked validator's weight
+        (replace(base, stake_threshold=base.stake_threshold + 1), {1, 2}),
+        (replace(base, owners={1: t.UIDS_1[4], 2: t.OWNER}), {1}),
+        (replace(base, max_validators={0: 64, 1: 64, 2: 2}), {2}),
+        (replace(base, subnet_sizes={1: 12}), {1}),  # one more uid, weighing 0
+    ]
+    # The next epoch block is not a ranking input; after each change, back to the base.
+    steps = [(base, {1, 2}), (replace(base, block=base.block + 1), set())]
+    steps += [step for change in changes for step in (change, (base, change[1]))]
+    memo = StakeMemo()
+    before: dict = {}
+    for number, (read, moved) in enumerate(steps):
+        carried = build_snapshot(read, SCOPE, memo)
+        assert carried == build_snapshot(read, SCOPE), number
+        after = memo.rankings()
+        assert {n for n, r in after.items() if before.get(n) is not r} == moved, number
+        before = after

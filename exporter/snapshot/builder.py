@@ -11,7 +11,7 @@ permit contender: only its stake weight is computed.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Optional
+from typing import Optional, Sequence
 
 from exporter.config import ScopeConfig
 from exporter.snapshot.model import (
@@ -20,10 +20,11 @@ from exporter.snapshot.model import (
 )
 from exporter.snapshot.after_pending import AfterPending, due_sets, project_after_pending
 from exporter.snapshot.memo import StakeMemo
-from exporter.snapshot.projection import Projection, bits_to_rao, next_epoch_block, next_epoch_block_dynamic, project
-from exporter.snapshot.scope import registered_uids, tracked_candidates
+from exporter.snapshot.projection import Projection, at_epoch, bits_to_rao, next_epoch_block, next_epoch_block_dynamic, rank
+from exporter.snapshot.scope import tracked_candidates
 from exporter.snapshot.stake_math import (
-    InheritedStake, effective_take, inherited_stake, stake_weight_fixed, u96f32_from_int, u96f32_mul, u96f32_ratio,
+    InheritedStake, effective_take, inherited_stake, stake_weight_with, tao_weight_i64f64, u96f32_from_int, u96f32_mul,
+    u96f32_ratio,
 )
 from exporter.snapshot.units import take_ratio, to_rao, u64_ratio
 
@@ -113,30 +114,30 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig, memo: Optional[StakeMemo
     watched = {w.hotkey: w for w in scope.watch}
     min_weight_fixed = to_rao(scope.min_stake_weight) * _I64F64_ONE
     tracked, validators = [], []
-    weights: dict[tuple[int, int], int] = {}  # (netuid, uid) -> stake weight, I64F64 bits: every uid
+    # The subnets projected, each with its stake weights by uid (I64F64 bits; None until weighed).
+    weights: dict[int, list] = {
+        netuid: [None] * _subnet_size(read, netuid)
+        for netuid in read.netuids if netuid != 0 and scope.includes_netuid(netuid)
+    }
     candidates = tracked_candidates(read, frozenset(watched))
     for (hotkey, netuid), uid in sorted(candidates.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         state, weight_fixed = _stake_of(read, hotkey, netuid, uid, memo)
         tracked.append(state)
-        if uid is not None:
-            weights[(netuid, uid)] = weight_fixed
+        row = weights.get(netuid)
+        if uid is not None and row is not None and uid < len(row):
+            row[uid] = weight_fixed
         if _exported(scope, hotkey, netuid, watched, weight_fixed >= min_weight_fixed):
             validators.append(state)
-    for hotkey, netuid, uid in registered_uids(read):
-        if (netuid, uid) not in weights:
-            weights[(netuid, uid)] = _stake_weight_fixed(read, hotkey, netuid, memo)
+    owner_uids = _weigh_contenders(read, weights, memo)
+    projections = {netuid: _project(read, netuid, row, owner_uids.get(netuid), memo) for netuid, row in weights.items()}
     if memo is not None:
         memo.finish()
-    projections = {
-        netuid: _project(read, netuid, weights)
-        for netuid in read.netuids if netuid != 0 and scope.includes_netuid(netuid)
-    }
     pending_of: dict[int, dict] = {}  # netuid -> its pending sets
     for key, value in read.pending.items():
         pending_of.setdefault(key[0], {})[key] = value
     after_pending = {
         netuid: found for netuid, projection in projections.items() if netuid in pending_of
-        and (found := _project_after_pending(read, projection, weights, pending_of[netuid])) is not None
+        and (found := _project_after_pending(read, projection, weights[netuid], pending_of[netuid])) is not None
     }
     in_scope = {(v.hotkey, v.netuid) for v in validators}
     related = {h for h, _ in (*read.children, *read.parents) if h in watched}
@@ -155,7 +156,7 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig, memo: Optional[StakeMemo
     # The alpha each parent gives: on every exported edge in network mode; in watched
     # mode on the edges into a watched child (what it inherits, parent by parent).
     edges = tuple(
-        replace(e, inherited_alpha=_edge_inherited(read, e))
+        Edge(e.parent, e.child, e.netuid, e.proportion, _edge_inherited(read, e))
         if scope.mode == "network" or (e.child, e.netuid) in touching else e
         for e in chain_edges if (e.parent, e.netuid) in touching or (e.child, e.netuid) in touching
     )
@@ -270,17 +271,50 @@ def _edge_inherited(read: ChainRead, edge: Edge) -> float:
     return u96f32_mul(u96f32_from_int(parent_alpha), u96f32_ratio(edge.proportion)) / _U96F32_ONE
 
 
+def _weigh_contenders(read: ChainRead, weights: dict[int, list], memo: Optional[StakeMemo]) -> dict[int, int]:
+    """Fill in ``weights`` the stake weight of every uid not weighed as a tracked validator (0
+    without a hotkey); returns each projected subnet's owner uid, found on the way (the
+    lowest uid holding the owner's hotkey), so the uids are visited once.
+
+    The ~24,000 contenders of a mainnet read are the builder's hottest loop, hence one pass
+    over ``read.hotkeys`` (the registered uids, ``scope.registered_uids``: ``weights`` holds
+    no row for root) with the lookups hoisted."""
+    owners, stake = read.owners, read.stake
+    linked = read.parents.keys() | read.children.keys()
+    owner_uids: dict[int, int] = {}
+    tao_weight = tao_weight_i64f64(read.tao_weight)  # once, not per uid
+    for (netuid, uid), hotkey in read.hotkeys.items():
+        row = weights.get(netuid)
+        if row is None or uid >= len(row):
+            continue  # root, or not projected: nothing reads its weight
+        if hotkey == owners.get(netuid) and uid < owner_uids.get(netuid, uid + 1):
+            owner_uids[netuid] = uid
+        if row[uid] is not None:
+            continue  # a tracked validator's, weighed with its state
+        key = (hotkey, netuid)
+        if key in linked:
+            row[uid] = _stake_weight_fixed(read, hotkey, netuid, memo)
+        else:
+            # Nothing given or received: inherited = own on both sides (the chain's
+            # U96F32 round trip of a u64 is exact), then the same I64F64 sum.
+            row[uid] = stake_weight_with(stake.get(key, 0), stake.get((hotkey, 0), 0), tao_weight)
+    for row in weights.values():
+        for uid, weight in enumerate(row):
+            if weight is None:
+                row[uid] = 0
+    return owner_uids
+
+
 def _stake_weight_fixed(read: ChainRead, hotkey: str, netuid: int, memo: Optional[StakeMemo] = None) -> int:
     """Stake weight (I64F64 bits) of a uid that is only a permit contender; with links, from ``memo``
-    when every input is what it was computed from. Without links the arithmetic is a few
-    microseconds, about what keeping it costs: in a refresh where every stake moved, memoizing
-    the ~22,700 unlinked contenders too made the snapshot ~20 % slower, against ~5-8 % without."""
+    when every input is what it was computed from. Without links the arithmetic is a multiply and
+    an add, less than finding a memo entry would cost, so the ~22,700 unlinked contenders are
+    computed every time (``_weigh_contenders``; a memo of them made a refresh where every stake
+    moved ~20 % slower)."""
     key = (hotkey, netuid)
     if key not in read.parents and key not in read.children:
-        # Nothing given or received: inherited = own on both sides (the chain's
-        # U96F32 round trip of a u64 is exact), then the same I64F64 sum.
         stake = read.stake
-        return stake_weight_fixed(stake.get(key, 0), stake.get((hotkey, 0), 0), read.tao_weight)
+        return stake_weight_with(stake.get(key, 0), stake.get((hotkey, 0), 0), tao_weight_i64f64(read.tao_weight))
     inputs = (_stake_inputs(read, hotkey, netuid), read.tao_weight)
     if memo is not None and (found := memo.weight(key, inputs)) is not None:
         return found
@@ -304,23 +338,30 @@ def _metagraph_difference(read: ChainRead, netuid: int, metagraph) -> int:
     return worst
 
 
-def _project(read: ChainRead, netuid: int, weights: dict[tuple[int, int], int]) -> Projection:
-    size = max(read.subnet_sizes.get(netuid, 0), len(read.permits.get(netuid, ())))
-    owner = read.owners.get(netuid)
-    owner_uid = next((uid for uid in range(size) if owner is not None and read.hotkeys.get((netuid, uid)) == owner), None)
+def _subnet_size(read: ChainRead, netuid: int) -> int:
+    """Uids the epoch ranks: SubnetworkN, or the permit vector's length if longer."""
+    return max(read.subnet_sizes.get(netuid, 0), len(read.permits.get(netuid, ())))
+
+
+def _project(read: ChainRead, netuid: int, weights: list[int], owner_uid: Optional[int],
+             memo: Optional[StakeMemo] = None) -> Projection:
+    """``weights``: the subnet's stake weights by uid; the ranking from ``memo`` when they, the
+    threshold, the owner's uid and k are what it was ranked from (most subnets between refreshes)."""
     tempo = read.tempos.get(netuid, 0)
     epoch_block: Optional[int] = -1  # classic schedule
     if read.last_epoch_blocks is not None:
         epoch_block = next_epoch_block_dynamic(
             read.block, tempo, read.last_epoch_blocks.get(netuid, 0), (read.pending_epoch_at or {}).get(netuid, 0))
-    return project(
-        netuid, read.block, tempo,
-        [weights.get((netuid, uid), 0) for uid in range(size)],
-        read.stake_threshold, owner_uid, read.max_validators.get(netuid, 0), epoch_block,
-    )
+    inputs = (tuple(weights), read.stake_threshold, owner_uid, read.max_validators.get(netuid, 0))
+    ranking = memo.ranking(netuid, inputs) if memo is not None else None
+    if ranking is None:
+        ranking = rank(*inputs)
+        if memo is not None:
+            memo.keep_ranking(netuid, inputs, ranking)
+    return at_epoch(netuid, read.block, tempo, ranking, epoch_block)
 
 
-def _project_after_pending(read: ChainRead, projection: Projection, weights: dict[tuple[int, int], int],
+def _project_after_pending(read: ChainRead, projection: Projection, weights: Sequence[int],
                            pending: dict) -> Optional[AfterPending]:
     """The epoch after next where pending sets apply at the next epoch (see ``after_pending``); None elsewhere."""
     netuid, apply_block = projection.netuid, projection.next_epoch_block
@@ -338,7 +379,7 @@ def _project_after_pending(read: ChainRead, projection: Projection, weights: dic
     tao_weight = read.tao_weight / 2**64
     return project_after_pending(
         netuid, apply_block, epoch_block, sets, hotkeys,
-        [weights.get((netuid, uid), 0) for uid in range(size)], projection.permits,
+        weights, projection.permits,
         children_of=lambda h: read.children.get((h, netuid), ()),
         parents_of=lambda h: read.parents.get((h, netuid), ()),
         stake_weight=lambda h, kids, pars: _inherited(read, h, netuid, kids, pars).stake_weight_fixed,

@@ -7,7 +7,7 @@ changes are still found, never lost.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from exporter.snapshot.model import Snapshot
@@ -85,6 +85,15 @@ class ChangeEvent:
     backfilled: bool = False
 
 
+def _unchanged(old: ValidatorRecord, v: Any, stake_ratio: float) -> bool:
+    """Whether ``old`` is already the record of ``v`` with no event: every field equal and no move
+    from the references (which may lag the values: a drift below the ratio), so that the record
+    is reused rather than made again."""
+    return (old.own_alpha == v.own_alpha and old.stake_weight == v.stake_weight and old.uid == v.uid
+            and old.permit == v.permit and old.take == v.childkey_take
+            and not _moved(old.own_ref, v.own_alpha, stake_ratio) and not _moved(old.weight_ref, v.stake_weight, stake_ratio))
+
+
 def _moved(ref: float, new: float, ratio: float) -> bool:
     if ref == 0:
         return new != 0
@@ -106,35 +115,42 @@ def state_of(snapshot: Snapshot, previous: HistoryState, stake_ratio: float) -> 
 
     first_run = previous.is_empty
     validators = {}
+    recorded = previous.validators
     for v in snapshot.tracked:
         key = (v.hotkey, v.netuid)
+        old = recorded.get(key)
+        if old is not None and _unchanged(old, v, stake_ratio):
+            validators[key] = old  # most validators between two refreshes: nothing to record
+            continue
         record = ValidatorRecord(v.uid, v.permit, v.own_alpha, v.stake_weight, v.childkey_take, v.own_alpha, v.stake_weight)
-        old = previous.validators.get(key)
         if old is None:
             # Newly tracked: a permit holder that was not one before (a watched
             # hotkey enters tracking with or without one, without a change).
             if v.permit and not first_run:
                 emit("permit_gained", *key, old=False, new=True)
         else:
-            record = replace(record, own_ref=old.own_ref, weight_ref=old.weight_ref)
+            own_ref, weight_ref = old.own_ref, old.weight_ref
             if abs(old.take - v.childkey_take) > 1e-12:
                 emit("take_changed", *key, old=old.take, new=v.childkey_take)
             if old.permit != v.permit:
                 emit("permit_gained" if v.permit else "permit_lost", *key, old=old.permit, new=v.permit)
             if _moved(old.own_ref, v.own_alpha, stake_ratio):
                 emit("own_stake_moved", *key, old=to_units(old.own_ref), new=to_units(v.own_alpha))
-                record = replace(record, own_ref=v.own_alpha)
+                own_ref = v.own_alpha
             if _moved(old.weight_ref, v.stake_weight, stake_ratio):
                 emit("stake_weight_moved", *key, old=to_units(old.weight_ref), new=to_units(v.stake_weight))
-                record = replace(record, weight_ref=v.stake_weight)
+                weight_ref = v.stake_weight
+            record = ValidatorRecord(v.uid, v.permit, v.own_alpha, v.stake_weight, v.childkey_take, own_ref, weight_ref)
         validators[key] = record
-    for key, old in previous.validators.items():
-        # No longer tracked: it holds no permit any more (and is not watched).
-        if key not in validators and old.permit:
-            emit("permit_lost", *key, old=True, new=False)
+    if not validators.keys() >= recorded.keys():
+        for key, old in recorded.items():
+            # No longer tracked: it holds no permit any more (and is not watched).
+            if key not in validators and old.permit:
+                emit("permit_lost", *key, old=True, new=False)
 
     edges = {(e.parent, e.child, e.netuid): e.proportion for e in snapshot.chain_edges}
-    if not first_run:
+    # One dict comparison in the usual refresh where no link moved (the new dict is kept: its order is the snapshot's).
+    if not first_run and edges != previous.edges:
         for (parent, child, netuid), proportion in edges.items():
             change = edge_change(parent, child, previous.edges.get((parent, child, netuid)), proportion)
             if change is not None:
@@ -145,7 +161,7 @@ def state_of(snapshot: Snapshot, previous: HistoryState, stake_ratio: float) -> 
                 emit(kind, child, netuid, **fields)
 
     pending = {(p.parent, p.netuid): (tuple(p.children), p.cooldown_block) for p in snapshot.chain_pending}
-    if not first_run:
+    if not first_run and pending != previous.pending:
         for key, value in pending.items():
             if previous.pending.get(key) != value:
                 emit("pending_scheduled", *key, parent=key[0], old=_optional_pending(previous.pending.get(key)), new=_pending_value(value))

@@ -84,17 +84,31 @@ def project_permits(weights: Sequence[int], threshold_rao: int, owner_uid: Optio
 def project(netuid: int, block: int, tempo: int, weights: Sequence[int], threshold_rao: int,
             owner_uid: Optional[int], k: int, epoch_block: Optional[int] = -1) -> Projection:
     """``epoch_block``: the next epoch when the runtime says it (dynamic tempo); -1: the classic schedule."""
+    return at_epoch(netuid, block, tempo, rank(weights, threshold_rao, owner_uid, k), epoch_block)
+
+
+Ranking = tuple[tuple[bool, ...], Optional[int], Optional[int]]  # (permits, cutoff, first_out)
+
+
+def rank(weights: Sequence[int], threshold_rao: int, owner_uid: Optional[int], k: int) -> Ranking:
+    """What the epoch decides from the stake weights alone (no block): the permits, and the rank
+    boundaries by stake weight - what a holder must stay above and a contender must pass
+    (besides StakeThreshold), for dashboards and alerts. Kept apart so that a subnet whose
+    weights did not move can reuse it."""
     permits = project_permits(weights, threshold_rao, owner_uid, k)
-    # The rank boundaries by stake weight: what a holder must stay above and a
-    # contender must pass (besides StakeThreshold), for dashboards and alerts.
     eligible = sorted(
         (w for uid, w in enumerate(weights) if w and (uid == owner_uid or (w >> 64) >= threshold_rao)),
         reverse=True,
     )
     cutoff = eligible[k - 1] if 0 < k <= len(eligible) else None
     first_out = eligible[k] if 0 <= k < len(eligible) else None
+    return permits, cutoff, first_out
+
+
+def at_epoch(netuid: int, block: int, tempo: int, ranking: Ranking, epoch_block: Optional[int] = -1) -> Projection:
+    """The subnet's ``ranking`` at its next epoch after ``block`` (``epoch_block`` as for ``project``)."""
     when = next_epoch_block(block, netuid, tempo) if epoch_block == -1 else epoch_block
-    return Projection(netuid, when, permits, cutoff, first_out)
+    return Projection(netuid, when, *ranking)
 
 
 def bits_to_rao(bits: Optional[int]) -> Optional[float]:

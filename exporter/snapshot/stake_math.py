@@ -113,9 +113,21 @@ def inherited_stake(
 def stake_weight_fixed(alpha_inherited: int, root_inherited: int, tao_weight_raw: int) -> int:
     """I64F64 bits of alpha_inh + root_inh * tao_weight, the weight widened losslessly
     from 32 to 64 fractional bits before the truncating multiply."""
-    weight = tao_weight_u96f32(tao_weight_raw) << (_FRAC64 - _FRAC32)
-    stake_weight = (alpha_inherited << _FRAC64) + (((root_inherited << _FRAC64) * weight) >> _FRAC64)
-    return min(stake_weight, _I64F64_MAX)
+    return stake_weight_with(alpha_inherited, root_inherited, tao_weight_i64f64(tao_weight_raw))
+
+
+def tao_weight_i64f64(tao_weight_raw: int) -> int:
+    """TaoWeight as the I64F64 bits ``stake_weight_with`` multiplies by: the U96F32 share
+    widened losslessly to 64 fractional bits. Once per read, not once per uid."""
+    return tao_weight_u96f32(tao_weight_raw) << (_FRAC64 - _FRAC32)
+
+
+def stake_weight_with(alpha_inherited: int, root_inherited: int, tao_weight_fixed: int) -> int:
+    """``stake_weight_fixed`` with TaoWeight already as I64F64 bits (``tao_weight_i64f64``).
+
+    The chain's truncating I64F64 multiply ``((root << 64) * weight) >> 64`` drops only
+    zero bits (root is an integer), so it is exactly ``root * weight``."""
+    return min((alpha_inherited << _FRAC64) + root_inherited * tao_weight_fixed, _I64F64_MAX)
 
 
 def effective_take(take: int, min_take: int, min_take_subnet: int | None = None) -> int:

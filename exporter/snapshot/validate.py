@@ -312,31 +312,49 @@ class ReadGate:
 def check_snapshot(snapshot: Snapshot) -> None:
     """No duplicate series, no number the chain's arithmetic cannot produce, in what is
     exported and in what history records."""
-    _unique("validator", ((v.hotkey, v.netuid) for v in snapshot.validators))
-    _unique("edge", ((e.parent, e.child, e.netuid) for e in snapshot.edges))
-    _unique("pending set", ((p.parent, p.netuid) for p in snapshot.pending))
-    _unique("identity", (i.hotkey for i in snapshot.identities))
-    _unique("subnet", (s.netuid for s in snapshot.subnets))
-    _unique("tracked validator", ((v.hotkey, v.netuid) for v in snapshot.tracked))
+    global _passed
+    _unique("validator", [(v.hotkey, v.netuid) for v in snapshot.validators])
+    _unique("edge", [(e.parent, e.child, e.netuid) for e in snapshot.edges])
+    _unique("pending set", [(p.parent, p.netuid) for p in snapshot.pending])
+    _unique("identity", [i.hotkey for i in snapshot.identities])
+    _unique("subnet", [s.netuid for s in snapshot.subnets])
+    _unique("tracked validator", [(v.hotkey, v.netuid) for v in snapshot.tracked])
     # The tracked validators (what history records) include the exported ones
     # when the builder made the snapshot; a hand-made one may have only either.
     exported = set(map(id, snapshot.validators))
-    for v in (*snapshot.validators, *(t for t in snapshot.tracked if id(t) not in exported)):
-        where = f"validator {v.hotkey} on netuid {v.netuid}"
-        numbers = (v.own_alpha, v.root_tao, v.to_children_alpha, v.from_parents_alpha, v.inherited_alpha,
-                   v.inherited_root_tao, v.stake_weight, v.childkey_take)
-        if not all(math.isfinite(x) and x >= 0 for x in numbers):
-            raise InvalidRead("impossible_number", f"{where}: a negative or non-finite amount")
-        if v.to_children_alpha > v.own_alpha + 1:
-            raise InvalidRead("gives_more_than_it_owns",
-                              f"{where}: gives {v.to_children_alpha:.0f} rao of {v.own_alpha} own to children")
-        if v.childkey_take > 1:
-            raise InvalidRead("impossible_number", f"{where}: take ratio {v.childkey_take}")
-        if v.children > MAX_CHILDREN:
-            raise InvalidRead("too_many_children", f"{where}: {v.children} children")
+    validators = (*snapshot.validators, *(t for t in snapshot.tracked if id(t) not in exported))
+    # A ValidatorState is frozen and its rules read nothing else, so one that passed in the
+    # last check passes again: with the stake memo, all but the few whose inputs moved.
+    # ``_passed`` holds those objects, so no other object can have their ids meanwhile.
+    passed_ids, _ = _passed
+    for v in validators:
+        if id(v) not in passed_ids:
+            _check_validator(v)
+    _passed = (frozenset(map(id, validators)), validators)
 
 
-def _unique(what: str, keys: Iterable) -> None:
+# (ids, the objects): the validators the last check_snapshot passed, held so the ids stay theirs.
+_passed: tuple[frozenset, tuple] = (frozenset(), ())
+
+
+def _check_validator(v) -> None:
+    where = f"validator {v.hotkey} on netuid {v.netuid}"
+    numbers = (v.own_alpha, v.root_tao, v.to_children_alpha, v.from_parents_alpha, v.inherited_alpha,
+               v.inherited_root_tao, v.stake_weight, v.childkey_take)
+    if not all(math.isfinite(x) and x >= 0 for x in numbers):
+        raise InvalidRead("impossible_number", f"{where}: a negative or non-finite amount")
+    if v.to_children_alpha > v.own_alpha + 1:
+        raise InvalidRead("gives_more_than_it_owns",
+                          f"{where}: gives {v.to_children_alpha:.0f} rao of {v.own_alpha} own to children")
+    if v.childkey_take > 1:
+        raise InvalidRead("impossible_number", f"{where}: take ratio {v.childkey_take}")
+    if v.children > MAX_CHILDREN:
+        raise InvalidRead("too_many_children", f"{where}: {v.children} children")
+
+
+def _unique(what: str, keys: list) -> None:
+    if len(set(keys)) == len(keys):  # the usual case, decided in C
+        return
     seen = set()
     for key in keys:
         if key in seen:
