@@ -17,7 +17,7 @@ from dataclasses import replace
 import pytest
 
 from exporter.config import COLLECTORS
-from exporter.serving.chunks import value_key
+from exporter.serving.chunks import RunInputs, value_key
 from exporter.serving.exposition import DETAIL_FAMILIES, VALIDATOR_FAMILIES, render_chunks, render_snapshot
 from exporter.serving import publication
 from exporter.serving.publication import render
@@ -173,3 +173,18 @@ def test_the_gzip_body_is_one_stream_of_members_that_zlib_reads_whole():
         out += d.decompress(rest)
         rest = d.unused_data
     assert out == data.plain + b"# live\n"
+
+
+def test_runs_of_the_same_records_are_reused_unserialized_and_equal_copies_by_their_values():
+    snapshot = _snapshot(random.Random(8))
+    first = render(snapshot, b"")
+    again = render(replace(snapshot), b"", previous=first)
+    assert again.rendering.rendered == 0
+    runs = [i for i in again.rendering.inputs if isinstance(i, RunInputs)]
+    assert runs and all(i._serialized is None for i in runs), "the very same records: compared by identity, nothing serialized"
+    copies = replace(snapshot, validators=tuple(replace(v) for v in snapshot.validators),
+                     edges=tuple(replace(e) for e in snapshot.edges))
+    assert render(copies, b"", previous=first).rendering.rendered == 0, "equal copies: equal by their values"
+    flipped = replace(snapshot, validators=tuple(replace(v, stake_weight=-0.0) if v.stake_weight == 0.0 else v
+                                                 for v in snapshot.validators))
+    assert render(flipped, b"", previous=first).plain == render_snapshot(flipped, b"")

@@ -16,7 +16,7 @@ import marshal
 from array import array
 from dataclasses import dataclass, fields
 from itertools import groupby
-from operator import attrgetter
+from operator import attrgetter, is_
 from typing import Any, Callable, Hashable, Iterable, Optional, Sequence
 
 Key = tuple
@@ -57,17 +57,43 @@ def runs(groups: Sequence[Hashable]) -> list[tuple[Hashable, int, int]]:
 
 
 class Runs:
-    """Snapshot records (frozen dataclasses) sorted by group, cut into runs of one group, with
-    each run's inputs: the exact values of every field of its records, serialized (``marshal``:
-    types kept, floats by their bits), so equal inputs are the same records to the bit. Computed
-    once and shared by every family drawn from the records, so an unchanged run costs no
-    labels, values or text at all."""
+    """Snapshot records (frozen dataclasses of numbers and strings) sorted by group, cut into
+    runs of one group, with each run's inputs (``RunInputs``). Shared by every family drawn
+    from the records, so an unchanged run costs no labels, values or text at all."""
 
     def __init__(self, records: Sequence[Any], group_of: Callable[[Any], Hashable]) -> None:
         self.records = records
         self.spans = runs(list(map(group_of, records)))
         values_of = attrgetter(*(f.name for f in fields(records[0]))) if records else None
-        self.inputs = [marshal.dumps(tuple(map(values_of, records[start:end])), 2) for _, start, end in self.spans]
+        self.inputs = [RunInputs(tuple(records[start:end]), values_of) for _, start, end in self.spans]
+
+
+class RunInputs:
+    """What a run's text is made of: its records. Equal to another run's when the records are
+    the very same objects (the snapshot builder hands an unchanged validator's record on from
+    the last snapshot, and a frozen record of numbers and strings has one text), or else when
+    the exact values of every field are (``marshal``: types kept, floats by their bits, so
+    0.0 and -0.0 differ as their text does), serialized only when that comparison is needed."""
+
+    __slots__ = ("records", "_values_of", "_serialized")
+
+    def __init__(self, records: tuple, values_of: Optional[Callable[[Any], tuple]]) -> None:
+        self.records, self._values_of, self._serialized = records, values_of, None
+
+    def serialized(self) -> bytes:
+        if self._serialized is None:
+            self._serialized = marshal.dumps(tuple(map(self._values_of, self.records)), 2) if self.records else b""
+        return self._serialized
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RunInputs):
+            return NotImplemented
+        mine, theirs = self.records, other.records
+        if len(mine) == len(theirs) and all(map(is_, mine, theirs)):
+            return True
+        return self.serialized() == other.serialized()
+
+    __hash__ = None  # type: ignore[assignment] - compared, never a key
 
 
 def lines(name: str, labels: Sequence[str], values: Sequence[float]) -> bytes:

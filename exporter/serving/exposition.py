@@ -11,7 +11,7 @@ whose inputs changed are rendered again.
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Callable, Hashable, Iterable, Optional, Sequence
+from typing import Any, Callable, Hashable, Iterable, Optional, Sequence
 
 from exporter.config import COLLECTORS
 from exporter.serving.chunks import ChunkWriter, Rendering, Runs, _number, lines
@@ -134,11 +134,9 @@ def render_chunks(snapshot: Snapshot, extra: bytes = b"", collectors: frozenset 
                   previous: Optional[Rendering] = None) -> Rendering:
     """``render_snapshot`` as chunks, each unchanged one taken from ``previous`` (the last refresh's)."""
     w = _Writer(previous)
-    validators = snapshot.validators
-    labels = [_labels(v) for v in validators]
-    by_subnet = Runs(validators, attrgetter("netuid"))
+    by_subnet = Runs(snapshot.validators, attrgetter("netuid"))
     if "validator" in collectors:
-        _validators(w, snapshot, labels, by_subnet)
+        _validators(w, snapshot, by_subnet)
     if "stake_detail" in collectors:
         _stake_detail(w, snapshot, by_subnet)
     if "relationships" in collectors:
@@ -158,7 +156,15 @@ def render_chunks(snapshot: Snapshot, extra: bytes = b"", collectors: frozenset 
     return w.chunks.finish()
 
 
-def _validators(w: _Writer, snapshot: Snapshot, labels: list[str], by_subnet: Runs) -> None:
+def _sparse_samples(validators: Sequence[ValidatorState], values: dict, sample: Callable[[str, Any], tuple]) -> Iterable[tuple]:
+    """``sample(labels, value)`` of each validator (in exposition order) that ``values``, keyed
+    by (hotkey, netuid), holds; no walk over the validators when it holds none (the usual)."""
+    if not values:
+        return ()
+    return (sample(_labels(v), value) for v in validators if (value := values.get((v.hotkey, v.netuid))) is not None)
+
+
+def _validators(w: _Writer, snapshot: Snapshot, by_subnet: Runs) -> None:
     validators = snapshot.validators
     for name, help_text, value_of in VALIDATOR_FAMILIES:
         w.records(name, help_text, "gauge", by_subnet, _column(value_of))
@@ -178,8 +184,7 @@ def _validators(w: _Writer, snapshot: Snapshot, labels: list[str], by_subnet: Ru
         "bittensor_validator_projected_permit",
         "Only where the next epoch would change the permit, by the chain's rule at this block's stake weights: 1 gains one, 0 loses it.",
         "gauge",
-        ((lab, int(snapshot.projected_permit_changes[(v.hotkey, v.netuid)])) for lab, v in zip(labels, validators)
-         if (v.hotkey, v.netuid) in snapshot.projected_permit_changes),
+        _sparse_samples(validators, snapshot.projected_permit_changes, lambda lab, permit: (lab, int(permit))),
     )
     after = snapshot.permit_changes_after_pending
     w.family(
@@ -189,12 +194,12 @@ def _validators(w: _Writer, snapshot: Snapshot, labels: list[str], by_subnet: Ru
         "from bittensor_validator_projected_permit's next epoch: 1 gains one, 0 loses it. parent_hotkey: whose pending set is "
         "the reason; reason: cuts_it, raises_it (its stake weight), lifts_contender, cuts_holder (another uid's).",
         "gauge",
-        ((f'{lab},parent_hotkey="{c.parent}",reason="{c.reason}"', int(c.permit)) for lab, v in zip(labels, validators)
-         if (c := after.get((v.hotkey, v.netuid))) is not None),
+        _sparse_samples(validators, after, lambda lab, c: (f'{lab},parent_hotkey="{c.parent}",reason="{c.reason}"', int(c.permit))),
     )
     w.family(
         "bittensor_validator_expected_childkey_take_ratio", "Expected childkey take (0-1) configured for a watched hotkey.", "gauge",
-        ((lab, snapshot.expected_takes[v.hotkey]) for lab, v in zip(labels, validators) if v.hotkey in snapshot.expected_takes),
+        ((_labels(v), snapshot.expected_takes[v.hotkey]) for v in validators if v.hotkey in snapshot.expected_takes)
+        if snapshot.expected_takes else (),
     )
     w.records(
         "bittensor_validator_info", "Validator metadata (value 1): coldkey owning the hotkey, the configured alias, and whether it is on the watch list.", "gauge",
