@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from itertools import repeat
 from typing import Any, Callable, Optional
 
 from simnode.epoch import selective_metagraph
@@ -284,13 +285,23 @@ def _query_storage_at(state: ChainState, params: list) -> list[dict]:
     if not isinstance(keys, list):
         raise RpcError(INVALID_PARAMS, "Invalid params: keys must be a list")
     block = _state_block(state, _arg(params, 1))
-    changes = []
-    for key_hex in keys:
-        key = _hex(key_hex, "storage key")
-        value = block.storage.get(key)
-        # Echo keys normalised (lowercase) as a real node re-serialises them.
-        changes.append(["0x" + key.hex(), None if value is None else "0x" + value.hex()])
-    return [{"block": block.hash, "changes": changes}]
+    raw = _hex_keys(keys)
+    values = block.storage.get_many(raw)
+    # Echo keys normalised (lowercase) as a real node re-serialises them.
+    echoed = ["0x" + key for key in map(bytes.hex, raw)]
+    return [{"block": block.hash, "changes": [
+        [key, None if value is None else "0x" + value.hex()] for key, value in zip(echoed, values)]}]
+
+
+def _hex_keys(keys: list) -> list[bytes]:
+    """``_hex`` of every key: in bulk for the usual list of 0x-prefixed strings, one by one
+    (to name the bad one) otherwise."""
+    if set(map(type, keys)) <= {str} and all(map(str.startswith, keys, repeat("0x"))):
+        try:
+            return [bytes.fromhex(key[2:]) for key in keys]
+        except ValueError:
+            pass
+    return [_hex(key, "storage key") for key in keys]
 
 
 def _block_range_error(first: Any, last: Any, details: str) -> RpcError:
