@@ -76,8 +76,10 @@ class _Attribution:
         self.events = sorted(window.events, key=lambda e: (e.block, e.index))
         self.out: list[ChangeEvent] = []
         self._parents_index: Optional[dict[tuple[str, int], set[str]]] = None
+        self._weight_moves: set[tuple[str, int]] = set()  # (hotkey, netuid) of this run's stake-weight moves
 
     def run(self, net: list[ChangeEvent]) -> list[ChangeEvent]:
+        self._weight_moves = {(c.hotkey, c.netuid) for c in net if c.kind == "stake_weight_moved"}
         self._child_sets()
         self._takes()
         for change in net:
@@ -90,11 +92,15 @@ class _Attribution:
         return self.out
 
     def _parents(self) -> dict[tuple[str, int], set[str]]:
-        """(child, netuid) -> its parents before or after, indexed once (for stake-weight moves)."""
+        """(child, netuid) -> its parents before or after, for the children whose stake weight
+        moved (indexed once, in one pass over the edges: ~7,000 at mainnet scale)."""
         if self._parents_index is None:
             index: dict[tuple[str, int], set[str]] = defaultdict(set)
-            for parent, child, netuid in (*self.previous.edges, *self.state.edges):
-                index[(child, netuid)].add(parent)
+            wanted = self._weight_moves
+            for edges in (self.previous.edges, self.state.edges):
+                for parent, child, netuid in edges:
+                    if (child, netuid) in wanted:
+                        index[(child, netuid)].add(parent)
             self._parents_index = index
         return self._parents_index
 
