@@ -79,6 +79,12 @@ def _sequence() -> list[tuple[str, ChainRead, object]]:
                 lambda key: key[1] == 1)
     read = step("a runtime with suspensions", replace(read, suspended={}), None)  # None -> False for all
     read = step("a suspension", replace(read, suspended={(t.M, 1): True}), {(t.M, 1)})
+    # M (uid 6) watched stays tracked without its permit (its state's permit an input alone); where
+    # it is tracked only as the child of watched P it stays without its uid (so computed again).
+    permits_1 = read.permits[1]
+    read = step("a watched validator's permit lost",
+                replace(read, permits={**read.permits, 1: permits_1[:6] + (False,) + permits_1[7:]}), {(t.M, 1)})
+    read = step("its permit back", replace(read, permits={**read.permits, 1: permits_1}), {(t.M, 1)})
     read = step("a permit lost", replace(read, permits={**read.permits, 1: (True,) * 9 + (False, False)}), {(t.Z, 1)})
     hotkeys = {k: v for k, v in read.hotkeys.items() if k != (1, 9)}
     read = step("a validator deregistered", replace(read, hotkeys=hotkeys, permits={**read.permits, 1: (True,) * 9}),
@@ -188,3 +194,81 @@ def test_a_subnet_ranking_is_reused_exactly_when_its_inputs_are_equal():
         after = memo.rankings()
         assert {n for n, r in after.items() if before.get(n) is not r} == moved, number
         before = after
+
+
+def _random_step(read: ChainRead, rng: random.Random) -> ChainRead:
+    """One to three random moves of the kinds a memo's reuse must notice (``ReadChanges``)."""
+    for _ in range(rng.randint(1, 3)):
+        kind = rng.choice(["alpha", "root", "parent", "drop", "links", "take", "hotkey", "permit", "suspend",
+                           "subnet_take", "threshold", "watched_uid", "nothing"])
+        stake = dict(read.stake)
+        if kind in ("alpha", "root", "parent", "drop"):
+            if kind == "parent":  # a parent's stake on a subnet where it has children
+                parent, netuid = rng.choice(sorted(read.children))
+                key = (parent, rng.choice([netuid, 0]))
+            else:
+                key = rng.choice(sorted(k for k in stake if (k[1] == 0) == (kind == "root")))
+            if kind == "drop":
+                del stake[key]
+            else:
+                stake[key] = stake.get(key, 0) + rng.randint(1, 10**12)
+            read = replace(read, stake=frozen(stake))
+        elif kind == "links":
+            parent, netuid = rng.choice(sorted(read.children))
+            read = _links(read, parent, netuid, read.children[(parent, netuid)][1:])
+        elif kind == "take":
+            key = rng.choice(sorted(read.stake))
+            read = replace(read, takes=frozen({**read.takes, key: rng.randint(0, 11796)}))
+        elif kind == "hotkey":  # a uid deregistered and taken by a hotkey that holds stake elsewhere
+            position = rng.choice(sorted(k for k in read.hotkeys if k[0] != 0))
+            hotkey = rng.choice(sorted({h for h, _ in read.stake}))
+            read = replace(read, hotkeys=frozen({**read.hotkeys, position: hotkey}))
+        elif kind == "permit":
+            netuid = rng.choice(sorted(n for n in read.permits if n))
+            permits = list(read.permits[netuid])
+            uid = rng.randrange(len(permits))
+            permits[uid] = not permits[uid]
+            read = replace(read, permits=frozen({**read.permits, netuid: tuple(permits)}))
+        elif kind == "suspend":
+            key = rng.choice(sorted(read.stake))
+            read = replace(read, suspended=frozen({**(read.suspended or {}), key: rng.random() < 0.5}))
+        elif kind == "subnet_take":
+            netuid = rng.choice([n for n in read.netuids if n])
+            read = replace(read, min_take_per_subnet=frozen({**(read.min_take_per_subnet or {}),
+                                                             netuid: rng.randint(0, 11796)}))
+        elif kind == "watched_uid":  # a uid said to be a hotkey's that the uid map gives another
+            watched_uids = dict(read.watched_uids)
+            if watched_uids and rng.random() < 0.4:
+                del watched_uids[rng.choice(sorted(watched_uids))]
+            else:
+                netuid, uid = rng.choice(sorted(k for k in read.hotkeys if k[0] != 0))
+                watched_uids[(netuid, rng.choice(sorted({h for h, _ in read.stake})))] = uid
+            read = replace(read, watched_uids=frozen(watched_uids))
+        elif kind == "threshold":
+            read = replace(read, stake_threshold=rng.choice([0, read.stake_threshold, read.stake_threshold * 10]))
+    return replace(read, block=read.block + 1)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_moves_with_the_memo_equal_from_scratch(seed):
+    """Many steps of random moves on a small mainnet-shaped chain: each build with the memo equals
+    one without it, so a result reused though one of its inputs moved cannot go unseen."""
+    from exporter.chain.reader import ChainReader
+    from simnode import ChainState
+    from simnode.scenarios import mainnet_scale
+    from tests.test_storage_reader import FakeConnection
+
+    state = ChainState()
+    mainnet_scale(state, netuids=7, uids=48, permits=12, edges=120, takes=60, pool=24, pending=4, seed=seed)
+    scope = ScopeConfig()
+    read = asyncio.run(ChainReader(max_in_flight=8).read(FakeConnection(state), scope))
+    rng = random.Random(seed)
+    # Watched hotkeys stay tracked when their permit flips (a permit holder alone would leave).
+    watched = ScopeConfig(watch=tuple(WatchedHotkey(h, f"w{i}") for i, h in enumerate(
+        rng.sample(sorted({h for (n, _), h in read.hotkeys.items() if n}), 6))))
+    memos = {scope: StakeMemo(), watched: StakeMemo()}
+    for step in range(40):
+        for each, memo in memos.items():
+            carried = build_snapshot(read, each, memo)
+            assert carried == build_snapshot(read, each), step
+        read = _random_step(read, rng)
