@@ -284,19 +284,21 @@ def insert_events(c: sqlite3.Connection, events: Iterable[ChangeEvent]) -> None:
 
 
 def _write_state_diff(c: sqlite3.Connection, previous: HistoryState, state: HistoryState, block: int) -> None:
-    """Only rows that changed: an unchanged network costs no writes."""
-    changed = [(k, r) for k, r in state.validators.items() if previous.validators.get(k) != r]
+    """Only rows that changed: an unchanged network costs no writes, and little CPU (``state_of``
+    hands on the very record of a validator that did not change: ``is`` before ``!=``)."""
+    before = previous.validators
+    changed = [(k, r) for k, r in state.validators.items() if (old := before.get(k)) is not r and old != r]
     c.executemany(
         "INSERT OR REPLACE INTO validator_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(h, _i(n), _i(r.uid), int(r.permit), _i(r.own_alpha), r.stake_weight, r.take, _i(r.own_ref), r.weight_ref, _i(block))
          for (h, n), r in changed],
     )
-    c.executemany("DELETE FROM validator_state WHERE hotkey = ? AND netuid = ?", [k for k in previous.validators if k not in state.validators])
-    c.executemany(
-        "INSERT OR REPLACE INTO edge_state VALUES (?, ?, ?, ?, ?)",
-        [(p, ch, _i(n), str(q), _i(block)) for (p, ch, n), q in state.edges.items() if previous.edges.get((p, ch, n)) != q],
-    )
-    c.executemany("DELETE FROM edge_state WHERE parent = ? AND child = ? AND netuid = ?", [k for k in previous.edges if k not in state.edges])
+    c.executemany("DELETE FROM validator_state WHERE hotkey = ? AND netuid = ?", _gone(before, state.validators))
+    edges = [] if state.edges == previous.edges else [
+        (p, ch, _i(n), str(q), _i(block)) for (p, ch, n), q in state.edges.items() if previous.edges.get((p, ch, n)) != q
+    ]
+    c.executemany("INSERT OR REPLACE INTO edge_state VALUES (?, ?, ?, ?, ?)", edges)
+    c.executemany("DELETE FROM edge_state WHERE parent = ? AND child = ? AND netuid = ?", _gone(previous.edges, state.edges))
     c.executemany(
         "INSERT OR REPLACE INTO pending_state VALUES (?, ?, ?, ?, ?)",
         [
@@ -305,7 +307,14 @@ def _write_state_diff(c: sqlite3.Connection, previous: HistoryState, state: Hist
             if previous.pending.get((p, n)) != (children, cooldown)
         ],
     )
-    c.executemany("DELETE FROM pending_state WHERE parent = ? AND netuid = ?", [k for k in previous.pending if k not in state.pending])
+    c.executemany("DELETE FROM pending_state WHERE parent = ? AND netuid = ?", _gone(previous.pending, state.pending))
+
+
+def _gone(before: dict, after: dict) -> list:
+    """The keys of ``before`` not in ``after``, in ``before``'s order (none: one check in C)."""
+    if after.keys() >= before.keys():
+        return []
+    return [k for k in before if k not in after]
 
 
 def _i(value):
