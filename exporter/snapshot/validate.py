@@ -27,6 +27,8 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from itertools import compress, repeat
+from operator import eq, itemgetter
 from typing import Iterable, Optional
 
 from exporter.config import ScopeConfig
@@ -108,7 +110,8 @@ def check_read(read: ChainRead, checked: Optional[ChainRead] = None) -> None:
 
 def _check_stakes(read: ChainRead) -> None:
     amounts = read.stake.values()
-    root_max = max((amount for (_, netuid), amount in read.stake.items() if netuid == 0), default=0)
+    # the root entries' largest, picked in C: netuid 0 is the second part of the key
+    root_max = max(compress(amounts, map(eq, map(itemgetter(1), read.stake), repeat(0))), default=0)
     if amounts and (min(amounts) >= 0 and max(amounts) <= U64_MAX) and root_max <= TAO_SUPPLY_RAO:
         return  # the usual read, checked in bulk; otherwise find the first offender to name it
     for (hotkey, netuid), amount in read.stake.items():
