@@ -107,7 +107,7 @@ class StakeMemo:
     def order(self, candidates: dict) -> Optional[list]:
         """The last build's tracked candidates in snapshot order, if they are ``candidates``."""
         last, ordered = self._order
-        return ordered if last == candidates else None
+        return ordered if last is candidates or last == candidates else None
 
     def keep_order(self, candidates: dict, ordered: list) -> None:
         self._next_order = (candidates, ordered)
@@ -201,7 +201,7 @@ _MISSING = object()
 
 def _changed_keys(last: Mapping, new: Mapping) -> set:
     """Keys present in only one of the mappings or with unequal values (in C when the values hash)."""
-    if last == new:
+    if last is new or last == new:
         return set()
     try:
         return {key for key, _ in last.items() ^ new.items()}

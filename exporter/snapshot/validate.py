@@ -337,6 +337,7 @@ def check_snapshot(snapshot: Snapshot) -> None:
 
 
 # (ids, the objects): the validators the last check_snapshot passed, held so the ids stay theirs.
+# Read and replaced whole, so checks on two threads (a refresh, a backfill) only miss each other's.
 _passed: tuple[frozenset, tuple] = (frozenset(), ())
 
 
