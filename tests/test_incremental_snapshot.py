@@ -272,3 +272,17 @@ def test_random_moves_with_the_memo_equal_from_scratch(seed):
             carried = build_snapshot(read, each, memo)
             assert carried == build_snapshot(read, each), step
         read = _random_step(read, rng)
+
+
+def test_a_hotkey_at_two_uids_of_a_subnet_is_weighed_again_at_both():
+    """The reuse of a subnet's contenders finds the uid of a hotkey whose stake moved: with the
+    hotkey at two uids (not on the chain, but in a read) both must move."""
+    base = chain_read(max_validators={0: 64, 1: 64, 2: 1})
+    contenders = [uid for uid, permitted in enumerate(base.permits[2]) if not permitted]
+    hotkey = base.hotkeys[(2, contenders[0])]
+    twice = replace(base, hotkeys={**base.hotkeys, (2, 2): hotkey},
+                    permits={**base.permits, 2: base.permits[2] + (False,)})
+    memo = StakeMemo()
+    for number, read in enumerate([twice, replace(twice, block=101), _with_stake(twice, a=((hotkey, 2), 10**6 * t.RAO))]):
+        carried = build_snapshot(read, SCOPE, memo)
+        assert carried == build_snapshot(read, SCOPE), number

@@ -46,7 +46,7 @@ class StakeMemo:
         self._states: tuple[dict, dict] = ({}, {})
         self._weights: tuple[dict, dict] = ({}, {})
         self._rankings: tuple[dict, dict] = ({}, {})
-        self._rows: dict[int, tuple[list, list]] = {}  # netuid -> (hotkeys, stake weights) by uid
+        self._rows: dict[int, Any] = {}  # netuid -> its stake weights by uid, as the builder keeps them
         self._read: Optional[ChainRead] = None  # what the results above were computed from
         self._order: tuple[dict, list] = ({}, [])  # the tracked candidates, and them in snapshot order
         self.start()
@@ -112,12 +112,12 @@ class StakeMemo:
     def keep_order(self, candidates: dict, ordered: list) -> None:
         self._next_order = (candidates, ordered)
 
-    def row(self, netuid: int) -> Optional[tuple[list, list]]:
-        """The last build's (hotkeys, stake weights) by uid of ``netuid``, if it ranked it."""
+    def row(self, netuid: int) -> Optional[Any]:
+        """The last build's stake weights by uid of ``netuid`` (as the builder keeps them), if it ranked it."""
         return self._rows.get(netuid)
 
-    def keep_row(self, netuid: int, hotkeys: list, weights: list) -> None:
-        self._next_rows[netuid] = (hotkeys, weights)
+    def keep_row(self, netuid: int, row: Any) -> None:
+        self._next_rows[netuid] = row
 
     def finish(self) -> None:
         """End a build: keep only the entries it used or computed, and the read they are of."""
@@ -157,16 +157,18 @@ class ReadChanges:
     them), its take, the subnet's minimum take, its suspension and the global minimum take.
     """
 
-    __slots__ = ("stake", "roots", "links", "takes", "suspended", "subnet_min_takes")
+    __slots__ = ("stake", "roots", "links", "takes", "suspended", "subnet_min_takes", "same_hotkeys")
 
-    def __init__(self, stake: set, links: set, takes: set, suspended: set, subnet_min_takes: set) -> None:
+    def __init__(self, stake: set, links: set, takes: set, suspended: set, subnet_min_takes: set,
+                 same_hotkeys: bool) -> None:
         self.stake, self.links, self.takes, self.suspended = stake, links, takes, suspended
         self.subnet_min_takes = subnet_min_takes
+        self.same_hotkeys = same_hotkeys  # every uid holds the hotkey it held
         self.roots = {hotkey for hotkey, netuid in stake if netuid == 0}  # hotkeys whose root stake moved
 
     @classmethod
     def none(cls) -> "ReadChanges":
-        return cls(set(), set(), set(), set(), set())
+        return cls(set(), set(), set(), set(), set(), True)
 
     @classmethod
     def between(cls, last: ChainRead, read: ChainRead) -> "ReadChanges":
@@ -176,6 +178,7 @@ class ReadChanges:
             takes=_changed_keys(last.takes, read.takes),
             suspended=_changed_keys(last.suspended or {}, read.suspended or {}),
             subnet_min_takes=_changed_keys(last.min_take_per_subnet or {}, read.min_take_per_subnet or {}),
+            same_hotkeys=last.hotkeys is read.hotkeys or last.hotkeys == read.hotkeys,
         )
 
     def weight_unchanged(self, read: ChainRead, key: tuple[str, int]) -> bool:
