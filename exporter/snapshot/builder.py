@@ -408,8 +408,8 @@ def _contender_weight(read: ChainRead, hotkey: str, netuid: int, linked: set, ta
 def _stake_weight_fixed(read: ChainRead, hotkey: str, netuid: int, memo: Optional[StakeMemo] = None) -> int:
     """Stake weight (I64F64 bits) of a uid that is only a permit contender; with links, from ``memo``
     when every input is what it was computed from. Without links the arithmetic is a multiply and
-    an add, less than comparing inputs would cost: ``_weigh_contenders`` computes it inline, or
-    keeps the last build's where ``ReadChanges`` says nothing it reads moved."""
+    an add, less than comparing inputs would cost: ``_contender_weight`` computes it inline, and
+    ``_weigh_contenders`` keeps the last build's where nothing it reads moved."""
     key = (hotkey, netuid)
     if key not in read.parents and key not in read.children:
         stake = read.stake
