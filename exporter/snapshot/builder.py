@@ -188,6 +188,8 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig, memo: Optional[StakeMemo
         Identity(hotkey=h, coldkey=read.coldkeys.get(h, ""), alias=watched[h].alias if h in watched else "", watched=h in watched)
         for h in sorted({v.hotkey for v in validators})
     )
+    if memo is not None:
+        identities = tuple(map(memo.identity, identities))
     # In watched mode only the subnets a watched validator is judged on.
     exported_subnets = {n for _, n in in_scope} if scope.mode == "watched" else None
     subnets = tuple(

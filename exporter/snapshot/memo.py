@@ -37,8 +37,9 @@ class StakeMemo:
     object fewer each keeps the garbage collector's work (and that refresh's cost) down.
     """
 
-    __slots__ = ("_states", "_weights", "_rankings", "_rows", "_read", "_order",
-                 "_next_states", "_next_weights", "_next_rankings", "_next_rows", "_next_read", "_next_order")
+    __slots__ = ("_states", "_weights", "_rankings", "_rows", "_read", "_order", "_identities",
+                 "_next_states", "_next_weights", "_next_rankings", "_next_rows", "_next_read", "_next_order",
+                 "_next_identities")
 
     def __init__(self) -> None:
         # (inputs by key, results by key), for whole validators, for linked contenders'
@@ -49,12 +50,14 @@ class StakeMemo:
         self._rows: dict[int, Any] = {}  # netuid -> its stake weights by uid, as the builder keeps them
         self._read: Optional[ChainRead] = None  # what the results above were computed from
         self._order: tuple[dict, list] = ({}, [])  # the tracked candidates, and them in snapshot order
+        self._identities: dict[str, Any] = {}  # hotkey -> its Identity record
         self.start()
 
     def start(self, read: Optional[ChainRead] = None) -> None:
         """Begin a build (of ``read``): nothing used yet."""
         self._next_states, self._next_weights, self._next_rankings = ({}, {}), ({}, {}), ({}, {})
         self._next_rows, self._next_read, self._next_order = {}, read, ({}, [])
+        self._next_identities = {}
 
     def changes(self, read: ChainRead) -> Optional["ReadChanges"]:
         """What moved from the last build's read to ``read``; None: no last build, or a global input moved."""
@@ -112,6 +115,14 @@ class StakeMemo:
     def keep_order(self, candidates: dict, ordered: list) -> None:
         self._next_order = (candidates, ordered)
 
+    def identity(self, identity: Any) -> Any:
+        """The last build's record of ``identity``'s hotkey when equal to it (the very object, so
+        the renderer finds its rows unchanged by identity), else ``identity``."""
+        last = self._identities.get(identity.hotkey)
+        kept = last if last is not None and last == identity else identity
+        self._next_identities[identity.hotkey] = kept
+        return kept
+
     def row(self, netuid: int) -> Optional[Any]:
         """The last build's stake weights by uid of ``netuid`` (as the builder keeps them), if it ranked it."""
         return self._rows.get(netuid)
@@ -123,6 +134,7 @@ class StakeMemo:
         """End a build: keep only the entries it used or computed, and the read they are of."""
         self._states, self._weights, self._rankings = self._next_states, self._next_weights, self._next_rankings
         self._rows, self._read, self._order = self._next_rows, self._next_read, self._next_order
+        self._identities = self._next_identities
         self.start()
 
     def states(self) -> dict[tuple[str, int], Any]:
