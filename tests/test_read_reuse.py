@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from exporter.chain.reader import ChainReader
-from exporter.chain.storage import ValueCache
+from exporter.chain.reuse import ValueCache
 from exporter.config import ScopeConfig, WatchedHotkey
 from exporter.snapshot.validate import InvalidRead
 from simnode import ChainState

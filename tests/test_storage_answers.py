@@ -11,8 +11,8 @@ import random
 
 import pytest
 
-from exporter.chain import storage
-from exporter.chain.storage import MAX_VALUE_BYTES, _answered, _answered_as_asked
+from exporter.chain import answers, reuse
+from exporter.chain.answers import MAX_VALUE_BYTES, answered as _answered, answered_as_asked as _answered_as_asked
 from exporter.snapshot.validate import InvalidRead
 
 BLOCK = "0x" + "ab" * 32
@@ -24,7 +24,7 @@ def _answer(values: dict) -> list:
 
 
 def _loop_only(monkeypatch, response, keys, listed=False):
-    monkeypatch.setattr(storage, "_answered_as_asked", lambda *args, **kwargs: None)
+    monkeypatch.setattr(answers, "answered_as_asked", lambda *args, **kwargs: None)
     return _answered(response, keys, BLOCK, listed=listed)
 
 
@@ -100,14 +100,14 @@ class CountingCodec:
 
 
 def test_the_key_cache_builds_each_key_once_per_codec_and_drops_what_is_no_longer_asked():
-    codec, cache = CountingCodec(), storage.KeyCache()
+    codec, cache = CountingCodec(), reuse.KeyCache()
     params = [["5Hot", n] for n in range(2000)]
-    want = storage._build_keys(CountingCodec(), "E", params)
+    want = reuse.build_keys(CountingCodec(), "E", params)
     cache.start(codec)
     assert cache.hex_keys(codec, "E", ("P", "I"), params) == want
     assert codec.built == 2000
     cache.start(codec)  # the next read: the same keys are not built again, a new one is
-    new = storage._build_keys(CountingCodec(), "E", [["5New", 1]])
+    new = reuse.build_keys(CountingCodec(), "E", [["5New", 1]])
     assert cache.hex_keys(codec, "E", ("P", "I"), params[:100] + [["5New", 1]]) == want[:100] + new
     assert codec.built == 2001
     cache.start(codec)  # 2,001 kept, 101 asked: more than twice, dropped
@@ -124,9 +124,9 @@ PAGE = [PREFIX + f"{i:04x}" + "cd" * 16 for i in range(1, 200, 3)]
 
 
 def _page_by_loop(monkeypatch, answer, start):
-    monkeypatch.setattr(storage, "_page_as_asked", lambda *args: False)
+    monkeypatch.setattr(answers, "page_as_asked", lambda *args: False)
     try:
-        return storage._page(answer, PREFIX, start)
+        return answers.page_keys(answer, PREFIX, start)
     except InvalidRead as refused:
         return refused.rule
     finally:
@@ -153,11 +153,11 @@ def test_a_key_page_checked_in_bulk_is_what_the_loop_makes_of_it(name, monkeypat
     answer, start = PAGES[name]
     loop = _page_by_loop(monkeypatch, list(answer), start)
     try:
-        bulk = storage._page(list(answer), PREFIX, start)
+        bulk = answers.page_keys(list(answer), PREFIX, start)
     except InvalidRead as refused:
         bulk = refused.rule
     assert bulk == loop
     if name in ("the usual page", "after a start key", "an empty page"):
-        assert storage._page_as_asked(list(answer), PREFIX, start), "the usual page needs no loop"
+        assert answers.page_as_asked(list(answer), PREFIX, start), "the usual page needs no loop"
     else:
-        assert not storage._page_as_asked(list(answer), PREFIX, start)
+        assert not answers.page_as_asked(list(answer), PREFIX, start)

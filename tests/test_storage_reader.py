@@ -20,7 +20,7 @@ import pytest
 from bittensor._transport.codec import RuntimeCodec
 
 from exporter.chain import reader as chain_reader
-from exporter.chain import storage
+from exporter.chain import answers, storage
 from exporter.chain.reader import ChainReader
 from exporter.chain.storage import StorageReader, _shard_bounds
 from exporter.snapshot.validate import InvalidRead
@@ -176,9 +176,9 @@ def test_scan_of_a_map_over_several_real_pages():
     reader, conn = reader_over(state)
     rows = run(reader.scan("TotalHotkeyAlpha", shards=3))
     assert len(rows) == 2345 and sum(v for _, v in rows) == sum(range(1, 2346))
-    assert set(conn.sizes("state_getKeysPaged")) == {storage.PAGE_SIZE}
-    assert max(conn.sizes("state_queryStorageAt")) <= storage.PAGE_SIZE
-    assert conn.count("state_getKeysPaged") <= 3 + 2345 // storage.PAGE_SIZE + 1
+    assert set(conn.sizes("state_getKeysPaged")) == {answers.PAGE_SIZE}
+    assert max(conn.sizes("state_queryStorageAt")) <= answers.PAGE_SIZE
+    assert conn.count("state_getKeysPaged") <= 3 + 2345 // answers.PAGE_SIZE + 1
 
 
 def test_scan_under_a_prefix_decodes_the_free_key_part_only():
@@ -355,7 +355,7 @@ def test_a_key_page_the_node_could_not_have_sent_is_refused(monkeypatch, hook, r
     (p.on("state_queryStorageAt", lambda params, r: [{**g, "changes": [[k] for k, _ in g["changes"]]} for g in r]),
      "malformed_answer"),
     (p.on("state_queryStorageAt", lambda params, r: [
-        {**g, "changes": [[k, "0x" + "00" * (storage.MAX_VALUE_BYTES + 1)] for k, _ in g["changes"]]} for g in r]),
+        {**g, "changes": [[k, "0x" + "00" * (answers.MAX_VALUE_BYTES + 1)] for k, _ in g["changes"]]} for g in r]),
      "value_too_large"),
 ])
 def test_a_storage_answer_the_node_could_not_have_sent_is_refused(hook, rule):

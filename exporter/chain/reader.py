@@ -44,7 +44,9 @@ from exporter.snapshot.model import ChainRead, EventWindow, frozen
 from exporter.snapshot.scope import tracked_candidates
 from exporter.snapshot.validate import MAX_NETUIDS, MAX_UIDS, ZERO_ACCOUNT, InvalidRead, ReadGate, check_block_hash, stake_keys
 from exporter.chain.events import ReaderEventSource, read_window
-from exporter.chain.storage import PAGE_SIZE, KeyCache, StorageReader, ValueCache, gather_or_cancel
+from exporter.chain.answers import PAGE_SIZE
+from exporter.chain.reuse import KeyCache, ValueCache
+from exporter.chain.storage import StorageReader, gather_or_cancel
 
 # Runtime items that only some runtimes declare; read when present.
 MIN_TAKE_PER_SUBNET = "MinChildkeyTakePerSubnet"
