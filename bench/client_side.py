@@ -14,8 +14,10 @@ from typing import Any
 
 from bittensor._transport.codec import RuntimeCodec
 from bittensor._transport.interface import SubstrateConnection
+from bittensor._transport.storage import decode_storage_values
 
 from exporter.chain.reader import MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED, ChainReader
+from exporter.chain.reuse import ValueCache
 from exporter.config import ScopeConfig
 
 SUBTENSOR = "SubtensorModule"
@@ -97,10 +99,13 @@ class ClientSide:
         """Median CPU the SDK's codec alone needs to decode what one exporter refresh fetched.
 
         One exporter read (its own ``ChainReader``) runs with the codec's two bulk
-        decoders recording their inputs; those calls are then replayed and timed.
+        decoders recording their inputs; those calls are then replayed and timed. A
+        running exporter's reader decodes only the raw values it has not met before
+        (``exporter.chain.reuse.ValueCache``); the baseline is the SDK decoding every
+        value read, so the recorded read bypasses that table (and is a new reader's:
+        map sizes only decide how scans are sharded, not what is decoded).
         """
         reader = ChainReader(32)
-        self._run(reader.read(self.conn, ScopeConfig()))  # learn map sizes, as a running exporter has
         calls: list[tuple] = []
         batch_decode, decode_map_changes = RuntimeCodec.batch_decode, RuntimeCodec.decode_map_changes
 
@@ -112,12 +117,18 @@ class ClientSide:
             calls.append((decode_map_changes, codec, (entry, list(changes)), {"fixed": fixed}))
             return decode_map_changes(codec, entry, changes, fixed=fixed)
 
+        def every_value(cache, codec, entry, item, raws):
+            return decode_storage_values(codec, entry, [None if raw is None else bytes.fromhex(raw[2:]) for raw in raws])
+
+        table_decode = ValueCache.decode
         RuntimeCodec.batch_decode = recording_batch_decode
         RuntimeCodec.decode_map_changes = recording_decode_map_changes
+        ValueCache.decode = every_value
         try:
             self._run(reader.read(self.conn, ScopeConfig()))
         finally:
             RuntimeCodec.batch_decode, RuntimeCodec.decode_map_changes = batch_decode, decode_map_changes
+            ValueCache.decode = table_decode
         samples = []
         for _ in range(repeats):
             started = time.process_time()

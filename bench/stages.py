@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Iterator
 
 import exporter.refresh as refresh_module
+from bench.client_side import ClientSide
 from bench.node_side import NodeSide
 from bench.workers import Worker
 
@@ -95,18 +96,25 @@ def measure(scenario: str, seed: int, runs: int, warmup: int, latency_ms: float,
                 for _ in range(asks):
                     exporter.session.finalized_head(10)
                 head_ask = {"cpu": (time.process_time() - cpu) / asks, "requests": node.call("counters")["requests"] / asks}
+                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux; before the baseline's reader
+                # The floor the CPU is judged against: the SDK's decoders alone on every value one read fetches.
+                node.call("set_latency", 0)
+                client = ClientSide(url)
+                try:
+                    decode = client.decode_baseline(5)
+                finally:
+                    client.close()
             finally:
                 exporter.close()
     finally:
         refresh_module._Stages = _CpuStages.__mro__[1]  # type: ignore[misc]
         shutil.rmtree(tmp, ignore_errors=True)
     keys = [k for k in rows[0] if all(k in r for r in rows)]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     options = {"scenario": scenario, "seed": seed, "runs": runs, "warmup": warmup, "latency_ms": latency_ms,
                "history": history}
     return {"options": options, "chain": chain, "runs": rows,
             "median": {k: statistics.median(r[k] for r in rows) for k in keys}, "head_ask": head_ask,
-            "peak_rss_mib": peak}
+            "peak_rss_mib": peak, "decode_only": decode}
 
 
 def run_separately(scenario: str = "larger", *, seed: int = 0, runs: int = 5, warmup: int = 2,
@@ -160,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"requests {median['requests']:g}, exposition plain {median['plain_bytes'] / 1e6:.2f} MB, "
           f"gzip {median['gzip_bytes'] / 1e6:.2f} MB")
     print(f"peak RSS of the exporter's process {result['peak_rss_mib']:.0f} MiB (Linux)")
+    decode = result["decode_only"]
+    print(f"SDK decode-only of one read ({decode['values']:,} values): {decode['cpu'] * 1000:.1f} ms; "
+          f"refresh CPU = {median['cpu'] / decode['cpu']:.1f} x it")
     ask = result["head_ask"]
     print(f"finalized-head ask (refresh mode finalized, between blocks): {ask['cpu'] * 1000:.2f} ms CPU, "
           f"{ask['requests']:g} request")
