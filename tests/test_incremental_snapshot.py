@@ -286,3 +286,18 @@ def test_a_hotkey_at_two_uids_of_a_subnet_is_weighed_again_at_both():
     for number, read in enumerate([twice, replace(twice, block=101), _with_stake(twice, a=((hotkey, 2), 10**6 * t.RAO))]):
         carried = build_snapshot(read, SCOPE, memo)
         assert carried == build_snapshot(read, SCOPE), number
+
+
+def test_a_watched_hotkey_tracked_through_a_new_link_alone_is_not_missed():
+    """The tracked candidates are reused only while everything they are made of is equal, the
+    links of watched hotkeys included: a watched hotkey given a child on a subnet where it holds
+    no uid becomes tracked there."""
+    base = chain_read(watched_uids={(1, t.M): 6, (1, t.C1): 1}, tempos={1: 360, 2: 360},
+                      max_validators={0: 64, 1: 64, 2: 1})
+    memo = StakeMemo()
+    before = build_snapshot(base, WATCHED, memo)
+    assert not any((v.hotkey, v.netuid) == (t.C1, 2) for v in before.tracked)
+    linked = _links(base, t.C1, 2, ((t.HALF, t.OWNER),))
+    carried, fresh = build_snapshot(linked, WATCHED, memo), build_snapshot(linked, WATCHED)
+    assert carried == fresh
+    assert any((v.hotkey, v.netuid) == (t.C1, 2) for v in carried.tracked)

@@ -370,7 +370,7 @@ class ChainReader:
             return self._last_plan[1]
         tracked = tracked_candidates(read, scope.watched_hotkeys)
         # every registered uid and every tracked pair, their parents, on their subnet and root
-        keys = stake_keys(read, scope)
+        keys = stake_keys(read, scope, tracked)
         plan = _StakePlan(keys, sorted(keys), sorted(tracked), sorted({hotkey for hotkey, _ in tracked}))
         self._last_plan = (inputs, plan)
         return plan

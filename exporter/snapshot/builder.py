@@ -109,7 +109,7 @@ def _stake_of(read: ChainRead, hotkey: str, netuid: int, uid: Optional[int],
 def _tracked_in_order(read: ChainRead, watched: dict, memo: Optional[StakeMemo]) -> list:
     """((hotkey, netuid), uid) of every tracked candidate, by netuid then hotkey (the snapshot's
     order); the last build's list when the candidates are the same (sorting them is ~15 ms)."""
-    candidates = tracked_candidates(read, frozenset(watched))
+    candidates = memo.candidates(read, frozenset(watched)) if memo is not None else tracked_candidates(read, frozenset(watched))
     ordered = memo.order(candidates) if memo is not None else None
     if ordered is None:
         ordered = sorted(candidates.items(), key=lambda kv: (kv[0][1], kv[0][0]))

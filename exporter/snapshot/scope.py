@@ -12,32 +12,13 @@ weights are computed, to find the strongest uid without a permit.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Optional
+from typing import Iterable, Optional
 
-from exporter.snapshot.model import ChainRead, frozen
-
-# The last answer of tracked_candidates and everything it was computed from. A refresh asks
-# twice (the reader plans its stake keys with it, the builder builds with it) and a steady
-# chain gives the same answer refresh after refresh: comparing the inputs (dict equality,
-# in C) costs ~1 ms where walking every uid cost ~50 ms. The pair is read and replaced whole
-# (one assignment), so two threads (a refresh, a backfill) can only miss each other's answer.
-_last: tuple[Any, Mapping] = (None, frozen({}))
+from exporter.snapshot.model import ChainRead
 
 
-def tracked_candidates(read: ChainRead, watched: frozenset[str]) -> Mapping[tuple[str, int], Optional[int]]:
-    """(hotkey, netuid) -> uid for permit holders and watched hotkeys on every subnet (read-only)."""
-    global _last
-    inputs = (read.netuids, read.permits, read.hotkeys, read.watched_uids, watched,
-              (read.children, read.parents) if watched else None)
-    last_inputs, last_answer = _last
-    if last_inputs == inputs:
-        return last_answer
-    answer = frozen(_tracked_candidates(read, watched))
-    _last = (inputs, answer)
-    return answer
-
-
-def _tracked_candidates(read: ChainRead, watched: frozenset[str]) -> dict[tuple[str, int], Optional[int]]:
+def tracked_candidates(read: ChainRead, watched: frozenset[str]) -> dict[tuple[str, int], Optional[int]]:
+    """(hotkey, netuid) -> uid for permit holders and watched hotkeys on every subnet."""
     candidates: dict[tuple[str, int], Optional[int]] = {}
     for netuid in read.netuids:
         if netuid == 0:

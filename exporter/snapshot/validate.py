@@ -212,12 +212,13 @@ def check_successor(last: ChainRead, read: ChainRead) -> None:
         raise InvalidRead("timestamp_went_back", f"Timestamp.Now {read.timestamp_ms} after {last.timestamp_ms}")
 
 
-def stake_keys(read: ChainRead, scope: ScopeConfig) -> set[tuple[str, int]]:
+def stake_keys(read: ChainRead, scope: ScopeConfig, tracked: Optional[Iterable[tuple[str, int]]] = None) -> set[tuple[str, int]]:
     """The (hotkey, netuid) whose TotalHotkeyAlpha a read asks for: every registered uid's
-    hotkey and every tracked pair, and their parents, on their subnet and root."""
+    hotkey and every tracked pair, and their parents, on their subnet and root. ``tracked``:
+    the read's ``tracked_candidates``, when the caller already has them."""
     keys: set[tuple[str, int]] = set()
     pairs = {(h, n) for h, n, _ in registered_uids(read)}
-    pairs.update(tracked_candidates(read, scope.watched_hotkeys))
+    pairs.update(tracked_candidates(read, scope.watched_hotkeys) if tracked is None else tracked)
     for hotkey, netuid in pairs:
         for who in (hotkey, *(parent for _, parent in read.parents.get((hotkey, netuid), ()))):
             keys.update(((who, netuid), (who, 0)))
