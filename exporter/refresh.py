@@ -39,7 +39,7 @@ from exporter.serving.status import EndpointAttempt, HistoryResult, RefreshOutco
 from exporter.snapshot.builder import build_snapshot
 from exporter.snapshot.memo import StakeMemo
 from exporter.snapshot.model import ChainRead, Snapshot
-from exporter.snapshot.validate import InvalidRead, check_snapshot
+from exporter.snapshot.validate import InvalidRead, PassedValidators, check_snapshot
 
 log = structlog.get_logger("exporter.refresh")
 _SCHEDULED = object()  # a job the interval made, not a caller
@@ -91,6 +91,7 @@ class Refresher:
         self._watched_missing: Optional[set[str]] = None  # None until the first good refresh
         # The last snapshot's stake results, reused where their inputs did not move (refresh thread only).
         self._stake_memo = StakeMemo()
+        self._passed = PassedValidators()  # what the last snapshot check passed
         self._status = Status.initial(endpoints)
         # The last good snapshot, its time and the refresh count live only in
         # the publication; each refresh derives the next one from it.
@@ -127,7 +128,7 @@ class Refresher:
                     raise
             with stages.stage("snapshot"):
                 snapshot = build_snapshot(read, self._config.scope, self._stake_memo)
-                check_snapshot(snapshot)
+                check_snapshot(snapshot, self._passed)
             self._check_watched(snapshot)
             extra = b""
             if self._history is not None:

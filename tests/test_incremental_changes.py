@@ -17,7 +17,8 @@ from exporter.snapshot.builder import build_snapshot
 from exporter.snapshot.changes import HistoryState, ValidatorRecord, edge_change, state_of
 from exporter.snapshot.memo import StakeMemo
 from exporter.snapshot.units import to_units
-from exporter.snapshot.validate import InvalidRead, check_snapshot
+from exporter.snapshot import validate
+from exporter.snapshot.validate import InvalidRead, PassedValidators, check_snapshot
 from tests import tricky_chain as t
 from tests.test_incremental_snapshot import _sequence
 from tests.test_snapshot import SCOPE, chain_read
@@ -140,21 +141,29 @@ def test_edges_and_pending_sets_are_compared_when_they_moved():
 # -- check_snapshot ----------------------------------------------------------------------
 
 
-def test_a_validator_passed_before_is_skipped_but_a_new_one_is_checked():
-    memo = StakeMemo()
+def test_a_validator_passed_before_is_skipped_but_a_new_one_is_checked(monkeypatch):
+    memo, passed = StakeMemo(), PassedValidators()
     read = chain_read()
     first = build_snapshot(read, SCOPE, memo)
-    check_snapshot(first)
+    check_snapshot(first, passed)
     second = build_snapshot(replace(read, block=read.block + 1), SCOPE, memo)
     assert all(a is b for a, b in zip(first.tracked, second.tracked))  # what the memo hands out again
-    check_snapshot(second)
+    checked = []
+    real = validate._check_validator
+    monkeypatch.setattr(validate, "_check_validator", lambda v: (checked.append(v), real(v)))
+    check_snapshot(second, passed)
+    assert checked == [], "the very objects passed last time are not checked again"
     # An equal-looking but new object is checked: here one with an impossible number.
     bad = replace(second.validators[0], inherited_alpha=-1)
     with pytest.raises(InvalidRead):
-        check_snapshot(replace(second, validators=(bad, *second.validators[1:])))
+        check_snapshot(replace(second, validators=(bad, *second.validators[1:])), passed)
     with pytest.raises(InvalidRead):  # a refused object is not remembered as passed
-        check_snapshot(replace(second, validators=(bad, *second.validators[1:])))
-    check_snapshot(second)
+        check_snapshot(replace(second, validators=(bad, *second.validators[1:])), passed)
+    assert checked == [bad, bad]
+    check_snapshot(second, passed)
+    checked.clear()
+    check_snapshot(second)  # without a caller's record everything is checked
+    assert len(checked) == len({id(v) for v in (*second.validators, *second.tracked)})
 
 
 def test_duplicates_are_refused_whatever_was_passed_before():

@@ -313,10 +313,23 @@ class ReadGate:
 # -- what is about to be rendered ----------------------------------------------------
 
 
-def check_snapshot(snapshot: Snapshot) -> None:
+class PassedValidators:
+    """The validators one caller's last ``check_snapshot`` passed (the refresher keeps one):
+    a ``ValidatorState`` is frozen and its rules read nothing else, so the very object passes
+    again. The objects are held, so no other object can have their ids meanwhile."""
+
+    __slots__ = ("ids", "objects")
+
+    def __init__(self) -> None:
+        self.ids: frozenset[int] = frozenset()
+        self.objects: tuple = ()
+
+
+def check_snapshot(snapshot: Snapshot, passed: Optional[PassedValidators] = None) -> None:
     """No duplicate series, no number the chain's arithmetic cannot produce, in what is
-    exported and in what history records."""
-    global _passed
+    exported and in what history records. ``passed``: what the caller's last check passed, not
+    checked again (with the stake memo, all but the few validators whose inputs moved), then
+    replaced by what this one passed."""
     _unique("validator", [(v.hotkey, v.netuid) for v in snapshot.validators])
     _unique("edge", [(e.parent, e.child, e.netuid) for e in snapshot.edges])
     _unique("pending set", [(p.parent, p.netuid) for p in snapshot.pending])
@@ -327,19 +340,12 @@ def check_snapshot(snapshot: Snapshot) -> None:
     # when the builder made the snapshot; a hand-made one may have only either.
     exported = set(map(id, snapshot.validators))
     validators = (*snapshot.validators, *(t for t in snapshot.tracked if id(t) not in exported))
-    # A ValidatorState is frozen and its rules read nothing else, so one that passed in the
-    # last check passes again: with the stake memo, all but the few whose inputs moved.
-    # ``_passed`` holds those objects, so no other object can have their ids meanwhile.
-    passed_ids, _ = _passed
+    skip = passed.ids if passed is not None else frozenset()
     for v in validators:
-        if id(v) not in passed_ids:
+        if id(v) not in skip:
             _check_validator(v)
-    _passed = (frozenset(map(id, validators)), validators)
-
-
-# (ids, the objects): the validators the last check_snapshot passed, held so the ids stay theirs.
-# Read and replaced whole, so checks on two threads (a refresh, a backfill) only miss each other's.
-_passed: tuple[frozenset, tuple] = (frozenset(), ())
+    if passed is not None:
+        passed.ids, passed.objects = frozenset(map(id, validators)), validators
 
 
 def _check_validator(v) -> None:
