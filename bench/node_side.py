@@ -54,6 +54,7 @@ class NodeSide:
             "by_method": dict(node.requests),
             "frames": node.frames,
             "max_in_flight": node.max_in_flight,
+            "cpu": time.process_time(),  # the node process's CPU so far: what it spent answering
         }
 
     def advance(self) -> int:
