@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from exporter.chain.reader import ChainReader
 from exporter.chain.reuse import ValueCache
 from exporter.config import ScopeConfig, WatchedHotkey
@@ -137,3 +139,44 @@ def test_the_value_table_stays_within_twice_what_a_read_asks():
         assert len(cache._tables.get(item, ())) <= 2 * 3000 + 1024
         raws = [f"0x{(step * 3000 + i) % 65536:04x}" for i in range(3000)]
         assert cache.decode(codec, take, item, raws) == [int.from_bytes(bytes.fromhex(r[2:]), "little") for r in raws]
+
+
+def test_stages_read_ahead_with_the_last_plans_are_used_only_for_those_very_plans(monkeypatch):
+    """Stages 2 and 3 are fetched at once with the last read's plans. When the plan holds, that
+    fetch is the stage's (its failure the read's); when it changed, it is dropped, its failure
+    with it, and the stage asks for its own plan; nothing is left running either way."""
+    state = ChainState()
+    world = demo(state)
+    scope = ScopeConfig()
+    reader = ChainReader(max_in_flight=4)
+    read(reader, state, scope)
+    guessed = reader._last_plan[1]
+    real = ChainReader._fetch_stakes
+
+    async def fetch_stakes(self, source, plan):
+        if plan is guessed:
+            raise ConnectionError("the read-ahead failed")
+        return await real(self, source, plan)
+
+    monkeypatch.setattr(ChainReader, "_fetch_stakes", fetch_stakes)
+
+    async def read_and_leave_nothing():
+        try:
+            return await reader.read(FakeConnection(state), scope)
+        finally:
+            assert asyncio.all_tasks() == {asyncio.current_task()}, "a read-ahead left running"
+
+    state.commit_block()
+    with pytest.raises(ConnectionError, match="read-ahead"):
+        asyncio.run(read_and_leave_nothing())  # the same plan: the read-ahead is the stage
+    (parent, netuid), links = sorted(world.child_keys.items())[0]
+    state.set("ChildKeys", [parent, netuid], list(links[:1]))
+    for _, child in links[1:]:
+        others = [(q, p) for q, p in world.parent_keys[(child, netuid)] if p != parent]
+        if others:
+            state.set("ParentKeys", [child, netuid], others)
+        else:
+            state.delete("ParentKeys", [child, netuid])
+    state.commit_block()
+    assert asyncio.run(read_and_leave_nothing()) == read(ChainReader(max_in_flight=4), state, scope)
+    assert reader._last_plan[1] is not guessed, "the plan changed, so the read-ahead was dropped"

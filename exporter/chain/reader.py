@@ -222,11 +222,30 @@ class ChainReader:
         return StorageReader(conn, codec, block_hash, semaphore, self._keys, self._values), block, codec.spec_version
 
     async def read_from(self, source: StorageSource, scope: ScopeConfig, *, block: int, spec_version: int) -> ChainRead:
-        """The four-stage plan against ``source`` (all of it at ``source.block_hash``)."""
-        partial = await self._read_structure(source, block, spec_version)
-        partial = _without_inert_edges(await self._read_hotkeys(source, partial, scope))
-        partial = await self._read_stakes(source, partial, scope)
-        return await self._read_metagraphs(source, partial, scope)
+        """The four-stage plan against ``source`` (all of it at ``source.block_hash``).
+
+        Stages 2 and 3 ask for what stage 1 and 2 say to ask for, which between two refreshes
+        is nearly always what the last read asked: they are sent at once with the last read's
+        plans (``_ReadAhead``) and their answers used only when the plan turns out the very
+        same; otherwise they are dropped and the stage asks for its own. Either way every value
+        comes from this block, so the read is what the stages one after another would read,
+        two round trips sooner.
+        """
+        ahead = _ReadAhead()
+        structure = asyncio.ensure_future(self._read_structure(source, block, spec_version))
+        try:
+            if self._last_uids is not None:
+                ahead.start("hotkeys", self._last_uids[1], self._fetch_hotkeys(source, self._last_uids[1]))
+            if self._last_plan is not None:
+                ahead.start("stakes", self._last_plan[1], self._fetch_stakes(source, self._last_plan[1]))
+            partial = await structure
+            partial = _without_inert_edges(await self._read_hotkeys(source, partial, scope, ahead))
+            partial = await self._read_stakes(source, partial, scope, ahead)
+            return await self._read_metagraphs(source, partial, scope)
+        finally:
+            if not structure.done():  # the read was cancelled while stage 1 ran
+                await _cancelled(structure)
+            await ahead.drop()
 
     async def _read_structure(self, source: StorageSource, block: int, spec_version: int) -> ChainRead:
         optional_scans = [item for item in (MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED) if source.has_item(item)]
@@ -272,18 +291,29 @@ class ChainReader:
             subnet_sizes=frozen({int(n): int(v) for n, v in sizes}),
         )
 
-    async def _read_hotkeys(self, source: StorageSource, read: ChainRead, scope: ScopeConfig) -> ChainRead:
-        """The hotkey of every uid on every subnet (permit holders are tracked, the rest contend
-        for permits), and the uids of watched hotkeys on every subnet, root included."""
-        # k, tempo and owner of every subnet are read by key so a subnet without an entry gets
-        # the runtime's default (k 128, tempo 360 in spec 393), as the chain does.
-        uid_keys, watch_keys, subnets = self._uid_plan(read, scope)
+    async def _fetch_hotkeys(self, source: StorageSource, plan: tuple[list, list, list]) -> list:
+        """Stage 2's requests for ``plan`` (``_uid_plan``)."""
+        uid_keys, watch_keys, subnets = plan
         dynamic = source.has_item(LAST_EPOCH_BLOCK)  # dynamic tempo: the runtime says when epochs run
-        hotkeys, uids, ks, tempos, owners, *epochs = await gather_or_cancel(
+        return await gather_or_cancel(
             source.batch("Keys", uid_keys), source.batch("Uids", watch_keys), source.batch("MaxAllowedValidators", subnets),
             source.batch("Tempo", subnets), source.batch("SubnetOwnerHotkey", subnets),
             *((source.batch(LAST_EPOCH_BLOCK, subnets), source.batch(PENDING_EPOCH_AT, subnets)) if dynamic else ()),
         )
+
+    async def _read_hotkeys(self, source: StorageSource, read: ChainRead, scope: ScopeConfig,
+                            ahead: Optional["_ReadAhead"] = None) -> ChainRead:
+        """The hotkey of every uid on every subnet (permit holders are tracked, the rest contend
+        for permits), and the uids of watched hotkeys on every subnet, root included."""
+        # k, tempo and owner of every subnet are read by key so a subnet without an entry gets
+        # the runtime's default (k 128, tempo 360 in spec 393), as the chain does.
+        plan = self._uid_plan(read, scope)
+        uid_keys, watch_keys, subnets = plan
+        fetched = await ahead.take("hotkeys", plan) if ahead is not None else _NOT_AHEAD
+        if fetched is _NOT_AHEAD:
+            fetched = await self._fetch_hotkeys(source, plan)
+        dynamic = source.has_item(LAST_EPOCH_BLOCK)
+        hotkeys, uids, ks, tempos, owners, *epochs = fetched
         return replace(
             read,
             hotkeys=self._hotkeys_by_uid(read, uid_keys, hotkeys),
@@ -347,14 +377,22 @@ class ChainReader:
         ))
         return replace(read, metagraphs=frozen({n: a for n, a in zip(chosen, answers) if isinstance(a, dict)}))
 
-    async def _read_stakes(self, source: StorageSource, read: ChainRead, scope: ScopeConfig) -> ChainRead:
-        plan = self._stake_plan(read, scope)
-        self._stake_keys = plan.keys  # the gate checks the same keys' stakes
-        stakes, takes, coldkeys = await gather_or_cancel(
+    async def _fetch_stakes(self, source: StorageSource, plan: "_StakePlan") -> list:
+        """Stage 3's requests for ``plan``."""
+        return await gather_or_cancel(
             source.batch("TotalHotkeyAlpha", plan.stake_params),
             source.batch("ChildkeyTake", plan.take_params),
             source.batch("Owner", plan.owner_params),
         )
+
+    async def _read_stakes(self, source: StorageSource, read: ChainRead, scope: ScopeConfig,
+                           ahead: Optional["_ReadAhead"] = None) -> ChainRead:
+        plan = self._stake_plan(read, scope)
+        self._stake_keys = plan.keys  # the gate checks the same keys' stakes
+        fetched = await ahead.take("stakes", plan) if ahead is not None else _NOT_AHEAD
+        if fetched is _NOT_AHEAD:
+            fetched = await self._fetch_stakes(source, plan)
+        stakes, takes, coldkeys = fetched
         return replace(
             read,
             stake=frozen(_nonzero(plan.stake_list, stakes)),
@@ -374,6 +412,43 @@ class ChainReader:
         plan = _StakePlan(keys, sorted(keys), sorted(tracked), sorted({hotkey for hotkey, _ in tracked}))
         self._last_plan = (inputs, plan)
         return plan
+
+
+_NOT_AHEAD = object()
+
+
+class _ReadAhead:
+    """Stages fetched ahead with a guessed plan, each used only if its stage's plan is that very
+    object. One read's; ``drop`` cancels what was not used (a changed plan, a failed read)."""
+
+    def __init__(self) -> None:
+        self._fetches: dict[str, tuple[Any, asyncio.Future]] = {}
+
+    def start(self, stage: str, plan: Any, fetch: Any) -> None:
+        self._fetches[stage] = (plan, asyncio.ensure_future(fetch))
+
+    async def take(self, stage: str, plan: Any) -> Any:
+        """The stage's answers if fetched with ``plan``, else ``_NOT_AHEAD`` (the fetch dropped)."""
+        found = self._fetches.pop(stage, None)
+        if found is None:
+            return _NOT_AHEAD
+        guessed, fetch = found
+        if guessed is not plan:
+            await _cancelled(fetch)
+            return _NOT_AHEAD
+        return await fetch
+
+    async def drop(self) -> None:
+        fetches = [fetch for _, fetch in self._fetches.values()]
+        self._fetches.clear()
+        for fetch in fetches:
+            await _cancelled(fetch)
+
+
+async def _cancelled(fetch: asyncio.Future) -> None:
+    """Cancel ``fetch`` and wait for it to end, its outcome (an error included) retrieved and dropped."""
+    fetch.cancel()
+    await asyncio.gather(fetch, return_exceptions=True)
 
 
 class _StakePlan:
