@@ -6,6 +6,8 @@ demo scenario with a 5 ms latency pass and a handful of scrapes.
 
 from __future__ import annotations
 
+import os
+
 from bench.report import notes, summarize, table
 from bench.run import Options, run
 
@@ -22,6 +24,9 @@ def test_bench_runs_end_to_end_on_the_demo_chain():
     assert 0 < exporter["requests_max"] <= 120
     assert 0 < exporter["in_flight"] <= options.max_in_flight
     assert exporter["cpu"] > 0 and exporter["rss_mb"] > 0
+    # A refresh's CPU is its own process's during it: never more than its wall time on every CPU
+    # (a counter of the node's merged into the rows once replaced it with the node's total).
+    assert exporter["cpu"] <= exporter["wall_0"] * (os.cpu_count() or 1) + 0.05
     assert exporter["plain_mb"] > exporter["gzip_mb"] > 0
     # (a) reads every validator at 0 ms: five requests each, one at a time.
     assert summary["naive"]["requests"] >= 5 * exporter["validators"]
