@@ -16,9 +16,9 @@ import time
 from typing import Any, Optional
 
 from exporter.chain.session import ChainSession
-from exporter.config import ChainConfig
+from exporter.cli import prepare_process
+from exporter.config import ChainConfig, Config, HistoryConfig
 from exporter.serving.exposition import render_snapshot
-from exporter.logs import configure_logging
 from exporter.serving.publication import render
 from exporter.snapshot.builder import build_snapshot
 from tests.harness import ExporterUnderTest
@@ -26,8 +26,11 @@ from tests.harness import ExporterUnderTest
 
 class ExporterSide:
     def __init__(self, url: str, max_in_flight: int = 32, history: bool = False):
-        configure_logging("warning", "console")  # one log line per refresh would drown the table
         self._tmp: Optional[str] = tempfile.mkdtemp(prefix="bench-exporter-") if history else None
+        # As at start-up (the GC thresholds above all), logging at warning: one line per refresh
+        # would drown the table. The SDK's runtime cache stays where the run put it, if it did.
+        prepare_process(Config(log_level="warning", log_format="console", history=HistoryConfig(
+            path=os.path.join(self._tmp or tempfile.gettempdir(), "history.db"))))
         self.exporter = ExporterUnderTest(
             url,
             history_path=os.path.join(self._tmp, "history.db") if self._tmp else None,
