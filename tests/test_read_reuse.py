@@ -150,7 +150,7 @@ def test_stages_read_ahead_with_the_last_plans_are_used_only_for_those_very_plan
     scope = ScopeConfig()
     reader = ChainReader(max_in_flight=4)
     read(reader, state, scope)
-    guessed = reader._last_plan[1]
+    guessed = reader._plans.last_stakes
     real = ChainReader._fetch_stakes
 
     async def fetch_stakes(self, source, plan):
@@ -179,4 +179,4 @@ def test_stages_read_ahead_with_the_last_plans_are_used_only_for_those_very_plan
             state.delete("ParentKeys", [child, netuid])
     state.commit_block()
     assert asyncio.run(read_and_leave_nothing()) == read(ChainReader(max_in_flight=4), state, scope)
-    assert reader._last_plan[1] is not guessed, "the plan changed, so the read-ahead was dropped"
+    assert reader._plans.last_stakes is not guessed, "the plan changed, so the read-ahead was dropped"

@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import math
-from itertools import compress
 from dataclasses import dataclass, replace
 from typing import Any, Optional, Protocol, Sequence
 
@@ -41,10 +40,10 @@ from bittensor._transport.interface import SubstrateConnection
 
 from exporter.config import ScopeConfig
 from exporter.snapshot.model import ChainRead, EventWindow, frozen
-from exporter.snapshot.scope import tracked_candidates
-from exporter.snapshot.validate import MAX_NETUIDS, MAX_UIDS, ZERO_ACCOUNT, InvalidRead, ReadGate, check_block_hash, stake_keys
+from exporter.snapshot.validate import MAX_NETUIDS, ReadGate, check_block_hash
 from exporter.chain.events import ReaderEventSource, read_window
 from exporter.chain.answers import PAGE_SIZE
+from exporter.chain.plans import NOT_AHEAD, ReadAhead, ReadPlans, StakePlan, UidPlan, cancelled, nonzero, someone
 from exporter.chain.reuse import KeyCache, ValueCache
 from exporter.chain.storage import StorageReader, gather_or_cancel
 
@@ -138,10 +137,7 @@ class ChainReader:
         self._admitted_sizes: dict[str, int] = {}
         self._failed_since_collect = False
         self._stake_keys: Optional[set] = None  # of the last read_from
-        self._last_plan: Optional[tuple[tuple, _StakePlan]] = None  # stage 3's, by its inputs
-        self._last_uids: Optional[tuple[tuple, tuple[list, list, list]]] = None  # stage 2's
-        self._last_hotkeys: Optional[tuple[tuple, Any]] = None
-        self._last_derived: dict[str, tuple[list, Any]] = {}  # by item: (scanned rows, mapping)
+        self._plans = ReadPlans()  # what stages 2 and 3 asked for, kept from read to read
         self._keys = KeyCache()  # storage keys by params, kept from the last read
         self._values = ValueCache()  # decoded values by raw value, kept from the last read
         self.gate = ReadGate()
@@ -226,25 +222,25 @@ class ChainReader:
 
         Stages 2 and 3 ask for what stage 1 and 2 say to ask for, which between two refreshes
         is nearly always what the last read asked: they are sent at once with the last read's
-        plans (``_ReadAhead``) and their answers used only when the plan turns out the very
+        plans (``ReadAhead``) and their answers used only when the plan turns out the very
         same; otherwise they are dropped and the stage asks for its own. Either way every value
         comes from this block, so the read is what the stages one after another would read,
         two round trips sooner.
         """
-        ahead = _ReadAhead()
+        ahead = ReadAhead()
         structure = asyncio.ensure_future(self._read_structure(source, block, spec_version))
         try:
-            if self._last_uids is not None:
-                ahead.start("hotkeys", self._last_uids[1], self._fetch_hotkeys(source, self._last_uids[1]))
-            if self._last_plan is not None:
-                ahead.start("stakes", self._last_plan[1], self._fetch_stakes(source, self._last_plan[1]))
+            if (uids := self._plans.last_uids) is not None:
+                ahead.start("hotkeys", uids, self._fetch_hotkeys(source, uids))
+            if (stakes := self._plans.last_stakes) is not None:
+                ahead.start("stakes", stakes, self._fetch_stakes(source, stakes))
             partial = await structure
             partial = _without_inert_edges(await self._read_hotkeys(source, partial, scope, ahead))
             partial = await self._read_stakes(source, partial, scope, ahead)
             return await self._read_metagraphs(source, partial, scope)
         finally:
             if not structure.done():  # the read was cancelled while stage 1 ran
-                await _cancelled(structure)
+                await cancelled(structure)
             await ahead.drop()
 
     async def _read_structure(self, source: StorageSource, block: int, spec_version: int) -> ChainRead:
@@ -280,9 +276,9 @@ class ChainReader:
             max_validators=frozen({}),
             hotkeys=frozen({}),
             watched_uids=frozen({}),
-            children=self._derived("ChildKeys", children, _link_sets),
-            parents=self._derived("ParentKeys", parents, _link_sets),
-            pending=self._derived("PendingChildKeys", pending, _pending_sets),
+            children=self._plans.derived("ChildKeys", children, _link_sets),
+            parents=self._plans.derived("ParentKeys", parents, _link_sets),
+            pending=self._plans.derived("PendingChildKeys", pending, _pending_sets),
             stake=frozen({}),
             takes=frozen({}),
             coldkeys=frozen({}),
@@ -291,8 +287,8 @@ class ChainReader:
             subnet_sizes=frozen({int(n): int(v) for n, v in sizes}),
         )
 
-    async def _fetch_hotkeys(self, source: StorageSource, plan: tuple[list, list, list]) -> list:
-        """Stage 2's requests for ``plan`` (``_uid_plan``)."""
+    async def _fetch_hotkeys(self, source: StorageSource, plan: UidPlan) -> list:
+        """Stage 2's requests for ``plan`` (``ReadPlans.uids``)."""
         uid_keys, watch_keys, subnets = plan
         dynamic = source.has_item(LAST_EPOCH_BLOCK)  # dynamic tempo: the runtime says when epochs run
         return await gather_or_cancel(
@@ -302,66 +298,28 @@ class ChainReader:
         )
 
     async def _read_hotkeys(self, source: StorageSource, read: ChainRead, scope: ScopeConfig,
-                            ahead: Optional["_ReadAhead"] = None) -> ChainRead:
+                            ahead: Optional[ReadAhead] = None) -> ChainRead:
         """The hotkey of every uid on every subnet (permit holders are tracked, the rest contend
         for permits), and the uids of watched hotkeys on every subnet, root included."""
         # k, tempo and owner of every subnet are read by key so a subnet without an entry gets
         # the runtime's default (k 128, tempo 360 in spec 393), as the chain does.
-        plan = self._uid_plan(read, scope)
+        plan = self._plans.uids(read, scope)
         uid_keys, watch_keys, subnets = plan
-        fetched = await ahead.take("hotkeys", plan) if ahead is not None else _NOT_AHEAD
-        if fetched is _NOT_AHEAD:
+        fetched = await ahead.take("hotkeys", plan) if ahead is not None else NOT_AHEAD
+        if fetched is NOT_AHEAD:
             fetched = await self._fetch_hotkeys(source, plan)
         dynamic = source.has_item(LAST_EPOCH_BLOCK)
         hotkeys, uids, ks, tempos, owners, *epochs = fetched
         return replace(
             read,
-            hotkeys=self._hotkeys_by_uid(read, uid_keys, hotkeys),
+            hotkeys=self._plans.hotkeys_by_uid(read, uid_keys, hotkeys),
             watched_uids=frozen({(n, h): int(uid) for (n, h), uid in zip(watch_keys, uids) if uid is not None}),
             max_validators=frozen({n: int(v) for (n,), v in zip(subnets, ks)}),
             tempos=frozen({n: int(v) for (n,), v in zip(subnets, tempos)}),
-            owners=frozen({n: str(v) for (n,), v in zip(subnets, owners) if _someone(v)}),
+            owners=frozen({n: str(v) for (n,), v in zip(subnets, owners) if someone(v)}),
             last_epoch_blocks=frozen({n: int(v or 0) for (n,), v in zip(subnets, epochs[0])}) if dynamic else None,
             pending_epoch_at=frozen({n: int(v or 0) for (n,), v in zip(subnets, epochs[1])}) if dynamic else None,
         )
-
-    def _derived(self, item: str, rows: list, derive: Any) -> Any:
-        """``derive(rows)``; the last read's when its scan handed out the very same rows (the
-        storage reader's ``ValueCache`` does when a map is unchanged), so its links are not
-        converted again."""
-        last = self._last_derived.get(item)
-        if last is not None and last[0] is rows:
-            return last[1]
-        mapping = derive(rows)
-        self._last_derived[item] = (rows, mapping)
-        return mapping
-
-    def _uid_plan(self, read: ChainRead, scope: ScopeConfig) -> tuple[list, list, list]:
-        """Stage 2's params lists: every uid of every subnet, watched hotkeys on every subnet,
-        the subnets; the last read's very lists when the subnets and their sizes are the same,
-        so the key cache finds their keys without a lookup each."""
-        counts = tuple(_uid_count(read, n) for n in read.netuids if n != 0)  # refuses impossible sizes
-        inputs = (read.netuids, counts, tuple(w.hotkey for w in scope.watch))
-        if self._last_uids is not None and self._last_uids[0] == inputs:
-            return self._last_uids[1]
-        subnets = [n for n in read.netuids if n != 0]
-        plan = ([[n, uid] for n, count in zip(subnets, counts) for uid in range(count)],
-                [[n, w.hotkey] for n in read.netuids for w in scope.watch],
-                [[n] for n in subnets])
-        self._last_uids = (inputs, plan)
-        return plan
-
-    def _hotkeys_by_uid(self, read: ChainRead, uid_keys: list, hotkeys: list) -> Any:
-        """(netuid, uid) -> hotkey of every registered uid. An empty key of a permitted uid is
-        kept, for check_read to refuse; of any other uid it means nobody is registered there.
-        The last read's mapping when the uids, their hotkeys and the permits are all the same."""
-        inputs = (uid_keys, hotkeys, read.permits)
-        last = self._last_hotkeys
-        if last is not None and last[0][0] is uid_keys and last[0][1:] == inputs[1:]:
-            return last[1]
-        mapping = frozen({(n, uid): h for (n, uid), h in zip(uid_keys, hotkeys) if _someone(h) or _permitted(read, n, uid)})
-        self._last_hotkeys = (inputs, mapping)
-        return mapping
 
     async def _read_metagraphs(self, source: StorageSource, read: ChainRead, scope: ScopeConfig) -> ChainRead:
         """The chain's own numbers for a few subnets of watched hotkeys, to check ours against."""
@@ -377,7 +335,7 @@ class ChainReader:
         ))
         return replace(read, metagraphs=frozen({n: a for n, a in zip(chosen, answers) if isinstance(a, dict)}))
 
-    async def _fetch_stakes(self, source: StorageSource, plan: "_StakePlan") -> list:
+    async def _fetch_stakes(self, source: StorageSource, plan: StakePlan) -> list:
         """Stage 3's requests for ``plan``."""
         return await gather_or_cancel(
             source.batch("TotalHotkeyAlpha", plan.stake_params),
@@ -386,108 +344,22 @@ class ChainReader:
         )
 
     async def _read_stakes(self, source: StorageSource, read: ChainRead, scope: ScopeConfig,
-                           ahead: Optional["_ReadAhead"] = None) -> ChainRead:
-        plan = self._stake_plan(read, scope)
+                           ahead: Optional[ReadAhead] = None) -> ChainRead:
+        plan = self._plans.stakes(read, scope)
         self._stake_keys = plan.keys  # the gate checks the same keys' stakes
-        fetched = await ahead.take("stakes", plan) if ahead is not None else _NOT_AHEAD
-        if fetched is _NOT_AHEAD:
+        fetched = await ahead.take("stakes", plan) if ahead is not None else NOT_AHEAD
+        if fetched is NOT_AHEAD:
             fetched = await self._fetch_stakes(source, plan)
         stakes, takes, coldkeys = fetched
         return replace(
             read,
-            stake=frozen(_nonzero(plan.stake_list, stakes)),
-            takes=frozen(_nonzero(plan.take_list, takes)),
+            stake=frozen(nonzero(plan.stake_list, stakes)),
+            takes=frozen(nonzero(plan.take_list, takes)),
             coldkeys=frozen(dict(zip(plan.owners, coldkeys))),
         )
 
-    def _stake_plan(self, read: ChainRead, scope: ScopeConfig) -> "_StakePlan":
-        """What stage 3 asks for; the last read's plan when its inputs are equal (most refreshes:
-        the same uids, permits and links), so the keys are not derived and sorted again."""
-        inputs = (read.netuids, read.permits, read.hotkeys, read.watched_uids, read.children, read.parents, scope)
-        if self._last_plan is not None and self._last_plan[0] == inputs:
-            return self._last_plan[1]
-        tracked = tracked_candidates(read, scope.watched_hotkeys)
-        # every registered uid and every tracked pair, their parents, on their subnet and root
-        keys = stake_keys(read, scope, tracked)
-        plan = _StakePlan(keys, sorted(keys), sorted(tracked), sorted({hotkey for hotkey, _ in tracked}))
-        self._last_plan = (inputs, plan)
-        return plan
-
-
-_NOT_AHEAD = object()
-
-
-class _ReadAhead:
-    """Stages fetched ahead with a guessed plan, each used only if its stage's plan is that very
-    object. One read's; ``drop`` cancels what was not used (a changed plan, a failed read)."""
-
-    def __init__(self) -> None:
-        self._fetches: dict[str, tuple[Any, asyncio.Future]] = {}
-
-    def start(self, stage: str, plan: Any, fetch: Any) -> None:
-        self._fetches[stage] = (plan, asyncio.ensure_future(fetch))
-
-    async def take(self, stage: str, plan: Any) -> Any:
-        """The stage's answers if fetched with ``plan``, else ``_NOT_AHEAD`` (the fetch dropped)."""
-        found = self._fetches.pop(stage, None)
-        if found is None:
-            return _NOT_AHEAD
-        guessed, fetch = found
-        if guessed is not plan:
-            await _cancelled(fetch)
-            return _NOT_AHEAD
-        return await fetch
-
-    async def drop(self) -> None:
-        fetches = [fetch for _, fetch in self._fetches.values()]
-        self._fetches.clear()
-        for fetch in fetches:
-            await _cancelled(fetch)
-
-
-async def _cancelled(fetch: asyncio.Future) -> None:
-    """Cancel ``fetch`` and wait for it to end, its outcome (an error included) retrieved and dropped."""
-    fetch.cancel()
-    await asyncio.gather(fetch, return_exceptions=True)
-
-
-class _StakePlan:
-    """Stage 3's keys: stakes, takes and coldkeys, sorted, and as the params lists to ask for
-    (kept as the same list objects from read to read, so the key cache finds them at once)."""
-
-    def __init__(self, keys: set, stake_list: list, take_list: list, owners: list):
-        self.keys = keys
-        self.stake_list, self.stake_params = stake_list, [list(k) for k in stake_list]
-        self.take_list, self.take_params = take_list, [list(k) for k in take_list]
-        self.owners, self.owner_params = owners, [[h] for h in owners]
-
-
-def _nonzero(keys: list, values: list) -> dict:
-    """{key: int(value)} of the non-zero values (what the chain stores as absent reads as zero)."""
-    if set(map(type, values)) <= {int}:  # as decoded: the pairs picked in C
-        return dict(compress(zip(keys, values), values))
-    return {k: int(v) for k, v in zip(keys, values) if v}
-
-
 METAGRAPH_INDEXES = [52, 67, 68, 69]  # hotkeys, alpha_stake, tao_stake, total_stake
 METAGRAPH_CHECKS = 4  # subnets per refresh, taking turns: a check, not a second read of everything
-
-
-def _uid_count(read: ChainRead, netuid: int) -> int:
-    """Uids to read on ``netuid``; a size the chain cannot have is refused before anything is asked for."""
-    size = read.subnet_sizes.get(netuid, 0)
-    if not 0 <= size <= MAX_UIDS:
-        raise InvalidRead("subnet_too_big", f"SubnetworkN[{netuid}] is {size} (bound {MAX_UIDS})")
-    return max(size, len(read.permits.get(netuid, ())))
-
-
-def _someone(hotkey: Any) -> bool:
-    return bool(hotkey) and hotkey != ZERO_ACCOUNT
-
-
-def _permitted(read: ChainRead, netuid: int, uid: int) -> bool:
-    permits = read.permits.get(netuid, ())
-    return uid < len(permits) and permits[uid]
 
 
 def _link_sets(rows) -> Any:
