@@ -173,7 +173,7 @@ def test_watched_hotkeys_say_where_they_are_registered():
     (0, 0, t.TAO_WEIGHT), (1, 1, 1), (2**64 - 1, 2**64 - 1, 2**64 - 1), (123_456_789_012, 98_765_432_109, t.TAO_WEIGHT),
 ])
 def test_a_contender_without_childkeys_weighs_what_the_full_arithmetic_says(own, root, tao_weight):
-    from exporter.snapshot.builder import _stake_weight_fixed
+    from exporter.snapshot.contenders import _stake_weight_fixed
     from exporter.snapshot.stake_math import inherited_stake
     read = chain_read(stake={(t.NP, 1): own, (t.NP, 0): root}, children={}, parents={}, tao_weight=tao_weight)
     full = inherited_stake(own_alpha=own, own_root=root, child_proportions=[], parents=[], tao_weight_raw=tao_weight)
