@@ -43,3 +43,12 @@ def test_larger_chain_has_the_sizes_it_claims():
     assert world.entries == 1 + per_subnet + sum(map(len, maps)) + 6  # Timestamp.Now, the plain items
     again = larger(ChainState(), **small)
     assert (again.entries, again.departed, again.takes) == (world.entries, world.departed, world.takes)
+
+
+def test_read_floor_times_the_json_and_the_decoders_of_steady_reads(capsys):
+    from bench.read_floor import main
+
+    assert main(["demo"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("demo: five steady reads") and len(lines) == 6
+    assert all("JSON decoding" in line and "MB" in line for line in lines[1:])
