@@ -24,7 +24,7 @@ from tests.test_snapshot import chain_read
 
 SUBTENSOR = "SubtensorModule"
 # Items only newer runtimes declare: absent unless a test's FakeSource lists them.
-OPTIONAL_ITEMS = (MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED, "LastEpochBlock", "PendingEpochAt")
+OPTIONAL_ITEMS = (MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED, "LastEpochBlock", "PendingEpochAt", "DissolveCleanupQueue")
 ZERO_ACCOUNT = t.hotkey(0)  # what the chain returns for a missing AccountId value
 BLOCK, BLOCK_HASH, SPEC = 100, "0xab", 393
 NOW_MS = 1_767_225_600_000
@@ -33,7 +33,7 @@ NOW_MS = 1_767_225_600_000
 # items to their type's zero, OptionQuery items (Uids) to None.
 DEFAULTS = {"Keys": ZERO_ACCOUNT, "Owner": ZERO_ACCOUNT, "TotalHotkeyAlpha": 0, "ChildkeyTake": 0, "Uids": None,
             "Tempo": 360, "SubnetOwnerHotkey": ZERO_ACCOUNT, "MaxAllowedValidators": 128,
-            "LastEpochBlock": 0, "PendingEpochAt": 0}
+            "LastEpochBlock": 0, "PendingEpochAt": 0, "DissolveCleanupQueue": []}
 STAGES = (
     # 1: constants, the subnet list, permits and every childkey map
     {"TaoWeight", "StakeThreshold", "MinChildkeyTake", "MaxChildkeyTake", "PendingChildKeyCooldown", "Now",

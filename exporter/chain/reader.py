@@ -3,7 +3,9 @@
 The plan is four dependent stages, each a handful of bulk requests in parallel
 (a failed request cancels the rest of the read: see ``gather_or_cancel``):
 
-1. chain constants, the subnet list and sizes, validator permits, and every childkey map;
+1. chain constants, the subnet list and sizes, validator permits, and every childkey map
+   (a subnet being dissolved is no subnet: its leftover entries are dropped here,
+   ``snapshot/dissolution.py``, so no later stage asks for or computes anything of it);
 2. the hotkeys behind every uid (and the uids of watched hotkeys), each subnet's k, tempo and owner;
 3. stakes of those hotkeys and their parents, on their subnet and root; takes and
    coldkeys of the tracked validators (permit holders and watched hotkeys);
@@ -39,6 +41,7 @@ from typing import Any, Optional, Protocol, Sequence
 from bittensor._transport.interface import SubstrateConnection
 
 from exporter.config import ScopeConfig
+from exporter.snapshot.dissolution import without_dissolved
 from exporter.snapshot.model import ChainRead, EventWindow, frozen
 from exporter.snapshot.validate import MAX_NETUIDS, ReadGate, check_block_hash
 from exporter.chain.events import ReaderEventSource, read_window
@@ -52,6 +55,7 @@ MIN_TAKE_PER_SUBNET = "MinChildkeyTakePerSubnet"
 THRESHOLD_SUSPENDED = "ChildkeyThresholdSuspended"
 LAST_EPOCH_BLOCK = "LastEpochBlock"  # dynamic tempo (spec 423 on)
 PENDING_EPOCH_AT = "PendingEpochAt"
+DISSOLVE_QUEUE = "DissolveCleanupQueue"  # subnets dissolved, their storage still being deleted (PR #2412)
 _SHARD_FILL = 0.8  # aim for pages 80 % full so a growing map rarely needs a second page
 
 # Scan caps, from the chain's own limits. Maps keyed by netuid alone hold at
@@ -245,10 +249,11 @@ class ChainReader:
 
     async def _read_structure(self, source: StorageSource, block: int, spec_version: int) -> ChainRead:
         optional_scans = [item for item in (MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED) if source.has_item(item)]
+        queue_read = [(DISSOLVE_QUEUE, [])] if source.has_item(DISSOLVE_QUEUE) else []
         plain, now, networks, permits, sizes, children, parents, pending, *optional = await gather_or_cancel(
             source.values(
                 [("TaoWeight", []), ("StakeThreshold", []), ("MinChildkeyTake", []),
-                 ("MaxChildkeyTake", []), ("PendingChildKeyCooldown", [])]
+                 ("MaxChildkeyTake", []), ("PendingChildKeyCooldown", []), *queue_read]
             ),
             source.values([("Now", [])], pallet="Timestamp"),
             self._scan(source, "NetworksAdded"),
@@ -260,8 +265,9 @@ class ChainReader:
             *(self._scan(source, item) for item in optional_scans),
         )
         extras = dict(zip(optional_scans, optional))
-        tao_weight, threshold, min_take, max_take, cooldown = plain
-        return ChainRead(
+        tao_weight, threshold, min_take, max_take, cooldown, *queue = plain
+        # A dissolving subnet's leftovers are dropped here, before anything is derived from them.
+        return without_dissolved(ChainRead(
             block=block,
             block_hash=source.block_hash,
             timestamp_ms=int(now[0]),
@@ -285,7 +291,7 @@ class ChainReader:
             min_take_per_subnet=_per_subnet(extras.get(MIN_TAKE_PER_SUBNET)),
             suspended=_suspensions(extras.get(THRESHOLD_SUSPENDED)) if THRESHOLD_SUSPENDED in extras else None,
             subnet_sizes=frozen({int(n): int(v) for n, v in sizes}),
-        )
+        ), queue[0] if queue else None)
 
     async def _fetch_hotkeys(self, source: StorageSource, plan: UidPlan) -> list:
         """Stage 2's requests for ``plan`` (``ReadPlans.uids``)."""

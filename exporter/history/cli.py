@@ -98,7 +98,7 @@ def _events(path: str, args: argparse.Namespace) -> int:
 
 def _line(event: dict) -> str:
     when = datetime.fromtimestamp(event["time"], tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    who = f"{event['hotkey']} sn{event['netuid']}"
+    who = f"{event['hotkey']} sn{event['netuid']}" if event["hotkey"] else f"sn{event['netuid']}"  # a subnet's own event
     edge = f" parent={event['parent']}" if event["parent"] and event["parent"] != event["hotkey"] else ""
     change = f" {json.dumps(event['old'])} -> {json.dumps(event['new'])}"
     block = f"#{event['block_from']}..{event['block']}" if event.get("block_from") is not None else f"#{event['block']}"

@@ -304,6 +304,14 @@ def _subnets(w: _Writer, snapshot: Snapshot) -> None:
         ((f'netuid="{n.netuid}"', a.epoch_block) for n in subnets
          if (a := snapshot.after_pending.get(n.netuid)) is not None and a.changes),
     )
+    w.family(
+        "bittensor_subnet_dissolving",
+        "1 while the subnet is being dissolved: out of NetworksAdded, its storage not yet all deleted (queued in "
+        "DissolveCleanupQueue, or entries left in the maps read); absent otherwise. It is no subnet any more: none of "
+        "its values is exported or counted.",
+        "gauge",
+        ((f'netuid="{n}"', 1) for n in snapshot.dissolving),
+    )
 
 
 def _chain(w: _Writer, snapshot: Snapshot) -> None:

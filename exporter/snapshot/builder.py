@@ -224,6 +224,8 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig, memo: Optional[StakeMemo
         },
         metagraph_differences={n: _metagraph_difference(read, n, m) for n, m in read.metagraphs.items()},
         events=_event_window(read),
+        netuids=read.netuids,
+        dissolving=tuple(n for n in read.dissolving if scope.includes_netuid(n)),
     )
 
 

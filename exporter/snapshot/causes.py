@@ -13,6 +13,10 @@ and otherwise the block range it lies in: ``gap`` when part of that range
 could not be read (a pruning node keeps about 256 blocks), ``no_event`` when
 the events were read and none explains it. Nothing is placed at a block the
 chain did not say.
+
+A subnet's dissolution is one ``subnet_dissolved`` event (at its ``NetworkRemoved``), and
+everything it took (permits, edges, pending sets) is placed with it: the same block, cause
+and extrinsic, whatever else touched those hotkeys.
 """
 
 from __future__ import annotations
@@ -77,13 +81,21 @@ class _Attribution:
         self.out: list[ChangeEvent] = []
         self._parents_index: Optional[dict[tuple[str, int], set[str]]] = None
         self._weight_moves: set[tuple[str, int]] = set()  # (hotkey, netuid) of this run's stake-weight moves
+        self._dissolved: dict[int, ChangeEvent] = {}  # netuid -> its subnet_dissolved event, placed
 
     def run(self, net: list[ChangeEvent]) -> list[ChangeEvent]:
         self._weight_moves = {(c.hotkey, c.netuid) for c in net if c.kind == "stake_weight_moved"}
+        # A dissolution is event-driven (NetworkRemoved): at that event, else in the blocks not read.
+        self._dissolved = {c.netuid: self._remainder(c, (), event_driven=True) for c in net if c.kind == "subnet_dissolved"}
+        self.out.extend(self._dissolved.values())
         self._child_sets()
         self._takes()
         for change in net:
-            if change.kind in ("permit_gained", "permit_lost"):
+            if change.kind == "subnet_dissolved":
+                continue
+            if change.netuid in self._dissolved:
+                self.out.append(self._with_dissolution(change))
+            elif change.kind in ("permit_gained", "permit_lost"):
                 self.out.append(self._permit(change))
             elif change.kind in ("own_stake_moved", "stake_weight_moved"):
                 self.out.append(self._stake(change))
@@ -113,6 +125,11 @@ class _Attribution:
     def _placed(self, change: ChangeEvent, event: ChainEvent) -> ChangeEvent:
         return replace(change, block=event.block, time=self.window.time_of(event.block),
                        cause=event.name, extrinsic=event.extrinsic)
+
+    def _with_dissolution(self, change: ChangeEvent) -> ChangeEvent:
+        """A loss its subnet's dissolution caused, placed as the dissolution is."""
+        d = self._dissolved[change.netuid]
+        return replace(change, block=d.block, time=d.time, cause=d.cause, extrinsic=d.extrinsic, block_from=d.block_from)
 
     def _remainder(self, change: ChangeEvent, hotkeys: Iterable[str], *, event_driven: bool,
                    cause: Optional[str] = None) -> ChangeEvent:
@@ -169,12 +186,20 @@ class _Attribution:
             final_edges = after_edges.get((parent, netuid), {})
             for kind, child, fields in _edge_changes(parent, edges, final_edges):
                 net = ChangeEvent(self.window.last, 0.0, kind, child, netuid, **fields)
-                self.out.append(self._remainder(net, (parent, child), event_driven=True))
+                if netuid in self._dissolved:
+                    self.out.append(self._with_dissolution(net))
+                else:
+                    self.out.append(self._remainder(net, (parent, child), event_driven=True))
             self._pending_remainder(parent, netuid, pending, final_edges)
 
     def _pending_remainder(self, parent: str, netuid: int, pending: Optional[Pending], final_edges: dict) -> None:
         final = self.state.pending.get((parent, netuid))
         if final == pending:
+            return
+        if netuid in self._dissolved:  # deleted with its subnet: dropped, whatever it scheduled
+            net = ChangeEvent(self.window.last, 0.0, "pending_dropped", parent, netuid, parent=parent,
+                              old=_optional_pending(pending))
+            self.out.append(self._with_dissolution(net))
             return
         if final is not None:
             net = ChangeEvent(self.window.last, 0.0, "pending_scheduled", parent, netuid, parent=parent,

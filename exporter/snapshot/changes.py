@@ -27,7 +27,10 @@ CHANGE_KINDS = (
     "permit_lost",
     "stake_weight_moved",
     "own_stake_moved",
+    "subnet_dissolved",
 )
+# The hotkey of a change that is about a subnet, not a validator (``subnet_dissolved``).
+NO_HOTKEY = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,17 @@ def state_of(snapshot: Snapshot, previous: HistoryState, stake_ratio: float) -> 
         events.append(ChangeEvent(block, when, kind, hotkey, netuid, **fields))
 
     first_run = previous.is_empty
+    # A netuid history holds state of that is no longer a subnet was dissolved: netuid -> what it
+    # took of that state ([permit holders, edges, pending sets]); each loss is recorded as usual.
+    live = None if snapshot.netuids is None else frozenset(snapshot.netuids)
+    gone: dict[int, list[int]] = {}
+
+    def took(netuid: int, what: int) -> bool:
+        if live is None or netuid in live:
+            return False
+        gone.setdefault(netuid, [0, 0, 0])[what] += 1
+        return True
+
     validators = {}
     recorded = previous.validators
     for v in snapshot.tracked:
@@ -144,8 +158,12 @@ def state_of(snapshot: Snapshot, previous: HistoryState, stake_ratio: float) -> 
         validators[key] = record
     if not validators.keys() >= recorded.keys():
         for key, old in recorded.items():
-            # No longer tracked: it holds no permit any more (and is not watched).
-            if key not in validators and old.permit:
+            if key in validators:
+                continue
+            if live is not None and key[1] not in live:
+                gone.setdefault(key[1], [0, 0, 0])[0] += old.permit
+            # No longer tracked: it holds no permit any more (and is not watched), or its subnet is gone.
+            if old.permit:
                 emit("permit_lost", *key, old=True, new=False)
 
     edges = {(e.parent, e.child, e.netuid): e.proportion for e in snapshot.chain_edges}
@@ -157,6 +175,7 @@ def state_of(snapshot: Snapshot, previous: HistoryState, stake_ratio: float) -> 
                 emit(change[0], child, netuid, **change[1])
         for (parent, child, netuid), before in previous.edges.items():
             if (parent, child, netuid) not in edges:
+                took(netuid, 1)
                 kind, fields = edge_change(parent, child, before, None)
                 emit(kind, child, netuid, **fields)
 
@@ -169,9 +188,19 @@ def state_of(snapshot: Snapshot, previous: HistoryState, stake_ratio: float) -> 
             if (parent, netuid) in pending:
                 continue
             now = {(p, c) for (par, c, n), p in edges.items() if par == parent and n == netuid}
-            kind = "pending_applied" if now == set(before[0]) else "pending_dropped"
+            # A set its subnet's dissolution deleted was dropped, whatever it scheduled.
+            dissolved = took(netuid, 2)
+            kind = "pending_applied" if now == set(before[0]) and not dissolved else "pending_dropped"
             emit(kind, parent, netuid, parent=parent, old=_pending_value(before))
+    if gone:
+        events[:0] = [ChangeEvent(block, when, "subnet_dissolved", NO_HOTKEY, netuid, old=dissolved_value(*counts))
+                      for netuid, counts in sorted(gone.items())]
     return HistoryState(validators, edges, pending), events
+
+
+def dissolved_value(permits: int, edges: int, pending: int) -> dict:
+    """The old value of a ``subnet_dissolved`` event: what history held of the subnet when it went."""
+    return {"permits": permits, "edges": edges, "pending": pending}
 
 
 def edge_change(parent: str, child: str, before: Optional[int], after: Optional[int]) -> Optional[tuple[str, dict]]:

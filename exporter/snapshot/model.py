@@ -34,7 +34,7 @@ class ChainRead:
     min_take: int  # u16 fractions of 65535
     max_take: int
     pending_cooldown: int  # blocks
-    netuids: tuple[int, ...]  # subnets that exist (NetworksAdded)
+    netuids: tuple[int, ...]  # subnets that exist: NetworksAdded, less any netuid in DissolveCleanupQueue
     permits: Mapping[int, tuple[bool, ...]]  # netuid -> ValidatorPermit by uid
     max_validators: Mapping[int, int]  # netuid -> MaxAllowedValidators
     hotkeys: Mapping[tuple[int, int], str]  # (netuid, uid) -> hotkey, for the uids read
@@ -62,6 +62,10 @@ class ChainRead:
     metagraphs: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
     # The chain's events since the block history last recorded (None: not asked for).
     events: Optional["EventWindow"] = None
+    # Netuids being dissolved: outside NetworksAdded, yet queued in DissolveCleanupQueue or with
+    # entries left in the maps read. Not subnets: the maps above hold nothing of them
+    # (``dissolution.without_dissolved``).
+    dissolving: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +207,11 @@ class Snapshot:
     watched: tuple[WatchedKey, ...] = ()
     # The chain's events since history last recorded, with each subnet's epoch blocks (None: not read).
     events: Optional["EventWindow"] = None
+    # The subnets that exist (None: not known, a snapshot made by hand): history records a netuid
+    # it holds state of and that is no longer among them as one dissolution.
+    netuids: Optional[tuple[int, ...]] = None
+    # Netuids being dissolved (exported: the netuid filter applies), see ChainRead.dissolving.
+    dissolving: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
