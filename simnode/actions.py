@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from simnode.dissolution import dissolve_network
 from simnode.epoch import PALLET, _Storage, apply_pending_children
 from simnode.state import ChainState
 
@@ -27,6 +28,7 @@ __all__ = [
     "add_network",
     "add_stake",
     "apply_pending_children",
+    "dissolve_network",
     "register_neuron",
     "remove_network",
     "remove_stake",
@@ -169,8 +171,9 @@ def add_network(state: ChainState, netuid: int, *, tempo: int = 360, mechanism: 
 
 
 def remove_network(state: ChainState, netuid: int) -> int:
-    """``remove_network`` (dissolution): the subnet's rows go (those keyed by netuid alone and
-    its uid maps, child keys, pending sets, takes and stakes) and ``NetworkRemoved(netuid)``."""
+    """``remove_network`` (dissolution up to spec 393): the subnet's rows go at once (those keyed by
+    netuid alone and its uid maps, child keys, pending sets, takes and stakes) and
+    ``NetworkRemoved(netuid)``. Newer runtimes delete them phase by phase: ``dissolve_network``."""
     st = _Storage(state)
     found = st.key_params(["Keys", "Uids", "ChildKeys", "ParentKeys", "PendingChildKeys", "ChildkeyTake", "TotalHotkeyAlpha"])
     for item, params in found.items():

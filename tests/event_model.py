@@ -26,6 +26,12 @@ that refresh must record:
   None) and, when a pending row disappears, ``pending_applied`` if the parent's
   children now equal the pending set, else ``pending_dropped`` (old: the pending
   value, new: None);
+- a netuid outside ``world.subnets`` is no subnet (it is being dissolved; its
+  entries left in the world's maps are leftovers): nothing of it is tracked, and
+  a netuid the last observation held state of (a tracked pair, an edge, a pending
+  set) that is no longer a subnet gives one ``subnet_dissolved`` (hotkey "", old:
+  how many permit holders, edges and pending sets of it were held) besides the
+  losses above, each pending set of it ``pending_dropped``;
 - the first observation of an empty history (a new file, or after ``history
   reset``) is a baseline: no events.
 
@@ -106,7 +112,7 @@ def tracked_pairs(world, watched: Iterable[str]) -> dict[tuple[str, int], bool]:
             if netuid != 0 and w in hotkeys:
                 pairs.setdefault((w, netuid), world.permits[netuid][hotkeys.index(w)])
         for h, netuid in (*world.child_keys, *world.parent_keys):
-            if h == w and netuid != 0:
+            if h == w and netuid != 0 and netuid in world.subnets:
                 pairs.setdefault((w, netuid), False)
     return pairs
 
@@ -163,7 +169,23 @@ class EventModel:
             if key not in validators and old.permit:
                 emit("permit_lost", *key, old=True, new=False)
 
-        edges = {(parent, child, netuid): p for (parent, netuid), links in world.child_keys.items() for p, child in links}
+        live = set(world.subnets)
+        # What the last observation held of each netuid that is no longer a subnet: [permits, edges, pending].
+        gone: dict[int, list[int]] = {}
+        for (hotkey, netuid), old in previous.items():
+            if netuid not in live:
+                gone.setdefault(netuid, [0, 0, 0])[0] += old.permit
+        for (_, _, netuid) in self._edges:
+            if netuid not in live:
+                gone.setdefault(netuid, [0, 0, 0])[1] += 1
+        for (_, netuid) in self._pending:
+            if netuid not in live:
+                gone.setdefault(netuid, [0, 0, 0])[2] += 1
+        for netuid, (permits, edge_count, pending_count) in sorted(gone.items()):
+            emit("subnet_dissolved", "", netuid, old={"permits": permits, "edges": edge_count, "pending": pending_count})
+
+        edges = {(parent, child, netuid): p for (parent, netuid), links in world.child_keys.items() for p, child in links
+                 if netuid in live}
         for (parent, child, netuid), p in sorted(edges.items()):
             before = self._edges.get((parent, child, netuid))
             if before is None:
@@ -174,7 +196,8 @@ class EventModel:
             if (parent, child, netuid) not in edges:
                 emit("edge_removed", child, netuid, parent=parent, child=child, old=ratio(before))
 
-        pending = {(parent, netuid): (tuple(links), cooldown) for (netuid, parent), (links, cooldown) in world.pending.items()}
+        pending = {(parent, netuid): (tuple(links), cooldown) for (netuid, parent), (links, cooldown) in world.pending.items()
+                   if netuid in live}
         for (parent, netuid), value in sorted(pending.items()):
             before = self._pending.get((parent, netuid))
             if before != value:
@@ -184,7 +207,7 @@ class EventModel:
             if (parent, netuid) in pending:
                 continue
             now = {(p, c) for (par, c, n), p in edges.items() if par == parent and n == netuid}
-            kind = "pending_applied" if now == set(links) else "pending_dropped"
+            kind = "pending_applied" if now == set(links) and netuid in live else "pending_dropped"
             emit(kind, parent, netuid, parent=parent, old=pending_value(links, cooldown))
 
         self._validators, self._edges, self._pending = validators, edges, pending

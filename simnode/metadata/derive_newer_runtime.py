@@ -214,6 +214,7 @@ def derive(blob: bytes):
     subtensor = one(meta["pallets"], PALLET, lambda p: p["name"] == PALLET)
     tempo = one(subtensor["storage"]["entries"], "Tempo", lambda e: e["name"] == "Tempo")
     netuid = tempo["ty"]["key"]  # NetUid, as this runtime encodes it (u16)
+    netuids = type_id(meta, "Vec<NetUid>", lambda t: t["kind"] == 2 and t["body"] == netuid)
 
     # The SDK's descriptors type the per-subnet minimum take `PerU16`
     # (sp_arithmetic's `struct PerU16(u16)`); spec 393 has no such type.
@@ -244,6 +245,9 @@ def derive(blob: bytes):
          entry(
             "SubnetEpochIndex", DEFAULT, IDENTITY, netuid, u64, zero_u64,
             [" --- MAP ( netuid ) --> monotonic epoch counter."])]),
+        ("NetworksAdded", [{
+            "name": "DissolveCleanupQueue", "modifier": DEFAULT, "ty": {"plain": netuids}, "default": b"\x00",
+            "docs": [" --- ITEM ( dissolve_cleanup_queue ) Networks dissolved but some storage not removed yet"]}]),
     ]
     for anchor, new in additions:
         insert_after(storage, anchor, new)
