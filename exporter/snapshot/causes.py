@@ -91,15 +91,15 @@ class _Attribution:
         self._child_sets()
         self._takes()
         for change in net:
-            if change.kind == "subnet_dissolved":
-                continue
+            if change.kind in _REPLAYED or change.kind == "subnet_dissolved":
+                continue  # placed above
             if change.netuid in self._dissolved:
                 self.out.append(self._with_dissolution(change))
             elif change.kind in ("permit_gained", "permit_lost"):
                 self.out.append(self._permit(change))
             elif change.kind in ("own_stake_moved", "stake_weight_moved"):
                 self.out.append(self._stake(change))
-            elif change.kind not in _REPLAYED:
+            else:
                 self.out.append(self._remainder(change, (change.hotkey,), event_driven=False))
         return self.out
 
