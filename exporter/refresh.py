@@ -172,6 +172,7 @@ class Refresher:
                 pending_sets=len(snapshot.pending),
                 requests=outcome.requests,
                 spec_version=snapshot.chain.spec_version,
+                **({"dissolving": list(snapshot.dissolving)} if snapshot.dissolving else {}),
             )
         return self._publish(outcome, None if error else data)
 
