@@ -162,3 +162,8 @@ def test_a_dissolution_caught_between_its_phases_is_published_at_once_and_record
     assert sorted((e.kind, e.hotkey) for e, _, _ in events) == sorted([
         ("subnet_dissolved", ""), ("permit_lost", D1), ("permit_lost", D2), ("edge_removed", C), ("edge_removed", W),
         ("pending_dropped", D1)])
+    status, _, body = exporter.get(f"/api/v1/events?kind=subnet_dissolved&netuid={GONE}")
+    assert status == 200
+    (event,) = json.loads(body)["events"]
+    assert (event["block"], event["hotkey"], event["cause"], event["extrinsic"], event["old"]) == \
+        (2, "", "NetworkRemoved", 1, {"permits": 2, "edges": 2, "pending": 1})
