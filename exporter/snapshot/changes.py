@@ -122,10 +122,11 @@ def state_of(snapshot: Snapshot, previous: HistoryState, stake_ratio: float) -> 
     live = None if snapshot.netuids is None else frozenset(snapshot.netuids)
     gone: dict[int, list[int]] = {}
 
-    def took(netuid: int, what: int) -> bool:
+    def took(netuid: int, what: int, count: int = 1) -> bool:
+        """Count a loss on ``netuid`` if the netuid is gone; whether it is."""
         if live is None or netuid in live:
             return False
-        gone.setdefault(netuid, [0, 0, 0])[what] += 1
+        gone.setdefault(netuid, [0, 0, 0])[what] += count
         return True
 
     validators = {}
@@ -160,8 +161,7 @@ def state_of(snapshot: Snapshot, previous: HistoryState, stake_ratio: float) -> 
         for key, old in recorded.items():
             if key in validators:
                 continue
-            if live is not None and key[1] not in live:
-                gone.setdefault(key[1], [0, 0, 0])[0] += old.permit
+            took(key[1], 0, int(old.permit))  # a watched hotkey without a permit there: the subnet went all the same
             # No longer tracked: it holds no permit any more (and is not watched), or its subnet is gone.
             if old.permit:
                 emit("permit_lost", *key, old=True, new=False)
