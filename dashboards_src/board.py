@@ -58,10 +58,12 @@ def link(title: str, uid: str, tooltip: str, query: str = "", include_vars: bool
             .tooltip(tooltip).include_vars(include_vars).keep_time(True).as_dropdown(False).target_blank(False))
 
 
-def detail_url(hotkey: str, netuid: str) -> str:
-    """The validator-detail page for a table row, with this page's data source, exporters and time range."""
+def detail_url(hotkey: str, netuid: str = "") -> str:
+    """The validator-detail page for a table row, with this page's data source, exporters and time range;
+    without ``netuid``, the page picks the hotkey's first subnet."""
+    subnet = f"&var-netuid={netuid}" if netuid else ""
     return ("/d/bittensor-validator-detail/bittensor-validator-detail?${datasource:queryparam}&${instance:queryparam}"
-            f"&var-hotkey={hotkey}&var-netuid={netuid}&${{__url_time_range}}")
+            f"&var-hotkey={hotkey}{subnet}&${{__url_time_range}}")
 
 
 def field(name: str) -> str:

@@ -12,6 +12,10 @@ from grafana_foundation_sdk.models import dashboard as models
 from dashboards_src.board import Board, link, query_variable
 from dashboards_src.panels import NAME, VALUE_AND_NAME, Column, Query, Style, graph_panel, stat_panel, table_panel
 
+# Hotkeys offered besides the watched ones: the strongest, not every hotkey in scope (5,077 at
+# mainnet scale make a picker nobody can use).
+PICKER_OTHERS = 50
+
 
 def build() -> Board:
     board = Board(
@@ -22,7 +26,7 @@ def build() -> Board:
             query_variable(
                 'hotkey',
                 'Validator',
-                'query_result(sort_desc(max by (hotkey, alias) (bittensor_validator_info{watched="true", instance=~"$instance"}) * 1e18 or on(hotkey) (max by (hotkey, alias) (bittensor_validator_info{instance=~"$instance"}) * on(hotkey) group_left() max by (hotkey) (bittensor_validator_stake_weight_alpha{instance=~"$instance"}))))',
+                f'query_result(sort_desc(max by (hotkey, alias) (bittensor_validator_info{{watched="true", instance=~"$instance"}}) * 1e18 or on(hotkey) topk({PICKER_OTHERS}, max by (hotkey, alias) (bittensor_validator_info{{instance=~"$instance"}}) * on(hotkey) group_left() max by (hotkey) (bittensor_validator_stake_weight_alpha{{instance=~"$instance"}}))))',
                 description='Watched hotkeys first, by alias; then every other hotkey in scope, strongest first.',
                 regex='/(?:alias="(?<text>[^"]+)",)?hotkey="(?<value>[^"]+)"/',
                 sort=models.VariableSort.DISABLED,
