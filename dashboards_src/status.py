@@ -49,7 +49,9 @@ STATUS = (
     f'label_replace({LISTED} * 0 + {OK}, "level", "ok", "", "")'
     f' or label_replace({CHANGED_HOTKEYS} * 0 + {CHANGED}, "level", "changed", "", "")'
     f' or label_replace(({RISKY_HOTKEYS}) * 0 + {AT_RISK_LEVEL}, "level", "risk", "", "")'
-    f' or label_replace({STALE_HOTKEYS} * 0 + {STALE}, "level", "stale", "", ""))'
+    f' or label_replace({STALE_HOTKEYS} * 0 + {STALE}, "level", "stale", "", "")) '
+    # only the listed hotkeys: an alert about an exporter has hotkey=""
+    f"and on(hotkey) {LISTED}"
 )
 
 
@@ -76,7 +78,7 @@ def overview_stats() -> list:
                    f"count({LISTED}) or vector(0)", style=Style(decimals=0)),
         stat_panel("At risk or stale", "Watched hotkeys whose status (table Status) is at risk or stale data.",
                    f"count(({STATUS}) >= {AT_RISK_LEVEL}) or vector(0)", style=Style(decimals=0, steps=RED_FROM_1)),
-        stat_panel("Firing alerts", "Warning and critical Bittensor alerts firing about the watched validators picked, "
+        stat_panel("Alerts firing", "Warning and critical Bittensor alerts firing about the watched validators picked, "
                    "or about the exporters and the chain (table Firing alerts).",
                    f"count({SERIOUS_ALERTS}) or vector(0)", style=Style(decimals=0, steps=RED_FROM_1)),
         stat_panel("Permit losses projected", "Watched (hotkey, subnet) pairs whose permit the next epoch takes away, or "

@@ -294,7 +294,7 @@ def test_my_validators_answers_am_i_ok_without_scrolling():
     (with the counts) fit the first screen."""
     by_title = {p["title"]: p for p in panels(DASHBOARDS["my-validators.json"])}
     for title in ("Status", "Firing alerts", "Permit-loss projections", "Last changes", "Pending warnings",
-                  "Permit losses projected", "At risk or stale", "Data age"):
+                  "Permit losses projected", "At risk or stale", "Alerts firing", "Data age"):
         position = by_title[title]["gridPos"]
         assert position["y"] + position["h"] <= FIRST_SCREEN_ROWS, f"{title} is below the fold: {position}"
     assert all(t["expr"].count("ALERTS{") for t in by_title["Firing alerts"]["targets"])
