@@ -91,7 +91,7 @@ class Board:
                  links: Sequence[builders.DashboardLink] = ()) -> None:
         self._builder = (builders.Dashboard(title).uid(uid).description(description).tags(["bittensor"])
                          .timezone("browser").editable().tooltip(models.DashboardCursorSync.CROSSHAIR)
-                         .refresh("1m").time("now-24h", "now").timepicker(builders.TimePicker())
+                         .refresh("1m").time("now-24h", "now").timepicker(builders.TimePicker()).annotations([])
                          .with_variable(datasource_variable()).with_variable(instance_variable()))
         for variable in variables:
             self._builder = self._builder.with_variable(variable)

@@ -10,6 +10,9 @@ from grafana_foundation_sdk.models import dashboard as models
 
 from dashboards_src.board import Board, query_variable
 from dashboards_src.panels import VALUE_AND_NAME, Column, Query, Style, graph_panel, histogram_panel, stat_panel, table_panel
+from dashboards_src.promql import events_in
+
+SUBNET_CHANGES = 'bittensor_subnet_changes_total{netuid=~"$netuid", instance=~"$instance"}'
 
 
 def build() -> Board:
@@ -225,7 +228,7 @@ def build() -> Board:
         graph_panel(
             'Changes by kind',
             "Change events the exporter's history recorded on the chain (every validator-permit holder, every watched hotkey and every childkey edge), per kind, from bittensor_subnet_changes_total.",
-            Query('sum by (kind) (max by (netuid, kind) (increase(bittensor_subnet_changes_total{netuid=~"$netuid", instance=~"$instance"}[$__rate_interval])))', '{{kind}}'),
+            Query(f'sum by (kind) (max by (netuid, kind) {events_in(SUBNET_CHANGES, "$__rate_interval")})', '{{kind}}'),
             width=12,
             height=9,
             style=Style(unit='short', decimals=0),
@@ -238,7 +241,7 @@ def build() -> Board:
             "Change events recorded per subnet and kind in the dashboard's time range (bittensor_subnet_changes_total). Per-validator changes of watched hotkeys: My validators.",
             ['netuid', 'kind'],
             [
-                Column('changes', 'max by (netuid, kind) (increase(bittensor_subnet_changes_total{netuid=~"$netuid", instance=~"$instance"}[$__range])) > 0'),
+                Column('changes', f'max by (netuid, kind) {events_in(SUBNET_CHANGES, "$__range")} > 0'),
             ],
             width=12,
             height=9,

@@ -119,3 +119,10 @@ ALERTS_BY_SEVERITY = (f"max by ({ALERT_LABELS}) ({firing_alerts('severity=' + CR
                       f"or {firing_alerts('severity=' + WARNING)} * 2 or {firing_alerts()})")
 # Firing warnings and critical alerts, by the validator they are about.
 SERIOUS_ALERTS = f"max by ({ALERT_LABELS}) ({firing_alerts('severity=~' + SERIOUS)})"
+
+
+def events_in(counter: str, window: str) -> str:
+    """Events a change counter (``*_changes_total`` selector) counted in ``window``, the first one
+    included: a counter series is born at 1 with its first event (none is made up at 0), so
+    increase() alone never shows it. A series younger than the window counts all it has."""
+    return f"(increase({counter}[{window}]) and {counter} offset {window} or {counter})"

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as models
 
+from dashboards_src import status
 from dashboards_src.board import Board, link, query_variable
 from dashboards_src.panels import NAME, VALUE_AND_NAME, Column, Query, Style, graph_panel, stat_panel, table_panel
+from dashboards_src.promql import events_in
 
 # Hotkeys offered besides the watched ones: the strongest, not every hotkey in scope (5,077 at
 # mainnet scale make a picker nobody can use).
 PICKER_OTHERS = 50
+
+CHANGES = 'bittensor_childkey_changes_total{hotkey="$hotkey", netuid="$netuid", instance=~"$instance"}'
 
 
 def build() -> Board:
@@ -94,6 +98,8 @@ def build() -> Board:
             style=Style(decimals=0),
             text=VALUE_AND_NAME,
         ),
+        # the same table as My validators', for this hotkey (on any subnet)
+        status.firing_alerts_table(width=24, height=5),
     )
     board.row(
         'Stake',
@@ -268,7 +274,7 @@ def build() -> Board:
         graph_panel(
             'Changes',
             'Change events recorded for this validator on the subnet, per kind (for an edge: counted on the child; for a pending set: on the parent). Watched hotkeys only (bittensor_childkey_changes_total).',
-            Query('max by (kind) (increase(bittensor_childkey_changes_total{hotkey="$hotkey", netuid="$netuid", instance=~"$instance"}[$__rate_interval]))', '{{kind}}'),
+            Query(f'max by (kind) {events_in(CHANGES, "$__rate_interval")}', '{{kind}}'),
             width=14,
             height=8,
             style=Style(unit='short', decimals=0),

@@ -336,3 +336,11 @@ def test_the_detail_picker_offers_the_watched_and_the_strongest_not_the_network(
     expr = parse_query_result(variable_query(picker))
     limit = re.search(r"topk\((\d+),", expr)
     assert limit and int(limit.group(1)) <= 100, expr
+
+
+def test_change_counters_count_their_first_event():
+    """A *_changes_total series is born at 1 with its first event: increase() alone never shows it."""
+    for name, dashboard in DASHBOARDS.items():
+        for query in queries(dashboard):
+            if "_changes_total" in query.expr:
+                assert "offset" in query.expr, f"{name} {query.panel}/{query.ref_id}: the first change never shows"
