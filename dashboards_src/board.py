@@ -3,13 +3,12 @@
 Every dashboard has the same frame: a `datasource` variable (any Prometheus), an `instance`
 variable (the exporters to read, all by default; every query filters on it), tag
 `bittensor` and a drop-down of the other Bittensor dashboards. Panels flow left to right
-in rows of 24 columns; `stack` puts panels under each other in one column.
+in rows of 24 columns.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from grafana_foundation_sdk.builders import dashboard as builders
@@ -76,14 +75,6 @@ def _other_dashboards() -> builders.DashboardLink:
             .as_dropdown(True).include_vars(True).keep_time(True).icon("external link").target_blank(False).url(""))
 
 
-@dataclass
-class Stack:
-    """Panels stacked in one column of ``width``."""
-
-    width: int
-    panels: Sequence[PanelBuilder]
-
-
 class Board:
     """A dashboard being built: panels are placed as they are added."""
 
@@ -102,7 +93,7 @@ class Board:
         self._y += self._line_height
         self._x = self._line_height = 0
 
-    def row(self, title: str, *panels: PanelBuilder | Stack) -> "Board":
+    def row(self, title: str, *panels: PanelBuilder) -> "Board":
         """A row header across the dashboard, then ``panels`` left to right (wrapping at 24 columns)."""
         self._newline()
         self._builder = self._builder.with_row(builders.Row(title).grid_pos(models.GridPos(h=1, w=WIDTH, x=0, y=self._y)))
@@ -111,19 +102,13 @@ class Board:
             self.add(panel)
         return self
 
-    def add(self, panel: PanelBuilder | Stack) -> None:
-        if isinstance(panel, Stack):
-            width, heights = panel.width, [p.build().grid_pos.h for p in panel.panels]
-        else:
-            width, heights = panel.build().grid_pos.w, [panel.build().grid_pos.h]
-        if self._x + width > WIDTH:
+    def add(self, panel: PanelBuilder) -> None:
+        size = panel.build().grid_pos
+        if self._x + size.w > WIDTH:
             self._newline()
-        y = self._y
-        for stacked, height in zip(panel.panels if isinstance(panel, Stack) else [panel], heights):
-            self._builder = self._builder.with_panel(stacked.grid_pos(models.GridPos(h=height, w=width, x=self._x, y=y)))
-            y += height
-        self._x += width
-        self._line_height = max(self._line_height, y - self._y)
+        self._builder = self._builder.with_panel(panel.grid_pos(models.GridPos(h=size.h, w=size.w, x=self._x, y=self._y)))
+        self._x += size.w
+        self._line_height = max(self._line_height, size.h)
 
     def build(self) -> models.Dashboard:
         dashboard = self._builder.build()

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("grafana_foundation_sdk", reason="grafana-foundation-sdk needs Python 3.11+")
 
 from dashboards_src.__main__ import main  # noqa: E402
-from dashboards_src.board import Board, Stack  # noqa: E402
+from dashboards_src.board import Board  # noqa: E402
 from dashboards_src.generate import DASHBOARD_DIR, DASHBOARDS, differences, render  # noqa: E402
 from dashboards_src.panels import stat_panel  # noqa: E402
 
@@ -42,17 +42,16 @@ def _stat(title: str, width: int, height: int = 4):
     return stat_panel(title, "d", "vector(1)", width=width, height=height)
 
 
-def test_panels_flow_in_rows_and_stacks_share_a_column():
+def test_panels_flow_in_rows_and_wrap_at_24_columns():
     board = Board("u", "Bittensor / T", "d")
-    board.row("first", _stat("a", 10), Stack(6, [_stat("b", 6), _stat("c", 6, 3)]), _stat("d", 10))
-    board.row("second", _stat("e", 24, 2))
+    board.row("first", _stat("a", 10), _stat("b", 6, 7), _stat("c", 10))
+    board.row("second", _stat("d", 24, 2))
     placed = [(p.title, p.grid_pos.x, p.grid_pos.y, p.grid_pos.w, p.grid_pos.h, p.id_val) for p in board.build().panels]
     assert placed == [
         ("first", 0, 0, 24, 1, 1),
-        ("a", 10 * 0, 1, 10, 4, 2),
-        ("b", 10, 1, 6, 4, 3),
-        ("c", 10, 5, 6, 3, 4),
-        ("d", 0, 8, 10, 4, 5),  # 16 + 10 > 24: next line, below the stack (7 high)
-        ("second", 0, 12, 24, 1, 6),
-        ("e", 0, 13, 24, 2, 7),
+        ("a", 0, 1, 10, 4, 2),
+        ("b", 10, 1, 6, 7, 3),
+        ("c", 0, 8, 10, 4, 4),  # 16 + 10 > 24: the next line, below the tallest (7)
+        ("second", 0, 12, 24, 1, 5),
+        ("d", 0, 13, 24, 2, 6),
     ]
