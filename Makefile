@@ -29,7 +29,7 @@ lock:
 	$(LOCK) --extra test --output-file requirements-test.lock
 	$(LOCK) --constraint requirements-test.lock --output-file requirements.lock
 
-.PHONY: install run demo test bench
+.PHONY: install run demo test bench dashboards
 install: $(VENV)/.installed
 
 run: $(VENV)/.installed
@@ -48,6 +48,12 @@ demo: $(VENV)/.installed
 # worker here) and every exporter process a test starts compiled the package again.
 test: $(VENV)/.installed
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest
+
+# The Grafana dashboards are code (dashboards_src/, grafana-foundation-sdk; Python 3.11+): this
+# writes dashboards/*.json, which Grafana provisions; commit both. tests/test_dashboards_src.py
+# fails when the committed JSON is not what the code builds.
+dashboards: $(VENV)/.installed
+	$(BIN)/python -m dashboards_src
 
 # Mainnet-scale benchmark against the baselines, one table, then each refresh stage's CPU on
 # issue 15's larger chain at 50 ms a round trip, history on (several minutes); see BENCHMARKS.md.

@@ -16,6 +16,9 @@ SCRAPE_SERIES = frozenset({
     "scrape_samples_post_metric_relabeling", "scrape_series_added",
 })
 
+# Series Prometheus writes from the alert rules (the firing alerts panels read them).
+RULE_SERIES = frozenset({"ALERTS"})
+
 # Grafana's built-in variables, as the stack test sets them: the whole test
 # runs in under a minute, so these windows cover every sample it produced.
 BUILTIN_VARIABLES = {"__rate_interval": "1m", "__interval": "1s", "__range": "10m"}
@@ -35,13 +38,19 @@ _QUERY_RESULT = re.compile(r"^\s*query_result\((.*)\)\s*$", re.S)
 _JS_REGEX = re.compile(r"^/(.*)/([gimsuy]*)$", re.S)
 # Every dashboard has an `instance` variable (exporter instances); every selector filters on it.
 INSTANCE_MATCHER = 'instance=~"$instance"'
+# ALERTS of per-validator rules carry no instance (they aggregate over the exporters), those of the
+# exporter rules carry theirs: an alerts query reads both.
+ALERTS_INSTANCE_MATCHER = 'instance=~"$instance|"'
 
 
 def dashboard_chain():
     """The demo chain as the compose demo and `make demo` serve it (simnode.demo), plus what
     the projection panels need to show data: on subnet 1, a contender that staked up (a permit
     holder loses its permit at the next epoch) and a holder's pending child set, due before the
-    next epoch, that gives its stake to a uid without a permit (both swap at the epoch after)."""
+    next epoch, that gives its stake to a uid without a permit (both swap at the epoch after);
+    and a watched validator the next epoch takes a permit from (My validators' permit-loss
+    projections): on another subnet where it holds one, nearly all its own stake unstaked and
+    MaxAllowedValidators cut to 5, so it ranks below the fifth."""
     from simnode.demo import DETAIL_NETUID, demo_chain, demo_scope
     from simnode.epoch import epoch_permits, stake_weights
 
@@ -62,9 +71,26 @@ def dashboard_chain():
     state.set("TotalHotkeyAlpha", [hotkeys[contender], netuid], int(max(weights) * 2))  # rao
     head = state.head.number
     state.set("PendingChildKeys", [netuid, hotkeys[giver]], ([(2**64 - 1, hotkeys[receiver])], head))
+    validator = demo_scope().watch[0].hotkey
+    losing = next(n for n in range(1, state.get("TotalNetworks", []) or 16)
+                  if n not in (netuid, DETAIL_NETUID) and _holds_permit(state, n, validator))
+    state.set("TotalHotkeyAlpha", [validator, losing], 10**9)  # 1 alpha
+    state.set("MaxAllowedValidators", [losing], 5)
     state.commit_block()
     assert epoch_permits(state, netuid) != permits, "the contender takes a permit at the next epoch"
+    losing_uid = _uid(state, losing, validator)
+    assert not epoch_permits(state, losing)[losing_uid], "the next epoch takes the watched validator's permit"
     return state
+
+
+def _uid(state, netuid: int, hotkey: str):
+    keys = [state.get("Keys", [netuid, uid]) for uid in range(state.get("SubnetworkN", [netuid]) or 0)]
+    return keys.index(hotkey) if hotkey in keys else None
+
+
+def _holds_permit(state, netuid: int, hotkey: str) -> bool:
+    uid = _uid(state, netuid, hotkey)
+    return uid is not None and bool(state.get("ValidatorPermit", [netuid])[uid])
 
 
 @dataclass(frozen=True)

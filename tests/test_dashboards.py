@@ -12,8 +12,10 @@ import re
 import pytest
 
 from tests.dashboard_queries import (
+    ALERTS_INSTANCE_MATCHER,
     BUILTIN_VARIABLES,
     INSTANCE_MATCHER,
+    RULE_SERIES,
     SCRAPE_SERIES,
     dashboard_chain,
     load_dashboards,
@@ -147,9 +149,10 @@ def test_every_selector_filters_on_the_instance_variable(name):
     exprs += [(f"variable {v['name']}", e) for v in variables(dashboard) if v["name"] != "instance" and variable_query(v)
               for e in variable_exprs(variable_query(v))]
     for where, expr in exprs:
-        assert INSTANCE_MATCHER in expr, where
+        assert INSTANCE_MATCHER in expr or ALERTS_INSTANCE_MATCHER in expr, where
         for metric, matchers in selectors(expr):
-            assert INSTANCE_MATCHER in matchers, f"{where}: {metric or '{...}'} selects every instance\n{expr}"
+            wanted = ALERTS_INSTANCE_MATCHER if metric == "ALERTS" else INSTANCE_MATCHER
+            assert wanted in matchers, f"{where}: {metric or '{...}'} selects every instance\n{expr}"
 
 
 @pytest.mark.parametrize("name", sorted(UIDS))
@@ -231,7 +234,7 @@ def test_links_carry_the_data_source_and_the_exporters(name):
 
 def test_my_validators_lists_watched_validators_and_links_onwards():
     dashboard = DASHBOARDS["my-validators.json"]
-    table = next(p for p in panels(dashboard) if p["title"] == "My validators")
+    table = next(p for p in panels(dashboard) if p["title"] == "My validators by subnet")
     assert all('watched="true"' in t["expr"] for t in table["targets"])
     columns = next(t for t in table["transformations"] if t["id"] == "organize")["options"]["renameByName"].values()
     assert {"alias", "netuid", "stake weight (alpha)", "permit margin (alpha)", "take", "expected take", "parents",
@@ -249,7 +252,8 @@ def test_every_metric_a_query_uses_is_exported(exported_names):
         for expr in exprs:
             for metric in metric_names(expr):
                 used.setdefault(metric, set()).add(name)
-    missing = {m: sorted(where) for m, where in used.items() if m not in exported_names and m not in SCRAPE_SERIES}
+    missing = {m: sorted(where) for m, where in used.items()
+               if m not in exported_names and m not in SCRAPE_SERIES and m not in RULE_SERIES}
     assert not missing, f"dashboards query metrics the exporter does not serve: {missing}"
 
 
@@ -279,3 +283,64 @@ def test_variable_options_follow_grafana():
     assert variable_options(["b", "a", "b"]) == [("b", "b"), ("a", "a")]
     assert variable_options(["x1", "y2"], "/x(\\d)/") == [("1", "1")]
     assert variable_options(['{alias="",hotkey="h"} 1 2'], '/alias="(?<text>[^"]*)",hotkey="(?<value>[^"]+)"/') == [("h", "h")]
+
+
+# A 1080p screen shows about 26 grid rows of 30 px below Grafana's bars.
+FIRST_SCREEN_ROWS = 26
+
+
+def test_my_validators_answers_am_i_ok_without_scrolling():
+    """The status per validator, the firing alerts, the permit-loss projections and the last changes
+    (with the counts) fit the first screen."""
+    by_title = {p["title"]: p for p in panels(DASHBOARDS["my-validators.json"])}
+    for title in ("Status", "Firing alerts", "Permit-loss projections", "Last changes", "Pending warnings",
+                  "Permit losses projected", "At risk or stale", "Alerts firing", "Data age"):
+        position = by_title[title]["gridPos"]
+        assert position["y"] + position["h"] <= FIRST_SCREEN_ROWS, f"{title} is below the fold: {position}"
+    assert all(t["expr"].count("ALERTS{") for t in by_title["Firing alerts"]["targets"])
+    assert "projected_permit_after_pending" in by_title["Permit-loss projections"]["targets"][0]["expr"]
+
+
+def test_my_validators_status_is_one_row_per_hotkey_with_a_drill_down():
+    status = next(p for p in panels(DASHBOARDS["my-validators.json"]) if p["title"] == "Status")
+    for target in status["targets"]:
+        assert re.search(r"\+ on\(hotkey\) group_left\(alias\)", target["expr"]), target["refId"]
+        assert "netuid" not in target["expr"].rsplit("group_left(alias)", 1)[1]
+    links = [prop["value"][0]["url"] for o in status["fieldConfig"]["overrides"] for prop in o["properties"] if prop["id"] == "links"]
+    assert links and all("var-hotkey=${__data.fields[\"hotkey\"]}" in url and "var-netuid" not in url for url in links)
+
+
+def test_my_validators_counts_only_the_watched_hotkeys_picked():
+    """Under "All" ($hotkey = .*) a count over the network's series would count every validator (65
+    pending warnings shown where the watched validators had 4): every hotkey-keyed series is joined
+    with the watched hotkeys picked or read through the watch list."""
+    watched = 'bittensor_validator_info{watched="true", hotkey=~"$hotkey"'
+    for query in queries(DASHBOARDS["my-validators.json"]):
+        expr = query.expr
+        keyed = re.findall(r"(bittensor_(?:validator|childkey)_\w+)\{", expr)
+        if any(not name.startswith("bittensor_validator_info") for name in keyed):
+            assert watched in expr or "bittensor_watched_hotkey_found" in expr, f"{query.panel}/{query.ref_id} counts the network"
+
+
+def test_my_validators_counts_changes_from_the_last_change_metrics():
+    """Not increase() of a counter that starts at 1 with the first change (which never shows)."""
+    for query in queries(DASHBOARDS["my-validators.json"]):
+        assert "changes_total" not in query.expr and "increase(" not in query.expr, f"{query.panel}/{query.ref_id}"
+    changes = next(p for p in panels(DASHBOARDS["my-validators.json"]) if p["title"] == "Last changes")
+    assert all("bittensor_validator_last_change_" in t["expr"] for t in changes["targets"])
+    assert "kind=" not in str(changes["targets"]), "every kind, stake moves included"
+
+
+def test_the_detail_picker_offers_the_watched_and_the_strongest_not_the_network():
+    picker = _picker("validator-detail.json")
+    expr = parse_query_result(variable_query(picker))
+    limit = re.search(r"topk\((\d+),", expr)
+    assert limit and int(limit.group(1)) <= 100, expr
+
+
+def test_change_counters_count_their_first_event():
+    """A *_changes_total series is born at 1 with its first event: increase() alone never shows it."""
+    for name, dashboard in DASHBOARDS.items():
+        for query in queries(dashboard):
+            if "_changes_total" in query.expr:
+                assert "offset" in query.expr, f"{name} {query.panel}/{query.ref_id}: the first change never shows"

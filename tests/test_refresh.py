@@ -191,3 +191,21 @@ def test_watched_mode_leaves_out_the_network_wide_change_totals(tmp_path):
     assert series(s, "bittensor_validator_last_change_block", hotkey=t.M, netuid=1, kind="take_changed") == 101
     assert not [k for k in s if k[0] == "bittensor_subnet_changes_total"]
     writer.close()
+
+
+def test_a_watched_validators_stake_move_is_served_as_its_last_change_not_counted(tmp_path):
+    """Own stake halved: the last change of kind own_stake_moved is served (a dashboard shows it),
+    while the per-validator counters keep to the other kinds."""
+    writer = HistoryWriter(str(tmp_path / "h.db"), Retention(), stake_change_ratio=0.05, watched=frozenset({t.M}))
+    stake = dict(chain_read().stake)
+    assert stake[(t.M, 1)] > 0
+    stake[(t.M, 1)] //= 2
+    scope = replace(CONFIG.scope, watch=(WatchedHotkey(t.M, "M"),))
+    config = replace(CONFIG, history=HistoryConfig(path=str(tmp_path / "h.db")), scope=scope)
+    r = refresher(FakeChain(chain_read(), chain_read(block=101, stake=stake)), history=writer, config=config)
+    r.refresh_once()
+    s = served(r.refresh_once(), Clock().now)
+    assert series(s, "bittensor_validator_last_change_block", hotkey=t.M, netuid=1, kind="own_stake_moved") == 101
+    assert series(s, "bittensor_validator_last_change_timestamp_seconds", hotkey=t.M, netuid=1, kind="own_stake_moved") == 1_767_225_600  # the block time read
+    assert not [k for k in s if k[0] == "bittensor_childkey_changes_total" and ("kind", "own_stake_moved") in k[1]]
+    writer.close()

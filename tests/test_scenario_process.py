@@ -305,11 +305,11 @@ def last_change_blocks(text: str) -> dict[tuple[str, int, str], int]:
 
 
 def last_expected(events: list[Event], watched: tuple[str, ...]) -> dict[tuple[str, int, str], int]:
-    """Block of the last event of each kind about a watched hotkey (its event hotkey: the child of an edge);
-    stake moves are not exported per validator (the stake series show them)."""
+    """Block of the last event of each kind, stake moves included, about a watched hotkey (its event
+    hotkey: the child of an edge)."""
     last: dict[tuple[str, int, str], int] = {}
     for e in events:
-        if e.hotkey in watched and e.kind not in ("own_stake_moved", "stake_weight_moved"):
+        if e.hotkey in watched:
             last[(e.hotkey, e.netuid, e.kind)] = max(e.block, last.get((e.hotkey, e.netuid, e.kind), 0))
     return last
 

@@ -1,11 +1,11 @@
 """Counts of recorded change events, and when watched validators last changed, for /metrics.
 
-Per validator only for the watched hotkeys (the ones alerts are about), only
-the kinds an alert or an operator acts on (not the stake moves, whose trend
-the stake series already show), and only the (hotkey, netuid, kind) that
-changed: pre-creating every kind for every validator at 0 cost 89,000 series
-at mainnet scale. Every event also counts in its subnet's total per kind.
-Counts only grow.
+Per validator only for the watched hotkeys (the ones alerts are about), and only
+the (hotkey, netuid, kind) that changed: pre-creating every kind for every
+validator at 0 cost 89,000 series at mainnet scale. The counters leave out the
+stake moves (frequent, and the stake series show their trend); the last change
+of each kind includes them, so a dashboard shows when the own stake last halved.
+Every event also counts in its subnet's total per kind. Counts only grow.
 """
 
 from __future__ import annotations
@@ -65,13 +65,13 @@ LAST_CHANGE_CAUSE = "bittensor_validator_last_change_cause_info"
 
 
 def render_last_changes(last_changes: Mapping[tuple[str, int, str], tuple[int, float, Optional[str]]]) -> bytes:
-    """When each watched validator last changed, by kind, from the history database.
+    """When each watched validator last changed, by kind (stake moves included), from the history database.
 
     Loaded from the file at start and kept by the refresh thread, so an alert
     on recency (``time() - ... < 3600``) fires for a change recorded while
     Prometheus could not see the exporter, and survives its restarts.
     """
-    rows = sorted(((k, v) for k, v in last_changes.items() if k[2] in SIGNAL_KINDS), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2]))
+    rows = sorted(last_changes.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2]))
     parts = [
         f"# HELP {LAST_CHANGE_TIME} Chain time (block timestamp) of the last recorded change of this kind to a watched "
         "validator (for an edge: the child; for a pending set: the parent), from the history database.\n"
