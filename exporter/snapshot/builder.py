@@ -16,8 +16,9 @@ from typing import Optional, Sequence
 from exporter.config import ScopeConfig
 from exporter.snapshot.model import (
     ChainInfo, ChainRead, Edge, EventWindow, Identity, PendingChildren, PendingEffect, Snapshot, SubnetState, ValidatorState,
-    WatchedKey, frozen,
+    WatchedKey, applied_children, frozen,
 )
+from exporter.snapshot.anomalies import epoch_skipped, find_anomalies
 from exporter.snapshot.contenders import inherited_of, stake_inputs, weigh_contenders
 from exporter.snapshot.after_pending import AfterPending, due_sets, project_after_pending
 from exporter.snapshot.memo import ReadChanges, StakeMemo
@@ -83,6 +84,7 @@ def _stake_of(read: ChainRead, hotkey: str, netuid: int, uid: Optional[int],
         parents=len(own_inputs[3]),
         children=len(own_inputs[2]),
         suspended=suspended,
+        stored_childkey_take=take_ratio(take),
     )
     if memo is not None:
         memo.keep_state((hotkey, netuid), inputs, (state, result.stake_weight_fixed))
@@ -115,6 +117,8 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig, memo: Optional[StakeMemo
         changes = memo.changes(read)
         memo.start(read)
     watched = {w.hotkey: w for w in scope.watch}
+    anomalies = find_anomalies(read)
+    skipped = epoch_skipped(anomalies)
     min_weight_fixed = to_rao(scope.min_stake_weight) * _I64F64_ONE
     tracked, validators = [], []
     # The subnets projected, each with its stake weights by uid (I64F64 bits; None until weighed).
@@ -131,14 +135,15 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig, memo: Optional[StakeMemo
         if _exported(scope, hotkey, netuid, watched, weight_fixed >= min_weight_fixed):
             validators.append(state)
     owner_uids = weigh_contenders(read, weights, memo, changes)
-    projections = {netuid: _project(read, netuid, row, owner_uids.get(netuid), memo) for netuid, row in weights.items()}
+    projections = {netuid: _project(read, netuid, row, owner_uids.get(netuid), memo, netuid in skipped)
+                   for netuid, row in weights.items()}
     if memo is not None:
         memo.finish()
     pending_of: dict[int, dict] = {}  # netuid -> its pending sets
     for key, value in read.pending.items():
         pending_of.setdefault(key[0], {})[key] = value
     after_pending = {
-        netuid: found for netuid, projection in projections.items() if netuid in pending_of
+        netuid: found for netuid, projection in projections.items() if netuid in pending_of and netuid not in skipped
         and (found := _project_after_pending(read, projection, weights[netuid], pending_of[netuid])) is not None
     }
     in_scope = {(v.hotkey, v.netuid) for v in validators}
@@ -157,13 +162,17 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig, memo: Optional[StakeMemo
     touching = in_scope if scope.mode == "network" else {(h, n) for h, n in in_scope if h in watched}
     # The alpha each parent gives: on every exported edge in network mode; in watched
     # mode on the edges into a watched child (what it inherits, parent by parent).
+    # A ParentKeys entry without its ChildKeys mirror (flagged) is an edge too: the child receives through it.
+    mirrored = not any(a.rule == "parents_do_not_mirror_children" for a in anomalies)
+    linked = chain_edges if mirrored else _with_parent_only_edges(read, chain_edges)
     edges = tuple(
         Edge(e.parent, e.child, e.netuid, e.proportion, _edge_inherited(read, e))
         if scope.mode == "network" or (e.child, e.netuid) in touching else e
-        for e in chain_edges if (e.parent, e.netuid) in touching or (e.child, e.netuid) in touching
+        for e in linked if (e.parent, e.netuid) in touching or (e.child, e.netuid) in touching
     )
+    # Exported as the chain will apply them: a swapped list's self entry dropped, a duplicate collapsed.
     pending = tuple(
-        p for p in chain_pending
+        _as_applied(p) for p in chain_pending
         if (p.parent, p.netuid) in touching or any((child, p.netuid) in touching for _, child in p.children)
         or any((child, p.netuid) in touching for _, child in read.children.get((p.parent, p.netuid), ()))
     )
@@ -224,6 +233,7 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig, memo: Optional[StakeMemo
         },
         metagraph_differences={n: _metagraph_difference(read, n, m) for n, m in read.metagraphs.items()},
         events=_event_window(read),
+        anomalies=anomalies,
     )
 
 
@@ -270,9 +280,36 @@ def _exported(scope: ScopeConfig, hotkey: str, netuid: int, watched: dict, heavy
 
 
 def _edge_inherited(read: ChainRead, edge: Edge) -> float:
-    """Alpha (rao) the child receives through ``edge``: parent's own alpha x proportion, in U96F32."""
-    parent_alpha = read.stake.get((edge.parent, edge.netuid), 0)
-    return u96f32_mul(u96f32_from_int(parent_alpha), u96f32_ratio(edge.proportion)) / _U96F32_ONE
+    """Alpha (rao) the child receives through ``edge``: parent's own alpha x the proportion of each of
+    the child's ParentKeys entries naming the parent (none: 0; twice: both, as the chain sums them), in U96F32."""
+    parent_alpha = u96f32_from_int(read.stake.get((edge.parent, edge.netuid), 0))
+    received = 0
+    for proportion, parent in read.parents.get((edge.child, edge.netuid), ()):
+        if parent == edge.parent:
+            received += u96f32_mul(parent_alpha, u96f32_ratio(proportion))
+    return received / _U96F32_ONE
+
+
+def _with_parent_only_edges(read: ChainRead, chain_edges: tuple[Edge, ...]) -> tuple[Edge, ...]:
+    """``chain_edges`` and an edge (proportion None) for each ParentKeys entry ChildKeys does not
+    list, each after its parent's ChildKeys edges on the subnet."""
+    listed = {(e.parent, e.child, e.netuid) for e in chain_edges}
+    live = frozenset(read.netuids)
+    extra = {
+        (parent, child, netuid) for (child, netuid), links in read.parents.items() if netuid in live
+        for _, parent in links if (parent, child, netuid) not in listed
+    }
+    edges = [*chain_edges, *(Edge(p, c, n, None) for p, c, n in sorted(extra, key=lambda k: (k[2], k[0], k[1])))]
+    return tuple(sorted(edges, key=lambda e: (e.netuid, e.parent)))  # stable: ChildKeys' order within a parent
+
+
+def _as_applied(pending: PendingChildren) -> PendingChildren:
+    """The pending set as the chain will apply it (``applied_children``); the very object when it is already."""
+    children = [child for _, child in pending.children]
+    if pending.parent not in children and len(set(children)) == len(children):
+        return pending
+    applied = applied_children(pending.parent, pending.children)
+    return replace(pending, children=tuple((q, c) for c, q in applied.items()))
 
 
 def _metagraph_difference(read: ChainRead, netuid: int, metagraph) -> int:
@@ -295,14 +332,19 @@ def _subnet_size(read: ChainRead, netuid: int) -> int:
 
 
 def _project(read: ChainRead, netuid: int, weights: list[int], owner_uid: Optional[int],
-             memo: Optional[StakeMemo] = None) -> Projection:
+             memo: Optional[StakeMemo] = None, skipped: bool = False) -> Projection:
     """``weights``: the subnet's stake weights by uid; the ranking from ``memo`` when they, the
-    threshold, the owner's uid and k are what it was ranked from (most subnets between refreshes)."""
+    threshold, the owner's uid and k are what it was ranked from (most subnets between refreshes).
+    ``skipped``: the chain skips the epoch (a hotkey twice in Keys): the permits stay as they are,
+    and no rank boundary decides anything."""
     tempo = read.tempos.get(netuid, 0)
     epoch_block: Optional[int] = -1  # classic schedule
     if read.last_epoch_blocks is not None:
         epoch_block = next_epoch_block_dynamic(
             read.block, tempo, read.last_epoch_blocks.get(netuid, 0), (read.pending_epoch_at or {}).get(netuid, 0))
+    if skipped:
+        permits = tuple(read.permits.get(netuid, ()))[:len(weights)]
+        return at_epoch(netuid, read.block, tempo, (permits + (False,) * (len(weights) - len(permits)), None, None), epoch_block)
     inputs = (tuple(weights), read.stake_threshold, owner_uid, read.max_validators.get(netuid, 0))
     ranking = memo.ranking(netuid, inputs) if memo is not None else None
     if ranking is None:
@@ -350,7 +392,7 @@ def _pending_effects(read: ChainRead, pending: tuple[PendingChildren, ...]) -> t
     effects = []
     for p in pending:
         now = {child: q for q, child in read.children.get((p.parent, p.netuid), ())}
-        later = {child: q for q, child in p.children}
+        later = applied_children(p.parent, p.children)
         for child in sorted(now.keys() | later.keys()):
             effects.append(PendingEffect(p.parent, child, p.netuid, now.get(child, 0), later.get(child, 0)))
     return tuple(effects)

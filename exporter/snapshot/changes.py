@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from exporter.snapshot.model import Snapshot
+from exporter.snapshot.model import Snapshot, applied_children
 
 from exporter.snapshot.units import to_units, u64_ratio
 
@@ -169,9 +169,15 @@ def state_of(snapshot: Snapshot, previous: HistoryState, stake_ratio: float) -> 
             if (parent, netuid) in pending:
                 continue
             now = {(p, c) for (par, c, n), p in edges.items() if par == parent and n == netuid}
-            kind = "pending_applied" if now == set(before[0]) else "pending_dropped"
+            kind = "pending_applied" if now == applied_set(parent, before[0]) else "pending_dropped"
             emit(kind, parent, netuid, parent=parent, old=_pending_value(before))
     return HistoryState(validators, edges, pending), events
+
+
+def applied_set(parent: str, children) -> set[tuple[int, str]]:
+    """{(proportion, child)} of a pending list as the chain applies it (``applied_children``): what
+    ChildKeys then holds, so that a swapped list naming its parent or a child twice is no drop."""
+    return {(q, child) for child, q in applied_children(parent, tuple(children)).items()}
 
 
 def edge_change(parent: str, child: str, before: Optional[int], after: Optional[int]) -> Optional[tuple[str, dict]]:
