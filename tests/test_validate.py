@@ -128,7 +128,7 @@ CHAIN_CAN_HOLD = {
     "ChildKeys lacks P -> V2": dict(parents={**mirrored(t.CHILD_KEYS), (t.V2, 2): ((t.HALF, t.P),)}),
     "another proportion": dict(parents={**mirrored(t.CHILD_KEYS), (t.M, 1): ((t.HALF - 1, t.P2), (t.MAX, t.P3))}),
     "a parent listed twice": dict(parents={**mirrored(t.CHILD_KEYS), (t.M, 1): ((t.HALF, t.P2), (t.HALF, t.P2), (t.MAX, t.P3))}),
-    "64 parents at 100 %": dict(parents={**mirrored(t.CHILD_KEYS), (t.V2, 2): tuple((t.MAX, t.hotkey(200 + i)) for i in range(64))}),
+    "64 parents at 100 %": dict(parents={**mirrored(t.CHILD_KEYS), (t.V2, 2): tuple((t.MAX, t.hotkey(150 + i)) for i in range(64))}),
     "a take above a lowered MaxChildkeyTake": dict(takes={(t.C2, 1): 11_797}),
     "MinChildkeyTake above MaxChildkeyTake": dict(min_take=20_000),
     "a permitted uid without Keys": dict(hotkeys={k: h for k, h in good().hotkeys.items() if k != (1, 3)}),
