@@ -237,6 +237,11 @@ def test_the_snapshot_of_a_valid_read_passes():
     check_snapshot(build_snapshot(good(), SCOPE))
 
 
+@pytest.mark.parametrize("what", CHAIN_CAN_HOLD)
+def test_the_snapshot_of_a_state_the_chain_can_hold_passes(what):
+    check_snapshot(build_snapshot(good(**CHAIN_CAN_HOLD[what]), ScopeConfig(min_stake_weight=0)))
+
+
 @pytest.mark.parametrize("change, rule", [
     (lambda s: replace(s, validators=s.validators + s.validators[:1]), "duplicate_series"),
     (lambda s: replace(s, edges=s.edges + s.edges[-1:]), "duplicate_series"),
@@ -244,6 +249,7 @@ def test_the_snapshot_of_a_valid_read_passes():
     (lambda s: replace(s, validators=(replace(s.validators[0], stake_weight=float("nan")),)), "impossible_number"),
     (lambda s: replace(s, validators=(replace(s.validators[0], inherited_alpha=-1),)), "impossible_number"),
     (lambda s: replace(s, validators=(replace(s.validators[0], childkey_take=1.5),)), "impossible_number"),
+    (lambda s: replace(s, validators=(replace(s.validators[0], stored_childkey_take=0.2, childkey_take=0.1),)), "impossible_number"),
     (lambda s: replace(s, validators=(replace(s.validators[0], children=25),)), "too_many_children"),
     # what only history sees (a permit holder outside the netuid filter or below min_stake_weight)
     (lambda s: replace(s, tracked=s.tracked + (replace(s.tracked[0], netuid=99, inherited_alpha=-1),)), "impossible_number"),

@@ -15,17 +15,17 @@ from typing import Optional, Sequence
 
 from exporter.config import ScopeConfig
 from exporter.snapshot.model import (
-    ChainInfo, ChainRead, Edge, EventWindow, Identity, PendingChildren, PendingEffect, Snapshot, SubnetState, ValidatorState,
-    WatchedKey, applied_children, frozen,
+    ChainInfo, ChainRead, EventWindow, Identity, Snapshot, SubnetState, ValidatorState, WatchedKey, frozen,
 )
 from exporter.snapshot.anomalies import epoch_skipped, find_anomalies
+from exporter.snapshot.relations import exported_relations, pending_effects, relations_of
 from exporter.snapshot.contenders import inherited_of, stake_inputs, weigh_contenders
 from exporter.snapshot.after_pending import AfterPending, due_sets, project_after_pending
 from exporter.snapshot.memo import ReadChanges, StakeMemo
 from exporter.snapshot.projection import Projection, at_epoch, bits_to_rao, next_epoch_block, next_epoch_block_dynamic, rank
 from exporter.snapshot.scope import tracked_candidates
 from exporter.snapshot.stake_math import (
-    InheritedStake, effective_take, inherited_stake, u96f32_from_int, u96f32_mul, u96f32_ratio,
+    InheritedStake, effective_take, inherited_stake,
 )
 from exporter.snapshot.units import take_ratio, to_rao, u64_ratio
 
@@ -149,33 +149,11 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig, memo: Optional[StakeMemo
     in_scope = {(v.hotkey, v.netuid) for v in validators}
     related = {h for h, _ in (*read.children, *read.parents) if h in watched}
 
-    chain_edges = tuple(
-        Edge(parent=parent, child=child, netuid=netuid, proportion=proportion)
-        for (parent, netuid), links in sorted(read.children.items(), key=lambda kv: (kv[0][1], kv[0][0]))
-        for proportion, child in links
-    )
-    chain_pending = tuple(
-        PendingChildren(parent=parent, netuid=netuid, children=links, cooldown_block=cooldown)
-        for (netuid, parent), (links, cooldown) in sorted(read.pending.items())
-    )
+    chain_edges, chain_pending = relations_of(read)
     # Edges and pending sets touching a validator exported (in watched mode: a watched hotkey).
     touching = in_scope if scope.mode == "network" else {(h, n) for h, n in in_scope if h in watched}
-    # The alpha each parent gives: on every exported edge in network mode; in watched
-    # mode on the edges into a watched child (what it inherits, parent by parent).
-    # A ParentKeys entry without its ChildKeys mirror (flagged) is an edge too: the child receives through it.
     mirrored = not any(a.rule == "parents_do_not_mirror_children" for a in anomalies)
-    linked = chain_edges if mirrored else _with_parent_only_edges(read, chain_edges)
-    edges = tuple(
-        Edge(e.parent, e.child, e.netuid, e.proportion, _edge_inherited(read, e))
-        if scope.mode == "network" or (e.child, e.netuid) in touching else e
-        for e in linked if (e.parent, e.netuid) in touching or (e.child, e.netuid) in touching
-    )
-    # Exported as the chain will apply them: a swapped list's self entry dropped, a duplicate collapsed.
-    pending = tuple(
-        _as_applied(p) for p in chain_pending
-        if (p.parent, p.netuid) in touching or any((child, p.netuid) in touching for _, child in p.children)
-        or any((child, p.netuid) in touching for _, child in read.children.get((p.parent, p.netuid), ()))
-    )
+    edges, pending = exported_relations(read, chain_edges, chain_pending, touching, scope.mode == "network", mirrored)
     identities = tuple(
         Identity(hotkey=h, coldkey=read.coldkeys.get(h, ""), alias=watched[h].alias if h in watched else "", watched=h in watched)
         for h in sorted({v.hotkey for v in validators})
@@ -215,7 +193,7 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig, memo: Optional[StakeMemo
         chain_edges=chain_edges,
         chain_pending=chain_pending,
         tracked=tuple(tracked),
-        pending_effects=_pending_effects(read, pending),
+        pending_effects=pending_effects(read, pending),
         watched=tuple(
             WatchedKey(w.hotkey, w.alias, tuple(sorted(n for (n, h) in read.watched_uids if h == w.hotkey)),
                        related=w.hotkey in related)
@@ -277,39 +255,6 @@ def _exported(scope: ScopeConfig, hotkey: str, netuid: int, watched: dict, heavy
     if hotkey in watched:
         return True
     return scope.mode == "network" and heavy_enough
-
-
-def _edge_inherited(read: ChainRead, edge: Edge) -> float:
-    """Alpha (rao) the child receives through ``edge``: parent's own alpha x the proportion of each of
-    the child's ParentKeys entries naming the parent (none: 0; twice: both, as the chain sums them), in U96F32."""
-    parent_alpha = u96f32_from_int(read.stake.get((edge.parent, edge.netuid), 0))
-    received = 0
-    for proportion, parent in read.parents.get((edge.child, edge.netuid), ()):
-        if parent == edge.parent:
-            received += u96f32_mul(parent_alpha, u96f32_ratio(proportion))
-    return received / _U96F32_ONE
-
-
-def _with_parent_only_edges(read: ChainRead, chain_edges: tuple[Edge, ...]) -> tuple[Edge, ...]:
-    """``chain_edges`` and an edge (proportion None) for each ParentKeys entry ChildKeys does not
-    list, each after its parent's ChildKeys edges on the subnet."""
-    listed = {(e.parent, e.child, e.netuid) for e in chain_edges}
-    live = frozenset(read.netuids)
-    extra = {
-        (parent, child, netuid) for (child, netuid), links in read.parents.items() if netuid in live
-        for _, parent in links if (parent, child, netuid) not in listed
-    }
-    edges = [*chain_edges, *(Edge(p, c, n, None) for p, c, n in sorted(extra, key=lambda k: (k[2], k[0], k[1])))]
-    return tuple(sorted(edges, key=lambda e: (e.netuid, e.parent)))  # stable: ChildKeys' order within a parent
-
-
-def _as_applied(pending: PendingChildren) -> PendingChildren:
-    """The pending set as the chain will apply it (``applied_children``); the very object when it is already."""
-    children = [child for _, child in pending.children]
-    if pending.parent not in children and len(set(children)) == len(children):
-        return pending
-    applied = applied_children(pending.parent, pending.children)
-    return replace(pending, children=tuple((q, c) for c, q in applied.items()))
 
 
 def _metagraph_difference(read: ChainRead, netuid: int, metagraph) -> int:
@@ -385,17 +330,6 @@ def _project_after_pending(read: ChainRead, projection: Projection, weights: Seq
 
 def _projected_permit(projection: Projection, uid: int) -> bool:
     return uid < len(projection.permits) and projection.permits[uid]
-
-
-def _pending_effects(read: ChainRead, pending: tuple[PendingChildren, ...]) -> tuple[PendingEffect, ...]:
-    """For each pending set, every child it would drop, cut, keep, raise or add."""
-    effects = []
-    for p in pending:
-        now = {child: q for q, child in read.children.get((p.parent, p.netuid), ())}
-        later = applied_children(p.parent, p.children)
-        for child in sorted(now.keys() | later.keys()):
-            effects.append(PendingEffect(p.parent, child, p.netuid, now.get(child, 0), later.get(child, 0)))
-    return tuple(effects)
 
 
 def _subnet(read: ChainRead, projection: Projection) -> SubnetState:

@@ -339,14 +339,16 @@ def check_snapshot(snapshot: Snapshot, passed: Optional[PassedValidators] = None
 def _check_validator(v) -> None:
     where = f"validator {v.hotkey} on netuid {v.netuid}"
     numbers = (v.own_alpha, v.root_tao, v.to_children_alpha, v.from_parents_alpha, v.inherited_alpha,
-               v.inherited_root_tao, v.stake_weight, v.childkey_take)
+               v.inherited_root_tao, v.stake_weight, v.childkey_take, v.stored_childkey_take)
     if not all(math.isfinite(x) and x >= 0 for x in numbers):
         raise InvalidRead("impossible_number", f"{where}: a negative or non-finite amount")
     if v.to_children_alpha > v.own_alpha + 1:
         raise InvalidRead("gives_more_than_it_owns",
                           f"{where}: gives {v.to_children_alpha:.0f} rao of {v.own_alpha} own to children")
-    if v.childkey_take > 1:
-        raise InvalidRead("impossible_number", f"{where}: take ratio {v.childkey_take}")
+    # A u16 of 65535: any take, above a lowered MaxChildkeyTake included, is at most 1. Parents are
+    # not bounded (ParentKeys may list any number, summing far above one), children are (ChildKeys).
+    if v.childkey_take > 1 or v.stored_childkey_take > v.childkey_take:
+        raise InvalidRead("impossible_number", f"{where}: take ratio {v.childkey_take} (stored {v.stored_childkey_take})")
     if v.children > MAX_CHILDREN:
         raise InvalidRead("too_many_children", f"{where}: {v.children} children")
 
