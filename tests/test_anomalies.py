@@ -201,3 +201,18 @@ def test_the_gauge_is_a_series_per_rule_and_subnet(anomaly):
     samples = parse_exposition(render_snapshot(snapshot).decode())
     netuid = "" if anomaly.netuid is None else anomaly.netuid
     assert series(samples, "bittensor_chain_anomalous_entries", rule=anomaly.rule, netuid=netuid) == anomaly.count
+
+
+def test_the_counts_kept_between_builds_are_those_of_the_read_counted():
+    kept: dict = {}
+    base = chain_read()
+    reads = [
+        base, base,  # the very maps again: taken from what was kept
+        chain_read(hotkeys={**base.hotkeys, (1, 10): t.P}),
+        chain_read(parents={**base.parents, (t.M, 1): ((t.HALF, t.P2),)}),
+        chain_read(permits={**base.permits, 2: (True, True)}, hotkeys={k: h for k, h in base.hotkeys.items() if k != (2, 1)}),
+        base,
+    ]
+    for read in reads:
+        assert find_anomalies(read, kept) == find_anomalies(read)
+    assert set(kept) == {"links", "uids"}

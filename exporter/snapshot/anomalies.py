@@ -25,6 +25,7 @@ Zero TotalHotkeyAlpha rows are no anomaly: a zero stake.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from itertools import compress
 from typing import Optional
 
 from exporter.snapshot.model import Anomaly, ChainRead
@@ -40,14 +41,29 @@ RULES = (
 )
 
 
-def find_anomalies(read: ChainRead) -> tuple[Anomaly, ...]:
-    """Every (rule, netuid) with offending entries in ``read``, by rule (``RULES``' order) then netuid."""
+def find_anomalies(read: ChainRead, kept: Optional[dict] = None) -> tuple[Anomaly, ...]:
+    """Every (rule, netuid) with offending entries in ``read``, by rule (``RULES``' order) then netuid.
+
+    ``kept``: a dict the caller keeps from build to build (the ``StakeMemo``'s): the counts of the
+    links and of the uids are taken from it while their maps equal those they were counted from
+    (mostly the very objects: the reader hands out the last read's when nothing in them changed).
+    Counting them again costs ~15 ms CPU on the larger chain (``bench.stages``' 7,172 edges and
+    32,512 uids), about a fifth of a build with the stake memo."""
     live = frozenset(read.netuids)
     counts: dict[tuple[str, Optional[int]], int] = defaultdict(int)
     _takes(read, live, counts)
-    _links(read, live, counts)
     _pending(read, live, counts)
-    _uids(read, counts)
+    for key, inputs, count in (("links", (read.children, read.parents), _links), ("uids", (read.hotkeys, read.permits), _uids)):
+        last = kept.get(key) if kept is not None else None
+        if last is not None and last[1] == live and all(a is b or a == b for a, b in zip(last[0], inputs)):
+            part = last[2]
+        else:
+            part = defaultdict(int)
+            count(read, live, part)
+            if kept is not None:
+                kept[key] = (inputs, live, part)
+        for found, n in part.items():
+            counts[found] += n
     order = {rule: i for i, rule in enumerate(RULES)}
     return tuple(Anomaly(rule, netuid, count) for (rule, netuid), count in
                  sorted(counts.items(), key=lambda kv: (order[kv[0][0]], -1 if kv[0][1] is None else kv[0][1])))
@@ -95,13 +111,13 @@ def _pending(read: ChainRead, live: frozenset, counts: dict) -> None:
             counts[("pending_self_or_duplicate", netuid)] += 1
 
 
-def _uids(read: ChainRead, counts: dict) -> None:
+def _uids(read: ChainRead, live: frozenset, counts: dict) -> None:
     hotkeys = read.hotkeys
     for netuid, permits in read.permits.items():
-        if netuid == 0:
+        if netuid == 0 or netuid not in live:
             continue  # root's uids are not read
-        for uid, permitted in enumerate(permits):
-            if permitted and (netuid, uid) not in hotkeys:
+        for uid in compress(range(len(permits)), permits):  # the permitted uids, picked in C
+            if (netuid, uid) not in hotkeys:
                 counts[("permit_without_hotkey", netuid)] += 1
     if len({(n, h) for (n, _), h in hotkeys.items()}) == len(hotkeys):
         return  # the usual read: no hotkey holds two uids

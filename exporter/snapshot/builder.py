@@ -117,7 +117,7 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig, memo: Optional[StakeMemo
         changes = memo.changes(read)
         memo.start(read)
     watched = {w.hotkey: w for w in scope.watch}
-    anomalies = find_anomalies(read)
+    anomalies = find_anomalies(read, memo.anomaly_parts if memo is not None else None)
     skipped = epoch_skipped(anomalies)
     min_weight_fixed = to_rao(scope.min_stake_weight) * _I64F64_ONE
     tracked, validators = [], []
