@@ -137,6 +137,22 @@ def test_leftover_parents_after_an_old_swap_are_read_each_map_on_its_own(run):
     assert events_in(db) == before, "the state lasting records nothing more"
 
 
+def test_a_parent_listed_twice_gives_its_share_twice(run):
+    state, exporter, db = run(chain(), watch=((t.M, "M"),))
+    # A swap that appended P2 to M's list already naming it (ChildKeys[P2] still lists M once).
+    state.set("ParentKeys", [t.M, 1], [(t.HALF, t.P2), (t.HALF, t.P2), (t.MAX, t.P3)])
+    s = refreshed(state, exporter)
+    share = 300 * RAO * Q_HALF / 2**32  # each entry's share, truncated on its own: 149_999_999_930.15...
+    assert series(s, "bittensor_validator_stake_from_parents_alpha", hotkey=t.M, netuid=1) == (2 * share + 500 * RAO) / RAO
+    inherited = 50 * RAO + 2 * 149_999_999_930 + 500 * RAO
+    assert series(s, "bittensor_validator_inherited_stake_alpha", hotkey=t.M, netuid=1) == inherited / RAO
+    assert series(s, "bittensor_childkey_inherited_alpha", parent_hotkey=t.P2, child_hotkey=t.M, netuid=1) == 2 * share / RAO
+    assert series(s, "bittensor_childkey_proportion_ratio", parent_hotkey=t.P2, child_hotkey=t.M, netuid=1) == t.HALF / t.MAX
+    assert anomalies(s) == {("duplicate_parent", "1"): 1}
+    # M's stake weight rose from ~720 to ~870 alpha: a real change; no edge changed (ChildKeys did not).
+    assert {(kind, hotkey) for kind, hotkey, *_ in events_in(db)} == {("stake_weight_moved", t.M)}
+
+
 def test_a_swap_leaves_a_pending_list_naming_a_child_twice_and_one_naming_its_parent(run):
     state, exporter, db = run(chain(), watch=((t.M, "M"), (X, "x")))
     schedule_children(state, t.P3, 1, [(t.QUARTER, X), (t.QUARTER, t.C1)], cooldown=5000)
