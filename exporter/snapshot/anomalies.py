@@ -53,13 +53,13 @@ def find_anomalies(read: ChainRead, kept: Optional[dict] = None) -> tuple[Anomal
     counts: dict[tuple[str, Optional[int]], int] = defaultdict(int)
     _takes(read, live, counts)
     _pending(read, live, counts)
-    for key, inputs, count in (("links", (read.children, read.parents), _links), ("uids", (read.hotkeys, read.permits), _uids)):
+    for key, inputs, count_part in (("links", (read.children, read.parents), _links), ("uids", (read.hotkeys, read.permits), _uids)):
         last = kept.get(key) if kept is not None else None
         if last is not None and last[1] == live and all(a is b or a == b for a, b in zip(last[0], inputs)):
             part = last[2]
         else:
             part = defaultdict(int)
-            count(read, live, part)
+            count_part(read, live, part)
             if kept is not None:
                 kept[key] = (inputs, live, part)
         for found, n in part.items():
