@@ -89,6 +89,7 @@ class Refresher:
         self._clock = clock
         self._counters = ChangeCounters(config.scope.watched_hotkeys)
         self._watched_missing: Optional[set[str]] = None  # None until the first good refresh
+        self._anomalies: dict[tuple[str, Optional[int]], int] = {}  # (rule, netuid) -> entries, of the last good refresh
         # The last snapshot's stake results, reused where their inputs did not move (refresh thread only).
         self._stake_memo = StakeMemo()
         self._passed = PassedValidators()  # what the last snapshot check passed
@@ -130,6 +131,7 @@ class Refresher:
                 snapshot = build_snapshot(read, self._config.scope, self._stake_memo)
                 check_snapshot(snapshot, self._passed)
             self._check_watched(snapshot)
+            self._log_anomalies(snapshot)
             extra = b""
             if self._history is not None:
                 # Before publishing, so the change counters served match the
@@ -196,6 +198,21 @@ class Refresher:
         for hotkey in (before or set()) - missing.keys():
             log.info("watched hotkey found on the chain", hotkey=hotkey, block=snapshot.chain.block)
         self._watched_missing = set(missing)
+
+    def _log_anomalies(self, snapshot: Snapshot) -> None:
+        """One line when a (rule, netuid) of ``snapshot.anomalies`` appears, one when it clears: not every refresh."""
+        now = {(a.rule, a.netuid): a.count for a in snapshot.anomalies}
+        before = self._anomalies
+        for (rule, netuid), count in now.items():
+            if (rule, netuid) not in before:
+                log.warning(
+                    "chain state the write paths would not make", rule=rule, netuid=netuid, entries=count,
+                    block=snapshot.chain.block,
+                    hint="published as the chain computes it; see bittensor_chain_anomalous_entries and docs/chain-states.md",
+                )
+        for rule, netuid in before.keys() - now.keys():
+            log.info("chain state cleared", rule=rule, netuid=netuid, block=snapshot.chain.block)
+        self._anomalies = now
 
     def _record(self, snapshot: Snapshot, stages: _Stages) -> HistoryResult:
         assert self._history is not None

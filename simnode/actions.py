@@ -35,7 +35,9 @@ __all__ = [
     "schedule_children",
     "set_childkey_take",
     "set_max_allowed_validators",
+    "set_max_childkey_take",
     "set_min_childkey_take",
+    "set_min_childkey_take_per_subnet",
     "set_stake_threshold",
     "set_subnet_owner_hotkey",
     "swap_hotkey",
@@ -84,6 +86,23 @@ def set_min_childkey_take(state: ChainState, take: int) -> int:
     """``sudo_set_min_childkey_take``: ``MinChildkeyTake`` and ``MinChildKeyTakeSet(take)``."""
     state.set("MinChildkeyTake", [], take)
     return state.emit(PALLET, "MinChildKeyTakeSet", [take])
+
+
+def set_max_childkey_take(state: ChainState, take: int) -> int:
+    """``sudo_set_max_childkey_take``: ``MaxChildkeyTake`` and ``MaxChildKeyTakeSet(take)``. Like the
+    chain, it touches no stored take: lowering the bound leaves the takes above it as they are."""
+    state.set("MaxChildkeyTake", [], take)
+    return state.emit(PALLET, "MaxChildKeyTakeSet", [take])
+
+
+def set_min_childkey_take_per_subnet(state: ChainState, netuid: int, take: int) -> int:
+    """``sudo_set_min_childkey_take_per_subnet`` (runtimes from mid-2026): ``MinChildkeyTakePerSubnet[netuid]``
+    and ``MinChildKeyTakePerSubnetSet(netuid, take)``. The bounds the extrinsic checks at the time are the
+    test's; a later lowered MaxChildkeyTake leaves the minimum above it."""
+    if not _declares(state, "MinChildkeyTakePerSubnet"):
+        raise ValueError(f"runtime {state.pending_spec_version} has no MinChildkeyTakePerSubnet")
+    state.set("MinChildkeyTakePerSubnet", [netuid], take)
+    return state.emit(PALLET, "MinChildKeyTakePerSubnetSet", [netuid, take])
 
 
 def set_max_allowed_validators(state: ChainState, netuid: int, k: int) -> int:
@@ -188,14 +207,19 @@ def remove_network(state: ChainState, netuid: int) -> int:
     return state.emit(PALLET, "NetworkRemoved", [netuid])
 
 
-def swap_hotkey(state: ChainState, coldkey: str, old: str, new: str, *, carry_take: Optional[bool] = None) -> int:
+def swap_hotkey(state: ChainState, coldkey: str, old: str, new: str, *, carry_take: Optional[bool] = None,
+                rebind_children_parents: bool = True) -> int:
     """``swap_hotkey`` on every subnet (``perform_hotkey_swap_on_one_subnet``): ``Owner``, uid
     maps, own stake (``TotalHotkeyAlpha``, added to ``new``'s), child and parent links (rebound
-    to ``new``, who goes last in the lists it joins), pending sets of and naming ``old``, the
-    subnet owner hotkey (with its ``SubnetOwnerHotkeySet``), then ``HotkeySwapped``.
+    to ``new``, who goes last in the lists it joins), pending sets of and naming ``old`` (rewritten
+    old -> new with no self or duplicate check: a list can end up naming its parent or a child
+    twice), the subnet owner hotkey (with its ``SubnetOwnerHotkeySet``), then ``HotkeySwapped``.
 
     ``carry_take`` (default: runtimes after 393) moves ``ChildkeyTake``; before the 2026 fix
-    it is not moved, so ``new``'s take reads as the minimum."""
+    it is not moved, so ``new``'s take reads as the minimum. ``rebind_children_parents`` False:
+    the swap of runtimes before October 2024 (subtensor issue #860, fixed by PR #863), which moved
+    ``old``'s ChildKeys to ``new`` but left ``old`` in its children's ParentKeys: leftover parents
+    that no longer mirror ChildKeys."""
     st = _Storage(state)
     if carry_take is None:
         carry_take = state.pending_spec_version > LAST_SPEC_BEFORE_2026_FIXES
@@ -214,7 +238,7 @@ def swap_hotkey(state: ChainState, coldkey: str, old: str, new: str, *, carry_ta
         if carry_take and st.has("ChildkeyTake", [old, netuid]):
             state.set("ChildkeyTake", [new, netuid], st.one("ChildkeyTake", [old, netuid]))
             state.delete("ChildkeyTake", [old, netuid])
-        _swap_links(state, st, netuid, old, new)
+        _swap_links(state, st, netuid, old, new, rebind_children_parents)
         if st.has("SubnetOwnerHotkey", [netuid]) and st.one("SubnetOwnerHotkey", [netuid]) == old:
             index = set_subnet_owner_hotkey(state, netuid, new, extrinsic=index)
         stake = st.one("TotalHotkeyAlpha", [old, netuid])
@@ -225,7 +249,7 @@ def swap_hotkey(state: ChainState, coldkey: str, old: str, new: str, *, carry_ta
     return state.emit(PALLET, "HotkeySwapped", fields, extrinsic=index)
 
 
-def _swap_links(state: ChainState, st: _Storage, netuid: int, old: str, new: str) -> None:
+def _swap_links(state: ChainState, st: _Storage, netuid: int, old: str, new: str, rebind_children_parents: bool = True) -> None:
     """``parent_child_swap_hotkey`` and the pending sets that name ``old``."""
 
     def write(item: str, hotkey: str, links: list) -> None:
@@ -236,7 +260,7 @@ def _swap_links(state: ChainState, st: _Storage, netuid: int, old: str, new: str
 
     children = st.one("ChildKeys", [old, netuid])
     parents = st.one("ParentKeys", [old, netuid])
-    for p, child in children:  # the children's parent lists: old out, new in (at the end)
+    for p, child in children if rebind_children_parents else ():  # the children's parent lists: old out, new in (at the end)
         links = [link for link in st.one("ParentKeys", [child, netuid]) if link[1] != old]
         write("ParentKeys", child, links + [(p, new)])
     for p, parent in parents:

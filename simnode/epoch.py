@@ -262,6 +262,14 @@ def epoch_permits(state: ChainState, netuid: int) -> list[bool]:
     return _epoch_permits(_Storage(state), netuid)
 
 
+def keys_consistent(st: _Storage, netuid: int) -> bool:
+    """``is_epoch_input_state_consistent``: no hotkey twice in the subnet's Keys; else the chain
+    skips the epoch (the schedule advances, the permits stay, due pending sets still apply)."""
+    hotkeys = [hk for hk in st.many("Keys", [(netuid, uid) for uid in range(st.one("SubnetworkN", [netuid]))], default=None)
+               if hk is not None]
+    return len(set(hotkeys)) == len(hotkeys)
+
+
 def _epoch_permits(st: _Storage, netuid: int) -> list[bool]:
     return _select_scaled(
         _stake_weights_scaled(st, netuid),
@@ -383,8 +391,9 @@ class _Chain:
     def step(self, block: int) -> list[int]:
         st, state = self.st, self.st.state
         due = [n for n, tempo in self.tempos.items() if n != ROOT and is_epoch_block(block, n, tempo)]
-        for netuid in due:  # 1. the epochs of this block
-            state.set("ValidatorPermit", [netuid], _epoch_permits(st, netuid))
+        for netuid in due:  # 1. the epochs of this block (skipped where Keys holds a hotkey twice)
+            if keys_consistent(st, netuid):
+                state.set("ValidatorPermit", [netuid], _epoch_permits(st, netuid))
         for netuid in due:  # 2. then the pending child sets that have cooled down
             parents = sorted(self.pending.get(netuid, ()), key=_storage_order)
             rows = st.many("PendingChildKeys", [(netuid, p) for p in parents], default=None)

@@ -189,16 +189,9 @@ MODES = [
     Mode("1,000 children",
          lambda r: r.value_of("ChildKeys", [t.P, 1], [(1, account(i)) for i in range(1000)]), "too_many_children"),
     Mode("a parent its own child", lambda r: r.value_of("ChildKeys", [t.P2, 1], [(t.HALF, t.P2)]), "self_child"),
-    Mode("ParentKeys not mirroring ChildKeys", lambda r: r.value_of("ParentKeys", [t.M, 1], [(t.HALF, t.P2)]),
-         "parents_do_not_mirror_children"),
-    # -- takes, stakes, hotkeys
-    Mode("take above MaxChildkeyTake", lambda r: r.value_of("ChildkeyTake", [t.C2, 1], 20_000), "take_above_max"),
-    Mode("MinChildkeyTake above MaxChildkeyTake", lambda r: r.value_of("MinChildkeyTake", [], 20_000),
-         "min_take_above_max"),
+    # -- stakes
     Mode("root stake above the TAO supply", lambda r: r.value_of("TotalHotkeyAlpha", [t.P, 0], 22_000_000 * t.RAO),
          "stake_above_supply"),
-    Mode("permitted uids without hotkeys",
-         lambda r: p.replace_values({r.key("Keys", [1, uid]): None for uid in range(10)}), "permit_without_hotkey"),
     # -- plausible one by one, implausible next to the last good read: held back
     Mode("a big holder's stake nulled (own stake 0)",
          lambda r: p.replace_values({r.key("TotalHotkeyAlpha", [t.NP, 1]): None}), "stake_dropped"),
@@ -319,3 +312,31 @@ def test_a_refused_endpoint_counts_as_failed_and_the_next_one_is_used(rig, expor
         assert series(s, "bittensor_exporter_endpoint_up", endpoint=labels[1]) == 1
         assert sum(honest.requests.values()) > 0
         assert data(s) == {k: v for k, v in rig.good.items() if k[0] != "bittensor_childkey_changes_total"}
+
+
+# States real storage holds though no write path makes them: an honest node can serve them, so they
+# are published (and flagged), never refused. The rule is the anomaly each one is flagged as.
+HONEST_STATES = [
+    Mode("ParentKeys not mirroring ChildKeys", lambda r: r.value_of("ParentKeys", [t.M, 1], [(t.HALF, t.P2)]),
+         "parents_do_not_mirror_children"),
+    Mode("take above MaxChildkeyTake", lambda r: r.value_of("ChildkeyTake", [t.C2, 1], 20_000), "take_above_max"),
+    Mode("MinChildkeyTake above MaxChildkeyTake", lambda r: r.value_of("MinChildkeyTake", [], 20_000),
+         "min_take_above_max"),
+    Mode("permitted uids without hotkeys",
+         lambda r: p.replace_values({r.key("Keys", [1, uid]): None for uid in range(10)}), "permit_without_hotkey"),
+]
+
+
+@pytest.mark.parametrize("mode", HONEST_STATES, ids=[m.name for m in HONEST_STATES])
+def test_a_state_the_chain_can_hold_is_published_and_flagged(rig, exporter_factory, mode):
+    exporter = exporter_factory(rig.proxy.url, scope=SCOPE, chain_timeout=1, refresh_timeout_seconds=6)  # no history
+    assert exporter.refresh()
+    rig.state.commit_block()
+    rig.proxy.corrupt = mode.hook(rig)
+    try:
+        assert exporter.refresh(), "published, not refused"
+    finally:
+        rig.proxy.corrupt = None
+    flags = {dict(k)["rule"] for (name, k), _ in exporter.scrape().items() if name == "bittensor_chain_anomalous_entries"}
+    assert flags == {mode.rule}
+    assert exporter.refresh() and data(exporter.scrape()) == without_changes(data(rig.good)), "the honest chain again"

@@ -1,8 +1,10 @@
 """The rendered exposition, byte for byte, against a golden file (node_exporter's e2e-output idea).
 
 The snapshot comes from a literal chain read of the tricky chain and a second
-read one block later with one take changed (of the watched M) and a subnet being dissolved, so the file holds
-every family, the change counters and the last change of one recorded change. A deliberate change to the
+read one block later with one take changed (of the watched M), a subnet being dissolved, and
+MaxChildkeyTake lowered below C2's stored take (an anomaly the chain can hold: flagged, C2's take
+unchanged), so the file holds every family, the change counters and the last change of one recorded
+change. A deliberate change to the
 output is made by running ``python -m tests.test_golden_exposition`` and
 reviewing the diff of ``tests/golden/tricky.prom``.
 """
@@ -32,7 +34,7 @@ def rendered() -> bytes:
     takes = dict(chain_read().takes)
     takes[(t.M, 1)] = 4000
     # Netuid 3 is being dissolved at the second block (the read holds nothing of it but its name).
-    second = build_snapshot(chain_read(block=101, watched_uids={(1, t.P): 0}, takes=takes, dissolving=(3,)), SCOPE)
+    second = build_snapshot(chain_read(block=101, watched_uids={(1, t.P): 0}, takes=takes, dissolving=(3,), max_take=11_000), SCOPE)
     state, events = state_of(second, state, 0.05)
     assert [e.kind for e in events] == ["take_changed"]
     counters.add(events)

@@ -15,6 +15,7 @@ import pytest
 from exporter.chain.reader import ChainReader
 from exporter.chain.reuse import ValueCache
 from exporter.config import ScopeConfig, WatchedHotkey
+from exporter.snapshot.anomalies import find_anomalies
 from exporter.snapshot.validate import InvalidRead
 from simnode import ChainState
 from simnode.scenarios import RAO, deterministic_hotkey, demo
@@ -73,7 +74,9 @@ def changes(state: ChainState, world):
     yield "a uid without a permit emptied: nobody is registered there"
     permits[empty] = True
     state.set("ValidatorPermit", [n], permits)
-    yield "the empty uid given a permit: a read the chain could not give"
+    yield "the empty uid given a permit: a state the chain can hold (weight 0 at the epoch)"
+    state.set("Keys", [n, empty], world.hotkeys[n][2])  # uid 2 holds it too
+    yield "a hotkey twice in Keys: the chain skips the subnet's epochs"
 
 
 def test_a_kept_reader_reads_what_a_fresh_one_reads_at_every_step():
@@ -85,7 +88,9 @@ def test_a_kept_reader_reads_what_a_fresh_one_reads_at_every_step():
         for step in changes(state, world):
             state.commit_block()
             assert read(kept, state, scope) == read(ChainReader(max_in_flight=4), state, scope), step
-        assert read(kept, state, scope) == "permit_without_hotkey"
+        last = read(kept, state, scope)
+        assert not isinstance(last, str), "published: the chain can hold it"
+        assert {(a.rule, a.netuid) for a in find_anomalies(last)} == {("duplicate_hotkey", 1)}
         state = ChainState()
         world = demo(state)
 

@@ -286,3 +286,19 @@ def test_sets_apply_in_storage_key_order_which_decides_a_child_that_was_a_parent
         else:
             assert at(state, 8, "ChildKeys", [child, NET]) is None, "refused: its child was its parent"
         assert at(state, 8, "PendingChildKeys", [NET, child]) is None, "refused or not, the set is gone"
+
+
+def test_a_hotkey_twice_in_keys_skips_the_epoch_and_pending_sets_still_apply():
+    # uids 0 and 2 both name HK[0] (``is_epoch_input_state_consistent`` is false): the permits stay as
+    # the last epoch left them; the schedule advances and a due child set applies after the slot.
+    state = chain([3000 * RAO, 100 * RAO, 1000 * RAO], k=1, permits=[False, True, False])
+    state.set("Keys", [NET, 2], HK[0])
+    state.set("PendingChildKeys", [NET, HK[1]], ([(U64_MAX, X)], 7))
+    state.commit_block()
+    assert advance_to(state, 10) == {8: [NET]}
+    assert at(state, 8, "ValidatorPermit", [NET]) == [False, True, False], "skipped: uid 0 would take the only permit"
+    assert at(state, 8, "ChildKeys", [HK[1], NET]) == [(U64_MAX, X)]
+    state.set("Keys", [NET, 2], HK[2])  # repaired: the next epoch runs
+    state.commit_block()
+    advance_to(state, 20)
+    assert at(state, 19, "ValidatorPermit", [NET]) == [True, False, False]

@@ -423,9 +423,9 @@ def test_the_read_is_admitted_by_the_gate_and_a_refused_one_leaves_the_baseline(
     reader = ChainReader(max_in_flight=4)
     first = run(reader.read(FakeConnection(state), SCOPE))
     assert reader.gate.last_good is first
-    state.set("ChildkeyTake", [t.C2, 1], 20_000)
+    state.set("ChildKeys", [t.P2, 1], [(t.HALF, t.P2)])
     state.commit_block()
-    assert refused(reader.read(FakeConnection(state), SCOPE)).rule == "take_above_max"
+    assert refused(reader.read(FakeConnection(state), SCOPE)).rule == "self_child"
     assert reader.gate.last_good is first
 
 

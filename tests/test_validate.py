@@ -70,10 +70,8 @@ def test_invalid_read_is_a_value_error_that_says_its_rule():
     (dict(netuids=()), "no_root_subnet"),
     (dict(netuids=(0, 1, 2, 5000)), "netuid_out_of_range"),
     (dict(permits={1: (True,) * (MAX_UIDS + 1)}), "permits_too_long"),
-    (dict(hotkeys={(1, 0): ZERO_ACCOUNT}), "permit_without_hotkey"),
-    (dict(hotkeys={(1, 0): t.P, (1, 1): t.P}), "duplicate_hotkey"),
-    (dict(min_take=20_000), "min_take_above_max"),
-    (dict(takes={(t.C2, 1): 11_797}), "take_above_max"),
+    (dict(takes={(t.C2, 1): 65_536}), "value_out_of_range"),
+    (dict(min_take=-1), "value_out_of_range"),
     (dict(stake={(t.P, 0): 21_000_001 * t.RAO}), "stake_above_supply"),
     (dict(stake={(t.P, 1): -1}), "value_out_of_range"),
 ])
@@ -84,6 +82,9 @@ def test_each_invariant_of_one_read(overrides, rule):
     with pytest.raises(InvalidRead) as refused:
         check_read(good(**overrides), checked=good())
     assert refused.value.rule == rule
+
+
+SWAPPED = ("duplicate_child", "self_child")  # what a hotkey swap leaves in a pending list, never in ChildKeys
 
 
 @pytest.mark.parametrize("links, rule", [
@@ -98,8 +99,12 @@ def test_each_invariant_of_one_read(overrides, rule):
 def test_a_child_set_the_chain_would_refuse(links, rule):
     child_keys = children(**{}) | {(t.P, 1): tuple(links)}
     assert rule_of(good(children=child_keys, parents=mirrored(child_keys))) == rule, "mirrored: the set itself is wrong"
-    assert rule_of(good(pending={(1, t.P): (tuple(links), 7400)})) == rule, "a pending set is held to the same rules"
-    for broken in (good(children=child_keys, parents=mirrored(child_keys)), good(pending={(1, t.P): (tuple(links), 7400)})):
+    pending = good(pending={(1, t.P): (tuple(links), 7400)})
+    if rule in SWAPPED:
+        check_read(pending)  # a swap's rewrite: the chain applies it without the self entry, a duplicate collapsed
+    else:
+        assert rule_of(pending) == rule, "a pending set is held to the same bounds"
+    for broken in (good(children=child_keys, parents=mirrored(child_keys)), *(() if rule in SWAPPED else (pending,))):
         with pytest.raises(InvalidRead) as refused:
             check_read(broken, checked=good())
         assert refused.value.rule == rule, "beside a read that passed, a changed set is checked again"
@@ -116,20 +121,25 @@ def test_no_child_keys_on_root():
     assert rule_of(good(pending={(0, t.P): (((t.HALF, t.M),), 7400)})) == "children_on_root"
 
 
-@pytest.mark.parametrize("parents, what", [
-    ({**mirrored(t.CHILD_KEYS), (t.M, 1): ((t.HALF, t.P2),)}, "ParentKeys lacks P3 -> M"),
-    ({**mirrored(t.CHILD_KEYS), (t.V2, 2): ((t.HALF, t.P),)}, "ChildKeys lacks P -> V2"),
-    ({**mirrored(t.CHILD_KEYS), (t.M, 1): ((t.HALF - 1, t.P2), (t.MAX, t.P3))}, "another proportion"),
-])
-def test_parent_keys_mirror_child_keys(parents, what):
-    assert rule_of(good(parents=parents)) == "parents_do_not_mirror_children", what
-    with pytest.raises(InvalidRead, match="parents_do_not_mirror_children"):
-        check_read(good(parents=parents), checked=good())  # the children alike, the parents not
+# States real storage holds though no write path makes them (see exporter.snapshot.anomalies):
+# published and flagged, never refused.
+CHAIN_CAN_HOLD = {
+    "ParentKeys lacks P3 -> M": dict(parents={**mirrored(t.CHILD_KEYS), (t.M, 1): ((t.HALF, t.P2),)}),
+    "ChildKeys lacks P -> V2": dict(parents={**mirrored(t.CHILD_KEYS), (t.V2, 2): ((t.HALF, t.P),)}),
+    "another proportion": dict(parents={**mirrored(t.CHILD_KEYS), (t.M, 1): ((t.HALF - 1, t.P2), (t.MAX, t.P3))}),
+    "a parent listed twice": dict(parents={**mirrored(t.CHILD_KEYS), (t.M, 1): ((t.HALF, t.P2), (t.HALF, t.P2), (t.MAX, t.P3))}),
+    "64 parents at 100 %": dict(parents={**mirrored(t.CHILD_KEYS), (t.V2, 2): tuple((t.MAX, t.hotkey(150 + i)) for i in range(64))}),
+    "a take above a lowered MaxChildkeyTake": dict(takes={(t.C2, 1): 11_797}),
+    "MinChildkeyTake above MaxChildkeyTake": dict(min_take=20_000),
+    "a permitted uid without Keys": dict(hotkeys={k: h for k, h in good().hotkeys.items() if k != (1, 3)}),
+    "a hotkey twice in Keys": dict(hotkeys={**good().hotkeys, (1, 10): t.P}),
+}
 
 
-def test_a_parent_listed_twice():
-    parents = {**mirrored(t.CHILD_KEYS), (t.M, 1): ((t.HALF, t.P2), (t.HALF, t.P2))}
-    assert rule_of(good(parents=parents)) == "duplicate_parent"
+@pytest.mark.parametrize("what", CHAIN_CAN_HOLD)
+def test_a_state_the_chain_can_hold_is_not_refused(what):
+    check_read(good(**CHAIN_CAN_HOLD[what]))
+    check_read(good(**CHAIN_CAN_HOLD[what]), checked=good())
 
 
 # -- the step from the last good read -----------------------------------------------
@@ -216,7 +226,7 @@ def test_a_held_back_read_is_not_confirmed_by_a_different_implausible_one():
 def test_an_invalid_read_is_never_held_and_never_becomes_the_baseline():
     gate = ReadGate()
     assert admitted(gate, good(block=100))
-    assert not admitted(gate, good(block=101, takes={(t.C2, 1): 60_000}))
+    assert not admitted(gate, good(block=101, stake={(t.P, 0): 21_000_001 * t.RAO}))
     assert gate.held is None and gate.last_good.block == 100
 
 
@@ -227,6 +237,11 @@ def test_the_snapshot_of_a_valid_read_passes():
     check_snapshot(build_snapshot(good(), SCOPE))
 
 
+@pytest.mark.parametrize("what", CHAIN_CAN_HOLD)
+def test_the_snapshot_of_a_state_the_chain_can_hold_passes(what):
+    check_snapshot(build_snapshot(good(**CHAIN_CAN_HOLD[what]), ScopeConfig(min_stake_weight=0)))
+
+
 @pytest.mark.parametrize("change, rule", [
     (lambda s: replace(s, validators=s.validators + s.validators[:1]), "duplicate_series"),
     (lambda s: replace(s, edges=s.edges + s.edges[-1:]), "duplicate_series"),
@@ -234,6 +249,7 @@ def test_the_snapshot_of_a_valid_read_passes():
     (lambda s: replace(s, validators=(replace(s.validators[0], stake_weight=float("nan")),)), "impossible_number"),
     (lambda s: replace(s, validators=(replace(s.validators[0], inherited_alpha=-1),)), "impossible_number"),
     (lambda s: replace(s, validators=(replace(s.validators[0], childkey_take=1.5),)), "impossible_number"),
+    (lambda s: replace(s, validators=(replace(s.validators[0], stored_childkey_take=0.2, childkey_take=0.1),)), "impossible_number"),
     (lambda s: replace(s, validators=(replace(s.validators[0], children=25),)), "too_many_children"),
     # what only history sees (a permit holder outside the netuid filter or below min_stake_weight)
     (lambda s: replace(s, tracked=s.tracked + (replace(s.tracked[0], netuid=99, inherited_alpha=-1),)), "impossible_number"),

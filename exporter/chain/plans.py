@@ -76,14 +76,14 @@ class ReadPlans:
         return plan
 
     def hotkeys_by_uid(self, read: ChainRead, uid_keys: list, hotkeys: list) -> Any:
-        """(netuid, uid) -> hotkey of every registered uid. An empty key of a permitted uid is
-        kept, for check_read to refuse; of any other uid it means nobody is registered there.
-        The last read's mapping when the uids, their hotkeys and the permits are all the same."""
+        """(netuid, uid) -> hotkey of every registered uid: an empty key means nobody is registered
+        there, a permitted uid included (the chain's epoch weighs such a uid 0; ``anomalies``
+        flags it). The last read's mapping when the uids and their hotkeys are the same."""
         last = self._hotkeys
-        if last is not None and last[0][0] is uid_keys and last[0][1:] == (hotkeys, read.permits):
+        if last is not None and last[0][0] is uid_keys and last[0][1] == hotkeys:
             return last[1]
-        mapping = frozen({(n, uid): h for (n, uid), h in zip(uid_keys, hotkeys) if someone(h) or _permitted(read, n, uid)})
-        self._hotkeys = ((uid_keys, hotkeys, read.permits), mapping)
+        mapping = frozen({(n, uid): h for (n, uid), h in zip(uid_keys, hotkeys) if someone(h)})
+        self._hotkeys = ((uid_keys, hotkeys), mapping)
         return mapping
 
     def derived(self, item: str, rows: list, derive: Callable[[list], Any]) -> Any:
@@ -154,7 +154,3 @@ def _uid_count(read: ChainRead, netuid: int) -> int:
         raise InvalidRead("subnet_too_big", f"SubnetworkN[{netuid}] is {size} (bound {MAX_UIDS})")
     return max(size, len(read.permits.get(netuid, ())))
 
-
-def _permitted(read: ChainRead, netuid: int, uid: int) -> bool:
-    permits = read.permits.get(netuid, ())
-    return uid < len(permits) and permits[uid]

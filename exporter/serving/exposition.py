@@ -31,7 +31,12 @@ VALIDATOR_FAMILIES: tuple[tuple[str, str, Callable[[ValidatorState], float]], ..
     ("bittensor_validator_own_stake_alpha", "Own stake A on the subnet (TotalHotkeyAlpha), in alpha.", lambda v: to_units(v.own_alpha)),
     ("bittensor_validator_inherited_stake_alpha", "Inherited (effective) alpha stake A - given + received, as the chain computes it.", lambda v: to_units(v.inherited_alpha)),
     ("bittensor_validator_stake_weight_alpha", "Stake weight: inherited alpha + TaoWeight * inherited root stake, in alpha units.", lambda v: to_units(v.stake_weight)),
-    ("bittensor_validator_childkey_take_ratio", "Effective childkey take (0-1): ChildkeyTake, never below the chain minimum.", lambda v: v.childkey_take),
+    ("bittensor_validator_childkey_take_ratio",
+     "Effective childkey take (0-1), what payouts use: max(ChildkeyTake, MinChildkeyTake, MinChildkeyTakePerSubnet), never capped at MaxChildkeyTake.",
+     lambda v: v.childkey_take),
+    ("bittensor_validator_stored_childkey_take_ratio",
+     "Childkey take (0-1) as stored in ChildkeyTake (0 if never set), before the chain's minimums; it can lie above MaxChildkeyTake after the bound was lowered.",
+     lambda v: v.stored_childkey_take),
 )
 # Collector "stake_detail": a series exists only where the relationship does
 # (a validator without children gives nothing to children), which keeps a
@@ -226,15 +231,20 @@ def _stake_detail(w: _Writer, snapshot: Snapshot, by_subnet: Runs) -> None:
 def _relationships(w: _Writer, snapshot: Snapshot) -> None:
     edges = Runs(snapshot.edges, attrgetter("netuid"))
     w.records(
-        "bittensor_childkey_proportion_ratio", "Share (0-1) of the parent's stake delegated to the child on the subnet.", "gauge",
-        edges, _edge_rows(lambda e: u64_ratio(e.proportion)),
+        "bittensor_childkey_proportion_ratio",
+        "Share (0-1) of the parent's stake delegated to the child on the subnet, as the parent's ChildKeys lists it (what the parent gives).",
+        "gauge", edges, _edge_rows(lambda e: None if e.proportion is None else u64_ratio(e.proportion)),
     )
     w.records(
-        "bittensor_childkey_inherited_alpha", "Alpha the child receives from this parent on the subnet: the parent's own alpha times the proportion, in the chain's fixed point.", "gauge",
-        edges, _edge_rows(lambda e: None if e.inherited_alpha is None else to_units(e.inherited_alpha)),
+        "bittensor_childkey_inherited_alpha",
+        "Alpha the child receives from this parent on the subnet: the parent's own alpha times the proportion of each of the child's "
+        "ParentKeys entries naming it, in the chain's fixed point (0 where ParentKeys does not list the parent; see bittensor_chain_anomalous_entries).",
+        "gauge", edges, _edge_rows(lambda e: None if e.inherited_alpha is None else to_units(e.inherited_alpha)),
     )
     w.family(
-        "bittensor_childkey_pending_children", "Children in a scheduled (pending) child set; 0 schedules a revocation of all children.", "gauge",
+        "bittensor_childkey_pending_children",
+        "Children in a scheduled (pending) child set as the chain will apply it (the parent itself dropped, a child listed twice counted once); "
+        "0 schedules a revocation of all children.", "gauge",
         ((p.netuid, f'parent_hotkey="{p.parent}",netuid="{p.netuid}"', len(p.children)) for p in snapshot.pending),
         grouped=True,
     )
@@ -271,14 +281,15 @@ def _subnets(w: _Writer, snapshot: Snapshot) -> None:
     )
     w.family(
         "bittensor_subnet_permit_cutoff_stake_weight_alpha",
-        "Stake weight of the k-th strongest uid passing StakeThreshold now (absent while k or fewer pass): the weakest the next epoch would give a permit by rank.",
+        "Stake weight of the k-th strongest uid passing StakeThreshold now (absent while k or fewer pass, or while the chain skips the subnet's epochs): "
+        "the weakest the next epoch would give a permit by rank.",
         "gauge",
         ((f'netuid="{n.netuid}"', to_units(n.permit_cutoff_stake_weight)) for n in subnets if n.permit_cutoff_stake_weight is not None),
     )
     w.family(
         "bittensor_subnet_top_contender_stake_weight_alpha",
-        "Stake weight of the (k+1)-th strongest uid passing StakeThreshold now (absent when none is left out): the strongest "
-        "the next epoch would leave without a permit; a holder below it loses its permit if nothing else changes.",
+        "Stake weight of the (k+1)-th strongest uid passing StakeThreshold now (absent when none is left out, or while the chain skips the "
+        "subnet's epochs): the strongest the next epoch would leave without a permit; a holder below it loses its permit if nothing else changes.",
         "gauge",
         ((f'netuid="{n.netuid}"', to_units(n.top_contender_stake_weight)) for n in subnets if n.top_contender_stake_weight is not None),
     )
@@ -327,3 +338,12 @@ def _chain(w: _Writer, snapshot: Snapshot) -> None:
         ("bittensor_chain_pending_childkey_cooldown_blocks", "PendingChildKeyCooldown: blocks before a scheduled child set can apply.", chain.pending_cooldown),
     ):
         w.single(name, help_text, "gauge", value)
+    w.family(
+        "bittensor_chain_anomalous_entries",
+        "Entries of a state the chain's storage holds but its write paths would not make, by rule and subnet (netuid empty: chain-wide), "
+        "present while the state lasts; the numbers are published as the chain computes them from it. Rules: take_above_max, "
+        "min_take_above_max, parents_do_not_mirror_children, duplicate_parent, pending_self_or_duplicate, permit_without_hotkey, "
+        "duplicate_hotkey (docs/chain-states.md).",
+        "gauge",
+        ((f'rule="{a.rule}",netuid="{"" if a.netuid is None else a.netuid}"', a.count) for a in snapshot.anomalies),
+    )

@@ -15,16 +15,17 @@ from typing import Optional, Sequence
 
 from exporter.config import ScopeConfig
 from exporter.snapshot.model import (
-    ChainInfo, ChainRead, Edge, EventWindow, Identity, PendingChildren, PendingEffect, Snapshot, SubnetState, ValidatorState,
-    WatchedKey, frozen,
+    ChainInfo, ChainRead, EventWindow, Identity, Snapshot, SubnetState, ValidatorState, WatchedKey, frozen,
 )
+from exporter.snapshot.anomalies import epoch_skipped, find_anomalies
+from exporter.snapshot.relations import exported_relations, pending_effects, relations_of
 from exporter.snapshot.contenders import inherited_of, stake_inputs, weigh_contenders
 from exporter.snapshot.after_pending import AfterPending, due_sets, project_after_pending
 from exporter.snapshot.memo import ReadChanges, StakeMemo
 from exporter.snapshot.projection import Projection, at_epoch, bits_to_rao, next_epoch_block, next_epoch_block_dynamic, rank
 from exporter.snapshot.scope import tracked_candidates
 from exporter.snapshot.stake_math import (
-    InheritedStake, effective_take, inherited_stake, u96f32_from_int, u96f32_mul, u96f32_ratio,
+    InheritedStake, effective_take, inherited_stake,
 )
 from exporter.snapshot.units import take_ratio, to_rao, u64_ratio
 
@@ -83,6 +84,7 @@ def _stake_of(read: ChainRead, hotkey: str, netuid: int, uid: Optional[int],
         parents=len(own_inputs[3]),
         children=len(own_inputs[2]),
         suspended=suspended,
+        stored_childkey_take=take_ratio(take),
     )
     if memo is not None:
         memo.keep_state((hotkey, netuid), inputs, (state, result.stake_weight_fixed))
@@ -115,6 +117,8 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig, memo: Optional[StakeMemo
         changes = memo.changes(read)
         memo.start(read)
     watched = {w.hotkey: w for w in scope.watch}
+    anomalies = find_anomalies(read, memo.anomaly_parts if memo is not None else None)
+    skipped = epoch_skipped(anomalies)
     min_weight_fixed = to_rao(scope.min_stake_weight) * _I64F64_ONE
     tracked, validators = [], []
     # The subnets projected, each with its stake weights by uid (I64F64 bits; None until weighed).
@@ -131,42 +135,25 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig, memo: Optional[StakeMemo
         if _exported(scope, hotkey, netuid, watched, weight_fixed >= min_weight_fixed):
             validators.append(state)
     owner_uids = weigh_contenders(read, weights, memo, changes)
-    projections = {netuid: _project(read, netuid, row, owner_uids.get(netuid), memo) for netuid, row in weights.items()}
+    projections = {netuid: _project(read, netuid, row, owner_uids.get(netuid), memo, netuid in skipped)
+                   for netuid, row in weights.items()}
     if memo is not None:
         memo.finish()
     pending_of: dict[int, dict] = {}  # netuid -> its pending sets
     for key, value in read.pending.items():
         pending_of.setdefault(key[0], {})[key] = value
     after_pending = {
-        netuid: found for netuid, projection in projections.items() if netuid in pending_of
+        netuid: found for netuid, projection in projections.items() if netuid in pending_of and netuid not in skipped
         and (found := _project_after_pending(read, projection, weights[netuid], pending_of[netuid])) is not None
     }
     in_scope = {(v.hotkey, v.netuid) for v in validators}
     related = {h for h, _ in (*read.children, *read.parents) if h in watched}
 
-    chain_edges = tuple(
-        Edge(parent=parent, child=child, netuid=netuid, proportion=proportion)
-        for (parent, netuid), links in sorted(read.children.items(), key=lambda kv: (kv[0][1], kv[0][0]))
-        for proportion, child in links
-    )
-    chain_pending = tuple(
-        PendingChildren(parent=parent, netuid=netuid, children=links, cooldown_block=cooldown)
-        for (netuid, parent), (links, cooldown) in sorted(read.pending.items())
-    )
+    chain_edges, chain_pending = relations_of(read)
     # Edges and pending sets touching a validator exported (in watched mode: a watched hotkey).
     touching = in_scope if scope.mode == "network" else {(h, n) for h, n in in_scope if h in watched}
-    # The alpha each parent gives: on every exported edge in network mode; in watched
-    # mode on the edges into a watched child (what it inherits, parent by parent).
-    edges = tuple(
-        Edge(e.parent, e.child, e.netuid, e.proportion, _edge_inherited(read, e))
-        if scope.mode == "network" or (e.child, e.netuid) in touching else e
-        for e in chain_edges if (e.parent, e.netuid) in touching or (e.child, e.netuid) in touching
-    )
-    pending = tuple(
-        p for p in chain_pending
-        if (p.parent, p.netuid) in touching or any((child, p.netuid) in touching for _, child in p.children)
-        or any((child, p.netuid) in touching for _, child in read.children.get((p.parent, p.netuid), ()))
-    )
+    mirrored = not any(a.rule == "parents_do_not_mirror_children" for a in anomalies)
+    edges, pending = exported_relations(read, chain_edges, chain_pending, touching, scope.mode == "network", mirrored)
     identities = tuple(
         Identity(hotkey=h, coldkey=read.coldkeys.get(h, ""), alias=watched[h].alias if h in watched else "", watched=h in watched)
         for h in sorted({v.hotkey for v in validators})
@@ -206,7 +193,7 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig, memo: Optional[StakeMemo
         chain_edges=chain_edges,
         chain_pending=chain_pending,
         tracked=tuple(tracked),
-        pending_effects=_pending_effects(read, pending),
+        pending_effects=pending_effects(read, pending),
         watched=tuple(
             WatchedKey(w.hotkey, w.alias, tuple(sorted(n for (n, h) in read.watched_uids if h == w.hotkey)),
                        related=w.hotkey in related)
@@ -226,6 +213,7 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig, memo: Optional[StakeMemo
         events=_event_window(read),
         netuids=read.netuids,
         dissolving=tuple(n for n in read.dissolving if scope.includes_netuid(n)),
+        anomalies=anomalies,
     )
 
 
@@ -271,12 +259,6 @@ def _exported(scope: ScopeConfig, hotkey: str, netuid: int, watched: dict, heavy
     return scope.mode == "network" and heavy_enough
 
 
-def _edge_inherited(read: ChainRead, edge: Edge) -> float:
-    """Alpha (rao) the child receives through ``edge``: parent's own alpha x proportion, in U96F32."""
-    parent_alpha = read.stake.get((edge.parent, edge.netuid), 0)
-    return u96f32_mul(u96f32_from_int(parent_alpha), u96f32_ratio(edge.proportion)) / _U96F32_ONE
-
-
 def _metagraph_difference(read: ChainRead, netuid: int, metagraph) -> int:
     """Largest difference (rao) between the chain's own inherited alpha, inherited root and
     floored stake weight per uid (its metagraph runtime API) and what this exporter computes."""
@@ -297,14 +279,19 @@ def _subnet_size(read: ChainRead, netuid: int) -> int:
 
 
 def _project(read: ChainRead, netuid: int, weights: list[int], owner_uid: Optional[int],
-             memo: Optional[StakeMemo] = None) -> Projection:
+             memo: Optional[StakeMemo] = None, skipped: bool = False) -> Projection:
     """``weights``: the subnet's stake weights by uid; the ranking from ``memo`` when they, the
-    threshold, the owner's uid and k are what it was ranked from (most subnets between refreshes)."""
+    threshold, the owner's uid and k are what it was ranked from (most subnets between refreshes).
+    ``skipped``: the chain skips the epoch (a hotkey twice in Keys): the permits stay as they are,
+    and no rank boundary decides anything."""
     tempo = read.tempos.get(netuid, 0)
     epoch_block: Optional[int] = -1  # classic schedule
     if read.last_epoch_blocks is not None:
         epoch_block = next_epoch_block_dynamic(
             read.block, tempo, read.last_epoch_blocks.get(netuid, 0), (read.pending_epoch_at or {}).get(netuid, 0))
+    if skipped:
+        permits = tuple(read.permits.get(netuid, ()))[:len(weights)]
+        return at_epoch(netuid, read.block, tempo, (permits + (False,) * (len(weights) - len(permits)), None, None), epoch_block)
     inputs = (tuple(weights), read.stake_threshold, owner_uid, read.max_validators.get(netuid, 0))
     ranking = memo.ranking(netuid, inputs) if memo is not None else None
     if ranking is None:
@@ -345,17 +332,6 @@ def _project_after_pending(read: ChainRead, projection: Projection, weights: Seq
 
 def _projected_permit(projection: Projection, uid: int) -> bool:
     return uid < len(projection.permits) and projection.permits[uid]
-
-
-def _pending_effects(read: ChainRead, pending: tuple[PendingChildren, ...]) -> tuple[PendingEffect, ...]:
-    """For each pending set, every child it would drop, cut, keep, raise or add."""
-    effects = []
-    for p in pending:
-        now = {child: q for q, child in read.children.get((p.parent, p.netuid), ())}
-        later = {child: q for q, child in p.children}
-        for child in sorted(now.keys() | later.keys()):
-            effects.append(PendingEffect(p.parent, child, p.netuid, now.get(child, 0), later.get(child, 0)))
-    return tuple(effects)
 
 
 def _subnet(read: ChainRead, projection: Projection) -> SubnetState:

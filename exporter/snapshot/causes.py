@@ -26,9 +26,9 @@ from dataclasses import replace
 from typing import Iterable, Optional
 
 from exporter.snapshot.changes import (
-    ChangeEvent, HistoryState, Pending, _optional_pending, _pending_value, edge_change, state_of,
+    ChangeEvent, HistoryState, Pending, _optional_pending, _pending_value, applied_set, edge_change, state_of,
 )
-from exporter.snapshot.model import ChainEvent, EventWindow, Snapshot
+from exporter.snapshot.model import ChainEvent, EventWindow, Snapshot, applied_children
 from exporter.snapshot.units import take_ratio
 
 # The chain's events a change can be attributed to (and so the events read).
@@ -176,7 +176,8 @@ class _Attribution:
                                                  old=_optional_pending(pending), new=_pending_value(scheduled)))
                     pending = scheduled
                     continue
-                applied = {child: q for q, child in e.children}
+                # The event lists the set as scheduled; ChildKeys gets it as the chain applies it.
+                applied = applied_children(parent, e.children)
                 if pending is not None and set(pending[0]) == set(e.children):
                     self.out.append(self._at(e, "pending_applied", parent, netuid, parent=parent, old=_pending_value(pending)))
                     pending = None
@@ -207,7 +208,7 @@ class _Attribution:
             self.out.append(self._remainder(net, (parent,), event_driven=True))
             return
         assert pending is not None
-        applied = {(q, child) for child, q in final_edges.items()} == set(pending[0])
+        applied = {(q, child) for child, q in final_edges.items()} == applied_set(parent, pending[0])
         kind = "pending_applied" if applied else "pending_dropped"
         net = ChangeEvent(self.window.last, 0.0, kind, parent, netuid, parent=parent, old=_pending_value(pending))
         due = [b for b in self.window.epochs.get(netuid, ()) if b > pending[1]]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from exporter.snapshot.model import Snapshot
+from exporter.snapshot.model import Snapshot, applied_children
 
 from exporter.snapshot.units import to_units, u64_ratio
 
@@ -190,7 +190,7 @@ def state_of(snapshot: Snapshot, previous: HistoryState, stake_ratio: float) -> 
             now = {(p, c) for (par, c, n), p in edges.items() if par == parent and n == netuid}
             # A set its subnet's dissolution deleted was dropped, whatever it scheduled.
             dissolved = took(netuid, 2)
-            kind = "pending_applied" if now == set(before[0]) and not dissolved else "pending_dropped"
+            kind = "pending_applied" if now == applied_set(parent, before[0]) and not dissolved else "pending_dropped"
             emit(kind, parent, netuid, parent=parent, old=_pending_value(before))
     if gone:
         events[:0] = [ChangeEvent(block, when, "subnet_dissolved", NO_HOTKEY, netuid, old=dissolved_value(*counts))
@@ -201,6 +201,12 @@ def state_of(snapshot: Snapshot, previous: HistoryState, stake_ratio: float) -> 
 def dissolved_value(permits: int, edges: int, pending: int) -> dict:
     """The old value of a ``subnet_dissolved`` event: what history held of the subnet when it went."""
     return {"permits": permits, "edges": edges, "pending": pending}
+
+
+def applied_set(parent: str, children) -> set[tuple[int, str]]:
+    """{(proportion, child)} of a pending list as the chain applies it (``applied_children``): what
+    ChildKeys then holds, so that a swapped list naming its parent or a child twice is no drop."""
+    return {(q, child) for child, q in applied_children(parent, tuple(children)).items()}
 
 
 def edge_change(parent: str, child: str, before: Optional[int], after: Optional[int]) -> Optional[tuple[str, dict]]:

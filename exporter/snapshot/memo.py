@@ -40,7 +40,7 @@ class StakeMemo:
 
     __slots__ = ("_states", "_weights", "_rankings", "_rows", "_read", "_order", "_identities", "_candidates",
                  "_next_states", "_next_weights", "_next_rankings", "_next_rows", "_next_read", "_next_order",
-                 "_next_identities", "_next_candidates")
+                 "_next_identities", "_next_candidates", "anomaly_parts")
 
     def __init__(self) -> None:
         # (inputs by key, results by key), for whole validators, for linked contenders'
@@ -53,6 +53,7 @@ class StakeMemo:
         self._order: tuple[dict, list] = ({}, [])  # the tracked candidates, and them in snapshot order
         self._identities: dict[str, Any] = {}  # hotkey -> its Identity record
         self._candidates: Optional[tuple[tuple, dict]] = None  # the tracked candidates, by what they are of
+        self.anomaly_parts: dict = {}  # what ``anomalies.find_anomalies`` keeps between builds
         self.start()
 
     def start(self, read: Optional[ChainRead] = None) -> None:

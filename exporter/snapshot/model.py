@@ -21,6 +21,13 @@ def frozen(mapping: dict) -> Mapping:
     return MappingProxyType(mapping)
 
 
+def applied_children(parent: str, links: tuple[Link, ...]) -> dict[str, int]:
+    """child -> proportion of a child list as the chain applies it (``load_relations_from_pending``):
+    the parent itself dropped, a child listed twice kept once with its last proportion. A hotkey
+    swap can leave a pending list like that; ChildKeys never holds one."""
+    return {child: proportion for proportion, child in links if child != parent}
+
+
 @dataclass(frozen=True)
 class ChainRead:
     """Everything one refresh read, all at ``block_hash``: raw chain values, no math."""
@@ -83,20 +90,35 @@ class ValidatorState:
     inherited_alpha: int
     inherited_root_tao: int
     stake_weight: float
-    childkey_take: float
-    parents: int
+    childkey_take: float  # effective: max(ChildkeyTake, MinChildkeyTake, MinChildkeyTakePerSubnet), never capped
+    parents: int  # ParentKeys entries (a parent listed twice counts twice, as the chain counts its stake)
     children: int
     suspended: Optional[bool] = None
+    stored_childkey_take: float = 0.0  # ChildkeyTake as stored (0 when absent)
 
 
 @dataclass(frozen=True, slots=True)
 class Edge:
+    """A parent -> child link. ChildKeys says what the parent gives, ParentKeys what the child
+    receives; they are one edge where they mirror each other (nearly always)."""
+
     parent: str
     child: str
     netuid: int
-    proportion: int  # u64 fraction of u64::MAX
-    # Alpha (rao, U96F32 precision) the child receives from the parent: set on exported edges.
+    proportion: Optional[int]  # u64 fraction of u64::MAX, from ChildKeys; None: ParentKeys lists it, ChildKeys not
+    # Alpha (rao, U96F32 precision) the child receives from the parent through its ParentKeys entries
+    # (0 where they do not list the parent): set on exported edges.
     inherited_alpha: Optional[float] = None
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    """A state real storage can hold that no write path makes (``anomalies``): how many entries
+    break ``rule`` on ``netuid`` (None: a chain-wide value)."""
+
+    rule: str
+    netuid: Optional[int]
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +234,7 @@ class Snapshot:
     netuids: Optional[tuple[int, ...]] = None
     # Netuids being dissolved (exported: the netuid filter applies), see ChainRead.dissolving.
     dissolving: tuple[int, ...] = ()
+    anomalies: tuple[Anomaly, ...] = ()  # by rule, then netuid (chain-wide first)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,10 +3,16 @@
 Pure functions over literal values, no I/O. Three layers, each raising
 ``InvalidRead(rule, detail)``:
 
-- ``check_read``: invariants one read must satisfy on its own, because the
-  chain enforces them (at most 5 children, no duplicate child, proportions
-  summing to at most u64::MAX, ParentKeys mirroring ChildKeys, takes within
-  MaxChildkeyTake, a root subnet, a positive block, a well-formed hash, ...);
+- ``check_read``: what no honest node of this chain can serve: a malformed
+  head, values out of their type's range, sizes beyond the chain's bounds,
+  and the rules every write path keeps on live subnets (a ChildKeys set has
+  at most 5 children, no self or duplicate child, proportions summing to at
+  most u64::MAX, none on root; a root subnet exists; root stake within the
+  TAO supply). Everything else real storage can hold (ParentKeys not
+  mirroring ChildKeys, takes above MaxChildkeyTake, a swapped pending list
+  naming its parent or a child twice, a duplicate hotkey in Keys, a permit
+  without Keys, see ``anomalies``) is published, computed as the chain
+  computes it, and flagged;
 - ``check_successor`` and ``ReadGate``: the step from the last good read.
   The block never goes back; a read in which more than half of the subnets,
   permit holders, child edges or read stake vanished at once is *held back*
@@ -35,6 +41,8 @@ from exporter.config import ScopeConfig
 from exporter.snapshot.model import ChainRead, Link, Snapshot
 from exporter.snapshot.scope import registered_uids, tracked_candidates
 from exporter.snapshot.units import RAO_PER_UNIT, U64_MAX
+
+U16_MAX = 2**16 - 1
 
 # The chain's own limits.
 MAX_CHILDREN = 5  # per parent and subnet (do_schedule_children: TooManyChildren)
@@ -84,27 +92,27 @@ def check_block_hash(block_hash: object) -> None:
 
 
 def check_read(read: ChainRead, checked: Optional[ChainRead] = None) -> None:
-    """Every invariant the chain keeps, on one read; raises ``InvalidRead`` naming the first broken.
+    """Every rule no state of the chain can break, on one read; raises ``InvalidRead`` naming the first broken.
 
     ``checked``: a read that passed before (the last admitted one). A part equal to its part
-    (the hotkeys of every uid, the child sets, the pending sets: between two refreshes nearly
-    always) passed the same checks already, so it is not walked again.
+    (the child sets, the parent lists, the pending sets: between two refreshes nearly always)
+    passed the same checks already, so it is not walked again.
     """
     check_block(read.block, read.block_hash)
     if read.timestamp_ms <= 0:
         raise InvalidRead("timestamp", f"Timestamp.Now is {read.timestamp_ms} at block {read.block}")
-    _check_subnets(read, checked)
+    _check_subnets(read)
     _check_takes(read)
-    links_checked = checked is not None and read.children == checked.children and read.parents == checked.parents
-    if not links_checked:
+    if checked is None or read.children != checked.children:
         for (parent, netuid), links in read.children.items():
             _check_child_set(f"ChildKeys[{parent}, {netuid}]", parent, netuid, links)
     if checked is None or read.pending != checked.pending:
         for (netuid, parent), (links, _cooldown) in read.pending.items():
-            _check_child_set(f"PendingChildKeys[{netuid}, {parent}]", parent, netuid, links)
-    if not links_checked:
+            # A swap rewrites pending lists old -> new with no self or duplicate check: the
+            # chain drops the one and collapses the other when it applies the set (flagged).
+            _check_child_set(f"PendingChildKeys[{netuid}, {parent}]", parent, netuid, links, swapped=True)
+    if checked is None or read.parents != checked.parents:
         _check_parents(read)
-        _check_mirror(read)
     _check_stakes(read)
 
 
@@ -121,7 +129,7 @@ def _check_stakes(read: ChainRead) -> None:
             raise InvalidRead("stake_above_supply", f"root stake of {hotkey} is {amount} rao, above the 21M TAO supply")
 
 
-def _check_subnets(read: ChainRead, checked: Optional[ChainRead] = None) -> None:
+def _check_subnets(read: ChainRead) -> None:
     if any(not 0 <= n < MAX_NETUIDS for n in read.netuids):
         raise InvalidRead("netuid_out_of_range", f"netuids {_short(sorted(read.netuids)[-3:])} (bound {MAX_NETUIDS})")
     if 0 not in read.netuids:
@@ -129,27 +137,25 @@ def _check_subnets(read: ChainRead, checked: Optional[ChainRead] = None) -> None
     for netuid, permits in read.permits.items():
         if len(permits) > MAX_UIDS:
             raise InvalidRead("permits_too_long", f"ValidatorPermit[{netuid}] has {len(permits)} uids (bound {MAX_UIDS})")
-    if checked is not None and read.hotkeys == checked.hotkeys:
-        return
-    seen: dict[tuple[int, str], int] = {}
-    for (netuid, uid), hotkey in read.hotkeys.items():
-        if not isinstance(hotkey, str) or not hotkey or hotkey == ZERO_ACCOUNT:
-            raise InvalidRead("permit_without_hotkey", f"Keys[{netuid}, {uid}] of a permitted uid is empty")
-        other = seen.setdefault((netuid, hotkey), uid)
-        if other != uid:
-            raise InvalidRead("duplicate_hotkey", f"{hotkey} holds uids {other} and {uid} on netuid {netuid}")
 
 
 def _check_takes(read: ChainRead) -> None:
-    if read.min_take > read.max_take:
-        raise InvalidRead("min_take_above_max", f"MinChildkeyTake {read.min_take} > MaxChildkeyTake {read.max_take}")
-    for (hotkey, netuid), take in read.takes.items():
-        if not 0 <= take <= read.max_take:
-            raise InvalidRead("take_above_max",
-                              f"ChildkeyTake[{hotkey}, {netuid}] = {take} outside [0, MaxChildkeyTake {read.max_take}]")
+    """A take is a u16: any value of it is a state the chain can hold (the sudo setters store any
+    bound and touch no stored take), so only the type's range is checked."""
+    bounds = (read.min_take, read.max_take, *read.takes.values(), *(read.min_take_per_subnet or {}).values())
+    if min(bounds) >= 0 and max(bounds) <= U16_MAX:  # decided in C
+        return
+    for where, take in (("MinChildkeyTake", read.min_take), ("MaxChildkeyTake", read.max_take),
+                        *((f"ChildkeyTake[{h}, {n}]", t) for (h, n), t in read.takes.items()),
+                        *((f"MinChildkeyTakePerSubnet[{n}]", t) for n, t in (read.min_take_per_subnet or {}).items())):
+        if not 0 <= take <= U16_MAX:
+            raise InvalidRead("value_out_of_range", f"{where} = {take}")
 
 
-def _check_child_set(where: str, parent: str, netuid: int, links: Iterable[Link]) -> None:
+def _check_child_set(where: str, parent: str, netuid: int, links: Iterable[Link], swapped: bool = False) -> None:
+    """The rules every write of a child set keeps; ``swapped``: a pending set, which a hotkey
+    swap may have left naming its parent or a child twice (the swap keeps each proportion, so
+    the count and the sum stay within bounds)."""
     links = tuple(links)
     if netuid == 0 and links:
         raise InvalidRead("children_on_root", f"{where}: the chain has no child keys on root")
@@ -157,9 +163,9 @@ def _check_child_set(where: str, parent: str, netuid: int, links: Iterable[Link]
         raise InvalidRead("too_many_children", f"{where}: {len(links)} children (the chain allows {MAX_CHILDREN})")
     _check_proportions(where, links)
     children = [child for _, child in links]
-    if parent in children:
+    if not swapped and parent in children:
         raise InvalidRead("self_child", f"{where}: the parent is its own child")
-    if len(set(children)) != len(children):
+    if not swapped and len(set(children)) != len(children):
         twice = next(c for c, n in Counter(children).items() if n > 1)
         raise InvalidRead("duplicate_child", f"{where}: {twice} appears twice")
     total = sum(p for p, _ in links)
@@ -174,29 +180,11 @@ def _check_proportions(where: str, links: tuple[Link, ...]) -> None:
 
 
 def _check_parents(read: ChainRead) -> None:
+    """Only the proportions' range: ParentKeys may list more than 5 parents summing far above
+    u64::MAX (each a share of that parent's stake), a parent twice after a swap, and need not
+    mirror ChildKeys (leftovers of swaps, a dissolution's cleanup): the chain reads it as it is."""
     for (child, netuid), links in read.parents.items():
-        where = f"ParentKeys[{child}, {netuid}]"
-        links = tuple(links)
-        _check_proportions(where, links)
-        parents = [parent for _, parent in links]
-        if len(set(parents)) != len(parents):
-            twice = next(p for p, n in Counter(parents).items() if n > 1)
-            raise InvalidRead("duplicate_parent", f"{where}: {twice} appears twice")
-
-
-def _check_mirror(read: ChainRead) -> None:
-    """ParentKeys[c, n] lists (q, p) exactly when ChildKeys[p, n] lists (q, c)."""
-    down = {(p, c, n): q for (p, n), links in read.children.items() for q, c in links}
-    up = {(p, c, n): q for (c, n), links in read.parents.items() for q, p in links}
-    if down == up:
-        return
-    for edge in sorted(down.keys() ^ up.keys())[:1]:
-        parent, child, netuid = edge
-        side = "ParentKeys lacks" if edge in down else "ChildKeys lacks"
-        raise InvalidRead("parents_do_not_mirror_children", f"{side} the edge {parent} -> {child} on netuid {netuid}")
-    edge = next(e for e in sorted(down) if down[e] != up[e])
-    raise InvalidRead("parents_do_not_mirror_children",
-                      f"edge {edge[0]} -> {edge[1]} on netuid {edge[2]}: proportion {down[edge]} vs {up[edge]}")
+        _check_proportions(f"ParentKeys[{child}, {netuid}]", tuple(links))
 
 
 # -- one step from the last good read ----------------------------------------------
@@ -351,14 +339,16 @@ def check_snapshot(snapshot: Snapshot, passed: Optional[PassedValidators] = None
 def _check_validator(v) -> None:
     where = f"validator {v.hotkey} on netuid {v.netuid}"
     numbers = (v.own_alpha, v.root_tao, v.to_children_alpha, v.from_parents_alpha, v.inherited_alpha,
-               v.inherited_root_tao, v.stake_weight, v.childkey_take)
+               v.inherited_root_tao, v.stake_weight, v.childkey_take, v.stored_childkey_take)
     if not all(math.isfinite(x) and x >= 0 for x in numbers):
         raise InvalidRead("impossible_number", f"{where}: a negative or non-finite amount")
     if v.to_children_alpha > v.own_alpha + 1:
         raise InvalidRead("gives_more_than_it_owns",
                           f"{where}: gives {v.to_children_alpha:.0f} rao of {v.own_alpha} own to children")
-    if v.childkey_take > 1:
-        raise InvalidRead("impossible_number", f"{where}: take ratio {v.childkey_take}")
+    # A u16 of 65535: any take, above a lowered MaxChildkeyTake included, is at most 1. Parents are
+    # not bounded (ParentKeys may list any number, summing far above one), children are (ChildKeys).
+    if v.childkey_take > 1 or v.stored_childkey_take > v.childkey_take:
+        raise InvalidRead("impossible_number", f"{where}: take ratio {v.childkey_take} (stored {v.stored_childkey_take})")
     if v.children > MAX_CHILDREN:
         raise InvalidRead("too_many_children", f"{where}: {v.children} children")
 
