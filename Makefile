@@ -29,11 +29,16 @@ lock:
 	$(LOCK) --extra test --output-file requirements-test.lock
 	$(LOCK) --constraint requirements-test.lock --output-file requirements.lock
 
-.PHONY: install run demo test bench
+.PHONY: install run demo test bench docs history
 install: $(VENV)/.installed
 
 run: $(VENV)/.installed
 	$(BIN)/bittensor-validator-exporter --config.file $(CONFIG)
+
+# The history command with the same configuration, e.g. make history ARGS="--hotkey 5F... --since 2026-11-01",
+# make history ARGS="backup backups/"; after make demo: make history CONFIG=config.demo.yaml.
+history: $(VENV)/.installed
+	$(BIN)/bittensor-validator-exporter history --config.file $(CONFIG) $(ARGS)
 
 # The demo chain (simnode.demo: the watched demo validator changes every minute, blocks
 # stamped with the wall clock) and the exporter reading it (config.demo.yaml: watched
@@ -48,6 +53,11 @@ demo: $(VENV)/.installed
 # worker here) and every exporter process a test starts compiled the package again.
 test: $(VENV)/.installed
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest
+
+# The generated reference pages, docs/metrics.md (from exporter/serving/metric_defs.py) and
+# docs/alerts.md (from alerting/*.rules.yml); run after changing either. A test fails while they differ.
+docs: $(VENV)/.installed
+	$(BIN)/python -m tools.docs_gen
 
 # Mainnet-scale benchmark against the baselines, one table, then each refresh stage's CPU on
 # issue 15's larger chain at 50 ms a round trip, history on (several minutes); see BENCHMARKS.md.
