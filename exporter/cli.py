@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import gc
 import os
 import re
@@ -64,10 +65,56 @@ def _epilog() -> str:
     return "\n".join(lines)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse without abbreviations (a prefix of a flag is a mistake, not that flag), whose
+    errors suggest the nearest valid choice."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):  # type: ignore[override]
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            options = re.findall(r"'([^']*)'", choice.group(2))
+            message += _did_you_mean(choice.group(1), options)
+        super().error(message)
+
+
+def _did_you_mean(given: str, options: Sequence[str]) -> str:
+    near = difflib.get_close_matches(given, options, n=1, cutoff=0.6)
+    return f" (did you mean {near[0]}?)" if near else ""
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """Every --flag ``parser`` or any of its subcommands takes."""
+    found: set[str] = set()
+    for action in parser._actions:
+        found.update(o for o in action.option_strings if o.startswith("--"))
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _option_strings(sub)
+    return found
+
+
+def unknown_flag(parser: argparse.ArgumentParser, argv: Sequence[str]) -> Optional[str]:
+    """The error for the first --flag in ``argv`` that no command takes, naming it and the nearest
+    real one; None when every flag exists. Checked before parsing: argparse would otherwise take the
+    flag's value for a command ("invalid choice: ':9745'") without naming the flag."""
+    known = _option_strings(parser)
+    for arg in argv:
+        if arg == "--":
+            break
+        flag = arg.split("=", 1)[0]
+        if flag.startswith("--") and flag not in known:
+            return f"unknown flag {flag}" + _did_you_mean(flag, sorted(known))
+    return None
+
+
 def _flags() -> argparse.ArgumentParser:
     """Flags accepted before or after a subcommand; SUPPRESS keeps an absent flag from
     overwriting one given in the other position."""
-    flags = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    flags = _Parser(add_help=False, argument_default=argparse.SUPPRESS)
     flags.add_argument("--config.file", dest="config_file", metavar="PATH", help="YAML configuration file (see config.example.yaml)")
     flags.add_argument("--web.listen-address", dest="listen_address", metavar="ADDR", help="address to serve HTTP on, e.g. :9744 (overrides web.listen_address)")
     flags.add_argument("--web.telemetry-path", dest="telemetry_path", metavar="PATH",
@@ -90,16 +137,30 @@ def _flags() -> argparse.ArgumentParser:
     return flags
 
 
+PROG = "bittensor-validator-exporter"
+DESCRIPTION = f"""\
+Prometheus exporter for Bittensor validators: stake, stake weight, childkey take, validator
+permit and parent/child relationships of every validator, read from one finalized block per
+refresh and served at /metrics; every change is recorded in a SQLite history.
+
+most used:
+  {PROG} --config.file config.yaml             run (no file: finney, :9744)
+  {PROG} check-config --config.file config.yaml
+  {PROG} history --config.file config.yaml     recorded changes, newest first
+From a checkout: make demo (a simulated chain, no network), make run, make history ARGS="..."."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     flags = _flags()
     common = {"parents": [flags], "epilog": _epilog(), "formatter_class": argparse.RawDescriptionHelpFormatter}
-    parser = argparse.ArgumentParser(
-        prog="bittensor-validator-exporter",
-        description="Prometheus exporter for Bittensor validators' stake, childkey takes and parent/child relationships.",
+    parser = _Parser(
+        prog=PROG,
+        usage="%(prog)s [COMMAND] [--config.file PATH] [flags]",
+        description=DESCRIPTION,
         **common,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", prog=PROG)
     sub.add_parser("run", help="run the exporter (the default)", **common)
     sub.add_parser("check-config", help="validate the configuration and exit", **common)
     add_history_parser(sub, flags)
@@ -157,7 +218,12 @@ def telemetry_path(args: argparse.Namespace) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    problem = unknown_flag(parser, argv)
+    if problem:
+        parser.error(problem)
+    args = parser.parse_args(argv)
     if args.command not in (None, "run"):
         return _main(args, None)
     # Running: from here on SIGTERM or SIGINT asks for a clean stop (exit 0), even one
