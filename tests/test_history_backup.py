@@ -167,6 +167,7 @@ def test_a_backup_taken_while_a_writer_commits_is_one_committed_state(tmp_path):
     stop = threading.Event()
     commits: list[float] = []
     failures: list[str] = []
+    committed = threading.Event()
 
     def write() -> None:
         writer = HistoryWriter(str(live), Retention(), stake_change_ratio=0.05)
@@ -177,6 +178,7 @@ def test_a_backup_taken_while_a_writer_commits_is_one_committed_state(tmp_path):
                 if not writer.record(with_take(block, 6000 + block % 2)).ok:
                     failures.append(f"block {block}")
                 commits.append(time.monotonic())
+                committed.set()
         finally:
             writer.close()
 
@@ -184,8 +186,7 @@ def test_a_backup_taken_while_a_writer_commits_is_one_committed_state(tmp_path):
     thread.start()
     copies, overlapping = [], 0
     try:
-        while not commits:
-            time.sleep(0.01)
+        assert committed.wait(60), "the writer committed nothing"
         for i in range(20):
             started = time.monotonic()
             copy = tmp_path / f"copy-{i}.db"
