@@ -51,9 +51,9 @@ def test_the_example_configs_commented_watch_entry_works_once_uncommented():
     import re
 
     text = (REPO / "config.example.yaml").read_text()
-    block = re.search(r"^  #   watch:\n((?:  #     .*\n)+)", text, re.MULTILINE)
+    block = re.search(r"^  # watch:\n((?:  #   .*\n)+)", text, re.MULTILINE)
     assert block, "the commented example of scope.watch"
-    entry = "\n".join(line[len("  #   "):] for line in block.group(1).splitlines())
+    entry = "\n".join(line[len("  # "):] for line in block.group(1).splitlines())
     entry = re.sub(r"hotkey: 5F\.\.\..*", "hotkey: 5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY", entry)
     config = parse_config(yaml.safe_load(f"scope:\n  watch:\n{entry}\n"))
     (watched,) = config.scope.watch

@@ -434,13 +434,12 @@ def test_a_restored_backup_of_the_running_exporter_carries_on_its_history(tmp_pa
     assert "history was reset" not in (tmp_path / f"exporter-{exporter.runs}.log").read_text()
 
 
-# -- the README ------------------------------------------------------------------------
+# -- docs/history.md ------------------------------------------------------------------------
 
 
 def test_the_readme_cron_line_backs_up_what_the_service_writes():
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("### Backups"):]
-    section = section[: section.index("\n### ")]
+    readme = (REPO / "docs" / "history.md").read_text()
+    section = readme[readme.index("## Backups"):]
     (line,) = re.findall(r"^15 3 \* \* \* .*$", section, re.MULTILINE)
     user, cd, directory, and_, *command = shlex.split(line)[5:]
     service = unit()
