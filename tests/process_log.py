@@ -22,6 +22,7 @@ class LogLines:
                     self._lines.append(line.rstrip("\n"))
                     self._changed.notify_all()
         finally:
+            stream.close()  # read to its end: this thread is its only reader
             with self._changed:
                 self._ended = True
                 self._changed.notify_all()

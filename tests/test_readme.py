@@ -52,7 +52,9 @@ def test_the_readmes_demo_commands_run_as_written(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     log = LogLines(proc.stdout)
     try:
-        log.wait_for(lambda lines: any('"event": "refresh"' in line for line in lines), timeout=90, what="first refresh")
+        # A refresh is logged just before it is published: after the second line the first is served.
+        log.wait_for(lambda lines: sum('"event": "refresh"' in line for line in lines) >= 2, timeout=90,
+                     what="two refreshes")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
             samples = parse_exposition(response.read().decode())
         info = [dict(labels) for (name, labels) in samples if name == "bittensor_validator_info"]
