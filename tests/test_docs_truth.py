@@ -32,12 +32,8 @@ PAGES = sorted([REPO / "README.md", *(REPO / "docs").glob("*.md")])
 YAML_FILES = [REPO / "config.example.yaml", REPO / "prometheus.yml"]
 DASHBOARDS = sorted((REPO / "dashboards").glob("*.json"))
 
-# Flags of other programs the pages show being run (pip, docker, systemd, pm2, uv, useradd, ...).
-OTHER_PROGRAMS_FLAGS = {
-    "--require-hashes", "--no-deps", "--upgrade", "--system", "--user-group", "--no-create-home", "--home-dir",
-    "--shell", "--now", "--profile", "--build", "--build-arg", "--read-only", "--tmpfs", "--update-env",
-    "--offline", "--no-pager", "--everywhere",
-}
+# Flags of other programs passed through ours: `make lock LOCK_ARGS=--upgrade` (uv's).
+OTHER_PROGRAMS_FLAGS = {"--upgrade"}
 # Files the operator creates, never committed.
 OPERATOR_FILES = {
     "config.yaml", "web.yml", "alertmanager/discord_webhook_url", "alertmanager/heartbeat_url", "backups/",
@@ -175,10 +171,37 @@ def wrong_alert_names(text: str) -> list[str]:
     return [name for name in re.findall(r"\b(Bittensor[A-Z][A-Za-z]+)\b", text) if name not in alerts]
 
 
+# Programs whose flags are theirs: a line running one is not checked for ours.
+OTHER_PROGRAMS = {
+    "pip", "pip3", "docker", "docker-compose", "systemctl", "systemd-analyze", "journalctl", "useradd", "install",
+    "pm2", "curl", "git", "uv", "prometheus", "promtool", "amtool", "alertmanager", "htpasswd", "sqlite3", "ssh",
+    "find", "grep", "tar", "rsync", "openssl", "apt-get", "kubectl", "helm",
+}
+
+
+def _runs_another_program(line: str) -> bool:
+    words = [w for w in re.split(r"\s+", line.strip()) if w and w != "sudo" and not re.fullmatch(r"[A-Z_]+=\S*", w)]
+    return bool(words) and words[0].rsplit("/", 1)[-1] in OTHER_PROGRAMS
+
+
+def joined(code: list[str]) -> list[str]:
+    """Code lines with their continuations (a trailing backslash) joined."""
+    out, buffer = [], ""
+    for line in code:
+        if line.rstrip().endswith("\\"):
+            buffer += line.rstrip()[:-1] + " "
+            continue
+        out.append(buffer + line)
+        buffer = ""
+    return out
+
+
 def wrong_flags(code: list[str]) -> list[str]:
     known = exporter_flags() | module_flags() | OTHER_PROGRAMS_FLAGS
     wrong = []
-    for line in code:
+    for line in joined(code):
+        if _runs_another_program(line):
+            continue
         for flag in re.findall(r"(?<![\w-])(--[a-zA-Z][\w.-]*[\w])", line):
             if re.search(r"\.[A-Z]+$", flag):  # --collector.NAME: a placeholder for a part
                 pattern = re.escape(flag[: flag.rindex(".") + 1]) + r"[a-z_]+"
@@ -287,15 +310,8 @@ def wrong_environment(text: str, code: list[str]) -> list[str]:
 def _commands(code: list[str]) -> list[list[str]]:
     """The exporter's command lines in the code: the arguments after the program (or after `make
     history`'s ARGS), placeholders of alert templates and shell around them left out."""
-    joined, buffer = [], ""
-    for line in code:
-        if line.rstrip().endswith("\\"):
-            buffer += line.rstrip()[:-1] + " "
-            continue
-        joined.append(buffer + line)
-        buffer = ""
     found = []
-    for line in joined:
+    for line in joined(code):
         line = re.sub(r"\{\{.*?\}\}", "X", line)
         try:
             words = shlex.split(line, comments=True)
