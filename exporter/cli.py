@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import gc
 import os
 import re
@@ -23,6 +22,7 @@ from exporter.config import (
     COLLECTORS, ENDPOINTS_ENV, LOG_FORMATS, LOG_LEVELS, REFRESH_MODES, SCOPE_MODES, Config, ConfigError,
     listen_address_problem, load_config,
 )
+from exporter.flag_errors import Parser, unknown_flag
 from exporter.history.cli import add_history_parser, run_history
 from exporter.serving.server import DEFAULT_TELEMETRY_PATH, telemetry_path_problem
 from exporter.serving.status import REVISION_ENV
@@ -65,56 +65,10 @@ def _epilog() -> str:
     return "\n".join(lines)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse without abbreviations (a prefix of a flag is a mistake, not that flag), whose
-    errors suggest the nearest valid choice."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str):  # type: ignore[override]
-        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
-        if choice:
-            options = re.findall(r"'([^']*)'", choice.group(2))
-            message += _did_you_mean(choice.group(1), options)
-        super().error(message)
-
-
-def _did_you_mean(given: str, options: Sequence[str]) -> str:
-    near = difflib.get_close_matches(given, options, n=1, cutoff=0.6)
-    return f" (did you mean {near[0]}?)" if near else ""
-
-
-def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
-    """Every --flag ``parser`` or any of its subcommands takes."""
-    found: set[str] = set()
-    for action in parser._actions:
-        found.update(o for o in action.option_strings if o.startswith("--"))
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                found |= _option_strings(sub)
-    return found
-
-
-def unknown_flag(parser: argparse.ArgumentParser, argv: Sequence[str]) -> Optional[str]:
-    """The error for the first --flag in ``argv`` that no command takes, naming it and the nearest
-    real one; None when every flag exists. Checked before parsing: argparse would otherwise take the
-    flag's value for a command ("invalid choice: ':9745'") without naming the flag."""
-    known = _option_strings(parser)
-    for arg in argv:
-        if arg == "--":
-            break
-        flag = arg.split("=", 1)[0]
-        if flag.startswith("--") and flag not in known:
-            return f"unknown flag {flag}" + _did_you_mean(flag, sorted(known))
-    return None
-
-
 def _flags() -> argparse.ArgumentParser:
     """Flags accepted before or after a subcommand; SUPPRESS keeps an absent flag from
     overwriting one given in the other position."""
-    flags = _Parser(add_help=False, argument_default=argparse.SUPPRESS)
+    flags = Parser(add_help=False, argument_default=argparse.SUPPRESS)
     flags.add_argument("--config.file", dest="config_file", metavar="PATH", help="YAML configuration file (see config.example.yaml)")
     flags.add_argument("--web.listen-address", dest="listen_address", metavar="ADDR", help="address to serve HTTP on, e.g. :9744 (overrides web.listen_address)")
     flags.add_argument("--web.telemetry-path", dest="telemetry_path", metavar="PATH",
@@ -153,7 +107,7 @@ From a checkout: make demo (a simulated chain, no network), make run, make histo
 def build_parser() -> argparse.ArgumentParser:
     flags = _flags()
     common = {"parents": [flags], "epilog": _epilog(), "formatter_class": argparse.RawDescriptionHelpFormatter}
-    parser = _Parser(
+    parser = Parser(
         prog=PROG,
         usage="%(prog)s [COMMAND] [--config.file PATH] [flags]",
         description=DESCRIPTION,

@@ -43,7 +43,7 @@ def test_a_mistyped_command_or_choice_gets_a_suggestion(capsys):
 
 
 def test_flags_after_a_value_that_looks_like_a_flag_end_at_the_separator():
-    from exporter.cli import unknown_flag
+    from exporter.flag_errors import unknown_flag
 
     assert unknown_flag(build_parser(), ["history", "--hotkey", "5F", "--", "--not-a-flag"]) is None
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.cli import ENVIRONMENT, _option_strings, build_parser
+from exporter.cli import ENVIRONMENT, build_parser
+from exporter.flag_errors import option_strings
 from exporter.config import ConfigError, parse_config
 from exporter.serving.metric_defs import exposed_names
 
@@ -85,7 +86,7 @@ def config_keys() -> frozenset[str]:
 
 @functools.lru_cache(maxsize=None)
 def exporter_flags() -> frozenset[str]:
-    return frozenset(_option_strings(build_parser()))
+    return frozenset(option_strings(build_parser()))
 
 
 @functools.lru_cache(maxsize=None)
