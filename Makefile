@@ -29,19 +29,30 @@ lock:
 	$(LOCK) --extra test --output-file requirements-test.lock
 	$(LOCK) --constraint requirements-test.lock --output-file requirements.lock
 
-.PHONY: install run demo test bench dashboards
+.PHONY: install run demo test bench dashboards docs history
 install: $(VENV)/.installed
 
 run: $(VENV)/.installed
 	$(BIN)/bittensor-validator-exporter --config.file $(CONFIG)
 
-# The demo chain (simnode.demo: the watched demo validator changes every minute, blocks
-# stamped with the wall clock) and the exporter reading it (config.demo.yaml: watched
-# hotkeys that exist on the demo chain).
+# The history command with the same configuration, e.g. make history ARGS="--hotkey 5F... --since 2026-11-01",
+# make history ARGS="backup backups/"; after make demo: make history CONFIG=config.demo.yaml.
+history: $(VENV)/.installed
+	$(BIN)/bittensor-validator-exporter history --config.file $(CONFIG) $(ARGS)
+
+# The demo chain (simnode.demo: the watched demo validator changes every DEMO_CHANGE_EVERY
+# seconds, blocks stamped with the wall clock) and the exporter reading it (config.demo.yaml:
+# watched hotkeys that exist on the demo chain; its history in demo-history.db). DEMO_NODE_PORT
+# and DEMO_FLAGS (more exporter flags, e.g. --web.listen-address :9745) let it run beside
+# other things; tests/test_readme.py runs it so.
+DEMO_NODE_PORT ?= 9944
+DEMO_CHANGE_EVERY ?= 60
+DEMO_FLAGS ?=
 demo: $(VENV)/.installed
-	$(BIN)/python -m simnode.demo --port 9944 & \
+	$(BIN)/python -m simnode.demo --port $(DEMO_NODE_PORT) --change-every $(DEMO_CHANGE_EVERY) & \
 	trap 'kill $$!' EXIT INT TERM; \
-	$(BIN)/bittensor-validator-exporter --config.file config.demo.yaml
+	BITTENSOR_EXPORTER_ENDPOINTS=ws://127.0.0.1:$(DEMO_NODE_PORT) \
+	$(BIN)/bittensor-validator-exporter --config.file config.demo.yaml $(DEMO_FLAGS)
 
 # PYTHONDONTWRITEBYTECODE (set by some shells and images) is cleared for the tests: with it, every
 # xdist worker rewrote and compiled every test module again at collection (~10 s instead of ~4 s a
@@ -54,6 +65,11 @@ test: $(VENV)/.installed
 # fails when the committed JSON is not what the code builds.
 dashboards: $(VENV)/.installed
 	$(BIN)/python -m dashboards_src
+
+# The generated reference pages, docs/metrics.md (from exporter/serving/metric_defs.py) and
+# docs/alerts.md (from alerting/*.rules.yml); run after changing either. A test fails while they differ.
+docs: $(VENV)/.installed
+	$(BIN)/python -m tools.docs_gen
 
 # Mainnet-scale benchmark against the baselines, one table, then each refresh stage's CPU on
 # issue 15's larger chain at 50 ms a round trip, history on (several minutes); see BENCHMARKS.md.

@@ -17,7 +17,8 @@ from threading import Thread
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
-from exporter.serving.exposition import CACHED, DETAIL_FAMILIES, VALIDATOR_FAMILIES
+from exporter.serving.exposition import DETAIL_FAMILIES, VALIDATOR_FAMILIES
+from exporter.serving.metric_defs import metric
 from exporter.snapshot.units import U64_MAX, to_units
 from exporter.snapshot.model import Snapshot
 
@@ -34,18 +35,18 @@ class SnapshotCollector:
         s = self.snapshot
         validators = s.validators
 
-        def gauge(name: str, help_text: str, labels: list[str], samples) -> GaugeMetricFamily:
-            family = GaugeMetricFamily(name, help_text + CACHED, labels=labels)
+        def gauge(name: str, _short_help: str, labels: list[str], samples) -> GaugeMetricFamily:
+            family = GaugeMetricFamily(name, metric(name).help_text, labels=labels)  # the exporter's help text
             for label_values, value in samples:
                 family.add_metric(label_values, value)
             return family
 
-        for name, help_text, value_of in VALIDATOR_FAMILIES:
-            yield gauge(name, help_text, VALIDATOR_LABELS, (([v.hotkey, str(v.netuid)], value_of(v)) for v in validators))
+        for name, value_of in VALIDATOR_FAMILIES:
+            yield gauge(name, "", VALIDATOR_LABELS, (([v.hotkey, str(v.netuid)], value_of(v)) for v in validators))
         yield gauge("bittensor_validator_permit", "1 if the uid holds a validator permit.", [*VALIDATOR_LABELS, "uid"],
                     (([v.hotkey, str(v.netuid), "" if v.uid is None else str(v.uid)], int(v.permit)) for v in validators))
-        for name, help_text, present, value_of in DETAIL_FAMILIES:
-            yield gauge(name, help_text, VALIDATOR_LABELS,
+        for name, present, value_of in DETAIL_FAMILIES:
+            yield gauge(name, "", VALIDATOR_LABELS,
                         (([v.hotkey, str(v.netuid)], value_of(v)) for v in validators if present(v)))
         roots = {}
         for v in validators:
@@ -93,7 +94,7 @@ class SnapshotCollector:
             ("bittensor_chain_max_childkey_take_ratio", chain.max_take),
             ("bittensor_chain_pending_childkey_cooldown_blocks", chain.pending_cooldown),
         ):
-            yield GaugeMetricFamily(name, "Chain value." + CACHED, value=value)
+            yield GaugeMetricFamily(name, metric(name).help_text, value=value)
 
 
 class PrometheusClientServer:

@@ -1,6 +1,6 @@
 """``python -m bench.sizing``: what one scrape costs in each scope mode at mainnet scale.
 
-The README's sizing table comes from this. For each mode it runs the real
+The sizing tables of BENCHMARKS.md and docs/operations.md come from this. For each mode it runs the real
 exporter (history on, so the change families are there) against the
 simulated mainnet-scale chain (129 subnets x 256 uids, 64 permits each,
 7,000+ child edges), two refreshes with changes between them, then measures

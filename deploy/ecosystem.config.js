@@ -1,5 +1,5 @@
 // pm2 process file of the Bittensor validator exporter, for operators who run
-// their validators under pm2. Install steps: README.md, "Running as a service".
+// their validators under pm2. Install steps: docs/operations.md, "Running as a service".
 // It runs the exporter that `make install` puts in this checkout's .venv (the
 // versions of requirements-test.lock), with config.yaml of the checkout:
 //

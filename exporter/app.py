@@ -56,6 +56,7 @@ class Exporter:
         unfinished commit safe).
         """
         deadline = time.monotonic() + timeout
+        self.refresher.stopping()  # the read cancelled next is a stop, not a failed refresh
         self.session.cancel()
         self.server.stop()
         session_seconds = min(_SESSION_CLOSE_SECONDS, timeout / 3)

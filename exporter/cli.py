@@ -22,6 +22,7 @@ from exporter.config import (
     COLLECTORS, ENDPOINTS_ENV, LOG_FORMATS, LOG_LEVELS, REFRESH_MODES, SCOPE_MODES, Config, ConfigError,
     listen_address_problem, load_config,
 )
+from exporter.flag_errors import Parser, unknown_flag
 from exporter.history.cli import add_history_parser, run_history
 from exporter.serving.server import DEFAULT_TELEMETRY_PATH, telemetry_path_problem
 from exporter.serving.status import REVISION_ENV
@@ -67,7 +68,7 @@ def _epilog() -> str:
 def _flags() -> argparse.ArgumentParser:
     """Flags accepted before or after a subcommand; SUPPRESS keeps an absent flag from
     overwriting one given in the other position."""
-    flags = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    flags = Parser(add_help=False, argument_default=argparse.SUPPRESS)
     flags.add_argument("--config.file", dest="config_file", metavar="PATH", help="YAML configuration file (see config.example.yaml)")
     flags.add_argument("--web.listen-address", dest="listen_address", metavar="ADDR", help="address to serve HTTP on, e.g. :9744 (overrides web.listen_address)")
     flags.add_argument("--web.telemetry-path", dest="telemetry_path", metavar="PATH",
@@ -90,16 +91,30 @@ def _flags() -> argparse.ArgumentParser:
     return flags
 
 
+PROG = "bittensor-validator-exporter"
+DESCRIPTION = f"""\
+Prometheus exporter for Bittensor validators: stake, stake weight, childkey take, validator
+permit and parent/child relationships of every validator, read from one finalized block per
+refresh and served at /metrics; every change is recorded in a SQLite history.
+
+most used:
+  {PROG} --config.file config.yaml             run (no file: finney, :9744)
+  {PROG} check-config --config.file config.yaml
+  {PROG} history --config.file config.yaml     recorded changes, newest first
+From a checkout: make demo (a simulated chain, no network), make run, make history ARGS="..."."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     flags = _flags()
     common = {"parents": [flags], "epilog": _epilog(), "formatter_class": argparse.RawDescriptionHelpFormatter}
-    parser = argparse.ArgumentParser(
-        prog="bittensor-validator-exporter",
-        description="Prometheus exporter for Bittensor validators' stake, childkey takes and parent/child relationships.",
+    parser = Parser(
+        prog=PROG,
+        usage="%(prog)s [COMMAND] [--config.file PATH] [flags]",
+        description=DESCRIPTION,
         **common,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", prog=PROG)
     sub.add_parser("run", help="run the exporter (the default)", **common)
     sub.add_parser("check-config", help="validate the configuration and exit", **common)
     add_history_parser(sub, flags)
@@ -157,7 +172,12 @@ def telemetry_path(args: argparse.Namespace) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    problem = unknown_flag(parser, argv)
+    if problem:
+        parser.error(problem)
+    args = parser.parse_args(argv)
     if args.command not in (None, "run"):
         return _main(args, None)
     # Running: from here on SIGTERM or SIGINT asks for a clean stop (exit 0), even one

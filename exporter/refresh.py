@@ -94,6 +94,8 @@ class Refresher:
         self._stake_memo = StakeMemo()
         self._passed = PassedValidators()  # what the last snapshot check passed
         self._status = Status.initial(endpoints)
+        # Set by stopping(): a read cut short by the stop is not logged as a failed refresh.
+        self._stopping = threading.Event()
         # The last good snapshot, its time and the refresh count live only in
         # the publication; each refresh derives the next one from it.
         self._publication = first_publication(
@@ -143,7 +145,11 @@ class Refresher:
             with stages.stage("render"):
                 data = render(snapshot, extra, self._config.collectors, self._publication.data)
         except ReadError as failure:
-            error = _read_failed(failure, attempts, started)
+            if self._stopping.is_set():
+                error = failure.reason
+                log.info("refresh interrupted: the exporter is stopping", duration_seconds=_round(started))
+            else:
+                error = _read_failed(failure, attempts, started, first=self._publication.data is None)
         except InvalidRead as failure:
             error = "invalid"
             _log_invalid(failure, attempts, started)
@@ -269,6 +275,10 @@ class Refresher:
         self._jobs.put(job)
         return job.result(timeout)
 
+    def stopping(self) -> None:
+        """Say the exporter is stopping, before the read in flight is cancelled."""
+        self._stopping.set()
+
     def stop(self, timeout: Optional[float] = None) -> None:
         """Finish the refresh in progress, close the history on its own thread, and return."""
         if self._thread is None:
@@ -330,13 +340,20 @@ def _block_hash(publication: Publication) -> Optional[str]:
     return publication.data.snapshot.chain.block_hash if publication.up and publication.data is not None else None
 
 
-def _read_failed(failure: ReadError, attempts: tuple[Attempt, ...], started: float) -> str:
-    """Log a failed read in one line; its reason (``invalid`` when the chain could not have said it)."""
+# What to check when no refresh has read the chain yet and the endpoint cannot be reached.
+UNREACHABLE_HINT = ("check chain.endpoints (or BITTENSOR_EXPORTER_ENDPOINTS) and that this machine reaches it; "
+                    "make demo runs against a simulated chain instead")
+
+
+def _read_failed(failure: ReadError, attempts: tuple[Attempt, ...], started: float, first: bool = False) -> str:
+    """Log a failed read in one line; its reason (``invalid`` when the chain could not have said it).
+    ``first``: no refresh has succeeded yet, so an unreachable endpoint gets a hint."""
     invalid = _invalid_cause(failure)
     if invalid is not None:
         _log_invalid(invalid, attempts, started)
         return "invalid"
-    log.warning("refresh failed", reason=failure.reason, error=str(failure), duration_seconds=_round(started))
+    hint = {"hint": UNREACHABLE_HINT} if first and failure.reason in ("connection", "timeout") else {}
+    log.warning("refresh failed", reason=failure.reason, error=str(failure), duration_seconds=_round(started), **hint)
     return failure.reason
 
 

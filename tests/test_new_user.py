@@ -5,13 +5,13 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.harness import names, parse_exposition, series, validator_values
+from tests.process_log import LogLines
 from tests.oracle import expected
 from simnode import ChainState
 from simnode.scenarios import demo
@@ -27,18 +27,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until_up(url: str, deadline: float) -> dict:
-    """Poll /metrics until the first refresh is published (bounded by ``deadline``)."""
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
-                samples = parse_exposition(response.read().decode())
-            if series(samples, "bittensor_exporter_up") == 1:
-                return samples
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("exporter did not publish a snapshot in time")
+def wait_until_up(url: str, log: LogLines) -> dict:
+    """/metrics once the exporter has logged a good refresh. The line is written just before the
+    publication swap, so a scrape may still see the one before: then the next refresh's line."""
+    for refreshes in (1, 2):
+        log.wait_for(lambda lines: sum('"event": "refresh"' in line for line in lines) >= refreshes, timeout=60,
+                     what=f"good refresh number {refreshes}")
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+            samples = parse_exposition(response.read().decode())
+        if series(samples, "bittensor_exporter_up") == 1:
+            return samples
+    raise AssertionError("the exporter logged two good refreshes but serves none")
 
 
 @pytest.fixture
@@ -69,9 +68,9 @@ def test_metrics_match_the_formulas_for_an_unseen_chain(tmp_path, processes):
     port = free_port()
     config = tmp_path / "config.yaml"
     config.write_text(f"chain:\n  endpoints: [{endpoint}]\nrefresh:\n  interval_seconds: 5\nscope:\n  min_stake_weight: 1000\n")
-    processes("exporter", "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}", "--log.format", "json",
-              stderr=subprocess.DEVNULL)
-    samples = wait_until_up(f"http://127.0.0.1:{port}", time.monotonic() + 60)
+    exporter = processes("exporter", "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}",
+                         "--log.format", "json", stderr=subprocess.PIPE)
+    samples = wait_until_up(f"http://127.0.0.1:{port}", LogLines(exporter.stderr))
 
     world = demo(ChainState(), seed=SEED)  # the same state, rebuilt here as ground truth
     in_scope = set()

@@ -1,6 +1,6 @@
 """What an operator installs, checked without installing it: the lock files, the
 Makefile and Dockerfile that install from them, the base image pin and labels, and
-the service files of deploy/ against the README's install steps.
+the service files of deploy/ against the install steps of docs/operations.md.
 
 The systemd unit goes through ``systemd-analyze`` (verify, and its offline security
 score) and the pm2 file through Node.js, the way systemd and pm2 read them; the
@@ -34,7 +34,7 @@ from tests.test_container import instructions, of
 
 REPO = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-README = (REPO / "README.md").read_text()
+OPERATIONS = (REPO / "docs" / "operations.md").read_text()  # the install steps
 LOCKS = {"runtime": REPO / "requirements.lock", "test": REPO / "requirements-test.lock"}
 UNIT = REPO / "deploy" / "bittensor-validator-exporter.service"
 PM2 = REPO / "deploy" / "ecosystem.config.js"
@@ -171,7 +171,7 @@ def test_make_lock_writes_both_locks_for_every_supported_python():
         assert command[command.index("--python-version") + 1] == lowest
         assert command[command.index("--custom-compile-command") + 1] == "make lock"
     assert "--constraint" in compiles[1] and compiles[1][compiles[1].index("--constraint") + 1] == "requirements-test.lock"
-    assert "make lock" in README
+    assert "make lock" in OPERATIONS
 
 
 def test_dockerfile_installs_the_locks_hash_checked():
@@ -312,8 +312,8 @@ def test_readme_installs_what_the_unit_runs():
     venv = str(Path(exec_start[0]).parent.parent)
     config = exec_start[exec_start.index("--config.file") + 1]
     user = u["Service.User"][0]
-    steps = README[README.index("### Running as a service"):]
-    steps = steps[: steps.index("\n## ")]
+    steps = OPERATIONS[OPERATIONS.index("## Running as a service"):]
+    steps = steps[: steps.index("\n## ", 1)]
     assert re.search(rf"useradd --system .*\b{user}\b", steps), "the unit's user is created"
     assert f"python3 -m venv {venv}" in steps
     assert f"{venv}/bin/pip install --require-hashes -r requirements.lock" in steps

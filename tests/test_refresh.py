@@ -209,3 +209,29 @@ def test_a_watched_validators_stake_move_is_served_as_its_last_change_not_counte
     assert series(s, "bittensor_validator_last_change_timestamp_seconds", hotkey=t.M, netuid=1, kind="own_stake_moved") == 1_767_225_600  # the block time read
     assert not [k for k in s if k[0] == "bittensor_childkey_changes_total" and ("kind", "own_stake_moved") in k[1]]
     writer.close()
+
+
+def test_an_unreachable_endpoint_before_any_success_says_what_to_check():
+    from structlog.testing import capture_logs
+
+    unreachable = ReadError("connection", "[Errno -2] Name or service not known", (Attempt(ENDPOINT, "connection", 0.1),))
+    r = refresher(FakeChain(unreachable, chain_read(), unreachable))
+    with capture_logs() as logs:
+        r.refresh_once()
+        r.refresh_once()
+        r.refresh_once()
+    failed = [e for e in logs if e["event"] == "refresh failed"]
+    assert len(failed) == 2 and failed[0]["log_level"] == "warning"
+    assert "chain.endpoints" in failed[0]["hint"] and "make demo" in failed[0]["hint"]
+    assert "hint" not in failed[1], "once the chain was read, a failure is an outage, not a setup problem"
+
+
+def test_a_read_cut_short_by_a_stop_is_not_a_failed_refresh():
+    from structlog.testing import capture_logs
+
+    r = refresher(FakeChain(ReadError("timeout", "read cancelled: the exporter is stopping")))
+    r.stopping()
+    with capture_logs() as logs:
+        p = r.refresh_once()
+    assert not p.up
+    assert [(e["event"], e["log_level"]) for e in logs] == [("refresh interrupted: the exporter is stopping", "info")]

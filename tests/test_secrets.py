@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
+
+from tests.process_log import LogLines
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,21 +36,18 @@ def test_endpoint_credentials_and_sentry_dsn_stay_out_of_logs(tmp_path):
          "--log.level", "debug", "--log.format", "json"],
         cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    log = LogLines(proc.stdout)
     try:
-        deadline = time.monotonic() + 30
-        metrics = ""
-        while time.monotonic() < deadline:  # wait for at least two failed refreshes
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-                    metrics = response.read().decode()
-                if 'bittensor_exporter_refresh_errors_total{reason="connection"} 2.0' in metrics:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
+        # Three failed refreshes logged: the first two are published (each is logged just before).
+        log.wait_for(lambda lines: sum('"refresh failed"' in line for line in lines) >= 3, timeout=30,
+                     what="three failed refreshes")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+        assert re.search(r'bittensor_exporter_refresh_errors_total\{reason="connection"\} [23]\.0', metrics), metrics
     finally:
         proc.send_signal(signal.SIGTERM)
-        output = proc.communicate(timeout=30)[0]
+        proc.wait(timeout=30)
+        output = log.close()
     assert "refresh failed" in output
     for line in output.splitlines():
         assert json.loads(line), f"with --log.format json every line is JSON: {line!r}"

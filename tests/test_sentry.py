@@ -23,6 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from tests.process_log import LogLines
 import structlog
 
 from exporter import logs
@@ -354,13 +356,16 @@ def test_the_exporter_process_reports_a_failed_refresh(fake_sentry, tmp_path):
          "--log.format", "json"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    log = LogLines(proc.stdout)
     try:
         fake_sentry.wait_for(lambda e: (e.get("tags") or {}).get("reason") == "connection", timeout=20,
                              give_up=lambda: proc.poll() is not None)
-        time.sleep(1.2)  # one more failed refresh: held back
+        log.wait_for(lambda lines: sum('"refresh failed"' in line for line in lines) >= 2, timeout=20,
+                     what="one more failed refresh (held back)")
     finally:
         proc.send_signal(signal.SIGTERM)
-        output = proc.communicate(timeout=20)[0]
+        proc.wait(timeout=20)
+        output = log.close()
     assert proc.returncode == 0, output
     lines = [json.loads(line) for line in output.splitlines()]  # every line JSON, Sentry's at-exit one too
     assert sum(line["event"] == "refresh failed" for line in lines) >= 2, output

@@ -65,7 +65,9 @@ def run_history(args: argparse.Namespace, db_path: str) -> int:
 
 def _events(path: str, args: argparse.Namespace) -> int:
     if not Path(path).exists():
-        print(f"error: no history database at {path} (the exporter creates it on its first refresh)", file=sys.stderr)
+        print(f"error: no history database at {path}: the exporter creates it on its first refresh; give the "
+              "configuration it runs with (--config.file, whose history.path it writes) or --history.path",
+              file=sys.stderr)
         return EXIT_FAILED
     try:
         query = build_query({k: getattr(args, k) for k in ("hotkey", "netuid", "kind", "cause", "since", "until")})
@@ -100,13 +102,52 @@ def _line(event: dict) -> str:
     when = datetime.fromtimestamp(event["time"], tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     who = f"{event['hotkey']} sn{event['netuid']}" if event["hotkey"] else f"sn{event['netuid']}"  # a subnet's own event
     edge = f" parent={event['parent']}" if event["parent"] and event["parent"] != event["hotkey"] else ""
-    change = f" {json.dumps(event['old'])} -> {json.dumps(event['new'])}"
+    change = _change(event["kind"], event["old"], event["new"])
     block = f"#{event['block_from']}..{event['block']}" if event.get("block_from") is not None else f"#{event['block']}"
     cause = ""
     if event.get("cause"):
         where = f" extrinsic {event['extrinsic']}" if event.get("extrinsic") is not None else ""
         cause = f"  cause={event['cause']}{where}" + (" (backfilled)" if event.get("backfilled") else "")
     return f"{when} {block} {event['kind']:<18} {who}{edge}{change}{cause}"
+
+
+# Kinds whose values are ratios 0-1 (a take, a proportion), printed as percentages.
+_RATIO_KINDS = frozenset({"take_changed", "edge_added", "edge_removed", "proportion_changed"})
+_STAKE_KINDS = frozenset({"own_stake_moved", "stake_weight_moved"})
+_PENDING_KINDS = frozenset({"pending_scheduled", "pending_applied", "pending_dropped"})
+
+
+def _change(kind: str, old, new) -> str:
+    """The old and new values as a reader wants them (``--json`` keeps them raw)."""
+    if kind in ("permit_gained", "permit_lost"):
+        return ""  # the kind says it all
+    if kind in _PENDING_KINDS:
+        values = [v for v in (old, new) if v is not None or kind == "pending_scheduled"]
+        return " " + " -> ".join(_pending(v) for v in values)
+    show = _percent if kind in _RATIO_KINDS else _alpha if kind in _STAKE_KINDS else json.dumps
+    return f" {'none' if old is None else show(old)} -> {'none' if new is None else show(new)}"
+
+
+def _percent(ratio) -> str:
+    """0.015259021896696421 -> 1.53 %; 0.2 -> 20 %."""
+    if not isinstance(ratio, (int, float)):
+        return json.dumps(ratio)
+    return f"{ratio * 100:.2f}".rstrip("0").rstrip(".") + " %"
+
+
+def _alpha(amount) -> str:
+    return f"{amount:,.2f}" if isinstance(amount, (int, float)) else json.dumps(amount)
+
+
+def _pending(value) -> str:
+    """A pending child set: its children with their shares, and the block after which it applies."""
+    if value is None:
+        return "none"
+    if not isinstance(value, dict) or not isinstance(value.get("children"), list):
+        return json.dumps(value)
+    children = ", ".join(f"{child} {_percent(share)}" for share, child in value["children"]) or "no children (revokes all)"
+    cooldown = value.get("cooldown_block")
+    return f"[{children}]" + (f" after block {cooldown}" if cooldown is not None else "")
 
 
 def _backup(path: str, destination: Optional[str], force: bool) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Optional
 
+from exporter.serving.metric_defs import metric
 from exporter.snapshot.causes import CAUSES
 from exporter.snapshot.changes import CHANGE_KINDS, ChangeEvent
 
@@ -20,15 +21,13 @@ from exporter.snapshot.changes import CHANGE_KINDS, ChangeEvent
 SIGNAL_KINDS = frozenset(CHANGE_KINDS) - {"own_stake_moved", "stake_weight_moved"}
 
 NAME = "bittensor_childkey_changes_total"
-HELP = (
-    "Changes recorded in the history database since the exporter started, for a watched validator "
-    "(for an edge: the child; for a pending set: the parent), by kind. Cached: updated on the exporter's interval."
-)
 SUBNET_NAME = "bittensor_subnet_changes_total"
-SUBNET_HELP = (
-    "Changes recorded in the history database since the exporter started, on the subnet, by kind "
-    "(every validator the history follows). Cached: updated on the exporter's interval."
-)
+
+
+def _header(name: str) -> str:
+    """HELP and TYPE of ``name``, from its row in ``metric_defs``."""
+    m = metric(name)
+    return f"# HELP {name} {m.help_text}\n# TYPE {name} {m.type}\n"
 
 
 class ChangeCounters:
@@ -48,13 +47,13 @@ class ChangeCounters:
 
     def render(self, subnets: bool = True) -> bytes:
         """``subnets``: also the per-subnet totals (network mode; watched mode leaves out the rest of the network)."""
-        lines = [f"# HELP {NAME} {HELP}\n# TYPE {NAME} counter\n"]
+        lines = [_header(NAME)]
         lines.extend(
             f'{NAME}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {c}\n'
             for (h, n, k), c in sorted(self._counts.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2]))
         )
         if subnets:
-            lines.append(f"# HELP {SUBNET_NAME} {SUBNET_HELP}\n# TYPE {SUBNET_NAME} counter\n")
+            lines.append(_header(SUBNET_NAME))
             lines.extend(f'{SUBNET_NAME}{{netuid="{n}",kind="{k}"}} {c}\n' for (n, k), c in sorted(self._subnets.items()))
         return "".join(lines).encode()
 
@@ -73,19 +72,11 @@ def render_last_changes(last_changes: Mapping[tuple[str, int, str], tuple[int, f
     """
     rows = sorted(last_changes.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2]))
     parts = [
-        f"# HELP {LAST_CHANGE_TIME} Chain time (block timestamp) of the last recorded change of this kind to a watched "
-        "validator (for an edge: the child; for a pending set: the parent), from the history database.\n"
-        f"# TYPE {LAST_CHANGE_TIME} gauge\n",
+        _header(LAST_CHANGE_TIME),
         *(f'{LAST_CHANGE_TIME}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {float(t)!r}\n' for (h, n, k), (_, t, _) in rows),
-        f"# HELP {LAST_CHANGE_BLOCK} Block of the last recorded change of this kind to a watched validator (the block "
-        "of the chain event that caused it; for a change known only as a net change, the last block it may lie in), "
-        "from the history database.\n"
-        f"# TYPE {LAST_CHANGE_BLOCK} gauge\n",
+        _header(LAST_CHANGE_BLOCK),
         *(f'{LAST_CHANGE_BLOCK}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {int(b)}\n' for (h, n, k), (b, _, _) in rows),
-        f"# HELP {LAST_CHANGE_CAUSE} The cause of the last recorded change of this kind to a watched validator: the "
-        "chain event (SetChildren, ChildKeyTakeSet, HotkeySwapped, ...) or a silent cause (epoch, dropped_at_apply, "
-        "suspension, gap, no_event); always 1.\n"
-        f"# TYPE {LAST_CHANGE_CAUSE} gauge\n",
+        _header(LAST_CHANGE_CAUSE),
         # Only the causes the exporter writes: the file is read back, and a label value must stay bounded.
         *(f'{LAST_CHANGE_CAUSE}{{hotkey="{h}",netuid="{n}",kind="{k}",cause="{cause}"}} 1\n'
           for (h, n, k), (_, _, cause) in rows if cause in CAUSES),

@@ -15,39 +15,33 @@ from typing import Any, Callable, Hashable, Iterable, Optional, Sequence
 
 from exporter.config import COLLECTORS
 from exporter.serving.chunks import ChunkWriter, Rendering, Runs, _number, lines
+from exporter.serving.metric_defs import metric
 from exporter.snapshot.model import Edge, Identity, Snapshot, ValidatorState
 from exporter.snapshot.units import to_units, u64_ratio
 
-CACHED = " Cached: refreshed on the exporter's interval from one finalized block."
 
 
 def escape_label(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-# (name, help, value of a validator); labels are always hotkey and netuid. Every
+# (name, value of a validator); labels are always hotkey and netuid. Every
 # validator in scope has each of these (collector "validator").
-VALIDATOR_FAMILIES: tuple[tuple[str, str, Callable[[ValidatorState], float]], ...] = (
-    ("bittensor_validator_own_stake_alpha", "Own stake A on the subnet (TotalHotkeyAlpha), in alpha.", lambda v: to_units(v.own_alpha)),
-    ("bittensor_validator_inherited_stake_alpha", "Inherited (effective) alpha stake A - given + received, as the chain computes it.", lambda v: to_units(v.inherited_alpha)),
-    ("bittensor_validator_stake_weight_alpha", "Stake weight: inherited alpha + TaoWeight * inherited root stake, in alpha units.", lambda v: to_units(v.stake_weight)),
-    ("bittensor_validator_childkey_take_ratio",
-     "Effective childkey take (0-1), what payouts use: max(ChildkeyTake, MinChildkeyTake, MinChildkeyTakePerSubnet), never capped at MaxChildkeyTake.",
-     lambda v: v.childkey_take),
-    ("bittensor_validator_stored_childkey_take_ratio",
-     "Childkey take (0-1) as stored in ChildkeyTake (0 if never set), before the chain's minimums; it can lie above MaxChildkeyTake after the bound was lowered.",
-     lambda v: v.stored_childkey_take),
+VALIDATOR_FAMILIES: tuple[tuple[str, Callable[[ValidatorState], float]], ...] = (
+    ("bittensor_validator_own_stake_alpha", lambda v: to_units(v.own_alpha)),
+    ("bittensor_validator_inherited_stake_alpha", lambda v: to_units(v.inherited_alpha)),
+    ("bittensor_validator_stake_weight_alpha", lambda v: to_units(v.stake_weight)),
+    ("bittensor_validator_childkey_take_ratio", lambda v: v.childkey_take),
+    ("bittensor_validator_stored_childkey_take_ratio", lambda v: v.stored_childkey_take),
 )
 # Collector "stake_detail": a series exists only where the relationship does
 # (a validator without children gives nothing to children), which keeps a
 # network-wide scrape to the validators that have childkeys.
-DETAIL_FAMILIES: tuple[tuple[str, str, Callable[[ValidatorState], bool], Callable[[ValidatorState], float]], ...] = (
-    ("bittensor_validator_stake_to_children_alpha", "Alpha stake given to childkeys on the subnet, A * sum of child proportions; only validators with children.",
-     lambda v: v.children > 0, lambda v: to_units(v.to_children_alpha)),
-    ("bittensor_validator_stake_from_parents_alpha", "Alpha stake received from parent hotkeys' own stake on the subnet; only validators with parents.",
-     lambda v: v.parents > 0, lambda v: to_units(v.from_parents_alpha)),
-    ("bittensor_validator_inherited_root_stake_tao", "Inherited root stake T - given + received through this subnet's childkeys, in TAO; only validators with parents or children (otherwise it is the root stake).",
-     lambda v: v.parents > 0 or v.children > 0, lambda v: to_units(v.inherited_root_tao)),
+DETAIL_FAMILIES: tuple[tuple[str, Callable[[ValidatorState], bool], Callable[[ValidatorState], float]], ...] = (
+    ("bittensor_validator_stake_to_children_alpha", lambda v: v.children > 0, lambda v: to_units(v.to_children_alpha)),
+    ("bittensor_validator_stake_from_parents_alpha", lambda v: v.parents > 0, lambda v: to_units(v.from_parents_alpha)),
+    ("bittensor_validator_inherited_root_stake_tao", lambda v: v.parents > 0 or v.children > 0,
+     lambda v: to_units(v.inherited_root_tao)),
 )
 EVERYTHING = frozenset(COLLECTORS)
 
@@ -63,33 +57,35 @@ class _Writer:
     def __init__(self, previous: Optional[Rendering]) -> None:
         self.chunks = ChunkWriter(previous)
 
-    def _header(self, name: str, help_text: str, kind: str) -> None:
-        self.chunks.chunk((name,), (help_text, kind), _header_text, name, help_text, kind)
+    def _header(self, name: str) -> None:
+        """The family's HELP and TYPE lines, from its row in ``metric_defs`` (the one place they are written)."""
+        m = metric(name)
+        self.chunks.chunk((name,), (m.help_text, m.type), _header_text, name, m.help_text, m.type)
 
-    def columns(self, name: str, help_text: str, kind: str, labels: Sequence[str], values: Sequence[float],
+    def columns(self, name: str, labels: Sequence[str], values: Sequence[float],
                 groups: Optional[Sequence[Hashable]] = None) -> None:
         """A family from parallel columns: each series' labels (without braces) and its value,
         a chunk per run of equal ``groups`` (the subnet, mostly)."""
-        self._header(name, help_text, kind)
+        self._header(name)
         if labels:
             self.chunks.series(name, labels, values, groups)
 
-    def family(self, name: str, help_text: str, kind: str, samples: Iterable[tuple], grouped: bool = False) -> None:
+    def family(self, name: str, samples: Iterable[tuple], grouped: bool = False) -> None:
         """A family from (labels, value) samples; ``grouped``: (group, labels, value) samples."""
         if grouped:
             groups, labels, values = tuple(zip(*samples)) or ((), (), ())
-            self.columns(name, help_text, kind, labels, values, groups)
+            self.columns(name, labels, values, groups)
         else:
-            self.columns(name, help_text, kind, *(tuple(zip(*samples)) or ((), ())))
+            self.columns(name, *(tuple(zip(*samples)) or ((), ())))
 
-    def records(self, name: str, help_text: str, kind: str, runs: Runs, render: Callable[[str, Sequence], bytes]) -> None:
+    def records(self, name: str, runs: Runs, render: Callable[[str, Sequence], bytes]) -> None:
         """A family drawn from ``runs``' records, ``render(name, records)`` run by run (see ``chunks.Runs``)."""
-        self._header(name, help_text, kind)
+        self._header(name)
         self.chunks.records(name, runs, render)
 
-    def single(self, name: str, help_text: str, kind: str, value: float) -> None:
+    def single(self, name: str, value: float) -> None:
         """A family of one series without labels."""
-        self._header(name, help_text, kind)
+        self._header(name)
         text = f"{name} {_number(value)}\n"
         self.chunks.chunk((name, None, 0), text, str.encode, text)
 
@@ -127,7 +123,7 @@ def _info_rows(name: str, identities: Sequence[Identity]) -> bytes:
 
 
 def _header_text(name: str, help_text: str, kind: str) -> bytes:
-    return f"# HELP {name} {help_text}{CACHED}\n# TYPE {name} {kind}\n".encode()
+    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n".encode()
 
 
 def render_snapshot(snapshot: Snapshot, extra: bytes = b"", collectors: frozenset = EVERYTHING) -> bytes:
@@ -151,8 +147,6 @@ def render_chunks(snapshot: Snapshot, extra: bytes = b"", collectors: frozenset 
     if "watched" in collectors:
         w.family(
             "bittensor_watched_hotkey_found",
-            "1 if the watched hotkey holds a uid on at least one subnet (root included) or has childkey relationships, else 0: per-validator alerts for a key that is not found are inert.",
-            "gauge",
             ((f'hotkey="{k.hotkey}",alias="{escape_label(k.alias)}"', int(k.found)) for k in snapshot.watched),
         )
     if "chain" in collectors:
@@ -171,58 +165,47 @@ def _sparse_samples(validators: Sequence[ValidatorState], values: dict, sample: 
 
 def _validators(w: _Writer, snapshot: Snapshot, by_subnet: Runs) -> None:
     validators = snapshot.validators
-    for name, help_text, value_of in VALIDATOR_FAMILIES:
-        w.records(name, help_text, "gauge", by_subnet, _column(value_of))
+    for name, value_of in VALIDATOR_FAMILIES:
+        w.records(name, by_subnet, _column(value_of))
     # The uid rides on the permit series as a label (it changes only when the
     # hotkey re-registers): one series per validator instead of two.
-    w.records(
-        "bittensor_validator_permit",
-        "1 if the uid holds a validator permit from the subnet's last epoch, else 0; label uid: the hotkey's uid on the subnet (empty if it has none).",
-        "gauge", by_subnet, _permit_rows,
-    )
+    w.records("bittensor_validator_permit", by_subnet, _permit_rows)
     if any(v.suspended is not None for v in validators):
         w.records(
-            "bittensor_validator_childkey_suspended", "1 if the runtime suspended the hotkey's childkeys (ChildkeyThresholdSuspended).", "gauge",
+            "bittensor_validator_childkey_suspended",
             by_subnet, _sparse(lambda v: v.suspended is not None, lambda v: int(bool(v.suspended))),
         )
     w.family(
         "bittensor_validator_projected_permit",
-        "Only where the next epoch would change the permit, by the chain's rule at this block's stake weights: 1 gains one, 0 loses it.",
-        "gauge",
         _sparse_samples(validators, snapshot.projected_permit_changes, lambda lab, permit: (lab, int(permit))),
     )
     after = snapshot.permit_changes_after_pending
     w.family(
         "bittensor_validator_projected_permit_after_pending",
-        "Only where pending child sets change it: the permit the epoch after next (bittensor_subnet_epoch_after_next_block) "
-        "would give once the pending sets due before the next epoch have applied, at this block's stakes, where that differs "
-        "from bittensor_validator_projected_permit's next epoch: 1 gains one, 0 loses it. parent_hotkey: whose pending set is "
-        "the reason; reason: cuts_it, raises_it (its stake weight), lifts_contender, cuts_holder (another uid's).",
-        "gauge",
         _sparse_samples(validators, after, lambda lab, c: (f'{lab},parent_hotkey="{c.parent}",reason="{c.reason}"', int(c.permit))),
     )
     w.family(
-        "bittensor_validator_expected_childkey_take_ratio", "Expected childkey take (0-1) configured for a watched hotkey.", "gauge",
+        "bittensor_validator_expected_childkey_take_ratio",
         ((_labels(v), snapshot.expected_takes[v.hotkey]) for v in validators if v.hotkey in snapshot.expected_takes)
         if snapshot.expected_takes else (),
     )
     w.records(
-        "bittensor_validator_info", "Validator metadata (value 1): coldkey owning the hotkey, the configured alias, and whether it is on the watch list.", "gauge",
+        "bittensor_validator_info",
         Runs(snapshot.identities, lambda i: _hotkey_group(i.hotkey)), _info_rows,
     )
 
 
 def _stake_detail(w: _Writer, snapshot: Snapshot, by_subnet: Runs) -> None:
     validators = snapshot.validators
-    for name, help_text, present, value_of in DETAIL_FAMILIES:
-        w.records(name, help_text, "gauge", by_subnet, _sparse(present, value_of))
+    for name, present, value_of in DETAIL_FAMILIES:
+        w.records(name, by_subnet, _sparse(present, value_of))
     # Root stake belongs to the hotkey, not to a (hotkey, subnet): once per hotkey.
     root: dict[str, int] = {}
     for v in validators:
         if v.root_tao:
             root.setdefault(v.hotkey, v.root_tao)
     w.family(
-        "bittensor_hotkey_root_stake_tao", "Own root stake T of the hotkey (TotalHotkeyAlpha on netuid 0), in TAO; only hotkeys in scope that have some.", "gauge",
+        "bittensor_hotkey_root_stake_tao",
         ((_hotkey_group(h), f'hotkey="{h}"', to_units(t)) for h, t in sorted(root.items())),
         grouped=True,
     )
@@ -232,37 +215,29 @@ def _relationships(w: _Writer, snapshot: Snapshot) -> None:
     edges = Runs(snapshot.edges, attrgetter("netuid"))
     w.records(
         "bittensor_childkey_proportion_ratio",
-        "Share (0-1) of the parent's stake delegated to the child on the subnet, as the parent's ChildKeys lists it (what the parent gives).",
-        "gauge", edges, _edge_rows(lambda e: None if e.proportion is None else u64_ratio(e.proportion)),
+        edges, _edge_rows(lambda e: None if e.proportion is None else u64_ratio(e.proportion)),
     )
     w.records(
         "bittensor_childkey_inherited_alpha",
-        "Alpha the child receives from this parent on the subnet: the parent's own alpha times the proportion of each of the child's "
-        "ParentKeys entries naming it, in the chain's fixed point (0 where ParentKeys does not list the parent; see bittensor_chain_anomalous_entries).",
-        "gauge", edges, _edge_rows(lambda e: None if e.inherited_alpha is None else to_units(e.inherited_alpha)),
+        edges, _edge_rows(lambda e: None if e.inherited_alpha is None else to_units(e.inherited_alpha)),
     )
     w.family(
         "bittensor_childkey_pending_children",
-        "Children in a scheduled (pending) child set as the chain will apply it (the parent itself dropped, a child listed twice counted once); "
-        "0 schedules a revocation of all children.", "gauge",
         ((p.netuid, f'parent_hotkey="{p.parent}",netuid="{p.netuid}"', len(p.children)) for p in snapshot.pending),
         grouped=True,
     )
     w.family(
-        "bittensor_childkey_pending_cooldown_block", "Block after which the pending child set is applied (at the next epoch).", "gauge",
+        "bittensor_childkey_pending_cooldown_block",
         ((p.netuid, f'parent_hotkey="{p.parent}",netuid="{p.netuid}"', p.cooldown_block) for p in snapshot.pending),
         grouped=True,
     )
     w.family(
-        "bittensor_childkey_pending_proportion_ratio", "Share (0-1) of the parent's stake the pending child set would delegate to the child.", "gauge",
+        "bittensor_childkey_pending_proportion_ratio",
         ((p.netuid, f'parent_hotkey="{p.parent}",child_hotkey="{child}",netuid="{p.netuid}"', u64_ratio(q)) for p in snapshot.pending for q, child in p.children),
         grouped=True,
     )
     w.family(
         "bittensor_childkey_pending_proportion_change_ratio",
-        "What the pending child set will do to the child when it applies: pending minus current proportion "
-        "(negative: cut; minus the current proportion: dropped; 0: unchanged; positive: raised or added).",
-        "gauge",
         ((e.netuid, f'parent_hotkey="{e.parent}",child_hotkey="{e.child}",netuid="{e.netuid}"', u64_ratio(e.pending) - u64_ratio(e.current))
          for e in snapshot.pending_effects),
         grouped=True,
@@ -272,78 +247,54 @@ def _relationships(w: _Writer, snapshot: Snapshot) -> None:
 def _subnets(w: _Writer, snapshot: Snapshot) -> None:
     subnets = snapshot.subnets
     w.family(
-        "bittensor_subnet_max_validators", "MaxAllowedValidators: k in the subnet's top-k validator permit rule.", "gauge",
+        "bittensor_subnet_max_validators",
         ((f'netuid="{n.netuid}"', n.max_validators) for n in subnets),
     )
     w.family(
-        "bittensor_subnet_validator_permits", "Uids holding a validator permit from the subnet's last epoch.", "gauge",
+        "bittensor_subnet_validator_permits",
         ((f'netuid="{n.netuid}"', n.permits) for n in subnets),
     )
     w.family(
         "bittensor_subnet_permit_cutoff_stake_weight_alpha",
-        "Stake weight of the k-th strongest uid passing StakeThreshold now (absent while k or fewer pass, or while the chain skips the subnet's epochs): "
-        "the weakest the next epoch would give a permit by rank.",
-        "gauge",
         ((f'netuid="{n.netuid}"', to_units(n.permit_cutoff_stake_weight)) for n in subnets if n.permit_cutoff_stake_weight is not None),
     )
     w.family(
         "bittensor_subnet_top_contender_stake_weight_alpha",
-        "Stake weight of the (k+1)-th strongest uid passing StakeThreshold now (absent when none is left out, or while the chain skips the "
-        "subnet's epochs): the strongest the next epoch would leave without a permit; a holder below it loses its permit if nothing else changes.",
-        "gauge",
         ((f'netuid="{n.netuid}"', to_units(n.top_contender_stake_weight)) for n in subnets if n.top_contender_stake_weight is not None),
     )
     w.family(
         "bittensor_subnet_metagraph_difference_rao",
-        "Largest difference, in rao, between the chain's own inherited alpha, inherited root and stake weight of any uid "
-        "(SubnetInfoRuntimeApi.get_selective_metagraph) and the exporter's; a few subnets of watched hotkeys are checked "
-        "each refresh, in turn. Anything but 0 means a formula differs from the connected runtime's.",
-        "gauge",
         ((f'netuid="{n}"', d) for n, d in sorted(snapshot.metagraph_differences.items())),
     )
     w.family(
         "bittensor_subnet_next_epoch_block",
-        "Block of the subnet's next epoch, which decides validator permits (classic schedule; absent for tempo 0: no epoch will run).",
-        "gauge",
         ((f'netuid="{n.netuid}"', n.next_epoch_block) for n in subnets if n.next_epoch_block is not None),
     )
     w.family(
         "bittensor_subnet_epoch_after_next_block",
-        "Block of the epoch after next, the first that counts the pending child sets due before the next epoch "
-        "(applied right after it); only subnets where those sets change a permit.",
-        "gauge",
         ((f'netuid="{n.netuid}"', a.epoch_block) for n in subnets
          if (a := snapshot.after_pending.get(n.netuid)) is not None and a.changes),
     )
     w.family(
         "bittensor_subnet_dissolving",
-        "1 while the subnet is being dissolved: out of NetworksAdded, its storage not yet all deleted (queued in "
-        "DissolveCleanupQueue, or entries left in the maps read); absent otherwise. It is no subnet any more: none of "
-        "its values is exported or counted.",
-        "gauge",
         ((f'netuid="{n}"', 1) for n in snapshot.dissolving),
     )
 
 
 def _chain(w: _Writer, snapshot: Snapshot) -> None:
     chain = snapshot.chain
-    for name, help_text, value in (
-        ("bittensor_chain_block", "Finalized block the snapshot was read at.", chain.block),
-        ("bittensor_chain_block_timestamp_seconds", "Unix time of that block (Timestamp.Now).", chain.timestamp_seconds),
-        ("bittensor_chain_runtime_spec_version", "spec_version of the runtime that governs that block.", chain.spec_version),
-        ("bittensor_chain_tao_weight_ratio", "TaoWeight (0-1): weight of root TAO in stake weight.", chain.tao_weight),
-        ("bittensor_chain_stake_threshold_alpha", "StakeThreshold: minimum stake weight for a validator permit, in alpha units.", to_units(chain.stake_threshold)),
-        ("bittensor_chain_min_childkey_take_ratio", "MinChildkeyTake (0-1).", chain.min_take),
-        ("bittensor_chain_max_childkey_take_ratio", "MaxChildkeyTake (0-1).", chain.max_take),
-        ("bittensor_chain_pending_childkey_cooldown_blocks", "PendingChildKeyCooldown: blocks before a scheduled child set can apply.", chain.pending_cooldown),
+    for name, value in (
+        ("bittensor_chain_block", chain.block),
+        ("bittensor_chain_block_timestamp_seconds", chain.timestamp_seconds),
+        ("bittensor_chain_runtime_spec_version", chain.spec_version),
+        ("bittensor_chain_tao_weight_ratio", chain.tao_weight),
+        ("bittensor_chain_stake_threshold_alpha", to_units(chain.stake_threshold)),
+        ("bittensor_chain_min_childkey_take_ratio", chain.min_take),
+        ("bittensor_chain_max_childkey_take_ratio", chain.max_take),
+        ("bittensor_chain_pending_childkey_cooldown_blocks", chain.pending_cooldown),
     ):
-        w.single(name, help_text, "gauge", value)
+        w.single(name, value)
     w.family(
         "bittensor_chain_anomalous_entries",
-        "Entries of a state the chain's storage holds but its write paths would not make, by rule and subnet (netuid empty: chain-wide), "
-        "present while the state lasts; the numbers are published as the chain computes them from it. Rules: take_above_max, "
-        "min_take_above_max, parents_do_not_mirror_children, duplicate_parent, pending_self_or_duplicate, permit_without_hotkey, "
-        "duplicate_hotkey (docs/chain-states.md).",
-        "gauge",
         ((f'rule="{a.rule}",netuid="{"" if a.netuid is None else a.netuid}"', a.count) for a in snapshot.anomalies),
     )

@@ -22,6 +22,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.utils import floatToGoString
 
 from exporter import __version__
+from exporter.serving.metric_defs import MetricDef, metric
 
 # Every reason a refresh can fail with; each series exists at 0 from start-up.
 ERROR_REASONS = ("timeout", "connection", "rpc_error", "decode", "invalid", "internal")
@@ -260,75 +261,66 @@ class _Families:
 
     def collect(self):
         s = self._status
-        yield _gauge("bittensor_exporter_up",
-                     "1 if the last refresh read the chain successfully, else 0 (the last good snapshot is still served).",
-                     int(s.up))
-        yield _histogram("bittensor_exporter_refresh_duration_seconds",
-                         "Wall time of one refresh: chain read, snapshot and rendering.", {(): s.refresh_duration})
+        yield _gauge("bittensor_exporter_up", int(s.up))
+        yield _histogram("bittensor_exporter_refresh_duration_seconds", {(): s.refresh_duration})
         yield _histogram("bittensor_exporter_refresh_stage_duration_seconds",
-                         f"Wall time of each stage of a refresh ({', '.join(STAGES)}).",
-                         {(stage,): s.stage_duration[stage] for stage in STAGES if stage in s.stage_duration}, ["stage"])
-        yield _gauge("bittensor_exporter_last_refresh_success_timestamp_seconds",
-                     "Unix time of the last successful refresh.", s.last_success)
-        yield _counter("bittensor_exporter_refresh_errors", "Failed refreshes, by reason.",
-                       {(r,): s.errors.get(r, 0) for r in ERROR_REASONS}, ["reason"])
-        yield _gauge("bittensor_exporter_refresh_rpc_requests", "JSON-RPC requests the last refresh sent.", s.refresh_requests)
+                         {(stage,): s.stage_duration[stage] for stage in STAGES if stage in s.stage_duration})
+        yield _gauge("bittensor_exporter_last_refresh_success_timestamp_seconds", s.last_success)
+        yield _counter("bittensor_exporter_refresh_errors_total", {(r,): s.errors.get(r, 0) for r in ERROR_REASONS})
+        yield _gauge("bittensor_exporter_refresh_rpc_requests", s.refresh_requests)
         # While the snapshot is withdrawn for staleness, no validator or edge series are served.
-        yield _gauge("bittensor_exporter_validators", "Validator (hotkey, netuid) pairs in scope in the served snapshot.",
-                     0 if self._withdrawn else s.validators)
-        yield _gauge("bittensor_exporter_child_edges", "Parent/child edges exported in the served snapshot.",
-                     0 if self._withdrawn else s.edges)
+        yield _gauge("bittensor_exporter_validators", 0 if self._withdrawn else s.validators)
+        yield _gauge("bittensor_exporter_child_edges", 0 if self._withdrawn else s.edges)
         sizes = {} if s.snapshot_bytes is None else {("identity",): s.snapshot_bytes[0], ("gzip",): s.snapshot_bytes[1]}
-        yield _gauge_family("bittensor_exporter_snapshot_bytes", "Size of the rendered snapshot exposition, by encoding.",
-                            sizes, ["encoding"])
-        yield _counter("bittensor_exporter_history_writes",
-                       "Refreshes written to the history database, by result (ok, error).",
-                       {(r,): s.history_writes.get(r, 0) for r in HISTORY_RESULTS}, ["result"])
-        yield _gauge("bittensor_exporter_history_last_write_success_timestamp_seconds",
-                     "Unix time of the last successful history write.", s.history_last_success)
-        yield _gauge("bittensor_exporter_history_database_bytes",
-                     "Size of the history database file and its write-ahead log.", s.history_bytes)
+        yield _gauge_family("bittensor_exporter_snapshot_bytes", sizes)
+        yield _counter("bittensor_exporter_history_writes_total",
+                       {(r,): s.history_writes.get(r, 0) for r in HISTORY_RESULTS})
+        yield _gauge("bittensor_exporter_history_last_write_success_timestamp_seconds", s.history_last_success)
+        yield _gauge("bittensor_exporter_history_database_bytes", s.history_bytes)
         yield _gauge_family("bittensor_exporter_endpoint_up",
-                            "1 if the last chain read through this endpoint succeeded, else 0 (endpoint label: scheme://host:port).",
-                            {(e,): int(s.endpoint_up.get(e, False)) for e in s.endpoints}, ["endpoint"])
-        yield _counter("bittensor_exporter_endpoint_errors", "Failed chain reads through this endpoint, by reason.",
-                       {(e, r): s.endpoint_errors.get((e, r), 0) for e in s.endpoints for r in ERROR_REASONS},
-                       ["endpoint", "reason"])
+                            {(e,): int(s.endpoint_up.get(e, False)) for e in s.endpoints})
+        yield _counter("bittensor_exporter_endpoint_errors_total",
+                       {(e, r): s.endpoint_errors.get((e, r), 0) for e in s.endpoints for r in ERROR_REASONS})
         yield _histogram("bittensor_exporter_endpoint_read_duration_seconds",
-                         "Wall time of one refresh's chain read through this endpoint, failed or not.",
-                         {(e,): s.endpoint_read_duration[e] for e in s.endpoints if e in s.endpoint_read_duration},
-                         ["endpoint"])
+                         {(e,): s.endpoint_read_duration[e] for e in s.endpoints if e in s.endpoint_read_duration})
         b = s.build
-        yield _gauge_family("bittensor_exporter_build_info",
-                            "Exporter version, git revision and Python version (value 1).",
-                            {(b.version, b.revision, b.python_version): 1}, ["version", "revision", "python_version"])
-        yield _counter("bittensor_exporter_rpc_requests", "JSON-RPC requests sent to the chain endpoint, by method.",
-                       {(m,): c for m, c in sorted(s.request_totals.items())}, ["method"])
+        yield _gauge_family("bittensor_exporter_build_info", {(b.version, b.revision, b.python_version): 1})
+        yield _counter("bittensor_exporter_rpc_requests_total", {(m,): c for m, c in sorted(s.request_totals.items())})
 
 
-def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, help_text, value=value)
+# Each family's type, help text and label names come from its row in ``metric_defs``.
+def _gauge(name: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, _row(name, "gauge").help_text, value=value)
 
 
-def _gauge_family(name: str, help_text: str, values: Mapping[tuple, float], labels: list[str]) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, help_text, labels=labels)
+def _gauge_family(name: str, values: Mapping[tuple, float]) -> GaugeMetricFamily:
+    m = _row(name, "gauge")
+    family = GaugeMetricFamily(name, m.help_text, labels=list(m.labels))
     for label_values, value in values.items():
         family.add_metric(list(label_values), value)
     return family
 
 
-def _counter(name: str, help_text: str, values: Mapping[tuple, float], labels: list[str]) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, help_text, labels=labels)
+def _counter(name: str, values: Mapping[tuple, float]) -> CounterMetricFamily:
+    m = _row(name, "counter")
+    family = CounterMetricFamily(name, m.help_text, labels=list(m.labels))  # the family's name loses _total
     for label_values, value in values.items():
         family.add_metric(list(label_values), value)
     return family
 
 
-def _histogram(name: str, help_text: str, values: Mapping[tuple, Histogram], labels: Optional[list[str]] = None):
-    family = HistogramMetricFamily(name, help_text, labels=labels or [])
+def _histogram(name: str, values: Mapping[tuple, Histogram]):
+    m = _row(name, "histogram")
+    family = HistogramMetricFamily(name, m.help_text, labels=list(m.labels))
     for label_values, histogram in values.items():
         family.add_metric(list(label_values), histogram.buckets(), histogram.total)
     return family
+
+
+def _row(name: str, kind: str) -> MetricDef:
+    m = metric(name)
+    assert m.type == kind, f"{name} is a {m.type} in metric_defs"
+    return m
 
 
 def render_status(status: Status, withdrawn: bool = False) -> bytes:

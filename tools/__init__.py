@@ -1,0 +1,1 @@
+"""Developer tools run from a checkout (``make docs``); not part of the installed package."""
