@@ -52,6 +52,11 @@ class ChainConfig:
     endpoints: tuple[str, ...] = (DEFAULT_ENDPOINT,)
     timeout_seconds: float = 30.0
     max_in_flight: int = 32
+    # Memory bounds on what an endpoint sends (docs/bounds.md): the keys and values one
+    # read's map scans may hold (~200x a mainnet read's 1.3 MB), and the largest single
+    # answer (a node sends at most 15 MiB: substrate's --rpc-max-response-size).
+    max_scan_bytes: int = 256 * 2**20
+    max_response_bytes: int = 15 * 2**20
 
 
 @dataclass(frozen=True)
@@ -199,7 +204,8 @@ def listen_address_problem(address: Any) -> Optional[str]:
 
 
 def _parse_chain(c: _Collector, raw: Any) -> ChainConfig:
-    section = c.mapping(raw, "chain", ("endpoints", "timeout_seconds", "max_in_flight"))
+    section = c.mapping(raw, "chain", ("endpoints", "timeout_seconds", "max_in_flight", "max_scan_bytes",
+                                       "max_response_bytes"))
     endpoints = section.get("endpoints", list(ChainConfig.endpoints))
     if isinstance(endpoints, str):
         endpoints = [endpoints]
@@ -214,6 +220,10 @@ def _parse_chain(c: _Collector, raw: Any) -> ChainConfig:
         endpoints=tuple(u for u in endpoints if isinstance(u, str)),
         timeout_seconds=c.number(section, "chain", "timeout_seconds", ChainConfig.timeout_seconds, lo=1, hi=600),
         max_in_flight=c.number(section, "chain", "max_in_flight", ChainConfig.max_in_flight, lo=1, hi=256, integer=True),
+        max_scan_bytes=c.number(section, "chain", "max_scan_bytes", ChainConfig.max_scan_bytes,
+                                lo=2**20, hi=2**36, integer=True),
+        max_response_bytes=c.number(section, "chain", "max_response_bytes", ChainConfig.max_response_bytes,
+                                    lo=2**20, hi=2**32, integer=True),
     )
 
 

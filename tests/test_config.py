@@ -40,6 +40,14 @@ def test_defaults_without_a_file():
     assert config.staleness_limit_seconds == 180
 
 
+def test_the_memory_bounds_on_what_an_endpoint_sends_default_to_docs_bounds_md_and_can_be_set():
+    chain = load_config(None, environ={}).chain
+    assert (chain.max_scan_bytes, chain.max_response_bytes) == (256 * 2**20, 15 * 2**20)
+    document = {"chain": {"max_scan_bytes": 2**30, "max_response_bytes": 64 * 2**20}}
+    chain = parse_config(document).chain
+    assert (chain.max_scan_bytes, chain.max_response_bytes) == (2**30, 64 * 2**20)
+
+
 def test_example_config_is_valid():
     config = load_config(str(REPO / "config.example.yaml"), environ={})
     assert config.scope.watch and config.scope.watch[0].alias
@@ -55,6 +63,10 @@ def test_example_config_is_valid():
         ({"chain": {"timeout_seconds": "fast"}}, "chain.timeout_seconds"),
         ({"chain": {"max_in_flight": 0}}, "chain.max_in_flight"),
         ({"chain": {"max_in_flight": 2.5}}, "chain.max_in_flight"),
+        ({"chain": {"max_scan_bytes": 1000}}, "chain.max_scan_bytes"),
+        ({"chain": {"max_scan_bytes": "256MiB"}}, "chain.max_scan_bytes"),
+        ({"chain": {"max_response_bytes": 2**33}}, "chain.max_response_bytes"),
+        ({"chain": {"max_response_bytes": 1e7}}, "chain.max_response_bytes"),
         ({"refresh": {"interval_seconds": 0}}, "refresh.interval_seconds"),
         ({"refresh": {"interval_seconds": True}}, "refresh.interval_seconds"),
         ({"refresh": {"every": 5}}, "refresh.every"),
