@@ -103,6 +103,8 @@ class Config:
     scope: ScopeConfig = field(default_factory=ScopeConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     listen_address: str = DEFAULT_LISTEN_ADDRESS
+    # Connections one client (IPv4 address, IPv6 /64) may hold at once: docs/bounds.md.
+    max_connections_per_client: int = 64
     log_level: str = "info"
     log_format: str = "auto"
     collectors: frozenset = frozenset(COLLECTORS)  # enabled metric families
@@ -359,7 +361,7 @@ def parse_config(document: Any) -> Config:
         ("interval_seconds", "timeout_seconds", "stale_after_seconds", "max_staleness_seconds", "mode", "poll_seconds"),
     )
     history = c.mapping(top.get("history"), "history", HISTORY_KEYS)
-    web = c.mapping(top.get("web"), "web", ("listen_address",))
+    web = c.mapping(top.get("web"), "web", ("listen_address", "max_connections_per_client"))
     log = c.mapping(top.get("log"), "log", ("level", "format"))
     listen = c.string(web, "web", "listen_address", Config.listen_address)
     problem = listen_address_problem(listen)
@@ -376,6 +378,8 @@ def parse_config(document: Any) -> Config:
         scope=_parse_scope(c, top.get("scope")),
         history=_parse_history(c, history),
         listen_address=listen,
+        max_connections_per_client=c.number(web, "web", "max_connections_per_client", Config.max_connections_per_client,
+                                            lo=1, hi=65536, integer=True),
         log_level=c.string(log, "log", "level", Config.log_level, choices=LOG_LEVELS),
         log_format=c.string(log, "log", "format", Config.log_format, choices=LOG_FORMATS),
         collectors=_parse_collectors(c, top.get("collectors")),

@@ -48,6 +48,11 @@ def test_the_memory_bounds_on_what_an_endpoint_sends_default_to_docs_bounds_md_a
     assert (chain.max_scan_bytes, chain.max_response_bytes) == (2**30, 64 * 2**20)
 
 
+def test_the_connections_one_client_may_hold_default_to_64_and_can_be_set():
+    assert load_config(None, environ={}).max_connections_per_client == 64
+    assert parse_config({"web": {"max_connections_per_client": 200}}).max_connections_per_client == 200
+
+
 def test_example_config_is_valid():
     config = load_config(str(REPO / "config.example.yaml"), environ={})
     assert config.scope.watch and config.scope.watch[0].alias
@@ -79,6 +84,7 @@ def test_example_config_is_valid():
         ({"scope": {"watch": [{"hotkey": GOOD_HOTKEY}, {"hotkey": GOOD_HOTKEY}]}}, "scope.watch[1].hotkey"),
         ({"scope": {"watch": {"hotkey": GOOD_HOTKEY}}}, "scope.watch"),
         ({"web": {"listen_address": "9744"}}, "web.listen_address"),
+        ({"web": {"max_connections_per_client": 0}}, "web.max_connections_per_client"),
         ({"log": {"level": "loud"}}, "log.level"),
         ({"log": {"format": "xml"}}, "log.format"),
         ({"histroy": {"path": "x.db"}}, "histroy"),

@@ -22,8 +22,12 @@ real scrapes wait for. Hardening:
   per-connection buffer; TLS encrypts 256 KiB at a time) within
   ``response_timeout`` (60 s); a client past a deadline is reset, so the
   kernel drops what it still held for it;
-- at most ``max_connections`` (1,024) connections at once, beyond that an
-  immediate 503 (plain HTTP) or close (TLS);
+- at most ``max_connections`` (1,024) connections at once, and at most
+  ``max_connections_per_client`` (64, ``web.max_connections_per_client``) from
+  one client (an IPv4 address, an IPv6 /64), beyond either an immediate 503
+  (plain HTTP) or close (TLS): one host holding 1,100 connections made 59 of
+  60 scrapes fail while it reopened them, and now holds 64, leaving the rest
+  to Prometheus;
 - GET and HEAD only; optional TLS and basic auth from an exporter-toolkit web
   config file; bcrypt checks and the events API's SQLite reads run on a small
   thread pool, never on the event loop;
@@ -41,6 +45,7 @@ import asyncio
 import concurrent.futures
 import email.utils
 import html
+import ipaddress
 import re
 import socket
 import threading
@@ -63,6 +68,8 @@ log = structlog.get_logger("exporter.http")
 REQUEST_TIMEOUT_SECONDS = 10  # the whole request head, from accept (TLS handshake included) or the last response
 RESPONSE_TIMEOUT_SECONDS = 60  # the whole response: a client that stops reading is cut off
 MAX_CONNECTIONS = 1024
+MAX_CONNECTIONS_PER_CLIENT = 64  # a Prometheus HA pair needs 1 each; a reverse proxy in front, a few
+CLIENT_REFUSED_LOG_SECONDS = 60  # at most one warning a minute about clients past their limit
 COALESCE_BYTES = 65536  # body chunks below this are joined with their neighbours into one send
 LINGER_SECONDS = 1.0  # after an error answer: how long unread input is drained before closing
 LINGER_BYTES = 1 << 18
@@ -191,7 +198,8 @@ class MetricsServer:
 
     def __init__(self, host: str, port: int, source: MetricsSource, web: WebConfig = WebConfig(),
                  max_connections: int = MAX_CONNECTIONS, request_timeout: float = REQUEST_TIMEOUT_SECONDS,
-                 response_timeout: float = RESPONSE_TIMEOUT_SECONDS, telemetry_path: str = DEFAULT_TELEMETRY_PATH):
+                 response_timeout: float = RESPONSE_TIMEOUT_SECONDS, telemetry_path: str = DEFAULT_TELEMETRY_PATH,
+                 max_connections_per_client: int = MAX_CONNECTIONS_PER_CLIENT):
         problem = telemetry_path_problem(telemetry_path)
         if problem:
             raise ValueError(f"telemetry path: {problem}")
@@ -202,6 +210,7 @@ class MetricsServer:
         self._web = web
         self._auth = BasicAuth(web.users)
         self._max_connections = min(max_connections, _descriptor_budget())
+        self._max_per_client = max_connections_per_client
         self._head_timeout = request_timeout
         self._response_timeout = response_timeout
         self._extra_headers = "".join(f"{name}: {value}\r\n" for name, value in web.headers.items())
@@ -217,6 +226,9 @@ class MetricsServer:
             raise
         self._open = 0  # connections accepted and not yet closed (event-loop thread only)
         self._connections: dict[asyncio.Task, socket.socket] = {}
+        self._client_of: dict[asyncio.Task, str] = {}  # each connection's client (client_key)
+        self._held: dict[str, int] = {}  # open connections by client; only clients holding one
+        self._last_client_refused = float("-inf")
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._stopping: Optional[asyncio.Event] = None
         self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
@@ -299,16 +311,33 @@ class MetricsServer:
                     log.warning("http accept failed", error=repr(error))
                 await asyncio.sleep(0.05)
                 continue
-            if self._open >= self._max_connections:
+            client = client_key(peer)
+            held = self._held.get(client, 0)
+            if self._open >= self._max_connections or held >= self._max_per_client:
+                if held >= self._max_per_client:
+                    self._note_client_refused(client)
                 self._refuse(connection)
                 continue
             self._open += 1
+            self._held[client] = held + 1
             task = loop.create_task(self._serve(connection, peer, loop.time()))
             self._connections[task] = connection
+            self._client_of[task] = client
             task.add_done_callback(self._forget)
 
     def _forget(self, task: asyncio.Task) -> None:
         self._connections.pop(task).close()  # closed already, unless cancelled before it ran
+        client = self._client_of.pop(task)
+        held = self._held.pop(client) - 1
+        if held:
+            self._held[client] = held
+
+    def _note_client_refused(self, client: str) -> None:
+        now = time.monotonic()
+        if now - self._last_client_refused >= CLIENT_REFUSED_LOG_SECONDS:
+            self._last_client_refused = now
+            log.warning("http connections refused: one client holds its limit", client=client,
+                        limit=self._max_per_client, setting="web.max_connections_per_client")
 
     def _refuse(self, connection: socket.socket) -> None:
         """Past the cap: a 503 without reading the request (plain HTTP), or just a close (TLS)."""
@@ -471,6 +500,22 @@ class MetricsServer:
             await channel.send(chunk)
         if pending:
             await channel.send(b"".join(pending))
+
+
+def client_key(peer) -> str:
+    """Whose connection it is, for the per-client limit: the IPv4 address, or the /64 of an IPv6
+    one (a single host is commonly given a whole /64); an IPv4 client of a dual-stack socket by its
+    IPv4 address."""
+    address = peer[0] if isinstance(peer, tuple) and peer else str(peer)
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def _descriptor_budget() -> int:
