@@ -25,7 +25,8 @@ from structlog.testing import capture_logs
 
 from exporter.config import ConfigError, ScopeConfig
 from exporter.serving.publication import render
-from exporter.serving.server import MAX_CONNECTIONS, MetricsServer, MetricsSource, client_key
+from exporter.serving.admission import Admission, client_key
+from exporter.serving.server import MAX_CONNECTIONS, MetricsServer, MetricsSource
 from exporter.serving import web_config as web_config_module
 from exporter.serving.web_config import BasicAuth, load_web_config
 from exporter.snapshot.builder import build_snapshot
@@ -535,6 +536,18 @@ def test_one_client_holding_connections_leaves_every_scrape_of_another_served():
 ])
 def test_a_client_is_its_ipv4_address_or_its_ipv6_64(peer, key):
     assert client_key(peer) == key
+
+
+def test_admission_counts_connections_in_all_and_by_client():
+    admission = Admission(total=5, per_client=2)
+    assert [admission.admit("a") for _ in range(3)] == [None, None, "client"]
+    assert [admission.admit("b"), admission.admit("b"), admission.admit("c")] == [None, None, None]
+    assert admission.admit("d") == "total" and admission.open == 5
+    admission.release("a")
+    assert admission.held("a") == 1 and admission.admit("a") is None
+    for client in ("a", "a", "b", "b", "c"):
+        admission.release(client)
+    assert admission.open == 0 and admission._held == {}, "nothing kept of clients gone"
 
 
 # -- TLS options, applied ------------------------------------------------------------------------

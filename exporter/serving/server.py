@@ -45,7 +45,6 @@ import asyncio
 import concurrent.futures
 import email.utils
 import html
-import ipaddress
 import re
 import socket
 import threading
@@ -58,6 +57,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
 from exporter import __version__
+from exporter.serving.admission import CLIENT, Admission, client_key
 from exporter.serving.channels import PlainChannel, TLSChannel, reset
 from exporter.serving.http_head import BadRequest, ClientGone, Request, read_head
 from exporter.serving.publication import Publication
@@ -209,8 +209,7 @@ class MetricsServer:
         self._source = source
         self._web = web
         self._auth = BasicAuth(web.users)
-        self._max_connections = min(max_connections, _descriptor_budget())
-        self._max_per_client = max_connections_per_client
+        self._admission = Admission(min(max_connections, _descriptor_budget()), max_connections_per_client)
         self._head_timeout = request_timeout
         self._response_timeout = response_timeout
         self._extra_headers = "".join(f"{name}: {value}\r\n" for name, value in web.headers.items())
@@ -224,10 +223,7 @@ class MetricsServer:
         except OSError:
             self._socket.close()
             raise
-        self._open = 0  # connections accepted and not yet closed (event-loop thread only)
-        self._connections: dict[asyncio.Task, socket.socket] = {}
-        self._client_of: dict[asyncio.Task, str] = {}  # each connection's client (client_key)
-        self._held: dict[str, int] = {}  # open connections by client; only clients holding one
+        self._connections: dict[asyncio.Task, tuple[socket.socket, str]] = {}  # and its client_key
         self._last_client_refused = float("-inf")
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._stopping: Optional[asyncio.Event] = None
@@ -294,7 +290,7 @@ class MetricsServer:
         for task in list(self._connections):
             task.cancel()
         await asyncio.wait([accepting, *self._connections], timeout=1)
-        for connection in self._connections.values():
+        for connection, _ in self._connections.values():
             connection.close()
 
     async def _accept_forever(self) -> None:
@@ -312,32 +308,27 @@ class MetricsServer:
                 await asyncio.sleep(0.05)
                 continue
             client = client_key(peer)
-            held = self._held.get(client, 0)
-            if self._open >= self._max_connections or held >= self._max_per_client:
-                if held >= self._max_per_client:
+            refused = self._admission.admit(client)
+            if refused is not None:
+                if refused == CLIENT:
                     self._note_client_refused(client)
                 self._refuse(connection)
                 continue
-            self._open += 1
-            self._held[client] = held + 1
             task = loop.create_task(self._serve(connection, peer, loop.time()))
-            self._connections[task] = connection
-            self._client_of[task] = client
+            self._connections[task] = (connection, client)
             task.add_done_callback(self._forget)
 
     def _forget(self, task: asyncio.Task) -> None:
-        self._connections.pop(task).close()  # closed already, unless cancelled before it ran
-        client = self._client_of.pop(task)
-        held = self._held.pop(client) - 1
-        if held:
-            self._held[client] = held
+        connection, client = self._connections.pop(task)
+        connection.close()  # closed already, unless cancelled before it ran
+        self._admission.release(client)
 
     def _note_client_refused(self, client: str) -> None:
         now = time.monotonic()
         if now - self._last_client_refused >= CLIENT_REFUSED_LOG_SECONDS:
             self._last_client_refused = now
             log.warning("http connections refused: one client holds its limit", client=client,
-                        limit=self._max_per_client, setting="web.max_connections_per_client")
+                        limit=self._admission.per_client, setting="web.max_connections_per_client")
 
     def _refuse(self, connection: socket.socket) -> None:
         """Past the cap: a 503 without reading the request (plain HTTP), or just a close (TLS)."""
@@ -387,7 +378,6 @@ class MetricsServer:
         except Exception as error:  # noqa: BLE001 - never let one connection's surprise print a traceback
             log.warning("http connection failed", client=client, error=repr(error)[:200])
         finally:
-            self._open -= 1
             connection.close()
 
     async def _close(self, channel: PlainChannel, linger: bool) -> None:
@@ -500,22 +490,6 @@ class MetricsServer:
             await channel.send(chunk)
         if pending:
             await channel.send(b"".join(pending))
-
-
-def client_key(peer) -> str:
-    """Whose connection it is, for the per-client limit: the IPv4 address, or the /64 of an IPv6
-    one (a single host is commonly given a whole /64); an IPv4 client of a dual-stack socket by its
-    IPv4 address."""
-    address = peer[0] if isinstance(peer, tuple) and peer else str(peer)
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
 
 
 def _descriptor_budget() -> int:
