@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import datetime
+import inspect
 import io
 import sqlite3
 import os
@@ -18,6 +19,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from exporter.chain import storage
+from exporter.chain.wire import counting_connect_factory
 from exporter.cli import main
 from exporter.config import ConfigError, load_config, parse_config
 from tests.tricky_chain import hotkey
@@ -43,6 +46,9 @@ def test_defaults_without_a_file():
 def test_the_memory_bounds_on_what_an_endpoint_sends_default_to_docs_bounds_md_and_can_be_set():
     chain = load_config(None, environ={}).chain
     assert (chain.max_scan_bytes, chain.max_response_bytes) == (256 * 2**20, 15 * 2**20)
+    # the same defaults where the chain reader and the dial are built without a config
+    assert storage.DEFAULT_MAX_SCAN_BYTES == chain.max_scan_bytes
+    assert inspect.signature(counting_connect_factory).parameters["max_response_bytes"].default == chain.max_response_bytes
     document = {"chain": {"max_scan_bytes": 2**30, "max_response_bytes": 64 * 2**20}}
     chain = parse_config(document).chain
     assert (chain.max_scan_bytes, chain.max_response_bytes) == (2**30, 64 * 2**20)
