@@ -65,6 +65,24 @@ def test_a_longer_answer_fails_at_its_header_and_so_does_every_redial():
     assert error.detail.endswith(f"exceeds limit of {LIMIT} bytes")
 
 
+def test_an_answer_is_refused_at_its_header_before_any_of_it_is_read():
+    """The server claims a 1 GiB answer and sends only the frame header: the client refuses it at
+    once (it never waits for, let alone buffers, the payload)."""
+
+    async def claim_a_gibibyte(ws):
+        async for _request in ws:
+            ws.transport.write(b"\x81\x7f" + (2**30).to_bytes(8, "big"))  # FIN, text, 64-bit length
+
+    async def check(url):
+        ws = await counting_connect_factory(RequestCounter(), LIMIT)(url)
+        await ws.send("{}")
+        with pytest.raises(ResponseTooLarge) as error:
+            await asyncio.wait_for(ws.recv(), 5)
+        return error.value
+
+    assert run_against(claim_a_gibibyte, check).detail.endswith(f"frame with {2**30} bytes exceeds limit of {LIMIT} bytes")
+
+
 @pytest.mark.parametrize("status, kind", [
     (HTTPStatus.TOO_MANY_REQUESTS, RpcPolicyRejection),
     (HTTPStatus.FORBIDDEN, RpcPolicyRejection),
