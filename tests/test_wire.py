@@ -83,6 +83,32 @@ def test_an_answer_is_refused_at_its_header_before_any_of_it_is_read():
     assert run_against(claim_a_gibibyte, check).detail.endswith(f"frame with {2**30} bytes exceeds limit of {LIMIT} bytes")
 
 
+def test_the_connection_is_dropped_at_once_when_the_peer_goes_on_sending():
+    """A peer still sending the long answer (here: reading nothing more, so never answering the
+    close) would hold the closing handshake, and the read past the SDK's response timeout, which
+    then reported a timeout instead; the connection is dropped at once instead."""
+
+    checked = asyncio.Event()
+
+    async def claim_and_go_deaf(ws):
+        async for _request in ws:
+            ws.transport.pause_reading()  # the client's close frame is never read
+            ws.transport.write(b"\x81\x7f" + (2**30).to_bytes(8, "big") + b"0" * 4096)
+            await asyncio.wait_for(checked.wait(), 10)
+            ws.transport.abort()
+
+    async def check(url):
+        ws = await counting_connect_factory(RequestCounter(), LIMIT)(url)
+        await ws.send("{}")
+        try:
+            with pytest.raises(ResponseTooLarge):
+                await asyncio.wait_for(ws.recv(), 2)
+        finally:
+            checked.set()
+
+    run_against(claim_and_go_deaf, check)
+
+
 @pytest.mark.parametrize("status, kind", [
     (HTTPStatus.TOO_MANY_REQUESTS, RpcPolicyRejection),
     (HTTPStatus.FORBIDDEN, RpcPolicyRejection),

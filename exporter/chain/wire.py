@@ -21,8 +21,9 @@ import threading
 from collections import Counter
 from typing import Optional, Union
 
+from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus, PayloadTooBig
 from websockets.frames import CloseCode
 
 # Private to bittensor 11.x, hence the pinned SDK range (tests/test_sdk_names.py).
@@ -92,6 +93,20 @@ class _Dial:
         return _CountingConnection(await dial(url, self.max_response_bytes), self)
 
 
+class _BoundedConnection(ClientConnection):
+    """A websocket that drops the connection the moment a message passes its size limit.
+
+    websockets then sends a close frame and waits for the peer's; a peer still
+    sending the long message answers only after sending all of it, and the read
+    waited past the SDK's response timeout, which reported a timeout instead.
+    """
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if isinstance(self.protocol.parser_exc, PayloadTooBig) and not self.transport.is_closing():
+            self.transport.abort()  # connection_lost: recv() raises at once, the close (1009) as sent
+
+
 async def dial(url: str, max_response_bytes: int):
     """A websocket to ``url`` accepting messages of at most ``max_response_bytes``.
 
@@ -101,7 +116,8 @@ async def dial(url: str, max_response_bytes: int):
     """
     try:
         return await asyncio.wait_for(
-            ws_connect(url, max_size=max_response_bytes, write_limit=WRITE_LIMIT), HANDSHAKE_SECONDS)
+            ws_connect(url, max_size=max_response_bytes, write_limit=WRITE_LIMIT, create_connection=_BoundedConnection),
+            HANDSHAKE_SECONDS)
     except InvalidStatus as error:
         status = error.response.status_code
         if status in (403, 429):
