@@ -17,7 +17,7 @@ import time
 import urllib.request
 
 from exporter.logs import configure_logging
-from exporter.serving.server import MetricsServer, MetricsSource
+from exporter.serving.server import MAX_CONNECTIONS, MetricsServer, MetricsSource
 from tests.fakes import fake_publication
 
 
@@ -49,7 +49,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     args = parser.parse_args()
     configure_logging("warning", "console")  # one debug line per cut-off client would drown the result
-    server = MetricsServer("127.0.0.1", 0, MetricsSource(lambda: fake_publication(status=b"# status\n" * 2000)))
+    # Every client is 127.0.0.1, the scraper too: the per-client limit is lifted to see the deadlines at work.
+    server = MetricsServer("127.0.0.1", 0, MetricsSource(lambda: fake_publication(status=b"# status\n" * 2000)),
+                           max_connections_per_client=MAX_CONNECTIONS)
     server.start()
     stop, cuts = threading.Event(), []
     threads = [threading.Thread(target=slow_client, args=(server.port, i % 3 == 0, stop, cuts), daemon=True)

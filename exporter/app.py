@@ -90,7 +90,8 @@ def build_exporter(
     source = MetricsSource(refresher.current, live=ProcessMetrics(), events=events, **({"clock": clock} if clock else {}))
     host, port = split_listen_address(config.listen_address)
     try:
-        server = MetricsServer(host, port, source, web, telemetry_path=telemetry_path)
+        server = MetricsServer(host, port, source, web, telemetry_path=telemetry_path,
+                               max_connections_per_client=config.max_connections_per_client)
     except (OSError, ValueError):
         session.close()
         raise

@@ -52,6 +52,11 @@ class ChainConfig:
     endpoints: tuple[str, ...] = (DEFAULT_ENDPOINT,)
     timeout_seconds: float = 30.0
     max_in_flight: int = 32
+    # Memory bounds on what an endpoint sends (docs/bounds.md): the keys and values one
+    # read's map scans may hold (~200x a mainnet read's 1.3 MB), and the largest single
+    # answer (a node sends at most 15 MiB: substrate's --rpc-max-response-size).
+    max_scan_bytes: int = 256 * 2**20
+    max_response_bytes: int = 15 * 2**20
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,8 @@ class Config:
     scope: ScopeConfig = field(default_factory=ScopeConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     listen_address: str = DEFAULT_LISTEN_ADDRESS
+    # Connections one client (IPv4 address, IPv6 /64) may hold at once: docs/bounds.md.
+    max_connections_per_client: int = 64
     log_level: str = "info"
     log_format: str = "auto"
     collectors: frozenset = frozenset(COLLECTORS)  # enabled metric families
@@ -199,7 +206,8 @@ def listen_address_problem(address: Any) -> Optional[str]:
 
 
 def _parse_chain(c: _Collector, raw: Any) -> ChainConfig:
-    section = c.mapping(raw, "chain", ("endpoints", "timeout_seconds", "max_in_flight"))
+    section = c.mapping(raw, "chain", ("endpoints", "timeout_seconds", "max_in_flight", "max_scan_bytes",
+                                       "max_response_bytes"))
     endpoints = section.get("endpoints", list(ChainConfig.endpoints))
     if isinstance(endpoints, str):
         endpoints = [endpoints]
@@ -214,6 +222,10 @@ def _parse_chain(c: _Collector, raw: Any) -> ChainConfig:
         endpoints=tuple(u for u in endpoints if isinstance(u, str)),
         timeout_seconds=c.number(section, "chain", "timeout_seconds", ChainConfig.timeout_seconds, lo=1, hi=600),
         max_in_flight=c.number(section, "chain", "max_in_flight", ChainConfig.max_in_flight, lo=1, hi=256, integer=True),
+        max_scan_bytes=c.number(section, "chain", "max_scan_bytes", ChainConfig.max_scan_bytes,
+                                lo=2**20, hi=2**36, integer=True),
+        max_response_bytes=c.number(section, "chain", "max_response_bytes", ChainConfig.max_response_bytes,
+                                    lo=2**20, hi=2**32, integer=True),
     )
 
 
@@ -349,7 +361,7 @@ def parse_config(document: Any) -> Config:
         ("interval_seconds", "timeout_seconds", "stale_after_seconds", "max_staleness_seconds", "mode", "poll_seconds"),
     )
     history = c.mapping(top.get("history"), "history", HISTORY_KEYS)
-    web = c.mapping(top.get("web"), "web", ("listen_address",))
+    web = c.mapping(top.get("web"), "web", ("listen_address", "max_connections_per_client"))
     log = c.mapping(top.get("log"), "log", ("level", "format"))
     listen = c.string(web, "web", "listen_address", Config.listen_address)
     problem = listen_address_problem(listen)
@@ -366,6 +378,8 @@ def parse_config(document: Any) -> Config:
         scope=_parse_scope(c, top.get("scope")),
         history=_parse_history(c, history),
         listen_address=listen,
+        max_connections_per_client=c.number(web, "web", "max_connections_per_client", Config.max_connections_per_client,
+                                            lo=1, hi=65536, integer=True),
         log_level=c.string(log, "log", "level", Config.log_level, choices=LOG_LEVELS),
         log_format=c.string(log, "log", "format", Config.log_format, choices=LOG_FORMATS),
         collectors=_parse_collectors(c, top.get("collectors")),

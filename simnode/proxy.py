@@ -201,6 +201,12 @@ def endless_pages(fill: str = "0x00", prefixes: Optional[Iterable[str]] = None) 
     return hook
 
 
+def oversized(method: str, size: int) -> Hook:
+    """Answers of ``method`` are a hex string of ``size`` characters: longer than a node sends."""
+    text = "0x" + "0" * (size - 2)
+    return on(method, lambda params, result: text)
+
+
 def header_number(number: Any) -> Hook:
     """``chain_getHeader`` says the block has this ``number`` (a hex string, as nodes send it)."""
     return on("chain_getHeader", lambda params, header: {**header, "number": number} if header else header)

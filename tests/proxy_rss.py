@@ -1,6 +1,9 @@
 """Peak memory of an exporter process whose endpoint answers every key page with another full page of made-up keys.
 
-    .venv/bin/python -m tests.proxy_rss [--scenario tricky|demo] [--refreshes 3]
+    .venv/bin/python -m tests.proxy_rss [--scenario tricky|demo] [--refreshes 3] [--oversized MB]
+
+With ``--oversized``, every key page is instead one answer of that many MB (a string), as
+from an endpoint with no response limit: what ``chain.max_response_bytes`` stops.
 
 A simulated node and a corrupting proxy (``simnode.proxy.endless_pages``,
 made-up values included, so only the scan caps stop the paging) run in this
@@ -27,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from simnode import ChainState, SimNode
-from simnode.proxy import CorruptingProxy, endless_pages, replace_result
+from simnode.proxy import CorruptingProxy, endless_pages, oversized, replace_result
 from simnode.scenarios import demo
 from tests.conftest import write_tricky_chain
 
@@ -53,6 +56,7 @@ def main() -> int:
     parser.add_argument("--refreshes", type=int, default=3, help="refused refreshes to watch")
     parser.add_argument("--maps", default="", help="comma-separated items whose pages are endless (default: every map)")
     parser.add_argument("--null", action="store_true", help="answer state_queryStorageAt with null instead (a cheap refusal)")
+    parser.add_argument("--oversized", type=int, default=0, metavar="MB", help="answer every key page with this many MB instead")
     args = parser.parse_args()
 
     state = ChainState()
@@ -103,6 +107,9 @@ def main() -> int:
             if args.null:
                 proxy.corrupt = replace_result("state_queryStorageAt", None)
                 print("null answers instead")
+            if args.oversized:
+                proxy.corrupt = oversized("state_getKeysPaged", args.oversized * 2**20)
+                print(f"key pages of {args.oversized} MB instead")
             for i in range(args.refreshes):
                 proxy.reset_counters()
                 started = time.monotonic()

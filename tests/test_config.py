@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import datetime
+import inspect
 import io
 import sqlite3
 import os
@@ -18,6 +19,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from exporter.chain import storage
+from exporter.chain.wire import counting_connect_factory
 from exporter.cli import main
 from exporter.config import ConfigError, load_config, parse_config
 from tests.tricky_chain import hotkey
@@ -38,6 +41,22 @@ def test_defaults_without_a_file():
     assert config.interval_seconds == 60
     assert config.scope.min_stake_weight == 1000
     assert config.staleness_limit_seconds == 180
+
+
+def test_the_memory_bounds_on_what_an_endpoint_sends_default_to_docs_bounds_md_and_can_be_set():
+    chain = load_config(None, environ={}).chain
+    assert (chain.max_scan_bytes, chain.max_response_bytes) == (256 * 2**20, 15 * 2**20)
+    # the same defaults where the chain reader and the dial are built without a config
+    assert storage.DEFAULT_MAX_SCAN_BYTES == chain.max_scan_bytes
+    assert inspect.signature(counting_connect_factory).parameters["max_response_bytes"].default == chain.max_response_bytes
+    document = {"chain": {"max_scan_bytes": 2**30, "max_response_bytes": 64 * 2**20}}
+    chain = parse_config(document).chain
+    assert (chain.max_scan_bytes, chain.max_response_bytes) == (2**30, 64 * 2**20)
+
+
+def test_the_connections_one_client_may_hold_default_to_64_and_can_be_set():
+    assert load_config(None, environ={}).max_connections_per_client == 64
+    assert parse_config({"web": {"max_connections_per_client": 200}}).max_connections_per_client == 200
 
 
 def test_example_config_is_valid():
@@ -70,6 +89,10 @@ def test_the_example_configs_commented_watch_entry_works_once_uncommented():
         ({"chain": {"timeout_seconds": "fast"}}, "chain.timeout_seconds"),
         ({"chain": {"max_in_flight": 0}}, "chain.max_in_flight"),
         ({"chain": {"max_in_flight": 2.5}}, "chain.max_in_flight"),
+        ({"chain": {"max_scan_bytes": 1000}}, "chain.max_scan_bytes"),
+        ({"chain": {"max_scan_bytes": "256MiB"}}, "chain.max_scan_bytes"),
+        ({"chain": {"max_response_bytes": 2**33}}, "chain.max_response_bytes"),
+        ({"chain": {"max_response_bytes": 1e7}}, "chain.max_response_bytes"),
         ({"refresh": {"interval_seconds": 0}}, "refresh.interval_seconds"),
         ({"refresh": {"interval_seconds": True}}, "refresh.interval_seconds"),
         ({"refresh": {"every": 5}}, "refresh.every"),
@@ -82,6 +105,7 @@ def test_the_example_configs_commented_watch_entry_works_once_uncommented():
         ({"scope": {"watch": [{"hotkey": GOOD_HOTKEY}, {"hotkey": GOOD_HOTKEY}]}}, "scope.watch[1].hotkey"),
         ({"scope": {"watch": {"hotkey": GOOD_HOTKEY}}}, "scope.watch"),
         ({"web": {"listen_address": "9744"}}, "web.listen_address"),
+        ({"web": {"max_connections_per_client": 0}}, "web.max_connections_per_client"),
         ({"log": {"level": "loud"}}, "log.level"),
         ({"log": {"format": "xml"}}, "log.format"),
         ({"histroy": {"path": "x.db"}}, "histroy"),

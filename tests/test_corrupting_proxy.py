@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Callable, Optional
@@ -37,9 +38,9 @@ SUBTENSOR = "SubtensorModule"
 # Series that move with every block, whatever the chain's values.
 MOVING = {"bittensor_chain_block", "bittensor_chain_block_timestamp_seconds"}
 MOVING_BYTES = {name.encode() for name in MOVING}
-# Caps for this chain (the chain reader's are sized for mainnet); the endless
-# pages stop at them: 2 pages of a netuid map, 3 of a hotkey map.
-NETUID_CAP, HOTKEY_CAP = 2000, 3000
+# Caps for this chain (the chain reader's are sized for mainnet): the endless pages stop at
+# 2 pages of a netuid map, or once the read's scans were answered 1 MiB.
+NETUID_CAP, SCAN_BYTES = 2000, 2**20
 
 
 @dataclass
@@ -207,8 +208,9 @@ def test_a_corrupt_answer_is_refused_and_nothing_of_it_is_published_or_recorded(
     check_refused(rig, mode.hook(rig), mode.reason, mode.rule)
 
 
-def check_refused(rig: Rig, hook: p.Hook, reason: str, rule: Optional[str]) -> None:
-    """One refresh through ``hook``: refused as said, nothing of it served or recorded; then an honest one."""
+def check_refused(rig: Rig, hook: p.Hook, reason: str, rule: Optional[str]) -> dict:
+    """One refresh through ``hook``: refused as said, nothing of it served or recorded; then an honest one.
+    Returns the refusal's log line."""
     refresher = rig.exporter.refresher
     rig.state.commit_block()
     before = refresher.current()
@@ -238,6 +240,7 @@ def check_refused(rig: Rig, hook: p.Hook, reason: str, rule: Optional[str]) -> N
     assert good.data.snapshot.chain.block == rig.block
     with sqlite3.connect(rig.db) as conn:
         assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == rows["events"], "the chain did not change"
+    return refusals[0]
 
 
 def sample(exposition: bytes, name: str, **labels: str) -> float:
@@ -254,15 +257,34 @@ def without_moving(exposition: bytes) -> bytes:
 
 
 def test_endless_pages_stop_at_the_cap(rig, monkeypatch):
-    """Every key page is another full page of made-up keys (with values): each scan stops at its cap."""
+    """Every key page is another full page of made-up keys (with values): the scans stop at their caps."""
     monkeypatch.setattr(chain_reader, "MAX_NETUIDS", NETUID_CAP)
-    monkeypatch.setattr(chain_reader, "HOTKEY_KEYED_FLOOR", HOTKEY_CAP)
+    monkeypatch.setattr(rig.exporter.session._reader, "_max_scan_bytes", SCAN_BYTES)
     rig.proxy.reset_counters()
     check_refused(rig, p.endless_pages(), "invalid", "scan_cap")
-    # At most: 4 netuid maps x 3 pages + 3 hotkey maps x 4 pages, and the honest read's few.
-    pages = 4 * (NETUID_CAP // 1000 + 1) + 3 * (HOTKEY_CAP // 1000 + 1)
+    # A page of made-up keys is over 66 kB (1,000 keys of 66 characters and more, with values):
+    # at most 16 pages to the budget, one more per scan and shard in flight (7 scans, a few
+    # shards each), and the honest read's few.
+    pages = SCAN_BYTES // 66_000 + 1 + 7 * 3
     assert rig.proxy.requests["state_getKeysPaged"] <= pages + 7 * 3
     assert rig.proxy.keys_listed <= pages * 1000
+
+
+def test_an_answer_longer_than_a_node_sends_fails_the_read_without_asking_again(rig):
+    """A key page of 15 MiB and a byte, where a node sends at most 15 MiB (chain.max_response_bytes'
+    default): the websocket refuses it at its header, the read fails at once naming the setting,
+    and the request is not sent again on a new connection."""
+    rig.proxy.reset_counters()
+    started = time.monotonic()
+    refusal = check_refused(rig, p.oversized("state_getKeysPaged", 15 * 2**20 + 1), "invalid", "response_too_large")
+    assert time.monotonic() - started < 5, "no waiting on a timeout"
+    assert "chain.max_response_bytes (15 MiB" in refusal["detail"] and "exceeds limit of 15728640 bytes" in refusal["detail"]
+    status = rig.exporter.refresher.current().status
+    assert sample(status, "bittensor_exporter_endpoint_errors_total", endpoint=rig.exporter.session.pool.order()[0].label,
+                  reason="invalid") >= 1
+    # No page asked again after the refusal: each scan's first page (one shard: the maps are small)
+    # once in the refused read, once in the honest one.
+    assert rig.proxy.requests["state_getKeysPaged"] <= 2 * 7
 
 
 def test_a_held_back_read_is_published_when_the_next_read_confirms_it(rig):

@@ -404,18 +404,12 @@ def test_a_map_at_its_cap_is_read_whole():
     assert refused(reader.scan("TotalHotkeyAlpha", shards=3, max_keys=29)).rule == "scan_cap"
 
 
-def test_the_reader_caps_netuid_maps_at_the_netuid_bound_and_hotkey_maps_by_what_was_admitted(monkeypatch):
-    monkeypatch.setattr(chain_reader, "HOTKEY_KEYED_FLOOR", 8)
+def test_the_reader_caps_netuid_maps_at_the_netuid_bound_and_other_maps_only_by_the_byte_budget():
     reader = ChainReader(max_in_flight=4)
     assert reader.scan_cap("NetworksAdded") == reader.scan_cap("ValidatorPermit") == 4096
-    assert reader.scan_cap("ParentKeys") == reader.scan_cap("ChildKeys") == 8
+    assert reader.scan_cap("ParentKeys") is reader.scan_cap("ChildKeys") is None
     run(reader.read(FakeConnection(tricky_state()), SCOPE))
-    parents = len(t.parent_keys())  # 7 children with parents: under the floor of 8, so admitted
-    assert reader.scan_cap("ParentKeys") == max(8, 2 * parents) == 14
-    assert reader.scan_cap("ChildKeys") == 8, "4 parents: the floor"
-    monkeypatch.setattr(chain_reader, "HOTKEY_KEYED_FLOOR", 6)
-    fresh = ChainReader(max_in_flight=4)
-    assert refused(fresh.read(FakeConnection(tricky_state()), SCOPE)).rule == "scan_cap"
+    assert reader.scan_cap("ChildKeys") is None, "not what the last read held (see test_scan_budget)"
 
 
 def test_the_read_is_admitted_by_the_gate_and_a_refused_one_leaves_the_baseline():

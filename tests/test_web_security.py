@@ -11,7 +11,6 @@ import selectors
 import shutil
 import socket
 import ssl
-import statistics
 import subprocess
 import threading
 import time
@@ -22,10 +21,13 @@ from typing import Optional
 
 import bcrypt
 import pytest
+from structlog.testing import capture_logs
 
 from exporter.config import ConfigError, ScopeConfig
 from exporter.serving.publication import render
-from exporter.serving.server import MetricsServer, MetricsSource
+from exporter.serving.admission import Admission, client_key
+from exporter.serving.server import MAX_CONNECTIONS, MetricsServer, MetricsSource
+from exporter.serving import web_config as web_config_module
 from exporter.serving.web_config import BasicAuth, load_web_config
 from exporter.snapshot.builder import build_snapshot
 from tests.fakes import fake_publication
@@ -175,20 +177,52 @@ def test_basic_auth_scheme_is_case_insensitive_and_long_passwords_never_match(tm
         server.stop()
 
 
-def test_an_unknown_user_costs_what_a_wrong_password_costs():
-    auth = BasicAuth({"prometheus": bcrypt.hashpw(b"secret", bcrypt.gensalt(rounds=7))})
+def _bcrypt_runs(monkeypatch) -> list[int]:
+    """The cost of every bcrypt run from here on (the real runs, counted)."""
+    runs: list[int] = []
+    checkpw = bcrypt.checkpw
 
-    def cost(user: str) -> float:
-        header = "Basic " + base64.b64encode(f"{user}:wrong".encode()).decode()
-        times = []
-        for _ in range(5):
-            began = time.perf_counter()
-            assert auth.allows(header) is False
-            times.append(time.perf_counter() - began)
-        return statistics.median(times)
+    def counted(password: bytes, hashed: bytes) -> bool:
+        runs.append(int(hashed.split(b"$")[2]))
+        return checkpw(password, hashed)
 
-    ratio = cost("nobody") / cost("prometheus")
-    assert 0.5 < ratio < 2, f"an unknown user takes {ratio:.2f}x a wrong password's time"
+    monkeypatch.setattr(web_config_module.bcrypt, "checkpw", counted)
+    return runs
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_an_unknown_user_and_every_wrong_or_right_password_cost_the_same_bcrypt_work(monkeypatch):
+    """Users hashed at different costs: every check runs bcrypt once at each of them, so neither an
+    unknown user nor a user's cost shows in the time of the answer (an unknown user was checked
+    at the highest cost alone, a wrong password at its user's)."""
+    auth = BasicAuth({
+        "cheap": bcrypt.hashpw(b"one", bcrypt.gensalt(rounds=4)),
+        "dear": bcrypt.hashpw(b"two", bcrypt.gensalt(rounds=6)),
+        "also-cheap": bcrypt.hashpw(b"three", bcrypt.gensalt(rounds=4)),
+    })
+    runs = _bcrypt_runs(monkeypatch)
+    cases = [("nobody", "one", False), ("cheap", "wrong", False), ("dear", "wrong", False),
+             ("also-cheap", "one", False), ("cheap", "one", True), ("dear", "two", True), ("also-cheap", "three", True)]
+    for user, password, allowed in cases:
+        runs.clear()
+        assert auth.allows(_basic(user, password)) is allowed, (user, password)
+        assert sorted(runs) == [4, 6], (user, password, runs)
+    runs.clear()
+    assert auth.allows(_basic("cheap", "one")) is True and runs == [], "a password verified before: no bcrypt"
+    assert auth.allows(_basic("nobody", "one")) is False and sorted(runs) == [4, 6], "an unknown user still pays"
+
+
+def test_with_one_cost_a_check_is_one_bcrypt_run(monkeypatch):
+    auth = BasicAuth({"prometheus": bcrypt.hashpw(b"secret", bcrypt.gensalt(rounds=5)),
+                      "grafana": bcrypt.hashpw(b"other", bcrypt.gensalt(rounds=5))})
+    runs = _bcrypt_runs(monkeypatch)
+    for user, password in (("nobody", "secret"), ("prometheus", "wrong"), ("prometheus", "secret")):
+        runs.clear()
+        auth.allows(_basic(user, password))
+        assert runs == [5], (user, runs)
 
 
 @pytest.mark.parametrize("text, needle", [
@@ -373,8 +407,10 @@ def test_slow_and_idle_clients_cannot_hold_the_server(certificate):
     """Hundreds of slowloris connections, plain and TLS: every scrape meanwhile is answered at once,
     and each slow client is cut off at the head deadline counted from accept (TLS handshake included)."""
     _descriptors_for(2 * (SLOW_PLAIN + SLOW_TLS) + 200)
-    plain = serve(request_timeout=HEAD_DEADLINE)
-    secure = serve(web_config(certificate, users=False), request_timeout=HEAD_DEADLINE)
+    # All from 127.0.0.1, scrapers too: the per-client limit (its own test) is lifted to test the deadlines.
+    plain = serve(request_timeout=HEAD_DEADLINE, max_connections_per_client=MAX_CONNECTIONS)
+    secure = serve(web_config(certificate, users=False), request_timeout=HEAD_DEADLINE,
+                   max_connections_per_client=MAX_CONNECTIONS)
     context = client_context(certificate)
     clients: list[SlowClient] = []
     try:
@@ -437,6 +473,81 @@ def test_connection_cap_answers_503_instead_of_queueing_forever():
     else:
         pytest.fail("slots were not released")
     server.stop()
+
+
+def _from(source: str, port: int) -> socket.socket:
+    """A connection to the server from loopback address ``source`` (another client, as the server sees it)."""
+    try:
+        return socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+    except OSError as error:  # only Linux routes all of 127/8 to loopback
+        pytest.skip(f"cannot connect from {source}: {error}")
+
+
+def test_one_client_holding_connections_leaves_every_scrape_of_another_served():
+    """One host (127.0.0.2) opens 150 connections and reopens each one refused; Prometheus (127.0.0.1)
+    scrapes meanwhile: all 60 of its scrapes are answered 200. Without the per-client limit the host
+    took every connection and 59 of 60 scrapes failed with 503."""
+    server = serve(max_connections=100, max_connections_per_client=20, request_timeout=30)
+    held, refused = [], 0
+    stop = threading.Event()
+
+    def hog() -> None:
+        nonlocal refused
+        while not stop.is_set():
+            if len(held) >= 150:
+                stop.wait(0.01)
+                continue
+            s = _from("127.0.0.2", server.port)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # kept alive: holds a slot if given one
+            if s.recv(12) == b"HTTP/1.1 503":
+                refused += 1
+                s.close()  # and opens another at once
+            else:
+                held.append(s)
+
+    _from("127.0.0.2", server.port).close()  # skips here, before any thread, where 127.0.0.2 is not loopback
+    thread = threading.Thread(target=hog, daemon=True)
+    try:
+        with capture_logs() as logs:
+            thread.start()
+            while refused < 50:  # the host holds its 20 and keeps trying
+                threading.Event().wait(0.01)
+            statuses = [get(f"http://127.0.0.1:{server.port}/metrics")[0] for _ in range(60)]
+        assert statuses == [200] * 60
+        assert len(held) == 20, "the host holds its limit, no more"
+        warnings = [e for e in logs if e["log_level"] == "warning"]
+        assert warnings == [{"event": "http connections refused: one client holds its limit", "client": "127.0.0.2",
+                             "limit": 20, "setting": "web.max_connections_per_client", "log_level": "warning"}], \
+            "one line a minute, however many refusals"
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        for s in held:
+            s.close()
+        server.stop()
+
+
+@pytest.mark.parametrize("peer, key", [
+    (("203.0.113.7", 5000), "203.0.113.7"),
+    (("::ffff:203.0.113.7", 5000, 0, 0), "203.0.113.7"),
+    (("2001:db8:1:2:aaaa:bbbb:cccc:dddd", 5000, 0, 0), "2001:db8:1:2::/64"),
+    (("2001:db8:1:2::1", 5001, 0, 0), "2001:db8:1:2::/64"),
+    (("fe80::1%eth0", 5000, 0, 2), "fe80::/64"),
+])
+def test_a_client_is_its_ipv4_address_or_its_ipv6_64(peer, key):
+    assert client_key(peer) == key
+
+
+def test_admission_counts_connections_in_all_and_by_client():
+    admission = Admission(total=5, per_client=2)
+    assert [admission.admit("a") for _ in range(3)] == [None, None, "client"]
+    assert [admission.admit("b"), admission.admit("b"), admission.admit("c")] == [None, None, None]
+    assert admission.admit("d") == "total" and admission.open == 5
+    admission.release("a")
+    assert admission.held("a") == 1 and admission.admit("a") is None
+    for client in ("a", "a", "b", "b", "c"):
+        admission.release(client)
+    assert admission.open == 0 and admission._held == {}, "nothing kept of clients gone"
 
 
 # -- TLS options, applied ------------------------------------------------------------------------

@@ -23,7 +23,8 @@ runs as well against a ``StorageReader`` pinned to a block as against an
 in-memory source holding literal values.
 
 Nothing is returned that the chain could not have said: the storage reader
-checks every answer as it arrives and caps every scan (``scan_cap``), and
+checks every answer as it arrives and holds the read's scans to a memory
+budget (``chain.max_scan_bytes``; netuid-keyed maps also to the netuid bound), and
 ``read`` passes the finished read through a ``ReadGate`` (the chain's
 invariants, then the step from the last good read). Each refusal is an
 ``InvalidRead`` raised inside the read, so the session counts the endpoint
@@ -48,7 +49,7 @@ from exporter.chain.events import ReaderEventSource, read_window
 from exporter.chain.answers import PAGE_SIZE
 from exporter.chain.plans import NOT_AHEAD, ReadAhead, ReadPlans, StakePlan, UidPlan, cancelled, nonzero, someone
 from exporter.chain.reuse import KeyCache, ValueCache
-from exporter.chain.storage import StorageReader, gather_or_cancel
+from exporter.chain.storage import DEFAULT_MAX_SCAN_BYTES, ScanBudget, StorageReader, gather_or_cancel
 
 # Runtime items that only some runtimes declare; read when present.
 MIN_TAKE_PER_SUBNET = "MinChildkeyTakePerSubnet"
@@ -58,17 +59,13 @@ PENDING_EPOCH_AT = "PendingEpochAt"
 DISSOLVE_QUEUE = "DissolveCleanupQueue"  # subnets dissolved, their storage still being deleted (PR #2412)
 _SHARD_FILL = 0.8  # aim for pages 80 % full so a growing map rarely needs a second page
 
-# Scan caps, from the chain's own limits. Maps keyed by netuid alone hold at
-# most one entry per subnet. Maps keyed by (hotkey, netuid) hold one entry per
-# parent, child or flagged hotkey on a subnet: a parent needs StakeThreshold of
-# stake and has at most 5 children, so mainnet holds a few thousand; the floor
-# is 256 subnets x 256 uids (MaxAllowedUids), and a map that grew past half
-# of it in admitted reads may reach twice its size.
+# Maps keyed by netuid alone hold at most one entry per subnet, so their scans
+# stop at the netuid bound. Every other map (keyed by hotkey and netuid: as many
+# entries as the chain has parents, children, flagged hotkeys) is read whatever
+# its size; only the read's scan budget in bytes (``ScanBudget``) stops one.
 NETUID_KEYED = frozenset({
     "NetworksAdded", "ValidatorPermit", "SubnetworkN", MIN_TAKE_PER_SUBNET,
 })
-HOTKEY_KEYED_FLOOR = 256 * 256
-HOTKEY_KEYED_GROWTH = 2
 
 
 async def codec_at(conn: SubstrateConnection, block_hash: str):
@@ -135,10 +132,10 @@ class ChainReader:
     span refreshes and endpoints.
     """
 
-    def __init__(self, max_in_flight: int):
+    def __init__(self, max_in_flight: int, max_scan_bytes: int = DEFAULT_MAX_SCAN_BYTES):
         self._max_in_flight = max_in_flight
+        self._max_scan_bytes = max_scan_bytes
         self._map_sizes: dict[str, int] = {}
-        self._admitted_sizes: dict[str, int] = {}
         self._failed_since_collect = False
         self._stake_keys: Optional[set] = None  # of the last read_from
         self._plans = ReadPlans()  # what stages 2 and 3 asked for, kept from read to read
@@ -150,11 +147,9 @@ class ChainReader:
         size = self._map_sizes.get(item, 2 * PAGE_SIZE)
         return max(1, min(32, math.ceil(size / (PAGE_SIZE * _SHARD_FILL))))
 
-    def scan_cap(self, item: str) -> int:
-        """The most keys a scan of ``item`` may list before the read is refused."""
-        if item in NETUID_KEYED:
-            return MAX_NETUIDS
-        return max(HOTKEY_KEYED_FLOOR, HOTKEY_KEYED_GROWTH * self._admitted_sizes.get(item, 0))
+    def scan_cap(self, item: str) -> Optional[int]:
+        """The most keys a scan of ``item`` may list before the read is refused (None: only the byte budget)."""
+        return MAX_NETUIDS if item in NETUID_KEYED else None
 
     async def _scan(self, source: StorageSource, item: str) -> list[tuple[Any, Any]]:
         rows = await source.scan(item, shards=self._shards(item), max_keys=self.scan_cap(item))
@@ -193,7 +188,6 @@ class ChainReader:
         except BaseException:
             self._failed_since_collect = True
             raise
-        self._admitted_sizes = dict(self._map_sizes)
         return read
 
     async def open_finalized(self, conn: SubstrateConnection) -> tuple[StorageReader, int, int]:
@@ -219,7 +213,8 @@ class ChainReader:
         self._keys.start(codec)
         self._values.start(codec)
         semaphore = asyncio.Semaphore(self._max_in_flight)
-        return StorageReader(conn, codec, block_hash, semaphore, self._keys, self._values), block, codec.spec_version
+        budget = ScanBudget(self._max_scan_bytes)  # one for the read: its scans run side by side
+        return StorageReader(conn, codec, block_hash, semaphore, self._keys, self._values, budget), block, codec.spec_version
 
     async def read_from(self, source: StorageSource, scope: ScopeConfig, *, block: int, spec_version: int) -> ChainRead:
         """The four-stage plan against ``source`` (all of it at ``source.block_hash``).

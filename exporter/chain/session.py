@@ -74,10 +74,10 @@ def classify(error: BaseException) -> str:
         return "connection"
     if "ConnectionClosed" in type(error).__name__:
         return "connection"
+    if isinstance(error, InvalidRead):  # answers the chain could not have produced (one too large for the SDK, too)
+        return "invalid"
     if isinstance(error, SubstrateRequestException):
         return "rpc_error"
-    if isinstance(error, InvalidRead):  # answers the chain could not have produced
-        return "invalid"
     if isinstance(error, (ValueError, TypeError, KeyError, IndexError, OverflowError)):
         return "decode"
     return "internal"
@@ -93,7 +93,7 @@ class ChainSession:
     ):
         self._chain = chain
         self._counter = counter
-        self._reader = ChainReader(chain.max_in_flight)
+        self._reader = ChainReader(chain.max_in_flight, chain.max_scan_bytes)
         self.pool = pool or EndpointPool(chain.endpoints)
         self._conn: Optional[SubstrateConnection] = None
         self._closing: set[asyncio.Future] = set()  # connections closing in the background
@@ -121,7 +121,7 @@ class ChainSession:
             fallback_urls=[],
             max_retries=_SDK_RETRIES,
             response_timeout=self._chain.timeout_seconds,
-            connect_factory=counting_connect_factory(self._counter),
+            connect_factory=counting_connect_factory(self._counter, self._chain.max_response_bytes),
         )
         try:
             await conn.initialize()

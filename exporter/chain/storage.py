@@ -14,9 +14,11 @@ cancels its other requests before the error propagates: nothing it started
 keeps paging in the background.
 
 Nothing an endpoint answers is taken on trust: every answer is checked as soon
-as it arrives (``answers``: ``InvalidRead`` otherwise), and a scan stops as soon
-as it has listed more keys than its cap, so what an endpoint sends costs
-bounded memory. Keys and decoded values are kept from read to read (``reuse``).
+as it arrives (``answers``: ``InvalidRead`` otherwise), and the read's scans
+stop as soon as the keys and values they were answered pass the read's
+``ScanBudget`` (``chain.max_scan_bytes``), so what an endpoint sends costs
+bounded memory however large it says a map is. Keys and decoded values are
+kept from read to read (``reuse``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ from exporter.snapshot.validate import InvalidRead
 # (~90,000 keys at mainnet scale), so this halves its requests against 1,000.
 QUERY_BATCH = 2500
 SUBTENSOR = "SubtensorModule"
+# What the map scans of one read may hold (chain.max_scan_bytes): see ScanBudget and
+# docs/bounds.md for how it was sized.
+DEFAULT_MAX_SCAN_BYTES = 256 * 2**20
 
 
 class StorageReader:
@@ -50,6 +55,7 @@ class StorageReader:
         semaphore: asyncio.Semaphore,
         keys: Optional[KeyCache] = None,
         values: Optional[ValueCache] = None,
+        budget: Optional["ScanBudget"] = None,
     ):
         self._conn = conn
         self._codec = codec
@@ -57,6 +63,7 @@ class StorageReader:
         self._semaphore = semaphore
         self._keys = keys
         self._values = values
+        self.budget = budget if budget is not None else ScanBudget(DEFAULT_MAX_SCAN_BYTES)
 
     def has_item(self, item: str, pallet: str = SUBTENSOR) -> bool:
         """Whether the connected runtime's metadata declares this storage item."""
@@ -151,13 +158,14 @@ class StorageReader:
                    pallet: str = SUBTENSOR) -> list[tuple[Any, Any]]:
         """Every (key, value) of a map under ``params``, keys decoded past the prefix.
 
-        More than ``max_keys`` keys (over all shards) is an ``InvalidRead``,
-        raised as soon as a page crosses it: paging stops there.
+        Paging stops with an ``InvalidRead`` as soon as the answers pass the
+        reader's ``ScanBudget`` (shared by every scan of the read), or more than
+        ``max_keys`` keys over all shards (a map with a bound the chain sets).
         """
         entry = self._codec.storage_entry(pallet, item)
         prefix = "0x" + self._codec.storage_key(entry, list(params)).hex()
         bounds = _shard_bounds(prefix, shards)
-        budget = _Budget(item, max_keys)
+        budget = _Budget(item, max_keys, self.budget)
         pages = await gather_or_cancel(*(self._scan_range(prefix, lo, hi, budget) for lo, hi in bounds))
         changes = [change for page in pages for change in page]
         if self._values is not None:
@@ -167,16 +175,16 @@ class StorageReader:
     async def _scan_range(self, prefix: str, start: str, end: Optional[str],
                           budget: Optional["_Budget"] = None) -> list[tuple[str, Optional[str]]]:
         """Keys in (start, end) under prefix, with values; value fetches overlap key paging."""
-        budget = budget or _Budget(prefix, None)
+        budget = budget or _Budget(prefix, None, self.budget)
         fetches: list[asyncio.Future] = []
         try:
             while True:
                 answer = await self._rpc("state_getKeysPaged", [prefix, PAGE_SIZE, start, self.block_hash])
                 keys = page_keys(answer, prefix, start, PAGE_SIZE)
                 mine = keys if end is None else [k for k in keys if k < end]
-                budget.take(len(mine))
+                budget.take_keys(mine)
                 if mine:
-                    fetches.append(asyncio.ensure_future(self._query_storage(mine, listed=True)))
+                    fetches.append(asyncio.ensure_future(self._scan_values(mine, budget)))
                 _raise_failed(fetches)  # a failed value fetch ends the listing, not just the read
                 if len(keys) < PAGE_SIZE or len(mine) < len(keys):
                     break
@@ -190,6 +198,12 @@ class StorageReader:
         for values in await gather_or_cancel(*fetches):
             changes.extend(values.items())
         return changes
+
+    async def _scan_values(self, keys: list[str], budget: "_Budget") -> dict[str, Optional[str]]:
+        """The values of keys a page listed, counted against the scan's budget."""
+        values = await self._query_storage(keys, listed=True)
+        budget.take_values(values.values())
+        return values
 
 
 async def gather_or_cancel(*aws) -> list[Any]:
@@ -221,16 +235,49 @@ def _raise_failed(fetches: list[asyncio.Future]) -> None:
             fetch.result()
 
 
+class ScanBudget:
+    """The bytes of keys and values (as answered: hex text) every scan of one read may hold.
+
+    A memory budget, not a guess of how large a map may grow: a map the chain
+    really holds is read whatever its size against the last read, and what an
+    endpoint makes up stops costing memory at the budget. One budget for the
+    whole read, so the scans running side by side hold at most it together.
+    """
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.used = 0
+        self.by_item: dict[str, int] = {}
+
+    def take(self, item: str, count: int) -> None:
+        self.used += count
+        self.by_item[item] = self.by_item.get(item, 0) + count
+        if self.used > self.max_bytes:
+            raise InvalidRead(
+                "scan_cap",
+                f"{item}: the map scans of this read passed chain.max_scan_bytes ({_mib(self.max_bytes)}) with "
+                f"{_mib(self.by_item[item])} answered for {item}; if the chain really holds this much, raise the setting",
+            )
+
+
+def _mib(count: int) -> str:
+    return f"{count / 2**20:.1f} MiB" if count >= 2**20 else f"{count} bytes"
+
+
 class _Budget:
-    """Keys one scan may list over all its shards."""
+    """What one scan takes, over all its shards: keys against its own cap (if any), bytes against the read's."""
 
-    def __init__(self, item: str, cap: Optional[int]):
-        self.item, self.cap, self.listed = item, cap, 0
+    def __init__(self, item: str, cap: Optional[int], read_budget: ScanBudget):
+        self.item, self.cap, self.listed, self.read_budget = item, cap, 0, read_budget
 
-    def take(self, count: int) -> None:
-        self.listed += count
+    def take_keys(self, keys: list[str]) -> None:
+        self.listed += len(keys)
         if self.cap is not None and self.listed > self.cap:
             raise InvalidRead("scan_cap", f"{self.item}: more than {self.cap} keys listed; the chain's limits allow fewer")
+        self.read_budget.take(self.item, sum(map(len, keys)))
+
+    def take_values(self, values) -> None:
+        self.read_budget.take(self.item, sum(map(len, filter(None, values))))
 
 
 def _shard_bounds(prefix: str, shards: int) -> list[tuple[str, Optional[str]]]:

@@ -22,8 +22,12 @@ real scrapes wait for. Hardening:
   per-connection buffer; TLS encrypts 256 KiB at a time) within
   ``response_timeout`` (60 s); a client past a deadline is reset, so the
   kernel drops what it still held for it;
-- at most ``max_connections`` (1,024) connections at once, beyond that an
-  immediate 503 (plain HTTP) or close (TLS);
+- at most ``max_connections`` (1,024) connections at once, and at most
+  ``max_connections_per_client`` (64, ``web.max_connections_per_client``) from
+  one client (an IPv4 address, an IPv6 /64), beyond either an immediate 503
+  (plain HTTP) or close (TLS): one host holding 1,100 connections made 59 of
+  60 scrapes fail while it reopened them, and now holds 64, leaving the rest
+  to Prometheus;
 - GET and HEAD only; optional TLS and basic auth from an exporter-toolkit web
   config file; bcrypt checks and the events API's SQLite reads run on a small
   thread pool, never on the event loop;
@@ -53,6 +57,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
 from exporter import __version__
+from exporter.serving.admission import CLIENT, Admission, client_key
 from exporter.serving.channels import PlainChannel, TLSChannel, reset
 from exporter.serving.http_head import BadRequest, ClientGone, Request, read_head
 from exporter.serving.publication import Publication
@@ -63,6 +68,8 @@ log = structlog.get_logger("exporter.http")
 REQUEST_TIMEOUT_SECONDS = 10  # the whole request head, from accept (TLS handshake included) or the last response
 RESPONSE_TIMEOUT_SECONDS = 60  # the whole response: a client that stops reading is cut off
 MAX_CONNECTIONS = 1024
+MAX_CONNECTIONS_PER_CLIENT = 64  # a Prometheus HA pair needs 1 each; a reverse proxy in front, a few
+CLIENT_REFUSED_LOG_SECONDS = 60  # at most one warning a minute about clients past their limit
 COALESCE_BYTES = 65536  # body chunks below this are joined with their neighbours into one send
 LINGER_SECONDS = 1.0  # after an error answer: how long unread input is drained before closing
 LINGER_BYTES = 1 << 18
@@ -191,7 +198,8 @@ class MetricsServer:
 
     def __init__(self, host: str, port: int, source: MetricsSource, web: WebConfig = WebConfig(),
                  max_connections: int = MAX_CONNECTIONS, request_timeout: float = REQUEST_TIMEOUT_SECONDS,
-                 response_timeout: float = RESPONSE_TIMEOUT_SECONDS, telemetry_path: str = DEFAULT_TELEMETRY_PATH):
+                 response_timeout: float = RESPONSE_TIMEOUT_SECONDS, telemetry_path: str = DEFAULT_TELEMETRY_PATH,
+                 max_connections_per_client: int = MAX_CONNECTIONS_PER_CLIENT):
         problem = telemetry_path_problem(telemetry_path)
         if problem:
             raise ValueError(f"telemetry path: {problem}")
@@ -201,7 +209,7 @@ class MetricsServer:
         self._source = source
         self._web = web
         self._auth = BasicAuth(web.users)
-        self._max_connections = min(max_connections, _descriptor_budget())
+        self._admission = Admission(min(max_connections, _descriptor_budget()), max_connections_per_client)
         self._head_timeout = request_timeout
         self._response_timeout = response_timeout
         self._extra_headers = "".join(f"{name}: {value}\r\n" for name, value in web.headers.items())
@@ -215,8 +223,8 @@ class MetricsServer:
         except OSError:
             self._socket.close()
             raise
-        self._open = 0  # connections accepted and not yet closed (event-loop thread only)
-        self._connections: dict[asyncio.Task, socket.socket] = {}
+        self._connections: dict[asyncio.Task, tuple[socket.socket, str]] = {}  # and its client_key
+        self._last_client_refused = float("-inf")
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._stopping: Optional[asyncio.Event] = None
         self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
@@ -282,7 +290,7 @@ class MetricsServer:
         for task in list(self._connections):
             task.cancel()
         await asyncio.wait([accepting, *self._connections], timeout=1)
-        for connection in self._connections.values():
+        for connection, _ in self._connections.values():
             connection.close()
 
     async def _accept_forever(self) -> None:
@@ -299,16 +307,28 @@ class MetricsServer:
                     log.warning("http accept failed", error=repr(error))
                 await asyncio.sleep(0.05)
                 continue
-            if self._open >= self._max_connections:
+            client = client_key(peer)
+            refused = self._admission.admit(client)
+            if refused is not None:
+                if refused == CLIENT:
+                    self._note_client_refused(client)
                 self._refuse(connection)
                 continue
-            self._open += 1
             task = loop.create_task(self._serve(connection, peer, loop.time()))
-            self._connections[task] = connection
+            self._connections[task] = (connection, client)
             task.add_done_callback(self._forget)
 
     def _forget(self, task: asyncio.Task) -> None:
-        self._connections.pop(task).close()  # closed already, unless cancelled before it ran
+        connection, client = self._connections.pop(task)
+        connection.close()  # closed already, unless cancelled before it ran
+        self._admission.release(client)
+
+    def _note_client_refused(self, client: str) -> None:
+        now = time.monotonic()
+        if now - self._last_client_refused >= CLIENT_REFUSED_LOG_SECONDS:
+            self._last_client_refused = now
+            log.warning("http connections refused: one client holds its limit", client=client,
+                        limit=self._admission.per_client, setting="web.max_connections_per_client")
 
     def _refuse(self, connection: socket.socket) -> None:
         """Past the cap: a 503 without reading the request (plain HTTP), or just a close (TLS)."""
@@ -358,7 +378,6 @@ class MetricsServer:
         except Exception as error:  # noqa: BLE001 - never let one connection's surprise print a traceback
             log.warning("http connection failed", client=client, error=repr(error)[:200])
         finally:
-            self._open -= 1
             connection.close()
 
     async def _close(self, channel: PlainChannel, linger: bool) -> None:

@@ -135,17 +135,23 @@ class BasicAuth:
     ``check`` answers without bcrypt when it can (auth disabled, a malformed
     header, a password bcrypt cannot verify, a password verified before);
     ``allows`` always answers, paying bcrypt's cost when needed, so a server
-    runs it off its event loop. An unknown user is checked against a dummy
-    hash of the configured cost: it takes as long as a wrong password.
+    runs it off its event loop.
+
+    Every check bcrypt decides costs the same, whoever it names and whatever the
+    password, so the time of an answer tells no user names apart: one bcrypt run
+    at each cost the users' hashes have, against the user's own hash at its cost
+    and a dummy hash (well formed, matching nothing) at every other, all of them
+    for an unknown user. With one cost (the usual file) that is one run, as
+    before; users hashed at 10 and 12 cost a 10 and a 12 each, unknown or not,
+    where an unknown user used to take 238 ms and a wrong password 74 ms.
     """
 
     def __init__(self, users: dict):
         self._users = users
         self._verified: set[tuple[str, bytes]] = set()
         self._lock = threading.Lock()
-        cost = max((int(h.split(b"$")[2]) for h in users.values()), default=10)
-        # A well-formed hash nothing matches, with the users' cost: checking it costs what a real check does.
-        self._dummy = bcrypt.gensalt(rounds=cost) + b"." * 31
+        costs = sorted({_cost(h) for h in users.values()})
+        self._dummies = {cost: bcrypt.gensalt(rounds=cost) + b"." * 31 for cost in costs}
 
     @property
     def enabled(self) -> bool:
@@ -185,14 +191,22 @@ class BasicAuth:
             return known
         user, password = self._credentials(header)  # type: ignore[misc] - check() returned None: well-formed
         hashed = self._users.get(user)
-        if hashed is None:
-            _checkpw(password, self._dummy)  # same time as a wrong password: timing does not reveal user names
-            return False
-        if not _checkpw(password, hashed):
-            return False
-        with self._lock:
-            self._verified.add((user, _digest(hashed, password)))
-        return True
+        mine = _cost(hashed) if hashed is not None else None
+        matched = False
+        for cost, dummy in self._dummies.items():  # every cost once, whatever the user and the password
+            if cost == mine:
+                matched = _checkpw(password, hashed)
+            else:
+                _checkpw(password, dummy)
+        if matched:
+            with self._lock:
+                self._verified.add((user, _digest(hashed, password)))
+        return matched
+
+
+def _cost(hashed: bytes) -> int:
+    """The cost of a hash ``load_web_config`` admitted ($2y$<cost>$...)."""
+    return int(hashed.split(b"$")[2])
 
 
 def _digest(hashed: bytes, password: bytes) -> bytes:
