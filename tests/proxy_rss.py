@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from simnode import ChainState, SimNode
+from simnode import SIMNODE_GENESIS_HASH, ChainState, SimNode
 from simnode.proxy import CorruptingProxy, endless_pages, replace_result
 from simnode.scenarios import demo
 from tests.conftest import write_tricky_chain
@@ -60,7 +60,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="proxy-rss-"))
     with SimNode(state) as node, CorruptingProxy(node.url) as proxy:
         config = {
-            "chain": {"endpoints": [proxy.url], "timeout_seconds": 30},
+            "chain": {"endpoints": [proxy.url], "timeout_seconds": 30, "genesis_hash": SIMNODE_GENESIS_HASH},
             "refresh": {"interval_seconds": 1, "timeout_seconds": 120},
             "scope": {"min_stake_weight": 100},
             "history": {"path": str(work / "history.db")},

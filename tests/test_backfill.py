@@ -18,7 +18,7 @@ from exporter.chain.wire import RequestCounter
 from exporter.config import ChainConfig, Config, HistoryConfig, ScopeConfig, WatchedHotkey
 from exporter.backfill import Backfill, BackfillError, Plan, plan_range, run_backfill
 from exporter.history.store import HistoryStore
-from simnode import ChainState, SimNode
+from simnode import SIMNODE_GENESIS_HASH, ChainState, SimNode
 from simnode.actions import add_stake, remove_stake, schedule_children, set_childkey_take
 from simnode.epoch import advance_to
 from tests import tricky_chain as t
@@ -80,7 +80,8 @@ def month_like(tmp_path_factory):
 
 
 def config_for(db: Path) -> Config:
-    return Config(scope=SCOPE, history=HistoryConfig(path=str(db)), refresh_timeout_seconds=30)
+    return Config(chain=ChainConfig(genesis_hash=SIMNODE_GENESIS_HASH), scope=SCOPE, history=HistoryConfig(path=str(db)),
+                  refresh_timeout_seconds=30)
 
 
 def test_a_backfill_records_what_the_live_exporter_recorded(month_like, tmp_path):
@@ -116,7 +117,7 @@ class _StopAfter(io.StringIO):
 def test_an_interrupted_backfill_resumes_to_the_same_events_within_its_request_budget(month_like, tmp_path):
     node, live_db = month_like
     db = tmp_path / "backfilled.db"
-    config = replace(config_for(db), chain=ChainConfig(endpoints=(node.url,)))
+    config = replace(config_for(db), chain=ChainConfig(endpoints=(node.url,), genesis_hash=SIMNODE_GENESIS_HASH))
     counter = RequestCounter()
     session = ChainSession(config.chain, counter)
     store = HistoryStore.open(str(db))

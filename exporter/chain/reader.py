@@ -23,7 +23,10 @@ in-memory source holding literal values.
 Nothing is returned that the chain could not have said: the storage reader
 checks every answer as it arrives and caps every scan (``scan_cap``), and
 ``read`` passes the finished read through a ``ReadGate`` (the chain's
-invariants, then the step from the last good read). Each refusal is an
+invariants, then the step from the last good read, both against this
+machine's clock). While the plan runs, the head's number is checked to name
+the head (``trust.number_is_the_head``) and, when asked, another endpoint
+gives its word on the head (``witness``). Each refusal is an
 ``InvalidRead`` raised inside the read, so the session counts the endpoint
 as failed and tries the next one.
 """
@@ -42,6 +45,7 @@ from exporter.config import ScopeConfig
 from exporter.snapshot.model import ChainRead, EventWindow, frozen
 from exporter.snapshot.validate import MAX_NETUIDS, ReadGate, check_block_hash
 from exporter.chain.events import ReaderEventSource, read_window
+from exporter.chain.trust import Witness, check_window_times, number_is_the_head
 from exporter.chain.answers import PAGE_SIZE
 from exporter.chain.plans import NOT_AHEAD, ReadAhead, ReadPlans, StakePlan, UidPlan, cancelled, nonzero, someone
 from exporter.chain.reuse import KeyCache, ValueCache
@@ -158,10 +162,11 @@ class ChainReader:
         return rows
 
     async def read(self, conn: SubstrateConnection, scope: ScopeConfig, events: Optional[EventRange] = None,
-                   at_block: Optional[int] = None) -> ChainRead:
+                   at_block: Optional[int] = None, witness: Optional[Witness] = None) -> ChainRead:
         """One refresh's reads over ``conn``, all at its finalized head (or at block ``at_block``: a
         backfill), admitted by the gate; with ``events``, also the chain's events of the blocks since
-        ``events.since``.
+        ``events.since``. ``witness(block, block_hash, source)``: asked about the head while the
+        read runs (another endpoint's word on it); what it raises fails the read.
 
         Raises ``InvalidRead`` (a ValueError) for anything the chain could not have said.
         """
@@ -179,11 +184,14 @@ class ChainReader:
                 source, block, spec_version = await self.open_finalized(conn)
             else:
                 source, block, spec_version = await self.open_at(conn, at_block)
-            read, window = await gather_or_cancel(
+            read, window, _, _ = await gather_or_cancel(
                 self.read_from(source, scope, block=block, spec_version=spec_version),
                 _events_of(source, events, block) if events else _nothing(),
+                number_is_the_head(source, block) if at_block is None else _nothing(),
+                witness(block, source.block_hash, source) if witness is not None and at_block is None else _nothing(),
             )
-            self.gate.admit(read, scope, self._stake_keys)
+            self.gate.admit(read, scope, self._stake_keys,
+                            (lambda: check_window_times(window, read)) if window is not None else None)
             if window is not None:
                 read = replace(read, events=window)
         except BaseException:

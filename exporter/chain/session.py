@@ -28,6 +28,7 @@ from bittensor._transport.errors import MaxRetriesExceeded, RpcPolicyRejection, 
 from bittensor._transport.interface import SubstrateConnection
 
 from exporter.chain.reader import ChainReader, EventRange
+from exporter.chain.trust import EndpointsDisagree, Witness, WrongChain, agree_at_common_height, check_genesis
 from exporter.config import ChainConfig, ScopeConfig
 from exporter.chain.endpoints import Endpoint, EndpointPool
 from exporter.snapshot.model import ChainRead
@@ -66,6 +67,8 @@ class ReadError(Exception):
 
 def classify(error: BaseException) -> str:
     """A bounded ``reason`` label for a failed read."""
+    if isinstance(error, (WrongChain, EndpointsDisagree)):
+        return error.reason
     if isinstance(error, (TimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError)):
         return "timeout"
     # MaxRetriesExceeded: every endpoint refused or dropped the connection;
@@ -98,6 +101,8 @@ class ChainSession:
         self._conn: Optional[SubstrateConnection] = None
         self._closing: set[asyncio.Future] = set()  # connections closing in the background
         self._conn_endpoint: Optional[Endpoint] = None
+        self._witness: Optional[SubstrateConnection] = None  # the cross-check's, to another endpoint
+        self._witness_endpoint: Optional[Endpoint] = None
         self._lock = threading.Lock()  # guards _in_flight between the refresh thread and cancel()
         self._in_flight: Optional[concurrent.futures.Future] = None
         self._cancelled = threading.Event()
@@ -116,6 +121,16 @@ class ChainSession:
         if self._conn is not None and self._conn_endpoint is endpoint:
             return self._conn
         self._abandon_connection()  # another endpoint's: closed in the background, never waited for
+        if self._witness is not None and self._witness_endpoint is endpoint:
+            conn, self._witness = self._witness, None  # the cross-check's connection becomes the reads'
+        else:
+            conn = await self._open(endpoint)
+        self._conn, self._conn_endpoint = conn, endpoint
+        return conn
+
+    async def _open(self, endpoint: Endpoint) -> SubstrateConnection:
+        """A connection to ``endpoint`` once it has shown it serves the configured chain: its
+        genesis hash is asked first, so another chain's endpoint is never read (not even its metadata)."""
         conn = SubstrateConnection(
             endpoint.url,
             fallback_urls=[],
@@ -124,12 +139,60 @@ class ChainSession:
             connect_factory=counting_connect_factory(self._counter),
         )
         try:
+            await check_genesis(conn, self._chain.genesis_hash, endpoint.label)
             await conn.initialize()
-        except BaseException:
+        except BaseException as error:
             self._close_in_background(conn)
+            if isinstance(error, WrongChain):
+                log.warning("endpoint refused: it serves another chain", endpoint=endpoint.label, error=str(error),
+                            hint="chain.genesis_hash names the chain to read; remove this endpoint or point it at that chain")
             raise
-        self._conn, self._conn_endpoint = conn, endpoint
         return conn
+
+    async def _witness_connection(self, endpoint: Endpoint) -> SubstrateConnection:
+        """The cross-check's connection to ``endpoint`` (kept open from refresh to refresh)."""
+        if self._witness is not None and self._witness_endpoint is endpoint:
+            return self._witness
+        self._abandon_witness()
+        conn = await self._open(endpoint)
+        self._witness, self._witness_endpoint = conn, endpoint
+        return conn
+
+    def _abandon_witness(self) -> None:
+        conn, self._witness = self._witness, None
+        if conn is not None:
+            self._close_in_background(conn)
+
+    def _witness_for(self, reading: Endpoint, attempts: list[Attempt]) -> Optional[Witness]:
+        """With ``chain.cross_check`` and another endpoint: the check that it names the same block at
+        the height both have reached. The other endpoints are asked in the pool's order, those that
+        failed in this refresh last, until one answers; if none does, the read goes on unchecked
+        (logged). A witness that fails is counted as failed, like a read through it."""
+        others = [e for e in self.pool.order() if e is not reading]
+        if not self._chain.cross_check or not others:
+            return None
+        failed = {a.endpoint for a in attempts if a.reason is not None}
+        others.sort(key=lambda e: e.label in failed)  # stable: the pool's order otherwise
+
+        async def witness(block: int, block_hash: str, source: Any) -> None:
+            for other in others:
+                started = time.monotonic()
+                try:
+                    conn = await asyncio.wait_for(self._witness_connection(other), self._chain.timeout_seconds)
+                    await asyncio.wait_for(agree_at_common_height(block, block_hash, source, conn, other.label),
+                                           self._chain.timeout_seconds)
+                    return
+                except EndpointsDisagree:
+                    raise
+                except Exception as error:  # noqa: BLE001 - ask the next endpoint
+                    self._abandon_witness()
+                    self.pool.failed(other)
+                    attempts.append(Attempt(other.label, classify(error), time.monotonic() - started))
+                    log.warning("cross-check: endpoint did not answer", endpoint=other.label, reason=classify(error),
+                                error=_describe(error))
+            log.warning("cross-check skipped: no other endpoint answered", block=block, endpoint=reading.label)
+
+        return witness
 
     async def _close_all(self, seconds: float) -> None:
         """Close the connection, then cancel whatever is left on the loop; ``seconds`` in all."""
@@ -137,6 +200,9 @@ class ChainSession:
         conn, self._conn = self._conn, None
         if conn is not None:
             await _close_quietly(conn, max(0.1, seconds / 2))
+        witness, self._witness = self._witness, None
+        if witness is not None:
+            await _close_quietly(witness, max(0.1, deadline - self._loop.time()) / 2)
         # Connections still closing in the background were abandoned after a
         # failure, and the SDK may have tasks of its own: at shutdown there is
         # nothing left to wait for on any of them.
@@ -166,9 +232,10 @@ class ChainSession:
         task.add_done_callback(self._closing.discard)
 
     async def _read_from(self, endpoint: Endpoint, scope: ScopeConfig, events: Optional[EventRange],
-                         at_block: Optional[int]) -> ChainRead:
+                         at_block: Optional[int], attempts: list[Attempt]) -> ChainRead:
         try:
-            return await self._reader.read(await self._connection(endpoint), scope, events, at_block)
+            conn = await self._connection(endpoint)
+            return await self._reader.read(conn, scope, events, at_block, self._witness_for(endpoint, attempts))
         except BaseException:
             # A failed or cancelled read may leave the session mid-page or given
             # up; the next attempt starts on a fresh connection.
@@ -188,7 +255,7 @@ class ChainSession:
             started = time.monotonic()
             budget = attempt_budget(remaining, len(order) - index, self._chain.timeout_seconds)
             try:
-                read = await asyncio.wait_for(self._read_from(endpoint, scope, events, at_block), budget)
+                read = await asyncio.wait_for(self._read_from(endpoint, scope, events, at_block, attempts), budget)
             except Exception as error:  # noqa: BLE001 - try the next endpoint
                 if isinstance(error, TimeoutError) and not str(error):
                     error = TimeoutError(f"no complete read from {endpoint.label} within {budget:.3g}s")
