@@ -113,6 +113,11 @@ class ChainSession:
         self._thread.start()
 
     @property
+    def gate(self):
+        """The reads' ``ReadGate``: the last good read every later one is judged against."""
+        return self._reader.gate
+
+    @property
     def endpoint(self) -> Optional[Endpoint]:
         """The endpoint the open connection talks to, if any."""
         return self._conn_endpoint if self._conn is not None else None
