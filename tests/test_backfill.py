@@ -162,7 +162,8 @@ def test_the_command_killed_mid_way_resumes_where_it_stopped(month_like, tmp_pat
     node, live_db = month_like
     db, config = tmp_path / "backfilled.db", tmp_path / "config.yaml"
     # The same watched hotkey as the live exporter: history tracks watched hotkeys wherever they are.
-    config.write_text(f"scope:\n  min_stake_weight: 0\n  watch:\n    - hotkey: {t.M}\n      alias: M\n")
+    config.write_text(f"chain:\n  genesis_hash: '{SIMNODE_GENESIS_HASH}'\n"
+                      f"scope:\n  min_stake_weight: 0\n  watch:\n    - hotkey: {t.M}\n      alias: M\n")
     command = [sys.executable, "-m", "exporter", "history", "backfill", "--config.file", str(config), "--history.path", str(db),
                "--archive.endpoint", node.url, "--from-block", "1", "--to-block", str(END),
                "--requests-per-second", "150", "--log.level", "error"]

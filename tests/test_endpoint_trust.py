@@ -241,16 +241,6 @@ def test_failing_over_to_another_chain_publishes_nothing_and_records_nothing(rig
 # -- two endpoints naming different blocks ----------------------------------------------------------
 
 
-def forked_chain(honest: ChainState) -> ChainState:
-    """This chain's genesis and storage, its blocks after genesis other blocks: a fork (or a node
-    that makes its blocks up) that no single read can tell from the chain."""
-    state = ChainState(salt="fork")
-    write_tricky_chain(state)
-    while state.head.number < honest.head.number:
-        state.commit_block()
-    return state
-
-
 @pytest.fixture
 def cross_checked():
     made = []
@@ -266,12 +256,14 @@ def cross_checked():
         exporter.close()
 
 
-def test_cross_check_withholds_a_read_two_endpoints_disagree_on(rig, tmp_path, cross_checked):
-    fork_state = forked_chain(rig.state)
-    assert fork_state.genesis.hash == rig.state.genesis.hash and fork_state.head.hash != rig.state.head.hash
-    with SimNode(fork_state) as fork:
+def test_cross_check_withholds_a_read_two_endpoints_disagree_on(tmp_path, cross_checked):
+    """A fork (or a node making its blocks up): this chain's genesis and storage, other blocks, which
+    no single read can tell from the chain."""
+    honest, forked = tricky(4), tricky(4, "fork")
+    assert forked.genesis.hash == honest.genesis.hash and forked.head.hash != honest.head.hash
+    with SimNode(forked) as fork, SimNode(honest) as node:
         db = str(tmp_path / "h.db")
-        exporter = cross_checked([fork.url, rig.node.url], db)
+        exporter = cross_checked([fork.url, node.url], db)
         labels = [e.label for e in exporter.session.pool.endpoints]
         with capture_logs() as logs:
             assert not exporter.refresh()
@@ -283,21 +275,23 @@ def test_cross_check_withholds_a_read_two_endpoints_disagree_on(rig, tmp_path, c
             assert series(s, "bittensor_exporter_endpoint_errors_total", endpoint=label, reason="endpoints_disagree") == 1
         failed = [e for e in logs if e.get("reason") == "endpoints_disagree"]
         assert len(failed) == 1 and "at finalized height" in failed[0]["error"], logs
+        exporter.close()
 
 
-def test_cross_check_with_a_third_endpoint_publishes_what_two_agree_on(rig, tmp_path, cross_checked):
+def test_cross_check_with_a_third_endpoint_publishes_what_two_agree_on(tmp_path, cross_checked):
     """The forked endpoint first: refused (the next endpoint disagrees); the next one is checked
     against the third, not against the one that just failed, and published."""
-    with SimNode(forked_chain(rig.state)) as fork, SimNode(rig.state) as second:
-        db = str(tmp_path / "h.db")
-        exporter = cross_checked([fork.url, rig.node.url, second.url], db)
+    honest = tricky(4)
+    with SimNode(tricky(4, "fork")) as fork, SimNode(honest) as first, SimNode(honest) as second:
+        exporter = cross_checked([fork.url, first.url, second.url], str(tmp_path / "h.db"))
         labels = [e.label for e in exporter.session.pool.endpoints]
         assert exporter.refresh()
-        assert exporter.snapshot.chain.block_hash == rig.state.finalized.hash
+        assert exporter.snapshot.chain.block_hash == honest.finalized.hash
         s = exporter.scrape()
         assert series(s, "bittensor_exporter_endpoint_errors_total", endpoint=labels[0], reason="endpoints_disagree") == 1
         assert series(s, "bittensor_exporter_endpoint_up", endpoint=labels[1]) == 1
         assert sum(second.requests.values()) > 0, "the third endpoint was the witness"
+        exporter.close()
 
 
 def tricky(blocks: int, salt: str = "") -> ChainState:
@@ -316,3 +310,4 @@ def test_cross_check_against_a_witness_that_is_behind(tmp_path, cross_checked, w
         assert reading.requests["chain_getBlockHash"] >= 2, "asked its hash at the witness's height"
         if not agree:
             assert series(exporter.scrape(), "bittensor_exporter_refresh_errors_total", reason="endpoints_disagree") == 1
+        exporter.close()
