@@ -24,6 +24,7 @@ from simnode.proxy import CorruptingProxy
 from tests import tricky_chain as t
 from tests.conftest import write_tricky_chain
 from tests.harness import ExporterUnderTest, series
+from tests.test_session_cleanup import connections_alive, settle
 
 SCOPE = ScopeConfig(min_stake_weight=100)
 U64_MAX = 2**64 - 1
@@ -275,6 +276,11 @@ def test_cross_check_withholds_a_read_two_endpoints_disagree_on(tmp_path, cross_
             assert series(s, "bittensor_exporter_endpoint_errors_total", endpoint=label, reason="endpoints_disagree") == 1
         failed = [e for e in logs if e.get("reason") == "endpoints_disagree"]
         assert len(failed) == 1 and "at finalized height" in failed[0]["error"], logs
+        healthy = exporter.session.task_count()
+        for _ in range(3):
+            assert not exporter.refresh()
+        assert settle(exporter.session, healthy) <= healthy, "no connection piles up, refresh after refresh"
+        assert connections_alive(exporter.session) <= 2, "the reads' and the cross-check's"
         exporter.close()
 
 

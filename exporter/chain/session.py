@@ -28,7 +28,8 @@ from bittensor._transport.errors import MaxRetriesExceeded, RpcPolicyRejection, 
 from bittensor._transport.interface import SubstrateConnection
 
 from exporter.chain.reader import ChainReader, EventRange
-from exporter.chain.trust import EndpointsDisagree, Witness, WrongChain, agree_at_common_height, check_genesis
+from exporter.chain.cross_check import CrossCheck
+from exporter.chain.trust import EndpointsDisagree, Witness, WrongChain, check_genesis
 from exporter.config import ChainConfig, ScopeConfig
 from exporter.chain.endpoints import Endpoint, EndpointPool
 from exporter.snapshot.model import ChainRead
@@ -101,12 +102,11 @@ class ChainSession:
         self._conn: Optional[SubstrateConnection] = None
         self._closing: set[asyncio.Future] = set()  # connections closing in the background
         self._conn_endpoint: Optional[Endpoint] = None
-        self._witness: Optional[SubstrateConnection] = None  # the cross-check's, to another endpoint
-        self._witness_endpoint: Optional[Endpoint] = None
         self._lock = threading.Lock()  # guards _in_flight between the refresh thread and cancel()
         self._in_flight: Optional[concurrent.futures.Future] = None
         self._cancelled = threading.Event()
         self._closed = False
+        self._cross_check = CrossCheck(self.pool, chain.timeout_seconds, self._open, self._close_in_background, classify)
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(_log_loop_exception)
         self._thread = threading.Thread(target=self._loop.run_forever, name="chain-io", daemon=True)
@@ -126,9 +126,8 @@ class ChainSession:
         if self._conn is not None and self._conn_endpoint is endpoint:
             return self._conn
         self._abandon_connection()  # another endpoint's: closed in the background, never waited for
-        if self._witness is not None and self._witness_endpoint is endpoint:
-            conn, self._witness = self._witness, None  # the cross-check's connection becomes the reads'
-        else:
+        conn = self._cross_check.take(endpoint)  # the cross-check's connection becomes the reads'
+        if conn is None:
             conn = await self._open(endpoint)
         self._conn, self._conn_endpoint = conn, endpoint
         return conn
@@ -154,50 +153,13 @@ class ChainSession:
             raise
         return conn
 
-    async def _witness_connection(self, endpoint: Endpoint) -> SubstrateConnection:
-        """The cross-check's connection to ``endpoint`` (kept open from refresh to refresh)."""
-        if self._witness is not None and self._witness_endpoint is endpoint:
-            return self._witness
-        self._abandon_witness()
-        conn = await self._open(endpoint)
-        self._witness, self._witness_endpoint = conn, endpoint
-        return conn
-
-    def _abandon_witness(self) -> None:
-        conn, self._witness = self._witness, None
-        if conn is not None:
-            self._close_in_background(conn)
-
     def _witness_for(self, reading: Endpoint, attempts: list[Attempt]) -> Optional[Witness]:
-        """With ``chain.cross_check`` and another endpoint: the check that it names the same block at
-        the height both have reached. The other endpoints are asked in the pool's order, those that
-        failed in this refresh last, until one answers; if none does, the read goes on unchecked
-        (logged). A witness that fails is counted as failed, like a read through it."""
-        others = [e for e in self.pool.order() if e is not reading]
-        if not self._chain.cross_check or not others:
+        """With ``chain.cross_check``: another endpoint's word on the head read through ``reading``."""
+        if not self._chain.cross_check:
             return None
         failed = {a.endpoint for a in attempts if a.reason is not None}
-        others.sort(key=lambda e: e.label in failed)  # stable: the pool's order otherwise
-
-        async def witness(block: int, block_hash: str, source: Any) -> None:
-            for other in others:
-                started = time.monotonic()
-                try:
-                    conn = await asyncio.wait_for(self._witness_connection(other), self._chain.timeout_seconds)
-                    await asyncio.wait_for(agree_at_common_height(block, block_hash, source, conn, other.label),
-                                           self._chain.timeout_seconds)
-                    return
-                except EndpointsDisagree:
-                    raise
-                except Exception as error:  # noqa: BLE001 - ask the next endpoint
-                    self._abandon_witness()
-                    self.pool.failed(other)
-                    attempts.append(Attempt(other.label, classify(error), time.monotonic() - started))
-                    log.warning("cross-check: endpoint did not answer", endpoint=other.label, reason=classify(error),
-                                error=_describe(error))
-            log.warning("cross-check skipped: no other endpoint answered", block=block, endpoint=reading.label)
-
-        return witness
+        return self._cross_check.witness_for(
+            reading, failed, lambda label, reason, seconds: attempts.append(Attempt(label, reason, seconds)))
 
     async def _close_all(self, seconds: float) -> None:
         """Close the connection, then cancel whatever is left on the loop; ``seconds`` in all."""
@@ -205,7 +167,7 @@ class ChainSession:
         conn, self._conn = self._conn, None
         if conn is not None:
             await _close_quietly(conn, max(0.1, seconds / 2))
-        witness, self._witness = self._witness, None
+        witness = self._cross_check.detach()
         if witness is not None:
             await _close_quietly(witness, max(0.1, deadline - self._loop.time()) / 2)
         # Connections still closing in the background were abandoned after a
@@ -323,7 +285,12 @@ class ChainSession:
         failure, and at once when the exporter is stopping (``cancel()`` also ends an ask in flight)."""
 
         async def ask() -> Any:
-            conn = await self._connection(self.pool.order()[0])
+            endpoint = self.pool.order()[0]
+            try:
+                conn = await self._connection(endpoint)
+            except WrongChain:
+                self.pool.failed(endpoint)  # behind the others until its backoff ends: not asked every poll
+                raise
             try:
                 return await question(conn)
             except BaseException:
