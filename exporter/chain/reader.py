@@ -88,6 +88,7 @@ class EventRange:
 
     since: Optional[int]
     limit: int
+    since_time_ms: Optional[int] = None  # the Timestamp.Now of ``since``, when history kept it
 
 
 async def _nothing() -> None:
@@ -181,7 +182,9 @@ class ChainReader:
         self._stake_keys = None
         try:
             if at_block is None:
-                source, block, spec_version = await self.open_finalized(conn)
+                # After a restart, the block history recorded last is what the head is judged against.
+                recorded = (events.since, events.since_time_ms) if events is not None else None
+                source, block, spec_version = await self.open_finalized(conn, recorded)
             else:
                 source, block, spec_version = await self.open_at(conn, at_block)
             read, window, _, _ = await gather_or_cancel(
@@ -200,7 +203,8 @@ class ChainReader:
         self._admitted_sizes = dict(self._map_sizes)
         return read
 
-    async def open_finalized(self, conn: SubstrateConnection) -> tuple[StorageReader, int, int]:
+    async def open_finalized(self, conn: SubstrateConnection,
+                             recorded: Optional[tuple[Optional[int], Optional[int]]] = None) -> tuple[StorageReader, int, int]:
         """A storage reader pinned to the finalized head, with its block number and spec version.
 
         Every request of the read goes through one semaphore of ``max_in_flight``.
@@ -210,7 +214,7 @@ class ChainReader:
         head = await conn.get_chain_finalised_head()
         check_block_hash(head)  # before any request uses it
         block, codec = await gather_or_cancel(conn.get_block_number(head), codec_at(conn, head))
-        return self._pinned(conn, codec, head, block)
+        return self._pinned(conn, codec, head, block, recorded)
 
     async def open_at(self, conn: SubstrateConnection, number: int) -> tuple[StorageReader, int, int]:
         """A storage reader pinned to block ``number`` (a backfill from an archive endpoint)."""
@@ -218,8 +222,9 @@ class ChainReader:
         check_block_hash(block_hash)
         return self._pinned(conn, await codec_at(conn, block_hash), block_hash, number)
 
-    def _pinned(self, conn: SubstrateConnection, codec: Any, block_hash: str, block: int) -> tuple[StorageReader, int, int]:
-        self.gate.check_head(block, block_hash)
+    def _pinned(self, conn: SubstrateConnection, codec: Any, block_hash: str, block: int,
+                recorded: Optional[tuple[Optional[int], Optional[int]]] = None) -> tuple[StorageReader, int, int]:
+        self.gate.check_head(block, block_hash, recorded)
         self._keys.start(codec)
         self._values.start(codec)
         semaphore = asyncio.Semaphore(self._max_in_flight)

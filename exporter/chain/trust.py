@@ -17,6 +17,7 @@ Every answer is an endpoint's word; these are the checks that need the wire (the
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Awaitable, Callable, Optional
 
 from bittensor._transport.interface import SubstrateConnection
@@ -80,17 +81,32 @@ async def agree_at_common_height(block: int, block_hash: str, source: Any, witne
     """Raise ``EndpointsDisagree`` unless the witness names the same block at the height both reached.
 
     The witness ahead (or level): its hash at ``block`` must be ``block_hash``. The witness behind:
-    the reading endpoint's hash at the witness's head must be the witness's head.
+    the reading endpoint's hash at the witness's head must be the witness's head, and a block the
+    witness knows must have the same number there (a header number rewritten on an honest block).
     """
     number, head = await finalized_head(witness)
     if number >= block:
         theirs = await witness.rpc_request("chain_getBlockHash", [block])
         ours, height = block_hash, block
     else:
-        ours, theirs, height = await source.rpc("chain_getBlockHash", [number]), head, number
+        (ours, header) = await asyncio.gather(source.rpc("chain_getBlockHash", [number]),
+                                              witness.rpc_request("chain_getHeader", [block_hash]))
+        theirs, height = head, number
+        known = header.get("number") if isinstance(header, dict) else None
+        if known is not None and _number(known) != block:
+            raise EndpointsDisagree(f"block {block_hash} is block {block} here and block {_brief(known)} "
+                                    f"at {witness_label}")
     if not isinstance(theirs, str) or not isinstance(ours, str) or theirs.lower() != ours.lower():
         raise EndpointsDisagree(f"at finalized height {height} this endpoint has block {_brief(ours)} and "
                                 f"{witness_label} has {_brief(theirs)}")
+
+
+def _number(value: object) -> Optional[int]:
+    """A header number as nodes send it (hex string; an int from some)."""
+    try:
+        return int(value, 16) if isinstance(value, str) else int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
 
 
 def _brief(value: Optional[object]) -> str:

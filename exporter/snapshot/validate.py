@@ -313,21 +313,30 @@ class ReadGate:
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def check_head(self, block: object, block_hash: object) -> None:
-        """The finalized head alone, before anything is read at it (so a forged number costs no reads)."""
+    def check_head(self, block: object, block_hash: object,
+                   recorded: Optional[tuple[Optional[int], Optional[int]]] = None) -> None:
+        """The finalized head alone, before anything is read at it (so a forged number costs no reads).
+
+        ``recorded``: (block, Timestamp.Now in ms) of the last block history recorded, the
+        reference while no read was admitted yet (after a restart). A head further from it than
+        the clock allows is refused too: it would size the events read since that block."""
         check_block(block, block_hash)
         assert isinstance(block, int)
         if block > MAX_BLOCK_NUMBER:
             raise InvalidRead("block_number", f"header number {block} is past the chain's u32 block numbers")
         last = self.last_good
-        if last is None:
-            return
-        if block < last.block:
+        if last is not None and block < last.block:
             raise InvalidRead("block_went_back", f"block {block} after block {last.block} was published")
-        possible = blocks_possible(self.now_ms() + CLOCK_MARGIN_MS - last.timestamp_ms)
-        if block - last.block > possible:
+        if last is not None:
+            reference, since_ms, what = last.block, last.timestamp_ms, "the last good read"
+        elif recorded is not None and recorded[0] is not None and recorded[1] is not None:
+            reference, since_ms, what = recorded[0], recorded[1], "the last block history recorded"
+        else:
+            return
+        possible = blocks_possible(self.now_ms() + CLOCK_MARGIN_MS - since_ms)
+        if block - reference > possible:
             raise InvalidRead("block_ahead_of_clock",
-                              f"block {block} is {block - last.block} blocks after block {last.block}; "
+                              f"block {block} is {block - reference} blocks after block {reference}, {what}; "
                               f"the clock leaves room for {possible} since its timestamp")
 
     def blocks_since_last_good(self) -> Optional[int]:
