@@ -8,6 +8,11 @@ is given one endpoint at a time and few retries, so a bad endpoint fails fast,
 and every endpoint is tried before a refresh fails (each try is given a share
 of the refresh's time, so a stalled first endpoint cannot use it all up).
 
+Every connection first shows it serves the configured chain (its genesis hash, before its
+metadata: ``trust.check_genesis``); an endpoint of another chain fails with reason
+``wrong_chain`` and is never read. With ``chain.cross_check``, a second endpoint gives its word
+on each read's head over a connection of its own (``cross_check.CrossCheck``).
+
 Stopping is bounded: ``cancel()`` fails the read in flight at once (the refresh
 thread gets a ReadError and can publish and exit), and ``close()`` gives the
 connection and every task left on the loop a fixed time to finish.
