@@ -339,13 +339,6 @@ class ReadGate:
                               f"block {block} is {block - reference} blocks after block {reference}, {what}; "
                               f"the clock leaves room for {possible} since its timestamp")
 
-    def blocks_since_last_good(self) -> Optional[int]:
-        """The most blocks the chain can have made since the last good read (None: no read yet)."""
-        last = self.last_good
-        if last is None:
-            return None
-        return blocks_possible(self.now_ms() + CLOCK_MARGIN_MS - last.timestamp_ms)
-
     def admit(self, read: ChainRead, scope: ScopeConfig, keys: Optional[set] = None,
               also: Optional[Callable[[], None]] = None) -> None:
         """``keys``: the read's ``stake_keys``, when the reader already has them (~0.2 s at mainnet scale).
