@@ -21,6 +21,7 @@ from exporter.config import ChainConfig, Config, HistoryConfig
 from exporter.serving.exposition import render_snapshot
 from exporter.serving.publication import render
 from exporter.snapshot.builder import build_snapshot
+from simnode import SIMNODE_GENESIS_HASH
 from tests.harness import ExporterUnderTest
 
 
@@ -34,7 +35,8 @@ class ExporterSide:
         self.exporter = ExporterUnderTest(
             url,
             history_path=os.path.join(self._tmp, "history.db") if self._tmp else None,
-            chain=ChainConfig(endpoints=(url,), timeout_seconds=60, max_in_flight=max_in_flight),
+            chain=ChainConfig(endpoints=(url,), timeout_seconds=60, max_in_flight=max_in_flight,
+                              genesis_hash=SIMNODE_GENESIS_HASH),
             refresh_timeout_seconds=600,
         )
 

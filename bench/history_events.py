@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from simnode import ChainState, SimNode
+from simnode import SIMNODE_GENESIS_HASH, ChainState, SimNode
 
 SIZES = (5, 256)  # a 60 s refresh; a catch-up after an outage (history.catch_up_blocks)
 EXTRINSICS = 40  # signed extrinsics per block (see BENCHMARKS.md for the figure)
@@ -313,7 +313,8 @@ def measure_month(days: float, requests_per_second: float, chunk: int) -> dict:
         info = node.call("info")
         built = time.perf_counter() - started
         config, db = Path(tmp) / "config.yaml", Path(tmp) / "history.db"
-        config.write_text(f"scope:\n  min_stake_weight: 0\n  watch:\n    - hotkey: {t.M}\n      alias: M\n")
+        config.write_text(f"chain:\n  genesis_hash: '{SIMNODE_GENESIS_HASH}'\n"
+                          f"scope:\n  min_stake_weight: 0\n  watch:\n    - hotkey: {t.M}\n      alias: M\n")
         command = [sys.executable, "-m", "exporter", "history", "backfill", "--config.file", str(config),
                    "--history.path", str(db), "--archive.endpoint", info["url"], "--from-block", "1",
                    "--to-block", str(info["head"]), "--requests-per-second", f"{requests_per_second:g}",

@@ -7,6 +7,7 @@ operator fixes them all in one pass instead of one restart per typo.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 from urllib.parse import urlsplit
@@ -16,6 +17,8 @@ from exporter.ss58 import is_valid_ss58
 from exporter.yaml_safe import parse_yaml, read_config_text
 
 DEFAULT_ENDPOINT = "wss://entrypoint-finney.opentensor.ai:443"
+# finney's block 0 (chain_getBlockHash(0)): the chain read unless chain.genesis_hash names another.
+FINNEY_GENESIS_HASH = "0x2f0555cc76fc2840a25a6ea3b9637146806f1f44b090c175ffde2a7e5ab36c03"
 DEFAULT_LISTEN_ADDRESS = ":9744"
 # ChildkeyTake is a u16 fraction of 65535; the chain caps it at MaxChildkeyTake.
 MAX_TAKE_RATIO = 1.0
@@ -57,6 +60,11 @@ class ChainConfig:
     # answer (a node sends at most 15 MiB: substrate's --rpc-max-response-size).
     max_scan_bytes: int = 256 * 2**20
     max_response_bytes: int = 15 * 2**20
+    # The chain's identity: an endpoint whose block 0 has another hash serves another chain and is refused.
+    genesis_hash: str = FINNEY_GENESIS_HASH
+    # With two endpoints or more: each refresh, a second endpoint must name the same finalized block
+    # at the height both have reached, or nothing is published (reason endpoints_disagree).
+    cross_check: bool = False
 
 
 @dataclass(frozen=True)
@@ -205,9 +213,16 @@ def listen_address_problem(address: Any) -> Optional[str]:
     return None
 
 
+def genesis_hash_problem(value: Any) -> Optional[str]:
+    """Why ``value`` is not a block hash as nodes write them (0x and 64 hex digits), or None."""
+    if not isinstance(value, str) or not re.fullmatch(r"0x[0-9a-fA-F]{64}", value):
+        return f"must be the chain's block 0 hash, 0x and 64 hex digits (chain_getBlockHash(0)), got {short(value)}"
+    return None
+
+
 def _parse_chain(c: _Collector, raw: Any) -> ChainConfig:
     section = c.mapping(raw, "chain", ("endpoints", "timeout_seconds", "max_in_flight", "max_scan_bytes",
-                                       "max_response_bytes"))
+                                       "max_response_bytes", "genesis_hash", "cross_check"))
     endpoints = section.get("endpoints", list(ChainConfig.endpoints))
     if isinstance(endpoints, str):
         endpoints = [endpoints]
@@ -218,6 +233,15 @@ def _parse_chain(c: _Collector, raw: Any) -> ChainConfig:
         problem = endpoint_problem(url)
         if problem:
             c.add(f"chain.endpoints[{i}]", problem)
+    genesis = section.get("genesis_hash", ChainConfig.genesis_hash)
+    problem = genesis_hash_problem(genesis)
+    if problem:
+        c.add("chain.genesis_hash", problem)
+        genesis = ChainConfig.genesis_hash
+    cross_check = section.get("cross_check", ChainConfig.cross_check)
+    if not isinstance(cross_check, bool):
+        c.add("chain.cross_check", f"must be true or false, got {kind(cross_check)}")
+        cross_check = ChainConfig.cross_check
     return ChainConfig(
         endpoints=tuple(u for u in endpoints if isinstance(u, str)),
         timeout_seconds=c.number(section, "chain", "timeout_seconds", ChainConfig.timeout_seconds, lo=1, hi=600),
@@ -226,6 +250,8 @@ def _parse_chain(c: _Collector, raw: Any) -> ChainConfig:
                                 lo=2**20, hi=2**36, integer=True),
         max_response_bytes=c.number(section, "chain", "max_response_bytes", ChainConfig.max_response_bytes,
                                     lo=2**20, hi=2**32, integer=True),
+        genesis_hash=genesis.lower(),
+        cross_check=cross_check,
     )
 
 
@@ -405,4 +431,7 @@ def load_config(path: Optional[str], environ: Optional[dict] = None) -> Config:
         if problems:
             raise ConfigError(problems)
         config = replace(config, chain=replace(config.chain, endpoints=urls))
+    if config.chain.cross_check and len(config.chain.endpoints) < 2:
+        where = ENDPOINTS_ENV if override else "chain.endpoints"
+        raise ConfigError([f"chain.cross_check: compares two endpoints, and {where} lists one: add another or set it false"])
     return config

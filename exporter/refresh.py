@@ -188,7 +188,8 @@ class Refresher:
         """With history: read the chain's events since the block it last recorded, to place each change."""
         if self._history is None:
             return None
-        return EventRange(self._history.last_block(), self._config.history.catch_up_blocks)
+        return EventRange(self._history.last_block(), self._config.history.catch_up_blocks,
+                          self._history.last_block_time_ms())
 
     def _check_watched(self, snapshot: Snapshot) -> None:
         """One warning when a watched hotkey is not on the chain (at start, or when it leaves), one line when it is back."""

@@ -8,7 +8,7 @@ import threading
 
 from simnode.scenarios import SCENARIOS
 from simnode.server import SimNode
-from simnode.state import METADATA_FILES, ChainState
+from simnode.state import METADATA_FILES, SIMNODE_GENESIS_HASH, ChainState
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,9 +20,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec-version", type=int, choices=sorted(METADATA_FILES), default=393)
     parser.add_argument("--finalized-lag", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0, help="random seed of the scenario's chain state")
+    parser.add_argument("--genesis-hash", default=SIMNODE_GENESIS_HASH,
+                        help="block 0's hash: the chain.genesis_hash an exporter reading this node is given")
     args = parser.parse_args(argv)
 
-    state = ChainState(args.spec_version)
+    try:
+        state = ChainState(args.spec_version, genesis_hash=args.genesis_hash)
+    except ValueError as error:
+        parser.error(f"--genesis-hash: {error}")
     state.finalized_lag = args.finalized_lag
     builder = SCENARIOS[args.scenario]
     builder(state) if args.scenario == "empty" else builder(state, seed=args.seed)

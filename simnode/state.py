@@ -39,6 +39,10 @@ METADATA_FILES = {
 GENESIS_TIME_MS = 1_767_225_600_000
 BLOCK_TIME_MS = 12_000
 ZERO_HASH = "0x" + "00" * 32
+# The simulated chain's block 0 hash unless ``ChainState(genesis_hash=...)`` names another: the
+# chain.genesis_hash of every configuration that reads a simulated node (config.demo.yaml, the
+# tests'). Not finney's, so an exporter left at its default refuses a simulated node.
+SIMNODE_GENESIS_HASH = "0x5588df13621b87c82a1bfb384f0d2236b5f556bb0015a7d55b1223339abc3c64"
 
 # Parsing metadata takes ~20 ms and a Runtime is read-only, so share them.
 _blobs: dict[int, bytes] = {}
@@ -161,12 +165,15 @@ class ChainState:
         wall_clock: bool = False,
         state_pruning: Optional[int] = None,
         deny_unsafe_rpc: bool = False,
+        genesis_hash: str = SIMNODE_GENESIS_HASH,
     ):
         """A chain whose genesis (block 0, empty storage) runs ``spec_version``.
 
-        Block hashes derive from (genesis spec, salt, number), so two chains
-        with different genesis specs never share a genesis hash (the SDK keys
-        its metadata disk cache on genesis hash + spec version).
+        Block 0's hash is ``genesis_hash``: the chain's identity, which an exporter checks
+        against its chain.genesis_hash (another value makes another network). The hashes of
+        later blocks derive from (genesis spec, salt, number). The SDK keys its metadata disk
+        cache on genesis hash + spec version, and here a spec version always has the same
+        metadata, so chains sharing a genesis hash share the cache safely.
 
         Blocks are stamped GENESIS_TIME_MS + number * BLOCK_TIME_MS, so tests
         know every block's time; with ``wall_clock`` (the demo an operator
@@ -188,6 +195,10 @@ class ChainState:
         self._wall_clock = wall_clock
         self._last_ms = 0
         self._salt = f"simnode:{spec_version}:{salt}"
+        if not (isinstance(genesis_hash, str) and len(genesis_hash) == 66 and genesis_hash.startswith("0x")):
+            raise ValueError("genesis_hash must be 0x and 64 hex digits")
+        int(genesis_hash, 16)  # hex, or ValueError
+        self.genesis_hash = genesis_hash.lower()
         self._lock = threading.Lock()
         self._pending: dict[bytes, bytes] = {}
         self._pending_spec = spec_version
@@ -413,6 +424,8 @@ class ChainState:
         return keys
 
     def _hash(self, number: int) -> str:
+        if number == 0:
+            return self.genesis_hash
         # The number rides in the hash's last 4 bytes, so a hash finds its block
         # without a table of every hash (a month of blocks stays small).
         digest = hashlib.blake2b(f"{self._salt}:{number}".encode(), digest_size=28)
@@ -438,6 +451,8 @@ class ChainState:
         block_hash = block_hash.lower()
         if len(block_hash) != 66:
             return None
+        if block_hash == self.genesis_hash:
+            return self._block(0)
         try:
             number = int(block_hash[-8:], 16)
         except ValueError:

@@ -11,17 +11,20 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import build_exporter
 from exporter.config import ChainConfig, Config, HistoryConfig, ScopeConfig
+from simnode import SIMNODE_GENESIS_HASH
 
 
 class ExporterUnderTest:
     """``exporter.app.build_exporter`` on a free loopback port, the refresh driven by the test."""
 
     def __init__(self, endpoint, scope: ScopeConfig = ScopeConfig(), clock=None, history_path: Optional[str] = None,
-                 stake_change_ratio: float = 0.05, chain_timeout: float = 10, pool=None, **config_overrides):
+                 stake_change_ratio: float = 0.05, chain_timeout: float = 10, pool=None,
+                 genesis_hash: str = SIMNODE_GENESIS_HASH, cross_check: bool = False, **config_overrides):
         endpoints = (endpoint,) if isinstance(endpoint, str) else tuple(endpoint)
         self.config = replace(
             Config(
-                chain=ChainConfig(endpoints=endpoints, timeout_seconds=chain_timeout),
+                chain=ChainConfig(endpoints=endpoints, timeout_seconds=chain_timeout, genesis_hash=genesis_hash,
+                                  cross_check=cross_check),
                 scope=scope,
                 refresh_timeout_seconds=30,
                 history=HistoryConfig(path=history_path or "", stake_change_ratio=stake_change_ratio),

@@ -1,6 +1,8 @@
-"""Peak memory of an exporter process whose endpoint answers every key page with another full page of made-up keys.
+"""Peak memory of an exporter process whose endpoint answers every key page with another full page of made-up keys
+(or, with ``--poison``, poisons it another way: a header 1,000 blocks ahead, a header number of u32::MAX,
+Timestamp.Now of u64::MAX, another chain behind the same URL).
 
-    .venv/bin/python -m tests.proxy_rss [--scenario tricky|demo] [--refreshes 3] [--oversized MB]
+    .venv/bin/python -m tests.proxy_rss [--scenario tricky|demo] [--refreshes 3] [--oversized MB] [--poison MODE]
 
 With ``--oversized``, every key page is instead one answer of that many MB (a string), as
 from an endpoint with no response limit: what ``chain.max_response_bytes`` stops.
@@ -29,8 +31,8 @@ from pathlib import Path
 
 import yaml
 
-from simnode import ChainState, SimNode
-from simnode.proxy import CorruptingProxy, endless_pages, oversized, replace_result
+from simnode import SIMNODE_GENESIS_HASH, ChainState, SimNode
+from simnode.proxy import CorruptingProxy, endless_pages, header_number, oversized, replace_result, replace_values
 from simnode.scenarios import demo
 from tests.conftest import write_tricky_chain
 
@@ -50,6 +52,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+POISONS = ("endless-pages", "header-ahead", "header-u32-max", "timestamp-u64-max", "other-chain")
+
+
+def poison(mode: str, state: ChainState, proxy: CorruptingProxy, other_url: str):
+    """The proxy's hook for ``mode`` (for other-chain: none, the proxy's next connections go to another chain)."""
+    if mode == "header-ahead":
+        return header_number(hex(state.finalized.number + 1000))
+    if mode == "header-u32-max":
+        return header_number(hex(2**32 - 1))
+    if mode == "timestamp-u64-max":
+        return replace_values({"0x" + state.key("Now", [], "Timestamp").hex(): "0x" + "ff" * 8})
+    proxy.upstream = other_url  # the exporter reconnects after a failed read: to another chain
+    return replace_result("chain_getFinalizedHead", None)  # fails the read under way
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", choices=("tricky", "demo"), default="tricky")
@@ -57,14 +74,17 @@ def main() -> int:
     parser.add_argument("--maps", default="", help="comma-separated items whose pages are endless (default: every map)")
     parser.add_argument("--null", action="store_true", help="answer state_queryStorageAt with null instead (a cheap refusal)")
     parser.add_argument("--oversized", type=int, default=0, metavar="MB", help="answer every key page with this many MB instead")
+    parser.add_argument("--poison", choices=POISONS, default="endless-pages")
     args = parser.parse_args()
 
     state = ChainState()
     write_tricky_chain(state) if args.scenario == "tricky" else demo(state)
     work = Path(tempfile.mkdtemp(prefix="proxy-rss-"))
-    with SimNode(state) as node, CorruptingProxy(node.url) as proxy:
+    other_chain = ChainState(genesis_hash="0x" + "0e" * 32)
+    write_tricky_chain(other_chain)
+    with SimNode(state) as node, CorruptingProxy(node.url) as proxy, SimNode(other_chain) as other:
         config = {
-            "chain": {"endpoints": [proxy.url], "timeout_seconds": 30},
+            "chain": {"endpoints": [proxy.url], "timeout_seconds": 30, "genesis_hash": SIMNODE_GENESIS_HASH},
             "refresh": {"interval_seconds": 1, "timeout_seconds": 120},
             "scope": {"min_stake_weight": 100},
             "history": {"path": str(work / "history.db")},
@@ -96,6 +116,14 @@ def main() -> int:
                 if entry.get("event") in ("refresh", "refresh failed", "refresh held back, needs confirmation"):
                     return entry
 
+        ticking = threading.Event()
+
+        def tick() -> None:
+            """A new block every half second: a forged header is fetched anew (the SDK keeps a block's number by hash)."""
+            while not ticking.wait(0.5):
+                state.commit_block()
+
+        threading.Thread(target=tick, daemon=True).start()
         try:
             first = next_refresh()
             assert first["event"] == "refresh", first
@@ -110,19 +138,23 @@ def main() -> int:
             if args.oversized:
                 proxy.corrupt = oversized("state_getKeysPaged", args.oversized * 2**20)
                 print(f"key pages of {args.oversized} MB instead")
+            if args.poison != "endless-pages":
+                proxy.corrupt = poison(args.poison, state, proxy, other.url)
+                print(f"poisoned instead: {args.poison}")
             for i in range(args.refreshes):
                 proxy.reset_counters()
                 started = time.monotonic()
                 entry = next_refresh()
-                print(f"endless pages #{i + 1}    VmHWM {vm_hwm_kb(exporter.pid) / 1024:7.1f} MB  "
+                print(f"poisoned #{i + 1}         VmHWM {vm_hwm_kb(exporter.pid) / 1024:7.1f} MB  "
                       f"{entry['event']}: reason={entry.get('reason')} rule={entry.get('rule')} "
                       f"keys listed {proxy.keys_listed}, getKeysPaged {proxy.requests['state_getKeysPaged']}, "
                       f"{time.monotonic() - started:.1f} s")
-            proxy.corrupt = None
+            proxy.corrupt, proxy.upstream = None, node.url
             while (entry := next_refresh())["event"] != "refresh":
                 pass  # a refresh already under way when the proxy healed
             print(f"honest again        VmHWM {vm_hwm_kb(exporter.pid) / 1024:7.1f} MB  ({entry['duration_seconds']} s)")
         finally:
+            ticking.set()
             exporter.terminate()
             try:
                 exporter.wait(timeout=15)

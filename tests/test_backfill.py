@@ -18,7 +18,7 @@ from exporter.chain.wire import RequestCounter
 from exporter.config import ChainConfig, Config, HistoryConfig, ScopeConfig, WatchedHotkey
 from exporter.backfill import Backfill, BackfillError, Plan, plan_range, run_backfill
 from exporter.history.store import HistoryStore
-from simnode import ChainState, SimNode
+from simnode import SIMNODE_GENESIS_HASH, ChainState, SimNode
 from simnode.actions import add_stake, remove_stake, schedule_children, set_childkey_take
 from simnode.epoch import advance_to
 from tests import tricky_chain as t
@@ -80,7 +80,8 @@ def month_like(tmp_path_factory):
 
 
 def config_for(db: Path) -> Config:
-    return Config(scope=SCOPE, history=HistoryConfig(path=str(db)), refresh_timeout_seconds=30)
+    return Config(chain=ChainConfig(genesis_hash=SIMNODE_GENESIS_HASH), scope=SCOPE, history=HistoryConfig(path=str(db)),
+                  refresh_timeout_seconds=30)
 
 
 def test_a_backfill_records_what_the_live_exporter_recorded(month_like, tmp_path):
@@ -116,7 +117,7 @@ class _StopAfter(io.StringIO):
 def test_an_interrupted_backfill_resumes_to_the_same_events_within_its_request_budget(month_like, tmp_path):
     node, live_db = month_like
     db = tmp_path / "backfilled.db"
-    config = replace(config_for(db), chain=ChainConfig(endpoints=(node.url,)))
+    config = replace(config_for(db), chain=ChainConfig(endpoints=(node.url,), genesis_hash=SIMNODE_GENESIS_HASH))
     counter = RequestCounter()
     session = ChainSession(config.chain, counter)
     store = HistoryStore.open(str(db))
@@ -161,7 +162,8 @@ def test_the_command_killed_mid_way_resumes_where_it_stopped(month_like, tmp_pat
     node, live_db = month_like
     db, config = tmp_path / "backfilled.db", tmp_path / "config.yaml"
     # The same watched hotkey as the live exporter: history tracks watched hotkeys wherever they are.
-    config.write_text(f"scope:\n  min_stake_weight: 0\n  watch:\n    - hotkey: {t.M}\n      alias: M\n")
+    config.write_text(f"chain:\n  genesis_hash: '{SIMNODE_GENESIS_HASH}'\n"
+                      f"scope:\n  min_stake_weight: 0\n  watch:\n    - hotkey: {t.M}\n      alias: M\n")
     command = [sys.executable, "-m", "exporter", "history", "backfill", "--config.file", str(config), "--history.path", str(db),
                "--archive.endpoint", node.url, "--from-block", "1", "--to-block", str(END),
                "--requests-per-second", "150", "--log.level", "error"]

@@ -124,6 +124,11 @@ def test_the_example_configs_commented_watch_entry_works_once_uncommented():
         ({"web": {"listen_address": ":\u0661\u0662"}}, "web.listen_address"),
         ({7: 1}, "7"),
         ({None: 1}, "None"),
+        ({"chain": {"genesis_hash": "0x2f0555cc"}}, "chain.genesis_hash"),
+        ({"chain": {"genesis_hash": "2f" * 32}}, "chain.genesis_hash"),
+        ({"chain": {"genesis_hash": "0x" + "zz" * 32}}, "chain.genesis_hash"),
+        ({"chain": {"genesis_hash": 12}}, "chain.genesis_hash"),
+        ({"chain": {"cross_check": "yes"}}, "chain.cross_check"),
     ],
 )
 def test_each_bad_value_is_named(document, key):
@@ -264,6 +269,32 @@ def test_a_usable_history_path_passes_the_check(tmp_path):
 def test_all_problems_reported_together():
     problems = problems_of({"chain": {"endpoints": ["ftp://x"]}, "refresh": {"interval_seconds": -1}, "log": {"level": "x"}})
     assert len(problems) == 3
+
+
+FINNEY_GENESIS = "0x2f0555cc76fc2840a25a6ea3b9637146806f1f44b090c175ffde2a7e5ab36c03"
+
+
+def test_the_chain_read_is_finney_unless_genesis_hash_names_another():
+    assert load_config(None, environ={}).chain.genesis_hash == FINNEY_GENESIS
+    other = "0x" + "AB" * 32
+    assert parse_config({"chain": {"genesis_hash": other}}).chain.genesis_hash == other.lower()
+    (problem,) = problems_of({"chain": {"genesis_hash": "finney"}})
+    assert problem == ("chain.genesis_hash: must be the chain's block 0 hash, 0x and 64 hex digits "
+                       "(chain_getBlockHash(0)), got 'finney'")
+
+
+def test_cross_check_is_off_by_default_and_needs_two_endpoints(tmp_path):
+    assert load_config(None, environ={}).chain.cross_check is False
+    path = tmp_path / "config.yaml"
+    path.write_text("chain:\n  cross_check: true\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path), environ={})
+    assert caught.value.problems == [
+        "chain.cross_check: compares two endpoints, and chain.endpoints lists one: add another or set it false"]
+    two = {"BITTENSOR_EXPORTER_ENDPOINTS": "wss://a.example:443,wss://b.example:443"}
+    assert load_config(str(path), environ=two).chain.cross_check is True
+    with pytest.raises(ConfigError, match="BITTENSOR_EXPORTER_ENDPOINTS lists one"):
+        load_config(str(path), environ={"BITTENSOR_EXPORTER_ENDPOINTS": "wss://a.example:443"})
 
 
 def test_endpoints_from_environment(tmp_path):

@@ -35,7 +35,7 @@ from tests.conftest import write_tricky_chain
 from tests.fork_server import ForkServer
 from tests.test_new_user import free_port
 from tests.wal_watch import FileWrites, died_in_a_commit
-from simnode import ChainState, SimNode
+from simnode import SIMNODE_GENESIS_HASH, ChainState, SimNode
 
 KILLS = int(os.environ.get("EXPORTER_CRASH_RUNS", "50"))
 QUIET = 0.05  # seconds without a write that end one refresh's burst of writes (its writes come within ms)
@@ -115,7 +115,7 @@ def test_sigkill_during_history_writes_never_corrupts_or_loses_events(tmp_path):
     in_file = 0
     with SimNode(state) as node, ForkServer(["exporter.*"]) as zygote, FileWrites(wal) as writes:
         config.write_text(
-            f"chain:\n  endpoints: [{node.url}]\nrefresh:\n  interval_seconds: 1\n"
+            f"chain:\n  endpoints: [{node.url}]\n  genesis_hash: '{SIMNODE_GENESIS_HASH}'\nrefresh:\n  interval_seconds: 1\n"
             f"scope:\n  min_stake_weight: 100\nhistory:\n  path: {db}\n  samples_scope: all\n"
         )
         churner = threading.Thread(target=churn, daemon=True)

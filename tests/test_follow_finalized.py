@@ -16,6 +16,7 @@ from exporter.app import build_exporter
 from exporter.cli import build_parser, resolve_config
 from exporter.config import ChainConfig, Config, ConfigError, ScopeConfig, parse_config
 from exporter.refresh import Refresher
+from simnode import SIMNODE_GENESIS_HASH
 from tests.test_refresh import ENDPOINT, FakeRequests
 from tests.test_snapshot import chain_read
 
@@ -25,7 +26,7 @@ WAIT = 60  # seconds: only a bound on a wait for an event, reached only when the
 @pytest.fixture
 def following(tricky_node):
     config = Config(
-        chain=ChainConfig(endpoints=(tricky_node.url,), timeout_seconds=10),
+        chain=ChainConfig(endpoints=(tricky_node.url,), timeout_seconds=10, genesis_hash=SIMNODE_GENESIS_HASH),
         scope=ScopeConfig(min_stake_weight=100),
         listen_address="127.0.0.1:0",
         interval_seconds=3600,  # the fallback never comes due in the test

@@ -28,7 +28,7 @@ from exporter.history.backup import BackupError, backup_database
 from exporter.history.schema import SCHEMA_VERSION
 from exporter.history.store import Retention
 from exporter.history.writer import HistoryWriter
-from simnode import ChainState, SimNode
+from simnode import SIMNODE_GENESIS_HASH, ChainState, SimNode
 from tests import tricky_chain as t
 from tests.conftest import write_tricky_chain
 from tests.test_history_reset import snapshot
@@ -373,7 +373,7 @@ def test_a_restored_backup_of_the_running_exporter_carries_on_its_history(tmp_pa
     out.mkdir()
     with SimNode(state) as node:
         config.write_text(
-            f"chain:\n  endpoints: [{node.url}]\nrefresh:\n  interval_seconds: 1\n"
+            f"chain:\n  endpoints: [{node.url}]\n  genesis_hash: '{SIMNODE_GENESIS_HASH}'\nrefresh:\n  interval_seconds: 1\n"
             f"scope:\n  min_stake_weight: 100\nhistory:\n  path: {db}\n  samples_scope: all\n"
         )
         exporter = ExporterProcess(config, tmp_path)

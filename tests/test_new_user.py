@@ -13,7 +13,7 @@ import pytest
 from tests.harness import names, parse_exposition, series, validator_values
 from tests.process_log import LogLines
 from tests.oracle import expected
-from simnode import ChainState
+from simnode import SIMNODE_GENESIS_HASH, ChainState
 from simnode.scenarios import demo
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,7 +67,7 @@ def test_metrics_match_the_formulas_for_an_unseen_chain(tmp_path, processes):
     assert endpoint.startswith("ws://127.0.0.1:")
     port = free_port()
     config = tmp_path / "config.yaml"
-    config.write_text(f"chain:\n  endpoints: [{endpoint}]\nrefresh:\n  interval_seconds: 5\nscope:\n  min_stake_weight: 1000\n")
+    config.write_text(f"chain:\n  endpoints: [{endpoint}]\n  genesis_hash: '{SIMNODE_GENESIS_HASH}'\nrefresh:\n  interval_seconds: 5\nscope:\n  min_stake_weight: 1000\n")
     exporter = processes("exporter", "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}",
                          "--log.format", "json", stderr=subprocess.PIPE)
     samples = wait_until_up(f"http://127.0.0.1:{port}", LogLines(exporter.stderr))

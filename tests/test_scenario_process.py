@@ -41,7 +41,7 @@ from typing import Callable, Optional
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from simnode import ChainState, SimNode
+from simnode import SIMNODE_GENESIS_HASH, ChainState, SimNode
 from simnode.state import BLOCK_TIME_MS, GENESIS_TIME_MS
 from tests.event_model import Event, EventModel, compare, tracked_pairs
 from tests.oracle import expected as oracle
@@ -375,7 +375,7 @@ def test_every_change_recorded_once_across_restarts_kills_resets_and_scope(tmp_p
 
     with SimNode(state) as node:
         config.write_text(
-            f"chain:\n  endpoints: [{node.url}]\n"
+            f"chain:\n  endpoints: [{node.url}]\n  genesis_hash: '{SIMNODE_GENESIS_HASH}'\n"
             "refresh:\n  interval_seconds: 1\n"
             f"scope:\n  min_stake_weight: {MIN_STAKE_WEIGHT}\n  netuids: [{', '.join(map(str, NETUIDS))}]\n"
             f"  watch:\n    - hotkey: {W}\n      alias: watched\n"

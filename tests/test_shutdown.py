@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import pytest
 
 from exporter.history.store import HistoryStore
-from simnode import SimNode
+from simnode import SIMNODE_GENESIS_HASH, SimNode
 from tests.test_new_user import free_port
 from tests.wal_watch import FileWrites
 
@@ -32,7 +32,7 @@ class ExporterProcess:
     def __init__(self, tmp_path: Path, endpoint: str, *, history: Optional[Path] = None, extra: str = ""):
         config = tmp_path / "config.yaml"
         config.write_text(
-            f"chain:\n  endpoints: [{endpoint}]\n"  # timeouts stay at their defaults: 30 s a response, 120 s a refresh
+            f"chain:\n  endpoints: [{endpoint}]\n  genesis_hash: '{SIMNODE_GENESIS_HASH}'\n"  # timeouts stay at their defaults: 30 s a response, 120 s a refresh
             f"scope:\n  min_stake_weight: 100\n"
             f"history:\n  path: {history or tmp_path / 'history.db'}\n{extra}"
         )

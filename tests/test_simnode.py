@@ -16,7 +16,7 @@ from bittensor._transport import SubstrateConnection
 from bittensor._transport.errors import BlockNotFound, SubstrateRequestException
 from websockets.asyncio.client import connect
 
-from simnode import ChainState, SimNode
+from simnode import SIMNODE_GENESIS_HASH, ChainState, SimNode
 from simnode.scenarios import U64_MAX, deterministic_hotkey, demo, mainnet_scale
 
 RAO = 10**9
@@ -320,7 +320,28 @@ def test_runtime_upgrade_365_to_393():
     with SimNode(state) as simnode:
         asyncio.run(check(simnode))
         assert simnode.requests["state_call"] == 2  # one metadata download per runtime
-    assert state.genesis.hash != ChainState(393).genesis.hash
+    # One genesis (the chain's identity), the blocks after it told apart by the genesis spec.
+    assert state.genesis.hash == ChainState(393).genesis.hash == SIMNODE_GENESIS_HASH
+    assert state.block(1).hash != ChainState(393).commit_block()[1]
+
+
+def test_the_genesis_hash_is_configurable_and_served_as_block_0():
+    other = "0x" + "2f" * 32
+    state = ChainState(genesis_hash=other.upper().replace("0X", "0x"))
+    state.commit_block()
+
+    async def check(simnode):
+        async with sdk(simnode) as conn:
+            assert await conn.rpc_request("chain_getBlockHash", [0]) == other
+            assert await conn.genesis_hash() == other
+            assert (await conn.rpc_request("chain_getHeader", [state.block(1).hash]))["parentHash"] == other
+            assert (await conn.rpc_request("chain_getHeader", [other]))["number"] == "0x0"
+
+    with SimNode(state) as simnode:
+        asyncio.run(check(simnode))
+    for bad in ("0x1234", "2f" * 33, "0x" + "zz" * 32):
+        with pytest.raises(ValueError):
+            ChainState(genesis_hash=bad)
 
 
 def test_mainnet_scale_over_the_wire():

@@ -223,6 +223,66 @@ def test_a_held_back_read_is_not_confirmed_by_a_different_implausible_one():
     assert admitted(gate, good(block=103, permits={1: ()}))
 
 
+T0 = 1_767_225_600_000  # chain_read's Timestamp.Now (ms)
+
+
+def clocked(seconds_after_t0: float) -> ReadGate:
+    """A gate whose clock reads ``seconds_after_t0`` after the literal reads' timestamp."""
+    return ReadGate(clock=lambda: T0 / 1000 + seconds_after_t0)
+
+
+def test_a_head_further_ahead_than_the_clock_allows_is_refused_before_it_is_read():
+    gate = clocked(60)
+    gate.admit(good(block=100), SCOPE)
+    # 60 s of clock + the 600 s margin: 55 slots, + 1 + 5 of slack: 61 blocks.
+    gate.check_head(161, HASH)
+    with pytest.raises(InvalidRead) as refused:
+        gate.check_head(162, HASH)
+    assert refused.value.rule == "block_ahead_of_clock" and not refused.value.held
+    with pytest.raises(InvalidRead, match="block_ahead_of_clock"):
+        gate.check_head(1100, HASH)
+    for number in (2**32 - 1, 2**40):
+        with pytest.raises(InvalidRead, match="block_number"):
+            ReadGate().check_head(number, HASH)
+    ReadGate().check_head(2**32 - 2, HASH)  # no read yet: only the chain's own bound
+
+
+def test_a_timestamp_beyond_the_clock_is_refused_and_never_the_reference():
+    gate = clocked(0)
+    gate.admit(good(block=100), SCOPE)
+    for stamp in (T0 + 600_001 + 12_000, 2**64 - 1):
+        with pytest.raises(InvalidRead) as refused:
+            gate.admit(good(block=101, timestamp_ms=stamp), SCOPE)
+        assert refused.value.rule == "timestamp_ahead_of_clock"
+    assert gate.last_good.block == 100 and gate.held is None
+    gate.admit(good(block=101, timestamp_ms=T0 + 600_000), SCOPE)  # within the margin
+
+
+def test_no_more_blocks_than_the_timestamps_leave_slots_for():
+    gate = clocked(3600)
+    gate.admit(good(block=100), SCOPE)
+    # 120 s between the stamps: 10 slots, + 1 + 5 of slack.
+    gate.admit(good(block=116, timestamp_ms=T0 + 120_000), SCOPE)
+    with pytest.raises(InvalidRead) as refused:
+        gate.admit(good(block=133, timestamp_ms=T0 + 240_000), SCOPE)
+    assert refused.value.rule == "block_ahead_of_timestamps"
+    assert gate.last_good.block == 116, "the refused read is not the reference"
+    gate.admit(good(block=126, timestamp_ms=T0 + 240_000), SCOPE)
+    assert gate.last_good.block == 126
+
+
+def test_a_held_or_refused_head_far_ahead_leaves_honest_reads_publishable():
+    """The forged head is never the reference, so the honest reads after it are not 'going back'."""
+    gate = clocked(30)
+    gate.admit(good(block=100), SCOPE)
+    with pytest.raises(InvalidRead):
+        gate.check_head(1100, HASH)
+    with pytest.raises(InvalidRead):
+        gate.admit(good(block=1100, timestamp_ms=T0 + 12_000), SCOPE)
+    gate.check_head(101, HASH)
+    gate.admit(good(block=101, timestamp_ms=T0 + 12_000), SCOPE)
+
+
 def test_an_invalid_read_is_never_held_and_never_becomes_the_baseline():
     gate = ReadGate()
     assert admitted(gate, good(block=100))

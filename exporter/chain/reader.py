@@ -26,7 +26,10 @@ Nothing is returned that the chain could not have said: the storage reader
 checks every answer as it arrives and holds the read's scans to a memory
 budget (``chain.max_scan_bytes``; netuid-keyed maps also to the netuid bound), and
 ``read`` passes the finished read through a ``ReadGate`` (the chain's
-invariants, then the step from the last good read). Each refusal is an
+invariants, then the step from the last good read, both against this
+machine's clock). While the plan runs, the head's number is checked to name
+the head (``trust.number_is_the_head``) and, when asked, another endpoint
+gives its word on the head (``witness``). Each refusal is an
 ``InvalidRead`` raised inside the read, so the session counts the endpoint
 as failed and tries the next one.
 """
@@ -46,6 +49,7 @@ from exporter.snapshot.dissolution import without_dissolved
 from exporter.snapshot.model import ChainRead, EventWindow, frozen
 from exporter.snapshot.validate import MAX_NETUIDS, ReadGate, check_block_hash
 from exporter.chain.events import ReaderEventSource, read_window
+from exporter.chain.trust import Witness, check_window_times, number_is_the_head
 from exporter.chain.answers import PAGE_SIZE
 from exporter.chain.plans import NOT_AHEAD, ReadAhead, ReadPlans, StakePlan, UidPlan, cancelled, nonzero, someone
 from exporter.chain.reuse import KeyCache, ValueCache
@@ -85,6 +89,7 @@ class EventRange:
 
     since: Optional[int]
     limit: int
+    since_time_ms: Optional[int] = None  # the Timestamp.Now of ``since``, when history kept it
 
 
 async def _nothing() -> None:
@@ -157,10 +162,11 @@ class ChainReader:
         return rows
 
     async def read(self, conn: SubstrateConnection, scope: ScopeConfig, events: Optional[EventRange] = None,
-                   at_block: Optional[int] = None) -> ChainRead:
+                   at_block: Optional[int] = None, witness: Optional[Witness] = None) -> ChainRead:
         """One refresh's reads over ``conn``, all at its finalized head (or at block ``at_block``: a
         backfill), admitted by the gate; with ``events``, also the chain's events of the blocks since
-        ``events.since``.
+        ``events.since``. ``witness(block, block_hash, source)``: asked about the head while the
+        read runs (another endpoint's word on it); what it raises fails the read.
 
         Raises ``InvalidRead`` (a ValueError) for anything the chain could not have said.
         """
@@ -175,14 +181,19 @@ class ChainReader:
         self._stake_keys = None
         try:
             if at_block is None:
-                source, block, spec_version = await self.open_finalized(conn)
+                # After a restart, the block history recorded last is what the head is judged against.
+                recorded = (events.since, events.since_time_ms) if events is not None else None
+                source, block, spec_version = await self.open_finalized(conn, recorded)
             else:
                 source, block, spec_version = await self.open_at(conn, at_block)
-            read, window = await gather_or_cancel(
+            read, window, _, _ = await gather_or_cancel(
                 self.read_from(source, scope, block=block, spec_version=spec_version),
                 _events_of(source, events, block) if events else _nothing(),
+                number_is_the_head(source, block) if at_block is None else _nothing(),
+                witness(block, source.block_hash, source) if witness is not None and at_block is None else _nothing(),
             )
-            self.gate.admit(read, scope, self._stake_keys)
+            self.gate.admit(read, scope, self._stake_keys,
+                            (lambda: check_window_times(window, read)) if window is not None else None)
             if window is not None:
                 read = replace(read, events=window)
         except BaseException:
@@ -190,7 +201,8 @@ class ChainReader:
             raise
         return read
 
-    async def open_finalized(self, conn: SubstrateConnection) -> tuple[StorageReader, int, int]:
+    async def open_finalized(self, conn: SubstrateConnection,
+                             recorded: Optional[tuple[Optional[int], Optional[int]]] = None) -> tuple[StorageReader, int, int]:
         """A storage reader pinned to the finalized head, with its block number and spec version.
 
         Every request of the read goes through one semaphore of ``max_in_flight``.
@@ -200,7 +212,7 @@ class ChainReader:
         head = await conn.get_chain_finalised_head()
         check_block_hash(head)  # before any request uses it
         block, codec = await gather_or_cancel(conn.get_block_number(head), codec_at(conn, head))
-        return self._pinned(conn, codec, head, block)
+        return self._pinned(conn, codec, head, block, recorded)
 
     async def open_at(self, conn: SubstrateConnection, number: int) -> tuple[StorageReader, int, int]:
         """A storage reader pinned to block ``number`` (a backfill from an archive endpoint)."""
@@ -208,8 +220,9 @@ class ChainReader:
         check_block_hash(block_hash)
         return self._pinned(conn, await codec_at(conn, block_hash), block_hash, number)
 
-    def _pinned(self, conn: SubstrateConnection, codec: Any, block_hash: str, block: int) -> tuple[StorageReader, int, int]:
-        self.gate.check_head(block, block_hash)
+    def _pinned(self, conn: SubstrateConnection, codec: Any, block_hash: str, block: int,
+                recorded: Optional[tuple[Optional[int], Optional[int]]] = None) -> tuple[StorageReader, int, int]:
+        self.gate.check_head(block, block_hash, recorded)
         self._keys.start(codec)
         self._values.start(codec)
         semaphore = asyncio.Semaphore(self._max_in_flight)

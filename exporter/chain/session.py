@@ -8,6 +8,11 @@ is given one endpoint at a time and few retries, so a bad endpoint fails fast,
 and every endpoint is tried before a refresh fails (each try is given a share
 of the refresh's time, so a stalled first endpoint cannot use it all up).
 
+Every connection first shows it serves the configured chain (its genesis hash, before its
+metadata: ``trust.check_genesis``); an endpoint of another chain fails with reason
+``wrong_chain`` and is never read. With ``chain.cross_check``, a second endpoint gives its word
+on each read's head over a connection of its own (``cross_check.CrossCheck``).
+
 Stopping is bounded: ``cancel()`` fails the read in flight at once (the refresh
 thread gets a ReadError and can publish and exit), and ``close()`` gives the
 connection and every task left on the loop a fixed time to finish.
@@ -28,6 +33,8 @@ from bittensor._transport.errors import MaxRetriesExceeded, RpcPolicyRejection, 
 from bittensor._transport.interface import SubstrateConnection
 
 from exporter.chain.reader import ChainReader, EventRange
+from exporter.chain.cross_check import CrossCheck
+from exporter.chain.trust import EndpointsDisagree, Witness, WrongChain, check_genesis
 from exporter.config import ChainConfig, ScopeConfig
 from exporter.chain.endpoints import Endpoint, EndpointPool
 from exporter.snapshot.model import ChainRead
@@ -66,6 +73,8 @@ class ReadError(Exception):
 
 def classify(error: BaseException) -> str:
     """A bounded ``reason`` label for a failed read."""
+    if isinstance(error, (WrongChain, EndpointsDisagree)):
+        return error.reason
     if isinstance(error, (TimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError)):
         return "timeout"
     # MaxRetriesExceeded: every endpoint refused or dropped the connection;
@@ -102,10 +111,16 @@ class ChainSession:
         self._in_flight: Optional[concurrent.futures.Future] = None
         self._cancelled = threading.Event()
         self._closed = False
+        self._cross_check = CrossCheck(self.pool, chain.timeout_seconds, self._open, self._close_in_background, classify)
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(_log_loop_exception)
         self._thread = threading.Thread(target=self._loop.run_forever, name="chain-io", daemon=True)
         self._thread.start()
+
+    @property
+    def gate(self):
+        """The reads' ``ReadGate``: the last good read every later one is judged against."""
+        return self._reader.gate
 
     @property
     def endpoint(self) -> Optional[Endpoint]:
@@ -116,6 +131,15 @@ class ChainSession:
         if self._conn is not None and self._conn_endpoint is endpoint:
             return self._conn
         self._abandon_connection()  # another endpoint's: closed in the background, never waited for
+        conn = self._cross_check.take(endpoint)  # the cross-check's connection becomes the reads'
+        if conn is None:
+            conn = await self._open(endpoint)
+        self._conn, self._conn_endpoint = conn, endpoint
+        return conn
+
+    async def _open(self, endpoint: Endpoint) -> SubstrateConnection:
+        """A connection to ``endpoint`` once it has shown it serves the configured chain: its
+        genesis hash is asked first, so another chain's endpoint is never read (not even its metadata)."""
         conn = SubstrateConnection(
             endpoint.url,
             fallback_urls=[],
@@ -124,12 +148,23 @@ class ChainSession:
             connect_factory=counting_connect_factory(self._counter, self._chain.max_response_bytes),
         )
         try:
+            await check_genesis(conn, self._chain.genesis_hash, endpoint.label)
             await conn.initialize()
-        except BaseException:
+        except BaseException as error:
             self._close_in_background(conn)
+            if isinstance(error, WrongChain):
+                log.warning("endpoint refused: it serves another chain", endpoint=endpoint.label, error=str(error),
+                            hint="chain.genesis_hash names the chain to read; remove this endpoint or point it at that chain")
             raise
-        self._conn, self._conn_endpoint = conn, endpoint
         return conn
+
+    def _witness_for(self, reading: Endpoint, attempts: list[Attempt]) -> Optional[Witness]:
+        """With ``chain.cross_check``: another endpoint's word on the head read through ``reading``."""
+        if not self._chain.cross_check:
+            return None
+        failed = {a.endpoint for a in attempts if a.reason is not None}
+        return self._cross_check.witness_for(
+            reading, failed, lambda label, reason, seconds: attempts.append(Attempt(label, reason, seconds)))
 
     async def _close_all(self, seconds: float) -> None:
         """Close the connection, then cancel whatever is left on the loop; ``seconds`` in all."""
@@ -137,6 +172,9 @@ class ChainSession:
         conn, self._conn = self._conn, None
         if conn is not None:
             await _close_quietly(conn, max(0.1, seconds / 2))
+        witness = self._cross_check.detach()
+        if witness is not None:
+            await _close_quietly(witness, max(0.1, deadline - self._loop.time()) / 2)
         # Connections still closing in the background were abandoned after a
         # failure, and the SDK may have tasks of its own: at shutdown there is
         # nothing left to wait for on any of them.
@@ -166,9 +204,10 @@ class ChainSession:
         task.add_done_callback(self._closing.discard)
 
     async def _read_from(self, endpoint: Endpoint, scope: ScopeConfig, events: Optional[EventRange],
-                         at_block: Optional[int]) -> ChainRead:
+                         at_block: Optional[int], attempts: list[Attempt]) -> ChainRead:
         try:
-            return await self._reader.read(await self._connection(endpoint), scope, events, at_block)
+            conn = await self._connection(endpoint)
+            return await self._reader.read(conn, scope, events, at_block, self._witness_for(endpoint, attempts))
         except BaseException:
             # A failed or cancelled read may leave the session mid-page or given
             # up; the next attempt starts on a fresh connection.
@@ -188,7 +227,7 @@ class ChainSession:
             started = time.monotonic()
             budget = attempt_budget(remaining, len(order) - index, self._chain.timeout_seconds)
             try:
-                read = await asyncio.wait_for(self._read_from(endpoint, scope, events, at_block), budget)
+                read = await asyncio.wait_for(self._read_from(endpoint, scope, events, at_block, attempts), budget)
             except Exception as error:  # noqa: BLE001 - try the next endpoint
                 if isinstance(error, TimeoutError) and not str(error):
                     error = TimeoutError(f"no complete read from {endpoint.label} within {budget:.3g}s")
@@ -251,7 +290,12 @@ class ChainSession:
         failure, and at once when the exporter is stopping (``cancel()`` also ends an ask in flight)."""
 
         async def ask() -> Any:
-            conn = await self._connection(self.pool.order()[0])
+            endpoint = self.pool.order()[0]
+            try:
+                conn = await self._connection(endpoint)
+            except WrongChain:
+                self.pool.failed(endpoint)  # behind the others until its backoff ends: not asked every poll
+                raise
             try:
                 return await question(conn)
             except BaseException:

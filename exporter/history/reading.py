@@ -26,15 +26,16 @@ class EventQuery:
     limit: int = 100
 
 
-def peek_last_block(path: str) -> Optional[int]:
-    """The last block recorded, read without opening the file for writing (None: no file, none yet,
-    or unreadable: the writer reports that when it opens the file)."""
+def peek_last_block(path: str, key: str = "last_block") -> Optional[int]:
+    """The last block recorded (``key`` "last_block_time_ms": its Timestamp.Now), read without
+    opening the file for writing (None: no file, none yet, or unreadable: the writer reports that
+    when it opens the file)."""
     if not Path(path).exists():
         return None
     try:
         conn = _connect(path, read_only=True)
         try:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'last_block'").fetchone()
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         finally:
             conn.close()
     except sqlite3.Error:

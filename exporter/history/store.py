@@ -131,6 +131,12 @@ class HistoryStore:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'last_block'").fetchone()
         return None if row is None else int(row[0])
 
+    def last_block_time_ms(self) -> Optional[int]:
+        """The Timestamp.Now of ``last_block`` (None: a file from before it was kept): how long ago the
+        chain was there bounds how far it can have gone since."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'last_block_time_ms'").fetchone()
+        return None if row is None else int(row[0])
+
     def first_block(self) -> Optional[int]:
         """The block of the first refresh recorded live (a backfill ends there)."""
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'first_block'").fetchone()
@@ -158,6 +164,7 @@ class HistoryStore:
                 block = snapshot.chain.block
                 _write_state_diff(c, HistoryState.empty(), state, block)
                 c.execute("INSERT OR REPLACE INTO meta VALUES ('last_block', ?)", (str(block),))
+                c.execute("INSERT OR REPLACE INTO meta VALUES ('last_block_time_ms', ?)", (_time_ms(snapshot),))
                 c.execute("INSERT OR IGNORE INTO meta VALUES ('first_block', ?)", (str(block),))
             c.execute("COMMIT")
         except BaseException:
@@ -220,6 +227,7 @@ class HistoryStore:
             _write_state_diff(c, previous, state, block)
             insert_events(c, events)
             c.execute("INSERT OR REPLACE INTO meta VALUES ('last_block', ?)", (str(block),))
+            c.execute("INSERT OR REPLACE INTO meta VALUES ('last_block_time_ms', ?)", (_time_ms(snapshot),))
             c.execute("INSERT OR IGNORE INTO meta VALUES ('first_block', ?)", (str(block),))
             self._write_samples(snapshot, now, retention, watched)
             c.execute("DELETE FROM samples WHERE tier = ? AND time < ?", (TIER_EVERY_REFRESH, now - retention.every_refresh_seconds))
@@ -324,3 +332,8 @@ def _i(value):
 
 def _json(value) -> Optional[str]:
     return None if value is None else json.dumps(value)
+
+
+def _time_ms(snapshot: Snapshot) -> str:
+    """The snapshot's Timestamp.Now in ms, as kept in meta."""
+    return str(round(snapshot.chain.timestamp_seconds * 1000))

@@ -119,6 +119,7 @@ class HistoryWriter:
         self._owner: Optional[int] = None  # the thread that opened the connection
         self._state = HistoryState.empty()
         self._last_block: Optional[int] = None  # the block self._state was recorded at
+        self._last_block_time_ms: Optional[int] = None  # its Timestamp.Now
         self._generation: Optional[str] = None  # the file's reset generation the state belongs to
         # (hotkey, netuid, kind) -> (block, time) of the last change, watched hotkeys only
         self._last_changes: dict[tuple[str, int, str], tuple[int, float, Optional[str]]] = {}
@@ -150,6 +151,7 @@ class HistoryWriter:
         last_block = store.last_block() if not state.is_empty else None
         self._state, self._generation, self._last_changes = state, generation, last_changes
         self._last_block = last_block
+        self._last_block_time_ms = store.last_block_time_ms() if last_block is not None else None
 
     def _follow_reset(self, store: HistoryStore) -> bool:
         """Reload if the file was wiped since it was loaded; True if it was."""
@@ -204,6 +206,13 @@ class HistoryWriter:
             return self._last_block
         return peek_last_block(self._path)
 
+    def last_block_time_ms(self) -> Optional[int]:
+        """The Timestamp.Now of ``last_block()`` (None: not known), peeked at like it."""
+        self._check_thread()
+        if self._store is not None:
+            return self._last_block_time_ms
+        return peek_last_block(self._path, "last_block_time_ms")
+
     def commit(self, snapshot: Snapshot, diff: Diff) -> Committed:
         """Write the diff (with samples and retention) in one transaction; advance the state only on success."""
         self._check_thread()
@@ -228,6 +237,7 @@ class HistoryWriter:
             return Committed(ok=False)
         self._state = diff.state
         self._last_block = snapshot.chain.block
+        self._last_block_time_ms = round(snapshot.chain.timestamp_seconds * 1000)
         self._last_failure = None
         for e in diff.events:
             if e.hotkey in self._watched:

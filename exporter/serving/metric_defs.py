@@ -186,7 +186,9 @@ METRICS: tuple[MetricDef, ...] = (
     MetricDef("bittensor_exporter_last_refresh_success_timestamp_seconds", "gauge", (),
               "Unix time of the last successful refresh.", "exporter", cached=False),
     MetricDef("bittensor_exporter_refresh_errors_total", "counter", ("reason",),
-              "Failed refreshes, by reason.", "exporter", cached=False),
+              "Failed refreshes, by reason: timeout, connection, rpc_error, decode, invalid (a read no honest node "
+              "serves, docs/endpoint-trust.md), internal, wrong_chain (an endpoint of another chain), endpoints_disagree "
+              "(chain.cross_check).", "exporter", cached=False),
     MetricDef("bittensor_exporter_refresh_rpc_requests", "gauge", (),
               "JSON-RPC requests the last refresh sent.", "exporter", cached=False),
     MetricDef("bittensor_exporter_validators", "gauge", (),

@@ -25,7 +25,9 @@ from exporter import __version__
 from exporter.serving.metric_defs import MetricDef, metric
 
 # Every reason a refresh can fail with; each series exists at 0 from start-up.
-ERROR_REASONS = ("timeout", "connection", "rpc_error", "decode", "invalid", "internal")
+# wrong_chain: the endpoint serves another chain (chain.genesis_hash); endpoints_disagree: the
+# cross-check found two endpoints naming different blocks at one height (chain.cross_check).
+ERROR_REASONS = ("timeout", "connection", "rpc_error", "decode", "invalid", "internal", "wrong_chain", "endpoints_disagree")
 REFRESH_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 # Stages run from milliseconds (render, changes) to minutes (a slow read).
 STAGE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)

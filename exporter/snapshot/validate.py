@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections import Counter
 from itertools import compress, repeat
 from operator import eq, itemgetter
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 from exporter.config import ScopeConfig
 from exporter.snapshot.model import ChainRead, Link, Snapshot
@@ -190,14 +191,36 @@ def _check_parents(read: ChainRead) -> None:
 # -- one step from the last good read ----------------------------------------------
 
 
+# Blocks come one a slot: Aura's slot is 12 s on subtensor, and a block's Timestamp.Now lies in
+# its slot, so from a block stamped t to one stamped t' at most (t' - t) / 12 s + 1 blocks were
+# made. SLACK_BLOCKS is a margin on that bound; CLOCK_MARGIN_MS is how far a node's clock may
+# run ahead of this machine's (NTP keeps both within a second or so; ten minutes is generous).
+BLOCK_MS = 12_000
+SLACK_BLOCKS = 5
+CLOCK_MARGIN_MS = 600_000
+# The header number is a u32 on subtensor; u32::MAX itself is 1,600 years of 12 s blocks.
+MAX_BLOCK_NUMBER = 2**32 - 2
+
+
+def blocks_possible(elapsed_ms: int) -> int:
+    """The most blocks a chain of 12 s slots can have made in ``elapsed_ms`` (with the slack)."""
+    return max(0, elapsed_ms) // BLOCK_MS + 1 + SLACK_BLOCKS
+
+
 def check_successor(last: ChainRead, read: ChainRead) -> None:
-    """Finalized blocks only move forward, and a finalized block never changes."""
+    """Finalized blocks only move forward, a finalized block never changes, and no more blocks
+    came between two reads than their timestamps leave slots for."""
     if read.block < last.block:
         raise InvalidRead("block_went_back", f"block {read.block} after block {last.block} was published")
     if read.block == last.block and read.block_hash.lower() != last.block_hash.lower():
         raise InvalidRead("block_hash_changed", f"block {read.block} has hash {read.block_hash}, was {last.block_hash}")
     if read.timestamp_ms < last.timestamp_ms:
         raise InvalidRead("timestamp_went_back", f"Timestamp.Now {read.timestamp_ms} after {last.timestamp_ms}")
+    possible = blocks_possible(read.timestamp_ms - last.timestamp_ms)
+    if read.block - last.block > possible:
+        raise InvalidRead("block_ahead_of_timestamps",
+                          f"block {read.block} is {read.block - last.block} blocks after block {last.block}, whose "
+                          f"timestamps {(read.timestamp_ms - last.timestamp_ms) / 1000:.0f} s apart leave room for {possible}")
 
 
 def stake_keys(read: ChainRead, scope: ScopeConfig, tracked: Optional[Iterable[tuple[str, int]]] = None) -> set[tuple[str, int]]:
@@ -261,22 +284,58 @@ class ReadGate:
     with ``held``); the next read confirms it when it agrees with the held
     one both ways, or supersedes it when it is plausible next to the last good
     one. Either way the read admitted becomes the new last good read.
+
+    Against this machine's clock (``clock``, unix seconds): no Timestamp.Now beyond it (with
+    ``CLOCK_MARGIN_MS``), and no head further ahead of the last good read than the slots since
+    that read's timestamp allow. A read refused for either never becomes the last good read, so a
+    forged number cannot make every honest read after it look like one going back.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
         self.last_good: Optional[ChainRead] = None
         self.held: Optional[ChainRead] = None
         self._last_keys: set = set()  # stake_keys of last_good
         self._held_keys: set = set()
 
-    def check_head(self, block: object, block_hash: object) -> None:
-        """The finalized head alone, before anything is read at it."""
-        check_block(block, block_hash)
-        if self.last_good is not None and isinstance(block, int) and block < self.last_good.block:
-            raise InvalidRead("block_went_back", f"block {block} after block {self.last_good.block} was published")
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
 
-    def admit(self, read: ChainRead, scope: ScopeConfig, keys: Optional[set] = None) -> None:
-        """``keys``: the read's ``stake_keys``, when the reader already has them (~0.2 s at mainnet scale)."""
+    def check_head(self, block: object, block_hash: object,
+                   recorded: Optional[tuple[Optional[int], Optional[int]]] = None) -> None:
+        """The finalized head alone, before anything is read at it (so a forged number costs no reads).
+
+        ``recorded``: (block, Timestamp.Now in ms) of the last block history recorded, the
+        reference while no read was admitted yet (after a restart). A head further from it than
+        the clock allows is refused too: it would size the events read since that block."""
+        check_block(block, block_hash)
+        assert isinstance(block, int)
+        if block > MAX_BLOCK_NUMBER:
+            raise InvalidRead("block_number", f"header number {block} is past the chain's u32 block numbers")
+        last = self.last_good
+        if last is not None and block < last.block:
+            raise InvalidRead("block_went_back", f"block {block} after block {last.block} was published")
+        if last is not None:
+            reference, since_ms, what = last.block, last.timestamp_ms, "the last good read"
+        elif recorded is not None and recorded[0] is not None and recorded[1] is not None:
+            reference, since_ms, what = recorded[0], recorded[1], "the last block history recorded"
+        else:
+            return
+        possible = blocks_possible(self.now_ms() + CLOCK_MARGIN_MS - since_ms)
+        if block - reference > possible:
+            raise InvalidRead("block_ahead_of_clock",
+                              f"block {block} is {block - reference} blocks after block {reference}, {what}; "
+                              f"the clock leaves room for {possible} since its timestamp")
+
+    def admit(self, read: ChainRead, scope: ScopeConfig, keys: Optional[set] = None,
+              also: Optional[Callable[[], None]] = None) -> None:
+        """``keys``: the read's ``stake_keys``, when the reader already has them (~0.2 s at mainnet scale).
+        ``also``: a last check of what came with the read (its events), run once the read itself passed."""
+        now_ms = self.now_ms()
+        if read.timestamp_ms > now_ms + CLOCK_MARGIN_MS:
+            raise InvalidRead("timestamp_ahead_of_clock",
+                              f"Timestamp.Now {read.timestamp_ms} at block {read.block} is "
+                              f"{(read.timestamp_ms - now_ms) / 1000:.0f} s ahead of this machine's clock")
         check_read(read, self.last_good)
         if keys is None:
             keys = stake_keys(read, scope)
@@ -287,6 +346,8 @@ class ReadGate:
             if problem is not None and not self._confirms(read, scope, keys):
                 self.held, self._held_keys = read, keys
                 raise InvalidRead(*problem, held=True)
+        if also is not None:
+            also()
         self.last_good, self._last_keys = read, keys
         self.held, self._held_keys = None, set()
 
