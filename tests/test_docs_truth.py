@@ -96,7 +96,9 @@ def exporter_flags() -> frozenset[str]:
 def module_flags() -> frozenset[str]:
     """The flags of the simulated node's and the benchmarks' commands, from their sources."""
     flags = set()
-    for path in [*(REPO / "simnode").glob("*.py"), *(REPO / "bench").glob("*.py"), *(REPO / "tools").glob("*.py")]:
+    tools = [*(REPO / "simnode").glob("*.py"), *(REPO / "bench").glob("*.py"), *(REPO / "tools").glob("*.py"),
+             REPO / "tests" / "proxy_rss.py"]  # the measurement the docs quote
+    for path in tools:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_argument":
                 flags.update(a.value for a in node.args if isinstance(a, ast.Constant) and str(a.value).startswith("--"))
@@ -121,7 +123,7 @@ def file_names() -> frozenset[str]:
 @functools.lru_cache(maxsize=None)
 def named_in_the_code() -> str:
     """The code and configuration an upper-case name (an environment or make variable) may come from."""
-    sources = [*(REPO / "exporter").rglob("*.py"), REPO / "Makefile", REPO / "docker-compose.yml", REPO / "Dockerfile",
+    sources = [*(REPO / "exporter").rglob("*.py"), *(REPO / "simnode").glob("*.py"), REPO / "Makefile", REPO / "docker-compose.yml", REPO / "Dockerfile",
                *(REPO / "deploy").iterdir()]
     return "\n".join(p.read_text() for p in sources)
 
