@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from bittensor._transport.codec import ss58_encode
 
+from simnode.activity import seed as seed_activity
 from simnode.state import ChainState
 
 U64_MAX = 2**64 - 1
@@ -230,6 +231,7 @@ def _write(state: ChainState, world: World) -> None:
     s.set("MaxChildkeyTake", [], MAX_CHILDKEY_TAKE)
     s.set("PendingChildKeyCooldown", [], PENDING_COOLDOWN)
     s.set("TotalNetworks", [], len(netuids))
+    seed_activity(s, netuids)
 
 
 def mainnet_scale(

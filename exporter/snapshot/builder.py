@@ -19,6 +19,7 @@ from exporter.snapshot.model import (
     WatchedKey, frozen,
 )
 from exporter.snapshot.contenders import inherited_of, stake_inputs, weigh_contenders
+from exporter.snapshot.activity import build_activity
 from exporter.snapshot.after_pending import AfterPending, due_sets, project_after_pending
 from exporter.snapshot.memo import ReadChanges, StakeMemo
 from exporter.snapshot.projection import Projection, at_epoch, bits_to_rao, next_epoch_block, next_epoch_block_dynamic, rank
@@ -186,7 +187,7 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig, memo: Optional[StakeMemo
         if v.uid is not None and v.netuid in projections
         and (projected := _projected_permit(projections[v.netuid], v.uid)) != v.permit
     }
-    return Snapshot(
+    snapshot = Snapshot(
         chain=ChainInfo(
             block=read.block,
             block_hash=read.block_hash,
@@ -225,6 +226,7 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig, memo: Optional[StakeMemo
         metagraph_differences={n: _metagraph_difference(read, n, m) for n, m in read.metagraphs.items()},
         events=_event_window(read),
     )
+    return replace(snapshot, activity=build_activity(read, snapshot))
 
 
 def _event_window(read: ChainRead) -> Optional[EventWindow]:

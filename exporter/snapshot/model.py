@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 if TYPE_CHECKING:
+    from exporter.snapshot.activity_model import ActivityRead, ActivitySnapshot
     from exporter.snapshot.after_pending import AfterPending, PermitChange
 
 # (proportion as a u64 fraction of u64::MAX, other hotkey)
@@ -62,6 +63,8 @@ class ChainRead:
     metagraphs: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
     # The chain's events since the block history last recorded (None: not asked for).
     events: Optional["EventWindow"] = None
+    # Weight-setting liveness and earnings of the tracked validators (activity_model.py).
+    activity: Optional["ActivityRead"] = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +206,8 @@ class Snapshot:
     watched: tuple[WatchedKey, ...] = ()
     # The chain's events since history last recorded, with each subnet's epoch blocks (None: not read).
     events: Optional["EventWindow"] = None
+    # Weight-setting liveness and earnings of the validators exported (None: not read).
+    activity: Optional["ActivitySnapshot"] = None
 
 
 @dataclass(frozen=True, slots=True)
