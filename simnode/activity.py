@@ -42,13 +42,19 @@ def _pending_block(state: ChainState) -> int:
 
 def set_weights(state: ChainState, netuid: int, uid: int, *, mechanism: int = 0) -> int:
     """``set_weights`` by the hotkey at ``uid``: its ``LastUpdate`` entry becomes the block."""
+    return set_weights_of(state, netuid, [uid], mechanism=mechanism)[0]
+
+
+def set_weights_of(state: ChainState, netuid: int, uids: Sequence[int], *, mechanism: int = 0) -> list[int]:
+    """``set_weights`` by each of ``uids``, one extrinsic each, in the pending block."""
     st = _Storage(state)
     index = netuid + mechanism * MECHANISM_STRIDE
     vector = list(st.one("LastUpdate", [index]) or [])
-    vector += [0] * (max(st.one("SubnetworkN", [netuid]), uid + 1) - len(vector))
-    vector[uid] = _pending_block(state)
+    vector += [0] * (max([st.one("SubnetworkN", [netuid]), *(uid + 1 for uid in uids)]) - len(vector))
+    for uid in uids:
+        vector[uid] = _pending_block(state)
     state.set("LastUpdate", [index], vector)
-    return state.emit(PALLET, "WeightsSet", [index, uid])
+    return [state.emit(PALLET, "WeightsSet", [index, uid]) for uid in uids]
 
 
 def set_delegate_take(state: ChainState, hotkey: str, take: int) -> int:
