@@ -96,14 +96,16 @@ def test_every_mechanism_is_read_at_netuid_plus_4096_and_the_stalest_counts():
     writes = tricky_writes() + [
         ("SubtensorModule", "MechanismCountCurrent", [1], 2),
         ("SubtensorModule", "LastUpdate", [1], [95] * 11),
-        ("SubtensorModule", "LastUpdate", [4097], [70] * 11),
+        ("SubtensorModule", "LastUpdate", [4097], [70] * 5),  # no entry yet for uids 5 and up
     ]
     source = FakeSource.of(writes)
     got = asyncio.run(ChainReader(max_in_flight=4).read_from(source, ScopeConfig(), block=100, spec_version=393))
     assert set(source.asked("LastUpdate")) == {(1,), (2,), (4097,)}
-    assert got.activity.last_update[4097] == (70,) * 11
-    (p,) = [a for a in build_activity(got, build_snapshot(got, SCOPE)).validators if (a.hotkey, a.netuid) == (t.P, 1)]
+    assert got.activity.last_update[4097] == (70,) * 5
+    found = {(a.hotkey, a.netuid): a for a in build_activity(got, build_snapshot(got, SCOPE)).validators}
+    p, m = found[(t.P, 1)], found[(t.M, 1)]  # uids 0 and 6
     assert (p.last_update, p.blocks_since_update) == ((95, 70), 30)
+    assert (m.last_update, m.blocks_since_update) == ((95, None), 5)
 
 
 def test_a_runtime_with_tao_dividends_reads_them_as_the_root_part():

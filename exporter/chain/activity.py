@@ -36,7 +36,8 @@ async def read_activity(source: Any, read: ChainRead, scope: ScopeConfig) -> Act
     """The activity and earnings values of ``read``'s subnets in scope and tracked validators."""
     # Every subnet, whatever the netuid filter: history follows every tracked validator.
     subnets = [n for n in read.netuids if n != 0]
-    tracked = sorted((n, h) for (h, n) in tracked_candidates(read, scope.watched_hotkeys) if n in set(subnets))
+    known = set(subnets)
+    tracked = sorted((n, h) for (h, n) in tracked_candidates(read, scope.watched_hotkeys) if n in known)
     hotkeys = sorted({h for _, h in tracked})
     cutoff_item = CUTOFF_FACTOR if source.has_item(CUTOFF_FACTOR) else CUTOFF
     root_item = next((item for item in ROOT_DIVIDENDS if source.has_item(item)), None)
@@ -90,10 +91,13 @@ def _mechanism_count(netuid: int, value: Any) -> int:
 
 
 def _vector(value: Optional[Any]) -> tuple:
-    """A per-uid vector as ints (AlphaBalance decodes as an int or a one-field wrapper)."""
-    values = tuple(_number(x) for x in (value or ()))
+    """A per-uid vector as ints or booleans (AlphaBalance decodes as an int, or in some SDKs a
+    one-field wrapper: unwrapped). Most vectors are plain: converted at C speed."""
+    values = tuple(value or ())
     if len(values) > MAX_VECTOR:
         raise InvalidRead("activity", f"a per-uid vector of {len(values)} entries: a subnet has at most {MAX_VECTOR} uids")
+    if values and not all(type(x) is int or type(x) is bool for x in values):
+        values = tuple(_number(x) for x in values)
     return values
 
 

@@ -79,7 +79,8 @@ def _liveness(w: Any, activity: ActivitySnapshot) -> None:
         "LastUpdate: block of the uid's last weight set on the subnet, per mechanism (mechanism m of a subnet "
         "is the chain's row netuid + m x 4096); bittensor_chain_block minus it is the blocks since.",
         "gauge",
-        ((_hotkey_group(a.hotkey), f'{_labels(a)},mechanism="{m}"', block) for a in ordered for m, block in enumerate(a.last_update)),
+        ((_hotkey_group(a.hotkey), f'{_labels(a)},mechanism="{m}"', block)
+         for a in ordered for m, block in enumerate(a.last_update) if block is not None),
         grouped=True,
     )
     w.family(

@@ -38,18 +38,18 @@ def build_activity(read: ChainRead, snapshot: Snapshot) -> Optional[ActivitySnap
     if activity is None:
         return None
     validators = []
+    subnets: dict[int, _Subnet] = {}  # the vectors of each subnet, looked up once
     for v in snapshot.validators:
         if v.uid is None or v.netuid == 0 or v.netuid not in activity.mechanisms:
             continue
-        found = _validator(read, activity, v.hotkey, v.netuid, v.uid)
+        subnet = subnets.get(v.netuid)
+        if subnet is None:
+            subnet = subnets[v.netuid] = _Subnet(read, activity, v.netuid)
+        found = subnet.validator(v.hotkey, v.uid)
         if found is not None:
             validators.append(found)
-    in_scope = {(v.hotkey, v.netuid): v.uid for v in validators}
-    earnings = tuple(
-        earning for (child, netuid), uid in in_scope.items()
-        for earning in _earnings(read, activity, child, netuid, uid)
-    )
-    tracked = [v for v in snapshot.tracked if v.uid is not None and v.netuid in activity.mechanisms]
+    earnings = tuple(earning for a in validators for earning in _earnings(read, activity, a.hotkey, a.netuid, a.uid))
+    active = activity.active
     return ActivitySnapshot(
         block=read.block,
         cutoffs=frozen({n: cutoff_blocks(activity, n, read.tempos.get(n, 0)) for n in activity.mechanisms}),
@@ -58,8 +58,8 @@ def build_activity(read: ChainRead, snapshot: Snapshot) -> Optional[ActivitySnap
         earnings=earnings,
         uid_hotkeys=read.hotkeys,
         tracked_active=frozen({
-            (v.hotkey, v.netuid): flag for v in tracked
-            if (flag := _at(activity.active.get(v.netuid), v.uid)) is not None
+            (v.hotkey, v.netuid): flag for v in snapshot.tracked
+            if v.uid is not None and (flag := _at(active.get(v.netuid), v.uid)) is not None
         }),
         tracked_takes=activity.delegate_takes,
     )
@@ -69,31 +69,42 @@ def _at(vector, uid: int):
     return vector[uid] if vector is not None and uid < len(vector) else None
 
 
-def _validator(read: ChainRead, activity: ActivityRead, hotkey: str, netuid: int, uid: int) -> Optional[ValidatorActivity]:
-    last = tuple(_at(activity.last_update.get(netuid + m * MECHANISM_STRIDE), uid)
-                 for m in range(activity.mechanisms.get(netuid, 1)))
-    if any(block is None for block in last):
-        return None  # the uid has no LastUpdate entry (registered since the vector was written)
-    weights = activity.stake_weight.get(netuid, ())
-    permits = read.permits.get(netuid, ())
-    permitted = sum(w for u, w in enumerate(weights) if u < len(permits) and permits[u])
-    own = _at(weights, uid)
-    root_item = activity.root_dividends_item
-    return ValidatorActivity(
-        hotkey=hotkey,
-        netuid=netuid,
-        uid=uid,
-        last_update=last,  # type: ignore[arg-type]
-        blocks_since_update=max(0, read.block - min(last)),  # type: ignore[type-var]
-        active=_at(activity.active.get(netuid), uid),
-        validator_trust=_at(activity.validator_trust.get(netuid), uid),
-        dividends=_at(activity.dividends.get(netuid), uid),
-        emission=_at(activity.emission.get(netuid), uid),
-        stake_share=own / permitted if own is not None and permitted else None,
-        alpha_dividends=activity.alpha_dividends.get((netuid, hotkey), 0),
-        root_dividends=activity.root_dividends.get((netuid, hotkey), 0) if root_item else None,
-        delegate_take=activity.delegate_takes.get(hotkey),
-    )
+class _Subnet:
+    """One subnet's vectors, and its permit holders' StakeWeight summed (what dividends go to)."""
+
+    def __init__(self, read: ChainRead, activity: ActivityRead, netuid: int):
+        self.read, self.activity, self.netuid = read, activity, netuid
+        self.last_update = [activity.last_update.get(netuid + m * MECHANISM_STRIDE, ())
+                            for m in range(activity.mechanisms.get(netuid, 1))]
+        self.active = activity.active.get(netuid, ())
+        self.trust = activity.validator_trust.get(netuid, ())
+        self.dividends = activity.dividends.get(netuid, ())
+        self.emission = activity.emission.get(netuid, ())
+        self.weights = activity.stake_weight.get(netuid, ())
+        self.permitted = sum(w for w, held in zip(self.weights, read.permits.get(netuid, ())) if held)
+
+    def validator(self, hotkey: str, uid: int) -> Optional[ValidatorActivity]:
+        if uid >= len(self.last_update[0]):
+            return None  # the uid has no LastUpdate entry (registered since the vector was written)
+        activity, netuid = self.activity, self.netuid
+        # A mechanism whose row has no entry for the uid (none written yet) is left out: None.
+        last = tuple(vector[uid] if uid < len(vector) else None for vector in self.last_update)
+        own = _at(self.weights, uid)
+        return ValidatorActivity(
+            hotkey=hotkey,
+            netuid=netuid,
+            uid=uid,
+            last_update=last,
+            blocks_since_update=max(0, self.read.block - min(b for b in last if b is not None)),
+            active=_at(self.active, uid),
+            validator_trust=_at(self.trust, uid),
+            dividends=_at(self.dividends, uid),
+            emission=_at(self.emission, uid),
+            stake_share=own / self.permitted if own is not None and self.permitted else None,
+            alpha_dividends=activity.alpha_dividends.get((netuid, hotkey), 0),
+            root_dividends=activity.root_dividends.get((netuid, hotkey), 0) if activity.root_dividends_item else None,
+            delegate_take=activity.delegate_takes.get(hotkey),
+        )
 
 
 def _coldkey(read: ChainRead, activity: ActivityRead, hotkey: str) -> Optional[str]:

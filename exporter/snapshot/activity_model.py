@@ -42,7 +42,7 @@ class ValidatorActivity:
     hotkey: str
     netuid: int
     uid: int
-    last_update: tuple[int, ...]  # by mechanism; LastUpdate block of the last weight set
+    last_update: tuple[Optional[int], ...]  # by mechanism: LastUpdate, the block of the last weight set (None: no entry)
     blocks_since_update: int  # since the stalest mechanism's last weight set
     active: Optional[bool]  # None: the Active vector has no entry for the uid
     validator_trust: Optional[int]  # u16
