@@ -42,17 +42,24 @@ async def read_activity(source: Any, read: ChainRead, scope: ScopeConfig) -> Act
     cutoff_item = CUTOFF_FACTOR if source.has_item(CUTOFF_FACTOR) else CUTOFF
     root_item = next((item for item in ROOT_DIVIDENDS if source.has_item(item)), None)
     by_subnet = [[n] for n in subnets]
+    by_validator = [list(k) for k in tracked]
+
+    def batch(item: Optional[str], params: list, absent: Any = None):
+        """``item`` at ``params``; where the runtime lacks it (an older block), what was not said."""
+        if item is not None and source.has_item(item):
+            return source.batch(item, params)
+        return _constant([absent] * len(params))
+
     plain = [("CKBurn", [])] if source.has_item("CKBurn") else []
-    counts = source.batch(MECHANISM_COUNT, by_subnet) if source.has_item(MECHANISM_COUNT) else _ones(len(subnets))
     (cutoffs, mechanisms, last, *vectors, alpha, root, takes, constants) = await gather_or_cancel(
-        source.batch(cutoff_item, by_subnet),
-        counts,
-        source.batch("LastUpdate", by_subnet),
-        *(source.batch(item, by_subnet) for item in VECTORS),
-        source.batch("AlphaDividendsPerSubnet", [list(k) for k in tracked]),
-        source.batch(root_item, [list(k) for k in tracked]) if root_item else _ones(0),
-        source.batch("Delegates", [[h] for h in hotkeys]),
-        source.values(plain) if plain else _ones(0),
+        batch(cutoff_item, by_subnet),
+        batch(MECHANISM_COUNT, by_subnet, 1),
+        batch("LastUpdate", by_subnet),
+        *(batch(item, by_subnet) for item in VECTORS),
+        batch("AlphaDividendsPerSubnet", by_validator),
+        batch(root_item, by_validator),
+        batch("Delegates", [[h] for h in hotkeys]),
+        source.values(plain) if plain else _constant([]),
     )
     mechanisms = [_mechanism_count(n, m) for n, m in zip(subnets, mechanisms)]
     extra = [[n + m * MECHANISM_STRIDE] for n, count in zip(subnets, mechanisms) for m in range(1, count)]
@@ -79,8 +86,8 @@ async def read_activity(source: Any, read: ChainRead, scope: ScopeConfig) -> Act
     )
 
 
-async def _ones(count: int) -> list:
-    return [1] * count
+async def _constant(values: list) -> list:
+    return values
 
 
 def _mechanism_count(netuid: int, value: Any) -> int:

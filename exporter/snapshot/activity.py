@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Optional
 
 from exporter.snapshot.activity_model import MECHANISM_STRIDE, ActivityRead, ActivitySnapshot, ChildkeyEarning, ValidatorActivity
-from exporter.snapshot.model import ChainRead, Snapshot, frozen
+from exporter.snapshot.model import ChainRead, Snapshot
 from exporter.snapshot.stake_math import effective_take, u96f32_from_int, u96f32_mul, u96f32_ratio, u96f32_to_u64
 from exporter.snapshot.units import TAKE_DENOMINATOR
 
@@ -50,18 +50,19 @@ def build_activity(read: ChainRead, snapshot: Snapshot) -> Optional[ActivitySnap
             validators.append(found)
     earnings = tuple(earning for a in validators for earning in _earnings(read, activity, a.hotkey, a.netuid, a.uid))
     active = activity.active
+    # Plain dicts: a snapshot is handed across processes (the benchmarks' workers) as it is.
     return ActivitySnapshot(
         block=read.block,
-        cutoffs=frozen({n: cutoff_blocks(activity, n, read.tempos.get(n, 0)) for n in activity.mechanisms}),
-        mechanisms=activity.mechanisms,
+        cutoffs={n: cutoff_blocks(activity, n, read.tempos.get(n, 0)) for n in activity.mechanisms},
+        mechanisms=dict(activity.mechanisms),
         validators=tuple(validators),
         earnings=earnings,
-        uid_hotkeys=read.hotkeys,
-        tracked_active=frozen({
+        uid_hotkeys=dict(read.hotkeys),
+        tracked_active={
             (v.hotkey, v.netuid): flag for v in snapshot.tracked
             if v.uid is not None and (flag := _at(active.get(v.netuid), v.uid)) is not None
-        }),
-        tracked_takes=activity.delegate_takes,
+        },
+        tracked_takes=dict(activity.delegate_takes),
     )
 
 

@@ -44,8 +44,8 @@ def with_activity_changes(snapshot: Snapshot, previous: HistoryState, state: His
     events: list[ChangeEvent] = []
     place = _Placer(window, block, when)
     for (hotkey, netuid), old in previous.validators.items():
-        if old.uid is None or netuid == 0:
-            continue
+        if old.uid is None or netuid == 0 or netuid not in activity.mechanisms:
+            continue  # a subnet no longer there (dissolved): its permits lost say it
         now = state.validators.get((hotkey, netuid))
         if now is not None and now.uid == old.uid:
             continue
