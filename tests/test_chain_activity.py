@@ -191,3 +191,20 @@ def test_every_value_equals_the_chains_storage_at_mainnet_scale():
 def _dividend_keys(st):
     found = st.key_params(["AlphaDividendsPerSubnet", "RootAlphaDividendsPerSubnet"])
     return found["AlphaDividendsPerSubnet"] + found["RootAlphaDividendsPerSubnet"]
+
+
+def test_items_an_older_runtime_lacks_are_not_read_and_nothing_is_invented():
+    lacking = {"AlphaDividendsPerSubnet", "RootAlphaDividendsPerSubnet", "StakeWeight", "MechanismCountCurrent", "CKBurn"}
+
+    class Older(FakeSource):
+        def has_item(self, item, pallet="SubtensorModule"):
+            return item not in lacking and super().has_item(item)
+
+    source = Older.of(tricky_writes() + [("SubtensorModule", "LastUpdate", [1], [95] * 11)])
+    got = asyncio.run(ChainReader(max_in_flight=4).read_from(source, ScopeConfig(), block=100, spec_version=393))
+    assert not lacking & {c.items[0] for c in source.calls}
+    a = got.activity
+    assert (a.alpha_dividends, a.root_dividends, a.root_dividends_item, a.ck_burn) == ({}, {}, None, 0)
+    assert a.stake_weight == {1: (), 2: ()} and a.mechanisms == {1: 1, 2: 1}
+    (p,) = [v for v in build_snapshot(got, SCOPE).activity.validators if (v.hotkey, v.netuid) == (t.P, 1)]
+    assert (p.last_update, p.stake_share, p.root_dividends) == ((95,), None, None)
