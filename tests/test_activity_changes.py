@@ -91,3 +91,42 @@ def test_the_activity_state_survives_a_restart(tmp_path):
     assert (loaded.active, loaded.delegate_takes) == (newer.active, newer.delegate_takes)
     assert loaded.active == {(C, 1): True, (P, 1): True} and loaded.delegate_takes == {C: 100, P: 0}
     assert replace(loaded, active={}, delegate_takes={}) == replace(newer, active={}, delegate_takes={})
+
+
+def test_activity_changes_reach_the_history_file_and_the_last_change_series(tricky_node, exporter_factory, tmp_path):
+    """Over the wire: a delegate take lowered, an epoch marking M inactive, Z's uid taken by a new
+    hotkey; each recorded with its cause, and the watched validators' last-change series say so."""
+    import sqlite3
+
+    from exporter.config import WatchedHotkey
+    from simnode.actions import register_neuron
+    from simnode.activity import set_delegate_take
+    from tests import tricky_chain as t
+    from tests.harness import series
+
+    state = tricky_node.state
+    state.set("LastUpdate", [1], [1] * 11)
+    state.set("Active", [1], [True] * 11)
+    state.commit_block()
+    scope = ScopeConfig(min_stake_weight=100, watch=tuple(WatchedHotkey(h, a) for h, a in ((t.P, "p"), (t.M, "m"), (t.Z, "z"))))
+    db = tmp_path / "history.db"
+    exporter = exporter_factory(tricky_node, scope=scope, history_path=str(db))
+    assert exporter.refresh()
+    newcomer = t.hotkey(99)
+    set_delegate_take(state, t.P, 100)
+    state.set("Active", [1], [True] * 6 + [False] + [True] * 4)  # M is uid 6
+    register_neuron(state, 1, 9, newcomer)  # Z's uid
+    block, _ = state.commit_block()
+    assert exporter.refresh()
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT kind, hotkey, netuid, old_value, new_value, cause, block FROM events WHERE kind IN "
+                            "('delegate_take_changed', 'became_inactive', 'uid_replaced') ORDER BY kind").fetchall()
+    assert rows == [
+        ("became_inactive", t.M, 1, "true", "false", "no_event", block),  # no epoch of subnet 1 in the window
+        ("delegate_take_changed", t.P, 0, str(11796 / 65535), str(100 / 65535), "TakeDecreased", block),
+        ("uid_replaced", t.Z, 1, "9", f'"{newcomer}"', "NeuronRegistered", block),
+    ]
+    s = exporter.scrape()
+    for hotkey, netuid, kind in ((t.P, 0, "delegate_take_changed"), (t.M, 1, "became_inactive"), (t.Z, 1, "uid_replaced")):
+        assert series(s, "bittensor_validator_last_change_block", hotkey=hotkey, netuid=netuid, kind=kind) == block, kind
+    assert series(s, "bittensor_validator_inactive", hotkey=t.M, netuid=1) == 1
