@@ -115,43 +115,60 @@ def run_epoch_outputs(st: _Storage, netuid: int, block: int, permits_before: Seq
     state.set("Dividends", [netuid], [U16_MAX * r // raw_total if raw_total else 0 for r in raw])
     state.set("Emission", [netuid], emission)
     split: dict[str, int] = {}
-    for uid, amount in enumerate(emission):
-        if amount and hotkeys[uid]:
-            for hotkey, share in dividends_distribution(st, hotkeys[uid], netuid, amount):
-                split[hotkey] = split.get(hotkey, 0) + share
-    return _record_dividends(st, netuid, split, ROOT_ALPHA_PER_BLOCK * (tempo + 1), pending, previous_dividends)
+    paid = [(hotkeys[uid], amount) for uid, amount in enumerate(emission) if amount and hotkeys[uid]]
+    inputs = SplitInputs(st, netuid, [hotkey for hotkey, _ in paid])
+    for validator, amount in paid:
+        for hotkey, share in dividends_distribution(st, validator, netuid, amount, inputs):
+            split[hotkey] = split.get(hotkey, 0) + share
+    return _record_dividends(st, inputs, split, ROOT_ALPHA_PER_BLOCK * (tempo + 1), pending, previous_dividends)
 
 
-def dividends_distribution(st: _Storage, hotkey: str, netuid: int, dividends: int) -> list[tuple[str, int]]:
+class SplitInputs:
+    """What the dividend split reads for some hotkeys of one subnet (and their parents), read in
+    batches: an epoch splits the dividends of every validator of the subnet."""
+
+    def __init__(self, st: _Storage, netuid: int, hotkeys: Sequence[str]):
+        self.netuid = netuid
+        self.tao_weight, self.min_take, self.burn = _q(st.one("TaoWeight")), st.one("MinChildkeyTake"), _q(st.one("CKBurn"))
+        hotkeys = list(dict.fromkeys(hotkeys))
+        self.children = dict(zip(hotkeys, st.many("ChildKeys", [(h, netuid) for h in hotkeys])))
+        self.parents = dict(zip(hotkeys, st.many("ParentKeys", [(h, netuid) for h in hotkeys])))
+        self.take = dict(zip(hotkeys, st.many("ChildkeyTake", [(h, netuid) for h in hotkeys])))
+        everyone = list(dict.fromkeys([*hotkeys, *(p for links in self.parents.values() for _, p in links or [])]))
+        self.alpha = dict(zip(everyone, st.many("TotalHotkeyAlpha", [(h, netuid) for h in everyone])))
+        self.root = dict(zip(everyone, st.many("TotalHotkeyAlpha", [(h, ROOT) for h in everyone])))
+        self.owner = dict(zip(everyone, st.many("Owner", [(h,) for h in everyone])))
+
+
+def dividends_distribution(st: _Storage, hotkey: str, netuid: int, dividends: int,
+                           inputs: Optional[SplitInputs] = None) -> list[tuple[str, int]]:
     """``get_parent_child_dividends_distribution``: (parent, alpha rao) for each parent, then the
     hotkey's own part (what it keeps of its own stake's share and its takes)."""
+    x = inputs if inputs is not None else SplitInputs(st, netuid, [hotkey])
     scale = _ONE  # U96F32 values are carried as integers times 2^32
-    tao_weight = _q(st.one("TaoWeight"))
-    take = st.one("ChildkeyTake", [hotkey, netuid])
-    take = max(take, st.one("MinChildkeyTake"))
-    take_q = take * scale // U16_MAX
-    burn_q = _q(st.one("CKBurn"))
+    tao_weight = x.tao_weight
+    take_q = max(x.take[hotkey], x.min_take) * scale // U16_MAX
     remaining = scale
-    for proportion, _ in st.one("ChildKeys", [hotkey, netuid]) or []:
+    for proportion, _ in x.children[hotkey] or []:
         remaining = max(0, remaining - _q(proportion))
-    alpha, root = st.one("TotalHotkeyAlpha", [hotkey, netuid]), st.one("TotalHotkeyAlpha", [hotkey, ROOT])
+    alpha, root = x.alpha[hotkey], x.root[hotkey]
     own = (alpha * remaining + (root * remaining * tao_weight >> 32)) >> 32  # get_self_contribution: a u64
     total = own * scale
     contributions = []
-    for proportion, parent in st.one("ParentKeys", [hotkey, netuid]) or []:
+    for proportion, parent in x.parents[hotkey] or []:
         q = _q(proportion)
-        c = st.one("TotalHotkeyAlpha", [parent, netuid]) * q + (st.one("TotalHotkeyAlpha", [parent, ROOT]) * q * tao_weight >> 32)
+        c = x.alpha[parent] * q + (x.root[parent] * q * tao_weight >> 32)
         contributions.append((parent, c))
         total += c
     validating = dividends * scale
     remaining_emission, kept_total, tuples = validating, 0, []
-    owner = st.one("Owner", [hotkey])
+    owner = x.owner[hotkey]
     for parent, c in contributions:
         factor = c * scale // total if total else 0
         share = validating * factor >> 32
         remaining_emission -= share
-        if st.one("Owner", [parent]) != owner:
-            burnt, kept = burn_q * share >> 32, take_q * share >> 32
+        if x.owner[parent] != owner:
+            burnt, kept = x.burn * share >> 32, take_q * share >> 32
             share -= burnt + kept
             kept_total += kept
         tuples.append((parent, share // scale))
@@ -159,15 +176,14 @@ def dividends_distribution(st: _Storage, hotkey: str, netuid: int, dividends: in
     return tuples
 
 
-def _record_dividends(st: _Storage, netuid: int, split: dict[str, int], pending_root: int, pending_alpha: int,
+def _record_dividends(st: _Storage, inputs: SplitInputs, split: dict[str, int], pending_root: int, pending_alpha: int,
                       previous: Sequence[str]) -> list[str]:
     """``calculate_dividend_distribution`` and ``distribute_dividends_and_incentives``' records."""
-    state = st.state
-    tao_weight = _q(st.one("TaoWeight"))
+    state, netuid, tao_weight = st.state, inputs.netuid, inputs.tao_weight
     alpha_parts, root_parts = {}, {}
     for hotkey, dividend in sorted(split.items()):
-        alpha = st.one("TotalHotkeyAlpha", [hotkey, netuid])
-        root_alpha = st.one("TotalHotkeyAlpha", [hotkey, ROOT]) * tao_weight  # times 2^32
+        alpha = inputs.alpha[hotkey]
+        root_alpha = inputs.root[hotkey] * tao_weight  # times 2^32
         total = alpha * _ONE + root_alpha
         root_divs = dividend * root_alpha // total if total else 0
         alpha_parts[hotkey], root_parts[hotkey] = dividend - root_divs, root_divs
