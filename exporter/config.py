@@ -34,8 +34,8 @@ COLLECTORS = {
     "changes": "change counters and last-change times from the history (needs history)",
     "watched": "whether each watched hotkey is found on the chain (bittensor_watched_hotkey_*)",
     "activity": "weight-setting liveness: last weight set, inactive flag, activity cutoff",
-    "earnings": "vtrust, dividend and stake share, emission, dividends, delegate take, childkey earnings: watched hotkeys",
-    "earnings_all": "the earnings families for every validator in scope (off by default: ~50,000 series at mainnet scale)",
+    "earnings": "blocks since weights, vtrust, dividend and stake share, emission, dividends, delegate take, childkey earnings: watched hotkeys",
+    "earnings_all": "the earnings families for every validator in scope (off by default: ~66,000 series at mainnet scale)",
 }
 # Collectors off unless switched on (the default network mode stays within its series budget).
 OFF_BY_DEFAULT = frozenset({"earnings_all"})

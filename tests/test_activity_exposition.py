@@ -13,7 +13,7 @@ from tests.test_chain_activity import C, P, small_read
 DEFAULT = frozenset(COLLECTORS) - OFF_BY_DEFAULT
 WATCH_C = ScopeConfig(min_stake_weight=0, watch=(WatchedHotkey(C, "c"),))
 LIVENESS = {"bittensor_validator_last_weights_block", "bittensor_validator_inactive", "bittensor_subnet_activity_cutoff_blocks"}
-EARNINGS = {"bittensor_validator_trust_ratio", "bittensor_validator_dividends_ratio", "bittensor_validator_stake_share_ratio",
+EARNINGS = {"bittensor_validator_blocks_since_weights", "bittensor_validator_trust_ratio", "bittensor_validator_dividends_ratio", "bittensor_validator_stake_share_ratio",
             "bittensor_validator_emission_alpha", "bittensor_validator_alpha_dividends_alpha",
             "bittensor_validator_root_dividends_alpha", "bittensor_hotkey_delegate_take_ratio",
             "bittensor_childkey_dividends_estimated_alpha", "bittensor_childkey_take_estimated_alpha"}
@@ -36,6 +36,7 @@ def test_liveness_for_every_validator_earnings_for_the_watched_by_default():
     assert series(found, "bittensor_subnet_activity_cutoff_blocks", netuid=1) == 5000
     for name in EARNINGS:
         assert hotkeys_of(found, name) == {C}, name
+    assert series(found, "bittensor_validator_blocks_since_weights", hotkey=C, netuid=1) == 100 - 90
     assert series(found, "bittensor_validator_trust_ratio", hotkey=C, netuid=1) == 60000 / 65535
     assert series(found, "bittensor_validator_dividends_ratio", hotkey=C, netuid=1) == 1
     assert series(found, "bittensor_validator_stake_share_ratio", hotkey=C, netuid=1) == 40000 / 60000

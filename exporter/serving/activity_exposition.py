@@ -23,6 +23,10 @@ ESTIMATE = (" An estimate: the chain's split (coinbase/run_coinbase.rs get_paren
 
 # (name, help, value of a validator's activity or None for no series); labels hotkey, netuid.
 EARNINGS_FAMILIES: tuple[tuple[str, str, Callable[[ValidatorActivity], Optional[float]]], ...] = (
+    ("bittensor_validator_blocks_since_weights",
+     "Blocks from the uid's last weight set to the block read (the stalest mechanism's): bittensor_chain_block minus "
+     "bittensor_validator_last_weights_block, for the validators of this collector.",
+     lambda a: a.blocks_since_update),
     ("bittensor_validator_trust_ratio", "ValidatorTrust (0-1) of the uid at the subnet's last epoch: how far its weights agree with consensus.",
      lambda a: _ratio(a.validator_trust)),
     ("bittensor_validator_dividends_ratio", "Dividends (0-1): the uid's share of the subnet's validator dividends at the last epoch.",
