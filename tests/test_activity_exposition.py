@@ -46,6 +46,21 @@ def test_liveness_for_every_validator_earnings_for_the_watched_by_default():
     assert series(found, "bittensor_childkey_dividends_estimated_alpha", parent_hotkey=P, child_hotkey=C, netuid=1) > 0
 
 
+def test_the_root_part_is_in_the_units_of_the_item_the_runtime_has():
+    from dataclasses import replace
+
+    from tests.test_chain_activity import activity_read
+
+    def root_families(item):
+        read = small_read(activity=replace(activity_read(root_dividends={(1, C): 5}), root_dividends_item=item))
+        found = parse_exposition(render_snapshot(build_snapshot(read, WATCH_C), collectors=DEFAULT).decode())
+        return {name: v for (name, _), v in found.items() if name.startswith("bittensor_validator_root_dividends")}
+
+    assert root_families("RootAlphaDividendsPerSubnet") == {"bittensor_validator_root_dividends_alpha": 5 / 1e9}
+    assert root_families("TaoDividendsPerSubnet") == {"bittensor_validator_root_dividends_tao": 5 / 1e9}
+    assert root_families(None) == {}
+
+
 def test_earnings_all_gives_every_validator_in_scope():
     found = samples(DEFAULT | {"earnings_all"})
     for name in EARNINGS - {"bittensor_childkey_dividends_estimated_alpha", "bittensor_childkey_take_estimated_alpha"}:

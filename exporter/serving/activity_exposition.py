@@ -39,10 +39,16 @@ EARNINGS_FAMILIES: tuple[tuple[str, str, Callable[[ValidatorActivity], Optional[
     ("bittensor_validator_alpha_dividends_alpha",
      "AlphaDividendsPerSubnet: the hotkey's alpha dividends at the subnet's last epoch after its delegate take (its nominators' part), in alpha.",
      lambda a: to_units(a.alpha_dividends)),
-    ("bittensor_validator_root_dividends_alpha",
-     "RootAlphaDividendsPerSubnet (TaoDividendsPerSubnet on runtimes that have that instead): the root-stake part of the hotkey's dividends at the last epoch, in alpha.",
-     lambda a: None if a.root_dividends is None else to_units(a.root_dividends)),
 )
+# The root part of dividends: RootAlphaDividendsPerSubnet is alpha; the older runtimes' TaoDividendsPerSubnet, TAO.
+ROOT_DIVIDENDS_FAMILIES = {
+    "RootAlphaDividendsPerSubnet": (
+        "bittensor_validator_root_dividends_alpha",
+        "RootAlphaDividendsPerSubnet: the root-stake part of the hotkey's dividends at the subnet's last epoch, after its delegate take, in alpha."),
+    "TaoDividendsPerSubnet": (
+        "bittensor_validator_root_dividends_tao",
+        "TaoDividendsPerSubnet (runtimes before RootAlphaDividendsPerSubnet): the root dividends paid to the hotkey on the subnet at the last epoch, in TAO."),
+}
 
 
 def _ratio(value: Optional[int]) -> Optional[float]:
@@ -106,7 +112,11 @@ def _liveness(w: Any, activity: ActivitySnapshot) -> None:
 
 def _earnings(w: Any, activity: ActivitySnapshot, chosen: list[ValidatorActivity], watched: Optional[set]) -> None:
     ordered = _by_hotkey(chosen)
-    for name, help_text, value_of in EARNINGS_FAMILIES:
+    families = list(EARNINGS_FAMILIES)
+    root = ROOT_DIVIDENDS_FAMILIES.get(activity.root_dividends_item or "")
+    if root is not None:
+        families.append((*root, lambda a: None if a.root_dividends is None else to_units(a.root_dividends)))
+    for name, help_text, value_of in families:
         w.family(name, help_text, "gauge",
                  ((_hotkey_group(a.hotkey), _labels(a), x) for a in ordered if (x := value_of(a)) is not None),
                  grouped=True)

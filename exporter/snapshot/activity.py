@@ -63,6 +63,7 @@ def build_activity(read: ChainRead, snapshot: Snapshot) -> Optional[ActivitySnap
             if v.uid is not None and (flag := _at(active.get(v.netuid), v.uid)) is not None
         },
         tracked_takes=dict(activity.delegate_takes),
+        root_dividends_item=activity.root_dividends_item,
     )
 
 

@@ -81,3 +81,6 @@ class ActivitySnapshot:
     uid_hotkeys: Mapping[tuple[int, int], str] = field(default_factory=dict)
     tracked_active: Mapping[tuple[str, int], bool] = field(default_factory=dict)
     tracked_takes: Mapping[str, int] = field(default_factory=dict)
+    # Where the root part of dividends was read: RootAlphaDividendsPerSubnet (alpha), or in older
+    # runtimes TaoDividendsPerSubnet (TAO); None: neither.
+    root_dividends_item: Optional[str] = None
