@@ -81,3 +81,20 @@ def test_promtool_check_metrics_is_clean_with_every_family():
     text = render_snapshot(build_snapshot(small_read(), WATCH_C), collectors=frozenset(COLLECTORS))
     result = subprocess.run([tool("promtool"), "check", "metrics"], input=text, capture_output=True, timeout=60)
     assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result.stdout + result.stderr
+
+
+def test_every_family_is_rendered_with_the_labels_of_its_row():
+    from dataclasses import replace
+
+    from exporter.serving.activity_exposition import ACTIVITY_METRICS
+    from tests.test_chain_activity import activity_read
+
+    found = {}
+    for item in ("RootAlphaDividendsPerSubnet", "TaoDividendsPerSubnet"):
+        read = small_read(activity=replace(activity_read(root_dividends={(1, C): 5}), root_dividends_item=item))
+        text = render_snapshot(build_snapshot(read, WATCH_C), collectors=frozenset(COLLECTORS)).decode()
+        for (name, labels), _ in parse_exposition(text).items():
+            found.setdefault(name, set()).add(frozenset(k for k, _ in labels))
+    for name, kind, labels, _, collector in ACTIVITY_METRICS:
+        assert found.get(name) == {frozenset(labels)}, name
+        assert kind == "gauge" and collector in COLLECTORS

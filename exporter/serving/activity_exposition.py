@@ -18,36 +18,70 @@ from exporter.snapshot.activity_model import ActivitySnapshot, ChildkeyEarning, 
 from exporter.snapshot.model import Snapshot
 from exporter.snapshot.units import TAKE_DENOMINATOR, to_units
 
+_VH = ("hotkey", "netuid")
+_EDGE = ("parent_hotkey", "child_hotkey", "netuid")
 ESTIMATE = (" An estimate: the chain's split (coinbase/run_coinbase.rs get_parent_child_dividends_distribution) "
             "applied to the child's Emission of the last epoch at this block's stakes, links, takes and coldkeys.")
 
-# (name, help, value of a validator's activity or None for no series); labels hotkey, netuid.
-EARNINGS_FAMILIES: tuple[tuple[str, str, Callable[[ValidatorActivity], Optional[float]]], ...] = (
-    ("bittensor_validator_blocks_since_weights",
+# Every family of this module: (name, type, labels, help, collector), the fields of a metric
+# table's row, in one place; ``_family`` is the one call that writes a family.
+ACTIVITY_METRICS: tuple[tuple[str, str, tuple[str, ...], str, str], ...] = (
+    ("bittensor_validator_last_weights_block", "gauge", (*_VH, "mechanism"),
+     "LastUpdate: block of the uid's last weight set on the subnet, per mechanism (mechanism m of a subnet "
+     "is the chain's row netuid + m x 4096); bittensor_chain_block minus it is the blocks since.", "activity"),
+    ("bittensor_validator_inactive", "gauge", _VH,
+     "1 where the chain marked the uid inactive at the subnet's last epoch (Active false: its last weight set "
+     "was more than the activity cutoff before the epoch); absent where it is active.", "activity"),
+    ("bittensor_subnet_activity_cutoff_blocks", "gauge", ("netuid",),
+     "Blocks without a weight set after which the subnet's epoch marks a validator inactive (ActivityCutoff, or "
+     "max(1, ActivityCutoffFactorMilli x tempo / 1000) on runtimes with dynamic tempo).", "activity"),
+    ("bittensor_validator_blocks_since_weights", "gauge", _VH,
      "Blocks from the uid's last weight set to the block read (the stalest mechanism's): bittensor_chain_block minus "
-     "bittensor_validator_last_weights_block, for the validators of this collector.",
-     lambda a: a.blocks_since_update),
-    ("bittensor_validator_trust_ratio", "ValidatorTrust (0-1) of the uid at the subnet's last epoch: how far its weights agree with consensus.",
-     lambda a: _ratio(a.validator_trust)),
-    ("bittensor_validator_dividends_ratio", "Dividends (0-1): the uid's share of the subnet's validator dividends at the last epoch.",
-     lambda a: _ratio(a.dividends)),
-    ("bittensor_validator_stake_share_ratio",
-     "The uid's share (0-1) of the permit holders' stake weight at the last epoch (StakeWeight): what its dividend share is set against.",
-     lambda a: a.stake_share),
-    ("bittensor_validator_emission_alpha", "Emission of the uid at the subnet's last epoch (incentive and dividends before the parent/child split), in alpha.",
-     lambda a: None if a.emission is None else to_units(a.emission)),
-    ("bittensor_validator_alpha_dividends_alpha",
-     "AlphaDividendsPerSubnet: the hotkey's alpha dividends at the subnet's last epoch after its delegate take (its nominators' part), in alpha.",
-     lambda a: to_units(a.alpha_dividends)),
+     "bittensor_validator_last_weights_block, for the validators of this collector.", "earnings"),
+    ("bittensor_validator_trust_ratio", "gauge", _VH,
+     "ValidatorTrust (0-1) of the uid at the subnet's last epoch: how far its weights agree with consensus.", "earnings"),
+    ("bittensor_validator_dividends_ratio", "gauge", _VH,
+     "Dividends (0-1): the uid's share of the subnet's validator dividends at the last epoch.", "earnings"),
+    ("bittensor_validator_stake_share_ratio", "gauge", _VH,
+     "The uid's share (0-1) of the permit holders' stake weight at the last epoch (StakeWeight): what its dividend "
+     "share is set against.", "earnings"),
+    ("bittensor_validator_emission_alpha", "gauge", _VH,
+     "Emission of the uid at the subnet's last epoch (incentive and dividends before the parent/child split), in alpha.",
+     "earnings"),
+    ("bittensor_validator_alpha_dividends_alpha", "gauge", _VH,
+     "AlphaDividendsPerSubnet: the hotkey's alpha dividends at the subnet's last epoch after its delegate take (its "
+     "nominators' part), in alpha.", "earnings"),
+    ("bittensor_validator_root_dividends_alpha", "gauge", _VH,
+     "RootAlphaDividendsPerSubnet: the root-stake part of the hotkey's dividends at the subnet's last epoch, after "
+     "its delegate take, in alpha.", "earnings"),
+    ("bittensor_validator_root_dividends_tao", "gauge", _VH,
+     "TaoDividendsPerSubnet (runtimes before RootAlphaDividendsPerSubnet): the root dividends paid to the hotkey on "
+     "the subnet at the last epoch, in TAO.", "earnings"),
+    ("bittensor_hotkey_delegate_take_ratio", "gauge", ("hotkey",),
+     "Delegate take (0-1) of the hotkey (Delegates): its cut of its nominators' dividends on every subnet.", "earnings"),
+    ("bittensor_childkey_dividends_estimated_alpha", "gauge", _EDGE,
+     "Of the child's dividends at the subnet's last epoch, the alpha the chain routes to this parent for the stake "
+     "it gives, before the child's take and the burn." + ESTIMATE, "earnings"),
+    ("bittensor_childkey_take_estimated_alpha", "gauge", _EDGE,
+     "Of that, the alpha the child keeps as its childkey take (0 when parent and child share a coldkey)." + ESTIMATE,
+     "earnings"),
 )
-# The root part of dividends: RootAlphaDividendsPerSubnet is alpha; the older runtimes' TaoDividendsPerSubnet, TAO.
-ROOT_DIVIDENDS_FAMILIES = {
-    "RootAlphaDividendsPerSubnet": (
-        "bittensor_validator_root_dividends_alpha",
-        "RootAlphaDividendsPerSubnet: the root-stake part of the hotkey's dividends at the subnet's last epoch, after its delegate take, in alpha."),
-    "TaoDividendsPerSubnet": (
-        "bittensor_validator_root_dividends_tao",
-        "TaoDividendsPerSubnet (runtimes before RootAlphaDividendsPerSubnet): the root dividends paid to the hotkey on the subnet at the last epoch, in TAO."),
+_DEFS = {name: (kind, help_text) for name, kind, _, help_text, _ in ACTIVITY_METRICS}
+
+# Per validator: (family, its value or None for no series).
+EARNINGS_VALUES: tuple[tuple[str, Callable[[ValidatorActivity], Optional[float]]], ...] = (
+    ("bittensor_validator_blocks_since_weights", lambda a: a.blocks_since_update),
+    ("bittensor_validator_trust_ratio", lambda a: _ratio(a.validator_trust)),
+    ("bittensor_validator_dividends_ratio", lambda a: _ratio(a.dividends)),
+    ("bittensor_validator_stake_share_ratio", lambda a: a.stake_share),
+    ("bittensor_validator_emission_alpha", lambda a: None if a.emission is None else to_units(a.emission)),
+    ("bittensor_validator_alpha_dividends_alpha", lambda a: to_units(a.alpha_dividends)),
+)
+# The root part of dividends in the unit of the item read: RootAlphaDividendsPerSubnet is alpha,
+# the older runtimes' TaoDividendsPerSubnet TAO.
+ROOT_DIVIDENDS_FAMILY = {
+    "RootAlphaDividendsPerSubnet": "bittensor_validator_root_dividends_alpha",
+    "TaoDividendsPerSubnet": "bittensor_validator_root_dividends_tao",
 }
 
 
@@ -67,6 +101,12 @@ def _labels(a: Any) -> str:
     return f'hotkey="{a.hotkey}",netuid="{a.netuid}"'
 
 
+def _family(w: Any, name: str, samples: Iterable[tuple], grouped: bool = True) -> None:
+    """The family ``name`` of ``ACTIVITY_METRICS`` from its samples, on the exposition's writer."""
+    kind, help_text = _DEFS[name]
+    w.family(name, help_text, kind, samples, grouped=grouped)
+
+
 def render_activity(w: Any, snapshot: Snapshot, collectors: frozenset) -> None:
     """The families of the enabled collectors, on ``w`` (exposition's chunk writer)."""
     activity = snapshot.activity
@@ -84,59 +124,32 @@ def render_activity(w: Any, snapshot: Snapshot, collectors: frozenset) -> None:
 
 def _liveness(w: Any, activity: ActivitySnapshot) -> None:
     ordered = _by_hotkey(activity.validators)
-    w.family(
-        "bittensor_validator_last_weights_block",
-        "LastUpdate: block of the uid's last weight set on the subnet, per mechanism (mechanism m of a subnet "
-        "is the chain's row netuid + m x 4096); bittensor_chain_block minus it is the blocks since.",
-        "gauge",
-        ((_hotkey_group(a.hotkey), f'{_labels(a)},mechanism="{m}"', block)
-         for a in ordered for m, block in enumerate(a.last_update) if block is not None),
-        grouped=True,
-    )
-    w.family(
-        "bittensor_validator_inactive",
-        "1 where the chain marked the uid inactive at the subnet's last epoch (Active false: its last weight set "
-        "was more than the activity cutoff before the epoch); absent where it is active.",
-        "gauge",
-        ((_hotkey_group(a.hotkey), _labels(a), 1) for a in ordered if a.active is False),
-        grouped=True,
-    )
-    w.family(
-        "bittensor_subnet_activity_cutoff_blocks",
-        "Blocks without a weight set after which the subnet's epoch marks a validator inactive (ActivityCutoff, or "
-        "max(1, ActivityCutoffFactorMilli x tempo / 1000) on runtimes with dynamic tempo).",
-        "gauge",
-        ((f'netuid="{n}"', blocks) for n, blocks in sorted(activity.cutoffs.items())),
-    )
+    _family(w, "bittensor_validator_last_weights_block",
+            ((_hotkey_group(a.hotkey), f'{_labels(a)},mechanism="{m}"', block)
+             for a in ordered for m, block in enumerate(a.last_update) if block is not None))
+    _family(w, "bittensor_validator_inactive",
+            ((_hotkey_group(a.hotkey), _labels(a), 1) for a in ordered if a.active is False))
+    _family(w, "bittensor_subnet_activity_cutoff_blocks",
+            ((f'netuid="{n}"', blocks) for n, blocks in sorted(activity.cutoffs.items())), grouped=False)
 
 
 def _earnings(w: Any, activity: ActivitySnapshot, chosen: list[ValidatorActivity], watched: Optional[set]) -> None:
     ordered = _by_hotkey(chosen)
-    families = list(EARNINGS_FAMILIES)
-    root = ROOT_DIVIDENDS_FAMILIES.get(activity.root_dividends_item or "")
+    values = list(EARNINGS_VALUES)
+    root = ROOT_DIVIDENDS_FAMILY.get(activity.root_dividends_item or "")
     if root is not None:
-        families.append((*root, lambda a: None if a.root_dividends is None else to_units(a.root_dividends)))
-    for name, help_text, value_of in families:
-        w.family(name, help_text, "gauge",
-                 ((_hotkey_group(a.hotkey), _labels(a), x) for a in ordered if (x := value_of(a)) is not None),
-                 grouped=True)
+        values.append((root, lambda a: None if a.root_dividends is None else to_units(a.root_dividends)))
+    for name, value_of in values:
+        _family(w, name, ((_hotkey_group(a.hotkey), _labels(a), x) for a in ordered if (x := value_of(a)) is not None))
     takes = {a.hotkey: a.delegate_take for a in ordered if a.delegate_take is not None}
-    w.family(
-        "bittensor_hotkey_delegate_take_ratio", "Delegate take (0-1) of the hotkey (Delegates): its cut of its nominators' dividends on every subnet.",
-        "gauge",
-        ((_hotkey_group(h), f'hotkey="{h}"', t / TAKE_DENOMINATOR) for h, t in sorted(takes.items())),
-        grouped=True,
-    )
+    _family(w, "bittensor_hotkey_delegate_take_ratio",
+            ((_hotkey_group(h), f'hotkey="{h}"', t / TAKE_DENOMINATOR) for h, t in sorted(takes.items())))
     earnings = [e for e in activity.earnings if watched is None or e.child in watched or e.parent in watched]
     earnings.sort(key=lambda e: (e.netuid, e.child, e.parent))
-    for name, help_text, value_of in (
-        ("bittensor_childkey_dividends_estimated_alpha",
-         "Of the child's dividends at the subnet's last epoch, the alpha the chain routes to this parent for the stake it gives, "
-         "before the child's take and the burn.", lambda e: e.parent_share),
-        ("bittensor_childkey_take_estimated_alpha",
-         "Of that, the alpha the child keeps as its childkey take (0 when parent and child share a coldkey).", lambda e: e.child_take),
-    ):
-        w.family(name, help_text + ESTIMATE, "gauge", ((e.netuid, _edge_labels(e), to_units(value_of(e))) for e in earnings), grouped=True)
+    _family(w, "bittensor_childkey_dividends_estimated_alpha",
+            ((e.netuid, _edge_labels(e), to_units(e.parent_share)) for e in earnings))
+    _family(w, "bittensor_childkey_take_estimated_alpha",
+            ((e.netuid, _edge_labels(e), to_units(e.child_take)) for e in earnings))
 
 
 def _edge_labels(e: ChildkeyEarning) -> str:
