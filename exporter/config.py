@@ -33,12 +33,13 @@ COLLECTORS = {
     "chain": "chain constants: block, TaoWeight, StakeThreshold, take bounds (bittensor_chain_*)",
     "changes": "change counters and last-change times from the history (needs history)",
     "watched": "whether each watched hotkey is found on the chain (bittensor_watched_hotkey_*)",
-    "activity": "weight-setting liveness: last weight set, inactive flag, activity cutoff",
-    "earnings": "blocks since weights, vtrust, dividend and stake share, emission, dividends, delegate take, childkey earnings: watched hotkeys",
-    "earnings_all": "the earnings families for every validator in scope (off by default: ~66,000 series at mainnet scale)",
+    "activity": "weight-setting liveness (last weight set, inactive flag, cutoff): watched hotkeys and validators falling behind",
+    "activity_all": "the liveness series for every validator in scope (off by default: ~8,400 series at mainnet scale)",
+    "earnings": "vtrust, dividend and stake share, emission, dividends, delegate take, childkey earnings: watched hotkeys",
+    "earnings_all": "the earnings families for every validator in scope (off by default: ~58,000 series at mainnet scale)",
 }
 # Collectors off unless switched on (the default network mode stays within its series budget).
-OFF_BY_DEFAULT = frozenset({"earnings_all"})
+OFF_BY_DEFAULT = frozenset({"activity_all", "earnings_all"})
 SCOPE_MODES = ("network", "watched")
 # interval: refresh every interval_seconds; finalized: refresh on every new finalized block
 # (asking the node for its finalized head every poll_seconds), and at least every interval_seconds.

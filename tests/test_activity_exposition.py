@@ -7,13 +7,14 @@ import subprocess
 from exporter.config import COLLECTORS, OFF_BY_DEFAULT, ScopeConfig, WatchedHotkey
 from exporter.serving.exposition import render_snapshot
 from exporter.snapshot.builder import build_snapshot
+from exporter.snapshot.model import frozen
 from tests.harness import parse_exposition, series
 from tests.test_chain_activity import C, P, small_read
 
 DEFAULT = frozenset(COLLECTORS) - OFF_BY_DEFAULT
 WATCH_C = ScopeConfig(min_stake_weight=0, watch=(WatchedHotkey(C, "c"),))
 LIVENESS = {"bittensor_validator_last_weights_block", "bittensor_validator_inactive", "bittensor_subnet_activity_cutoff_blocks"}
-EARNINGS = {"bittensor_validator_blocks_since_weights", "bittensor_validator_trust_ratio", "bittensor_validator_dividends_ratio", "bittensor_validator_stake_share_ratio",
+EARNINGS = {"bittensor_validator_trust_ratio", "bittensor_validator_dividends_ratio", "bittensor_validator_stake_share_ratio",
             "bittensor_validator_emission_alpha", "bittensor_validator_alpha_dividends_alpha",
             "bittensor_validator_root_dividends_alpha", "bittensor_hotkey_delegate_take_ratio",
             "bittensor_childkey_dividends_estimated_alpha", "bittensor_childkey_take_estimated_alpha"}
@@ -36,7 +37,6 @@ def test_liveness_for_every_validator_earnings_for_the_watched_by_default():
     assert series(found, "bittensor_subnet_activity_cutoff_blocks", netuid=1) == 5000
     for name in EARNINGS:
         assert hotkeys_of(found, name) == {C}, name
-    assert series(found, "bittensor_validator_blocks_since_weights", hotkey=C, netuid=1) == 100 - 90
     assert series(found, "bittensor_validator_trust_ratio", hotkey=C, netuid=1) == 60000 / 65535
     assert series(found, "bittensor_validator_dividends_ratio", hotkey=C, netuid=1) == 1
     assert series(found, "bittensor_validator_stake_share_ratio", hotkey=C, netuid=1) == 40000 / 60000
@@ -61,6 +61,23 @@ def test_the_root_part_is_in_the_units_of_the_item_the_runtime_has():
     assert root_families(None) == {}
 
 
+def test_liveness_covers_the_watched_and_those_falling_behind_and_everyone_with_activity_all():
+    from dataclasses import replace
+
+    from tests.test_chain_activity import activity_read
+
+    def liveness(collectors=DEFAULT, **changes):
+        read = small_read(activity=replace(activity_read(active=frozen({1: (True, True)})), **changes))
+        found = parse_exposition(render_snapshot(build_snapshot(read, WATCH_C), collectors=collectors).decode())
+        return hotkeys_of(found, "bittensor_validator_last_weights_block")
+
+    assert liveness() == {C}, "P set weights 60 blocks ago: within half the cutoff, and not watched"
+    assert liveness(last_update=frozen({1: (90, 100 - 2501)})) == {C, P}, "past half the cutoff (5,000)"
+    assert liveness(last_update=frozen({1: (90, 100 - 2500)})) == {C}
+    assert liveness(active=frozen({1: (True, False)})) == {C, P}, "marked inactive"
+    assert liveness(DEFAULT | {"activity_all"}) == {C, P}
+
+
 def test_earnings_all_gives_every_validator_in_scope():
     found = samples(DEFAULT | {"earnings_all"})
     for name in EARNINGS - {"bittensor_childkey_dividends_estimated_alpha", "bittensor_childkey_take_estimated_alpha"}:
@@ -68,7 +85,7 @@ def test_earnings_all_gives_every_validator_in_scope():
 
 
 def test_each_switch_takes_its_families_away():
-    names = {name for name, _ in samples(DEFAULT | {"earnings_all"})}
+    names = {name for name, _ in samples(DEFAULT | {"earnings_all", "activity_all"})}
     assert LIVENESS | EARNINGS <= names
     assert not LIVENESS & {name for name, _ in samples(DEFAULT - {"activity"})}
     assert not EARNINGS & {name for name, _ in samples(DEFAULT - {"earnings"})}

@@ -321,8 +321,8 @@ def test_collector_flags_override_the_files_collectors(tmp_path):
     assert config.collectors == DEFAULT - {"chain", "validator"}
     assert resolved("--no-collector.changes", "--collector.changes").collectors == DEFAULT, "the last wins"
     assert resolved().collectors == DEFAULT
-    assert resolved("--collector.earnings_all").collectors == frozenset(COLLECTORS)
-    path.write_text("collectors:\n  earnings_all: true\n")
+    assert resolved("--collector.earnings_all", "--collector.activity_all").collectors == frozenset(COLLECTORS)
+    path.write_text("collectors:\n  earnings_all: true\n  activity_all: true\n")
     assert load_config(str(path)).collectors == frozenset(COLLECTORS)
     everything_off = [f"--no-collector.{name}" for name in COLLECTORS]
     assert resolved(*everything_off).collectors == frozenset()

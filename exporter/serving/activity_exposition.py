@@ -1,4 +1,12 @@
-"""Render the activity and earnings families of a snapshot (collectors activity, earnings, earnings_all).
+"""Render the activity and earnings families of a snapshot (collectors activity, activity_all, earnings,
+earnings_all).
+
+What a scrape can afford decides who gets which series: at mainnet scale a dense family over
+every validator costs ~8,000 series and ~85 kB gzip, more than the default network mode has
+left. So by default the liveness series cover the watched hotkeys and every validator that is
+stale (past half its subnet's activity cutoff) or marked inactive: a network-wide list of who
+is falling behind, in a few hundred series; the earnings series cover the watched hotkeys.
+``activity_all`` and ``earnings_all`` extend them to every validator in scope.
 
 Per-validator series are written in hotkey order (the same hotkey on many subnets, line
 after line), which gzip folds into back-references: at mainnet scale a dense family costs
@@ -28,16 +36,15 @@ ESTIMATE = (" An estimate: the chain's split (coinbase/run_coinbase.rs get_paren
 ACTIVITY_METRICS: tuple[tuple[str, str, tuple[str, ...], str, str], ...] = (
     ("bittensor_validator_last_weights_block", "gauge", (*_VH, "mechanism"),
      "LastUpdate: block of the uid's last weight set on the subnet, per mechanism (mechanism m of a subnet "
-     "is the chain's row netuid + m x 4096); bittensor_chain_block minus it is the blocks since.", "activity"),
+     "is the chain's row netuid + m x 4096); bittensor_chain_block minus it is the blocks since. For watched "
+     "hotkeys, and every validator past half its subnet's activity cutoff or marked inactive (every validator "
+     "with collector activity_all).", "activity"),
     ("bittensor_validator_inactive", "gauge", _VH,
      "1 where the chain marked the uid inactive at the subnet's last epoch (Active false: its last weight set "
      "was more than the activity cutoff before the epoch); absent where it is active.", "activity"),
     ("bittensor_subnet_activity_cutoff_blocks", "gauge", ("netuid",),
      "Blocks without a weight set after which the subnet's epoch marks a validator inactive (ActivityCutoff, or "
      "max(1, ActivityCutoffFactorMilli x tempo / 1000) on runtimes with dynamic tempo).", "activity"),
-    ("bittensor_validator_blocks_since_weights", "gauge", _VH,
-     "Blocks from the uid's last weight set to the block read (the stalest mechanism's): bittensor_chain_block minus "
-     "bittensor_validator_last_weights_block, for the validators of this collector.", "earnings"),
     ("bittensor_validator_trust_ratio", "gauge", _VH,
      "ValidatorTrust (0-1) of the uid at the subnet's last epoch: how far its weights agree with consensus.", "earnings"),
     ("bittensor_validator_dividends_ratio", "gauge", _VH,
@@ -70,7 +77,6 @@ _DEFS = {name: (kind, help_text) for name, kind, _, help_text, _ in ACTIVITY_MET
 
 # Per validator: (family, its value or None for no series).
 EARNINGS_VALUES: tuple[tuple[str, Callable[[ValidatorActivity], Optional[float]]], ...] = (
-    ("bittensor_validator_blocks_since_weights", lambda a: a.blocks_since_update),
     ("bittensor_validator_trust_ratio", lambda a: _ratio(a.validator_trust)),
     ("bittensor_validator_dividends_ratio", lambda a: _ratio(a.dividends)),
     ("bittensor_validator_stake_share_ratio", lambda a: a.stake_share),
@@ -112,18 +118,24 @@ def render_activity(w: Any, snapshot: Snapshot, collectors: frozenset) -> None:
     activity = snapshot.activity
     if activity is None:
         return
-    if "activity" in collectors:
-        _liveness(w, activity)
+    watched = {i.hotkey for i in snapshot.identities if i.watched}
+    if collectors & {"activity", "activity_all"}:
+        every = "activity_all" in collectors
+        _liveness(w, activity, [a for a in activity.validators if every or a.hotkey in watched or _falling_behind(activity, a)])
     earning = collectors & {"earnings", "earnings_all"}
     if earning:
         every = "earnings_all" in earning
-        watched = {i.hotkey for i in snapshot.identities if i.watched}
         chosen = [a for a in activity.validators if every or a.hotkey in watched]
         _earnings(w, activity, chosen, None if every else watched)
 
 
-def _liveness(w: Any, activity: ActivitySnapshot) -> None:
-    ordered = _by_hotkey(activity.validators)
+def _falling_behind(activity: ActivitySnapshot, a: ValidatorActivity) -> bool:
+    """Past half its subnet's activity cutoff, or marked inactive at the last epoch."""
+    return a.active is False or 2 * a.blocks_since_update > activity.cutoffs.get(a.netuid, 0)
+
+
+def _liveness(w: Any, activity: ActivitySnapshot, chosen: list[ValidatorActivity]) -> None:
+    ordered = _by_hotkey(chosen)
     _family(w, "bittensor_validator_last_weights_block",
             ((_hotkey_group(a.hotkey), f'{_labels(a)},mechanism="{m}"', block)
              for a in ordered for m, block in enumerate(a.last_update) if block is not None))
