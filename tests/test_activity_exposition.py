@@ -76,6 +76,7 @@ def test_liveness_covers_the_watched_and_those_falling_behind_and_everyone_with_
     assert liveness(last_update=frozen({1: (90, 100 - 2500)})) == {C}
     assert liveness(active=frozen({1: (True, False)})) == {C, P}, "marked inactive"
     assert liveness(DEFAULT | {"activity_all"}) == {C, P}
+    assert liveness(cutoffs=frozen({})) == {C}, "no cutoff read: nobody is past it"
 
 
 def test_earnings_all_gives_every_validator_in_scope():

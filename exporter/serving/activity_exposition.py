@@ -131,7 +131,8 @@ def render_activity(w: Any, snapshot: Snapshot, collectors: frozenset) -> None:
 
 def _falling_behind(activity: ActivitySnapshot, a: ValidatorActivity) -> bool:
     """Past half its subnet's activity cutoff, or marked inactive at the last epoch."""
-    return a.active is False or 2 * a.blocks_since_update > activity.cutoffs.get(a.netuid, 0)
+    cutoff = activity.cutoffs.get(a.netuid)  # None: the runtime has no cutoff item (nothing to be past)
+    return a.active is False or (cutoff is not None and 2 * a.blocks_since_update > cutoff)
 
 
 def _liveness(w: Any, activity: ActivitySnapshot, chosen: list[ValidatorActivity]) -> None:

@@ -25,9 +25,11 @@ CUTOFF_FACTOR = "ActivityCutoffFactorMilli"
 _ONE = 1 << 32  # 1.0 in U96F32
 
 
-def cutoff_blocks(activity: ActivityRead, netuid: int, tempo: int) -> int:
-    """The subnet's activity cutoff in blocks, as the connected runtime defines it."""
-    raw = activity.cutoffs.get(netuid, 0)
+def cutoff_blocks(activity: ActivityRead, netuid: int, tempo: int) -> Optional[int]:
+    """The subnet's activity cutoff in blocks, as the connected runtime defines it (None: not read)."""
+    raw = activity.cutoffs.get(netuid)
+    if raw is None:
+        return None
     if activity.cutoff_item == CUTOFF_FACTOR:
         return max(1, raw * tempo // 1000)
     return raw
@@ -53,7 +55,7 @@ def build_activity(read: ChainRead, snapshot: Snapshot) -> Optional[ActivitySnap
     # Plain dicts: a snapshot is handed across processes (the benchmarks' workers) as it is.
     return ActivitySnapshot(
         block=read.block,
-        cutoffs={n: cutoff_blocks(activity, n, read.tempos.get(n, 0)) for n in activity.mechanisms},
+        cutoffs={n: blocks for n in activity.mechanisms if (blocks := cutoff_blocks(activity, n, read.tempos.get(n, 0))) is not None},
         mechanisms=dict(activity.mechanisms),
         validators=tuple(validators),
         earnings=earnings,
