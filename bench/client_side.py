@@ -25,8 +25,12 @@ SUBTENSOR = "SubtensorModule"
 WHOLE_MAPS = (
     "NetworksAdded", "ValidatorPermit", "MaxAllowedValidators", "ChildKeys", "ParentKeys",
     "PendingChildKeys", "Keys", "TotalHotkeyAlpha", "ChildkeyTake", "Owner",
+    # exporter/chain/activity.py
+    "ActivityCutoff", "LastUpdate", "Active", "ValidatorTrust", "Dividends", "Emission", "StakeWeight",
+    "AlphaDividendsPerSubnet", "RootAlphaDividendsPerSubnet", "Delegates",
 )
-OPTIONAL_MAPS = (MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED)
+OPTIONAL_MAPS = (MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED, "ActivityCutoffFactorMilli", "MechanismCountCurrent",
+                 "TaoDividendsPerSubnet")
 PLAIN_ITEMS = (
     (SUBTENSOR, "TaoWeight"), (SUBTENSOR, "StakeThreshold"), (SUBTENSOR, "MinChildkeyTake"),
     (SUBTENSOR, "MaxChildkeyTake"), (SUBTENSOR, "PendingChildKeyCooldown"), ("Timestamp", "Now"),

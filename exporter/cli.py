@@ -84,7 +84,7 @@ def _flags() -> argparse.ArgumentParser:
     flags.add_argument("--log.format", dest="log_format", choices=LOG_FORMATS,
                        help="auto: console on a terminal, json otherwise (overrides log.format)")
     collectors = flags.add_argument_group(
-        "collectors", "metric families, all on by default; a flag overrides the config file's collectors: entry")
+        "collectors", "metric families, all on by default but activity_all and earnings_all; a flag overrides the config file's collectors: entry")
     for name, description in COLLECTORS.items():
         collectors.add_argument(f"--collector.{name}", dest=f"collector_{name}", action=argparse.BooleanOptionalAction,
                                 help=description.replace("%", "%%"))

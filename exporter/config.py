@@ -36,7 +36,13 @@ COLLECTORS = {
     "chain": "chain constants: block, TaoWeight, StakeThreshold, take bounds (bittensor_chain_*)",
     "changes": "change counters and last-change times from the history (needs history)",
     "watched": "whether each watched hotkey is found on the chain (bittensor_watched_hotkey_*)",
+    "activity": "weight-setting liveness (last weight set, inactive flag, cutoff): watched hotkeys and validators falling behind",
+    "activity_all": "the liveness series for every validator in scope (off by default: ~8,400 series at mainnet scale)",
+    "earnings": "vtrust, dividend and stake share, emission, dividends, delegate take, childkey earnings: watched hotkeys",
+    "earnings_all": "the earnings families for every validator in scope (off by default: ~58,000 series at mainnet scale)",
 }
+# Collectors off unless switched on (the default network mode stays within its series budget).
+OFF_BY_DEFAULT = frozenset({"activity_all", "earnings_all"})
 SCOPE_MODES = ("network", "watched")
 # interval: refresh every interval_seconds; finalized: refresh on every new finalized block
 # (asking the node for its finalized head every poll_seconds), and at least every interval_seconds.
@@ -115,7 +121,7 @@ class Config:
     max_connections_per_client: int = 64
     log_level: str = "info"
     log_format: str = "auto"
-    collectors: frozenset = frozenset(COLLECTORS)  # enabled metric families
+    collectors: frozenset = frozenset(COLLECTORS) - OFF_BY_DEFAULT  # enabled metric families
 
     @property
     def staleness_limit_seconds(self) -> float:
@@ -327,7 +333,7 @@ def _parse_scope(c: _Collector, raw: Any) -> ScopeConfig:
 
 def _parse_collectors(c: _Collector, raw: Any) -> frozenset:
     section = c.mapping(raw, "collectors", tuple(COLLECTORS))
-    enabled = set(COLLECTORS)
+    enabled = set(COLLECTORS) - OFF_BY_DEFAULT
     for name, value in section.items():
         if name not in COLLECTORS:
             continue  # reported by mapping()
@@ -335,6 +341,8 @@ def _parse_collectors(c: _Collector, raw: Any) -> frozenset:
             c.add(f"collectors.{name}", f"must be true or false, got {kind(value)}")
         elif not value:
             enabled.discard(name)
+        else:
+            enabled.add(name)
     return frozenset(enabled)
 
 

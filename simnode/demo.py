@@ -10,6 +10,10 @@ deposits its event (``StakeAdded``/``StakeRemoved``, ``ChildKeyTakeSet``,
 ``SetChildrenScheduled``) in the block, and blocks are committed with the block step
 (``simnode.epoch.advance_to``: epochs, and due child sets applied with ``SetChildren``),
 so the exporter's history records each change with its cause, as on the live chain.
+
+Every permit holder sets weights at every change (``WeightsSet``), but one: the demo's
+parent stops on subnet 2, whose activity cutoff is a few blocks, so its weights-stale
+alert fires a few minutes into the demo and the critical one a few minutes later.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import yaml
 from exporter.config import ScopeConfig, parse_config
 from simnode import ChainState, SimNode
 from simnode.actions import add_stake, remove_stake, schedule_children, set_childkey_take
+from simnode.activity import set_activity_cutoff, set_weights_of
 from simnode.epoch import advance_to, epoch_permits
 from simnode.scenarios import demo
 
@@ -33,6 +38,12 @@ DEMO_CONFIG = REPO / "docker" / "demo-config.yaml"
 # The validator detail dashboard is checked on the demo config's first watched
 # hotkey, on the subnet where it has a parent, children and a pending child set.
 DETAIL_NETUID = 2
+# The demo's parent stops setting weights on this subnet, whose activity cutoff is this many
+# blocks (mainnet's default is 5,000): a block a minute, it is past half of it from the 6th change
+# (the warning, which waits 5 minutes, fires at the 11th) and past it from the 12th (the critical
+# alert at the 14th). tests/test_demo_activity.py runs the rules over what the exporter serves.
+STALE_NETUID = DETAIL_NETUID
+STALE_CUTOFF = 12
 
 
 def demo_config_document() -> dict:
@@ -45,6 +56,11 @@ def demo_scope() -> ScopeConfig:
 
 def detail_hotkey() -> str:
     return demo_scope().watch[0].hotkey
+
+
+def stale_hotkey() -> str:
+    """The watched validator that stops setting weights (the demo's parent)."""
+    return demo_scope().watch[1].hotkey
 
 
 def demo_chain(*, wall_clock: bool = False) -> ChainState:
@@ -64,6 +80,7 @@ def demo_chain(*, wall_clock: bool = False) -> ChainState:
     # exporter's projection of the next epoch shows only what the demo's changes do.
     for netuid in sorted(n for n in demo_netuids(state) if n):
         state.set("ValidatorPermit", [netuid], epoch_permits(state, netuid))
+    set_activity_cutoff(state, STALE_NETUID, STALE_CUTOFF)
     advance_to(state, block)
     return state
 
@@ -95,8 +112,19 @@ def change_chain(state: ChainState, step: int) -> int:
         children, cooldown = pending
         due = cooldown + (10 if step % 2 == 0 else -10)
         schedule_children(state, hotkey, netuid, children, cooldown=max(1, due - block))
+    _weights_set(state)
     advance_to(state, block)
     return block
+
+
+def _weights_set(state: ChainState) -> None:
+    """Every permit holder sets weights on each subnet, but the stale validator on its subnet."""
+    stale = stale_hotkey()
+    for netuid in sorted(n for n in demo_netuids(state) if n):
+        permits = state.get("ValidatorPermit", [netuid]) or []
+        uids = [uid for uid, held in enumerate(permits)
+                if held and not (netuid == STALE_NETUID and state.get("Keys", [netuid, uid]) == stale)]
+        set_weights_of(state, netuid, uids)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -368,6 +368,11 @@ def apply_pending_children(state: ChainState, netuid: int, block: Optional[int] 
 # -- blocks ------------------------------------------------------------------------
 
 
+def run_epoch_outputs(*args, **kwargs):  # activity.py builds on this module: imported when first used
+    from simnode.activity import run_epoch_outputs as run
+    return run(*args, **kwargs)
+
+
 def _storage_order(hotkey: str) -> bytes:
     """PendingChildKeys::iter_prefix(netuid) visits parents by their Blake2_128Concat key: the order
     sets apply in (it matters when one set makes a parent of another set's parent its child)."""
@@ -381,7 +386,10 @@ class _Chain:
 
     def __init__(self, state: ChainState):
         self.st = _Storage(state)
-        found = self.st.key_params(["NetworksAdded", "PendingChildKeys"])
+        found = self.st.key_params(["NetworksAdded", "PendingChildKeys", "AlphaDividendsPerSubnet", "RootAlphaDividendsPerSubnet"])
+        self.dividends: dict[int, list[str]] = {}  # netuid -> hotkeys with dividends recorded
+        for netuid, hotkey in found["AlphaDividendsPerSubnet"] + found["RootAlphaDividendsPerSubnet"]:
+            self.dividends.setdefault(netuid, []).append(hotkey)
         netuids = sorted(params[0] for params in found["NetworksAdded"])
         self.tempos = dict(zip(netuids, self.st.many("Tempo", [(n,) for n in netuids])))
         self.pending: dict[int, set[str]] = {}
@@ -393,7 +401,10 @@ class _Chain:
         due = [n for n, tempo in self.tempos.items() if n != ROOT and is_epoch_block(block, n, tempo)]
         for netuid in due:  # 1. the epochs of this block (skipped where Keys holds a hotkey twice)
             if keys_consistent(st, netuid):
+                before = st.one("ValidatorPermit", [netuid]) or []
                 state.set("ValidatorPermit", [netuid], _epoch_permits(st, netuid))
+                self.dividends[netuid] = run_epoch_outputs(st, netuid, block, before,
+                                                           sorted(set(self.dividends.get(netuid, ()))))
         for netuid in due:  # 2. then the pending child sets that have cooled down
             parents = sorted(self.pending.get(netuid, ()), key=_storage_order)
             rows = st.many("PendingChildKeys", [(netuid, p) for p in parents], default=None)

@@ -10,6 +10,7 @@ import inspect
 
 from bench.stages import run_separately
 from simnode import ChainState
+from simnode.epoch import _Storage
 from simnode.scenarios import larger
 
 
@@ -40,7 +41,10 @@ def test_larger_chain_has_the_sizes_it_claims():
     assert children <= set(world.takes) and len(world.takes) < defaults["takes"]
     per_subnet = 6 * len(world.hotkeys) + 2 * sum(map(len, world.hotkeys.values()))  # + Keys, Uids
     maps = (world.stake, world.departed, world.coldkey, world.child_keys, world.parent_keys, world.pending, world.takes)
-    assert world.entries == 1 + per_subnet + sum(map(len, maps)) + 6  # Timestamp.Now, the plain items
+    assert world.entries == 1 + per_subnet + sum(map(len, maps)) + 6 + world.activity_entries  # Timestamp.Now, the plain items
+    # the activity: six vectors per subnet but root, a take for some delegates, the last epoch's dividends
+    found = _Storage(state).key_params(["Delegates", "AlphaDividendsPerSubnet", "RootAlphaDividendsPerSubnet"])
+    assert world.activity_entries == 6 * (len(world.hotkeys) - 1) + sum(map(len, found.values())) > 0
     again = larger(ChainState(), **small)
     assert (again.entries, again.departed, again.takes) == (world.entries, world.departed, world.takes)
 

@@ -130,7 +130,7 @@ def test_leftover_parents_after_an_old_swap_are_read_each_map_on_its_own(run):
     # stake weight fell from ~720 to ~200 alpha.
     assert {(kind, hotkey, parent) for kind, hotkey, _, parent, _, _ in events_in(db)} == {
         ("edge_removed", t.M, t.P3), ("edge_added", t.M, NEW), ("permit_lost", t.P3, None), ("permit_gained", NEW, None),
-        ("stake_weight_moved", t.M, None),
+        ("stake_weight_moved", t.M, None), ("uid_replaced", t.P3, None),  # P3's uid is NEW's now
     }
     before = events_in(db)
     refreshed(state, exporter)
@@ -175,7 +175,8 @@ def test_a_swap_leaves_a_pending_list_naming_a_child_twice_and_one_naming_its_pa
     # History: the swap's real changes and the two pending lists as stored (what the chain holds).
     new = {(kind, hotkey, parent) for kind, hotkey, _, parent, _, _ in events_in(db) - before}
     assert new == {("edge_removed", t.C1, t.P), ("edge_added", X, t.P), ("permit_lost", t.C1, None),
-                   ("permit_gained", X, None), ("pending_scheduled", t.P3, t.P3), ("pending_scheduled", t.P2, t.P2)}
+                   ("permit_gained", X, None), ("pending_scheduled", t.P3, t.P3), ("pending_scheduled", t.P2, t.P2),
+                   ("uid_replaced", t.C1, None)}  # C1's uid is X's now
 
     # The sets apply (as subtensor's block step does it): X once at a quarter, M alone at a quarter.
     before = events_in(db)

@@ -381,15 +381,19 @@ def test_warn_and_logfmt_are_accepted_in_the_file_and_as_flags(tmp_path):
 
 
 def test_collector_flags_override_the_files_collectors(tmp_path):
-    from exporter.config import COLLECTORS
+    from exporter.config import COLLECTORS, OFF_BY_DEFAULT
 
+    DEFAULT = frozenset(COLLECTORS) - OFF_BY_DEFAULT
     path = tmp_path / "collectors.yaml"
     path.write_text("collectors:\n  subnet: false\n  chain: false\n")
-    assert load_config(str(path)).collectors == frozenset(COLLECTORS) - {"subnet", "chain"}
+    assert load_config(str(path)).collectors == DEFAULT - {"subnet", "chain"}
     config = resolved("--config.file", str(path), "--collector.subnet", "--no-collector.validator")
-    assert config.collectors == frozenset(COLLECTORS) - {"chain", "validator"}
-    assert resolved("--no-collector.changes", "--collector.changes").collectors == frozenset(COLLECTORS), "the last wins"
-    assert resolved().collectors == frozenset(COLLECTORS)
+    assert config.collectors == DEFAULT - {"chain", "validator"}
+    assert resolved("--no-collector.changes", "--collector.changes").collectors == DEFAULT, "the last wins"
+    assert resolved().collectors == DEFAULT
+    assert resolved("--collector.earnings_all", "--collector.activity_all").collectors == frozenset(COLLECTORS)
+    path.write_text("collectors:\n  earnings_all: true\n  activity_all: true\n")
+    assert load_config(str(path)).collectors == frozenset(COLLECTORS)
     everything_off = [f"--no-collector.{name}" for name in COLLECTORS]
     assert resolved(*everything_off).collectors == frozenset()
     result = run_main("check-config", "--collector.nope")

@@ -22,7 +22,7 @@ from tests.harness import series, validator_values
 S = "SubtensorModule"
 RAO = 1e9
 ADDED_ITEMS = ("MinChildkeyTakePerSubnet", "ChildkeyThresholdSuspended", "ChildkeyThresholdChecks",
-               "LastEpochBlock", "PendingEpochAt", "SubnetEpochIndex")
+               "LastEpochBlock", "PendingEpochAt", "SubnetEpochIndex", "ActivityCutoffFactorMilli")
 # P2 and V2 watched: the metagraph check then covers subnets 1 and 2 (V2 is registered on 2).
 SCOPE = ScopeConfig(min_stake_weight=100, watch=(WatchedHotkey(t.P2, "suspended-owner"), WatchedHotkey(t.V2, "v2")))
 
@@ -224,6 +224,19 @@ def test_the_next_epoch_block_is_the_runtime_apis(variant_node, exporter_factory
     assert api == {1: 100, 2: 410}, "PendingEpochAt set and earlier; not set"
     for netuid, block in api.items():
         assert series(s, "bittensor_subnet_next_epoch_block", netuid=netuid) == block
+
+
+def test_the_activity_cutoff_is_the_factor_times_tempo_on_a_runtime_with_the_factor(exporter_factory):
+    """``get_activity_cutoff_blocks``: max(1, ActivityCutoffFactorMilli x Tempo / 1000); the old
+    ActivityCutoff, still declared, is not what the runtime uses. Subnet 1: 2,778 per mille of 360
+    blocks; subnet 2: the default 13,889 (5,000 blocks), whatever ActivityCutoff says."""
+    state = variant_chain([(S, "ActivityCutoffFactorMilli", [1], 2_778), (S, "ActivityCutoff", [2], 77)])
+    with SimNode(state) as node:
+        exporter = exporter_factory(node, scope=SCOPE)
+        assert exporter.refresh()
+        s = exporter.scrape()
+    assert series(s, "bittensor_subnet_activity_cutoff_blocks", netuid=1) == 2_778 * 360 // 1000 == 1000
+    assert series(s, "bittensor_subnet_activity_cutoff_blocks", netuid=2) == 13_889 * 360 // 1000 == 5000
 
 
 def test_the_next_epoch_block_equals_the_runtime_api_on_every_subnet(exporter_factory):

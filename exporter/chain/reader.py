@@ -48,6 +48,7 @@ from exporter.config import ScopeConfig
 from exporter.snapshot.dissolution import without_dissolved
 from exporter.snapshot.model import ChainRead, EventWindow, frozen
 from exporter.snapshot.validate import MAX_NETUIDS, ReadGate, check_block_hash
+from exporter.chain.activity import read_activity
 from exporter.chain.events import ReaderEventSource, read_window
 from exporter.chain.trust import Witness, check_window_times, number_is_the_head
 from exporter.chain.answers import PAGE_SIZE
@@ -249,7 +250,9 @@ class ChainReader:
             partial = await structure
             partial = _without_inert_edges(await self._read_hotkeys(source, partial, scope, ahead))
             partial = await self._read_stakes(source, partial, scope, ahead)
-            return await self._read_metagraphs(source, partial, scope)
+            checked, activity = await gather_or_cancel(
+                self._read_metagraphs(source, partial, scope), read_activity(source, partial, scope))
+            return replace(checked, activity=activity)
         finally:
             if not structure.done():  # the read was cancelled while stage 1 ran
                 await cancelled(structure)

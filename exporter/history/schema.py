@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from exporter.history.activity_store import MIGRATION as ACTIVITY_MIGRATION
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: latest state and change events.
     """
@@ -69,6 +71,8 @@ MIGRATIONS: tuple[str, ...] = (
         (SELECT min(block) AS b FROM validator_state UNION ALL SELECT min(block) FROM events)
         HAVING min(b) IS NOT NULL;
     """,
+    # 4: each tracked validator's Active flag and each tracked hotkey's delegate take (activity_store.py).
+    ACTIVITY_MIGRATION,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

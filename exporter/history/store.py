@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
+from exporter.history.activity_store import TABLES as ACTIVITY_TABLES, load_activity, write_activity_diff
 from exporter.snapshot.changes import ChangeEvent, HistoryState, ValidatorRecord
 from exporter.config import HistoryConfig
 from exporter.history.schema import check_not_newer, migrate
@@ -124,7 +125,8 @@ class HistoryStore:
             (p, n): (tuple((int(q), child) for q, child in json.loads(children)), cooldown)
             for p, n, children, cooldown in c.execute("SELECT parent, netuid, children, cooldown_block FROM pending_state")
         }
-        return HistoryState(validators, edges, pending)
+        active, delegate_takes = load_activity(c)
+        return HistoryState(validators, edges, pending, active, delegate_takes)
 
     def last_block(self) -> Optional[int]:
         """The block of the last refresh recorded (None: none yet, or a file from before causes were read)."""
@@ -269,7 +271,7 @@ class HistoryStore:
         c = self._conn
         c.execute("BEGIN IMMEDIATE")
         try:
-            for table in ("events", "samples", "series", "validator_state", "edge_state", "pending_state", "meta"):
+            for table in ("events", "samples", "series", "validator_state", "edge_state", "pending_state", "meta", *ACTIVITY_TABLES):
                 c.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
             c.execute("INSERT INTO meta VALUES ('generation', ?)", (_new_generation(),))
             c.execute("COMMIT")
@@ -316,6 +318,7 @@ def _write_state_diff(c: sqlite3.Connection, previous: HistoryState, state: Hist
         ],
     )
     c.executemany("DELETE FROM pending_state WHERE parent = ? AND netuid = ?", _gone(previous.pending, state.pending))
+    write_activity_diff(c, previous, state, _i(block))
 
 
 def _gone(before: dict, after: dict) -> list:

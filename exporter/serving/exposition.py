@@ -14,6 +14,7 @@ from operator import attrgetter
 from typing import Any, Callable, Hashable, Iterable, Optional, Sequence
 
 from exporter.config import COLLECTORS
+from exporter.serving.activity_exposition import render_activity
 from exporter.serving.chunks import ChunkWriter, Rendering, Runs, _number, lines
 from exporter.serving.metric_defs import metric
 from exporter.snapshot.model import Edge, Identity, Snapshot, ValidatorState
@@ -151,6 +152,7 @@ def render_chunks(snapshot: Snapshot, extra: bytes = b"", collectors: frozenset 
         )
     if "chain" in collectors:
         _chain(w, snapshot)
+    render_activity(w, snapshot, collectors)
     w.chunks.chunk(("extra",), extra, bytes, extra)
     return w.chunks.finish()
 

@@ -36,6 +36,9 @@ _PENDING = ("parent_hotkey", "netuid")
 _N = ("netuid",)
 _CHANGE = ("hotkey", "netuid", "kind")
 
+ESTIMATE = (" An estimate: the chain's split (coinbase/run_coinbase.rs get_parent_child_dividends_distribution) "
+            "applied to the child's Emission of the last epoch at this block's stakes, links, takes and coldkeys.")
+
 METRICS: tuple[MetricDef, ...] = (
     # -- collector "validator": a series per validator in scope ----------------------------
     MetricDef("bittensor_validator_own_stake_alpha", "gauge", _VH,
@@ -214,6 +217,45 @@ METRICS: tuple[MetricDef, ...] = (
               "Exporter version, git revision and Python version (value 1).", "exporter", cached=False),
     MetricDef("bittensor_exporter_rpc_requests_total", "counter", ("method",),
               "JSON-RPC requests sent to the chain endpoint, by method.", "exporter", cached=False),
+    # -- collectors "activity" and "earnings" (activity_exposition.py) ----------------------
+    MetricDef("bittensor_validator_last_weights_block", "gauge", (*_VH, "mechanism"),
+              "LastUpdate: block of the uid's last weight set on the subnet, per mechanism (mechanism m of a subnet "
+              "is the chain's row netuid + m x 4096); bittensor_chain_block minus it is the blocks since. For watched "
+              "hotkeys, and every validator past half its subnet's activity cutoff or marked inactive (every validator "
+              "with collector activity_all).", "activity"),
+    MetricDef("bittensor_validator_inactive", "gauge", _VH,
+              "1 where the chain marked the uid inactive at the subnet's last epoch (Active false: its last weight set "
+              "was more than the activity cutoff before the epoch); absent where it is active.", "activity"),
+    MetricDef("bittensor_subnet_activity_cutoff_blocks", "gauge", ("netuid",),
+              "Blocks without a weight set after which the subnet's epoch marks a validator inactive (ActivityCutoff, or "
+              "max(1, ActivityCutoffFactorMilli x tempo / 1000) on runtimes with dynamic tempo).", "activity"),
+    MetricDef("bittensor_validator_trust_ratio", "gauge", _VH,
+              "ValidatorTrust (0-1) of the uid at the subnet's last epoch: how far its weights agree with consensus.", "earnings"),
+    MetricDef("bittensor_validator_dividends_ratio", "gauge", _VH,
+              "Dividends (0-1): the uid's share of the subnet's validator dividends at the last epoch.", "earnings"),
+    MetricDef("bittensor_validator_stake_share_ratio", "gauge", _VH,
+              "The uid's share (0-1) of the permit holders' stake weight at the last epoch (StakeWeight): what its dividend "
+              "share is set against.", "earnings"),
+    MetricDef("bittensor_validator_emission_alpha", "gauge", _VH,
+              "Emission of the uid at the subnet's last epoch (incentive and dividends before the parent/child split), in alpha.",
+              "earnings"),
+    MetricDef("bittensor_validator_alpha_dividends_alpha", "gauge", _VH,
+              "AlphaDividendsPerSubnet: the hotkey's alpha dividends at the subnet's last epoch after its delegate take (its "
+              "nominators' part), in alpha.", "earnings"),
+    MetricDef("bittensor_validator_root_dividends_alpha", "gauge", _VH,
+              "RootAlphaDividendsPerSubnet: the root-stake part of the hotkey's dividends at the subnet's last epoch, after "
+              "its delegate take, in alpha.", "earnings"),
+    MetricDef("bittensor_validator_root_dividends_tao", "gauge", _VH,
+              "TaoDividendsPerSubnet (runtimes before RootAlphaDividendsPerSubnet): the root dividends paid to the hotkey on "
+              "the subnet at the last epoch, in TAO.", "earnings"),
+    MetricDef("bittensor_hotkey_delegate_take_ratio", "gauge", ("hotkey",),
+              "Delegate take (0-1) of the hotkey (Delegates): its cut of its nominators' dividends on every subnet.", "earnings"),
+    MetricDef("bittensor_childkey_dividends_estimated_alpha", "gauge", _EDGE,
+              "Of the child's dividends at the subnet's last epoch, the alpha the chain routes to this parent for the stake "
+              "it gives, before the child's take and the burn." + ESTIMATE, "earnings"),
+    MetricDef("bittensor_childkey_take_estimated_alpha", "gauge", _EDGE,
+              "Of that, the alpha the child keeps as its childkey take (0 when parent and child share a coldkey)." + ESTIMATE,
+              "earnings"),
 )
 
 BY_NAME: dict[str, MetricDef] = {m.name: m for m in METRICS}

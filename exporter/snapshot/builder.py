@@ -20,6 +20,7 @@ from exporter.snapshot.model import (
 from exporter.snapshot.anomalies import epoch_skipped, find_anomalies
 from exporter.snapshot.relations import exported_relations, pending_effects, relations_of
 from exporter.snapshot.contenders import inherited_of, stake_inputs, weigh_contenders
+from exporter.snapshot.activity import build_activity
 from exporter.snapshot.after_pending import AfterPending, due_sets, project_after_pending
 from exporter.snapshot.memo import ReadChanges, StakeMemo
 from exporter.snapshot.projection import Projection, at_epoch, bits_to_rao, next_epoch_block, next_epoch_block_dynamic, rank
@@ -173,7 +174,7 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig, memo: Optional[StakeMemo
         if v.uid is not None and v.netuid in projections
         and (projected := _projected_permit(projections[v.netuid], v.uid)) != v.permit
     }
-    return Snapshot(
+    snapshot = Snapshot(
         chain=ChainInfo(
             block=read.block,
             block_hash=read.block_hash,
@@ -215,6 +216,7 @@ def build_snapshot(read: ChainRead, scope: ScopeConfig, memo: Optional[StakeMemo
         dissolving=tuple(n for n in read.dissolving if scope.includes_netuid(n)),
         anomalies=anomalies,
     )
+    return replace(snapshot, activity=build_activity(read, snapshot))
 
 
 def _event_window(read: ChainRead) -> Optional[EventWindow]:

@@ -29,6 +29,7 @@ from exporter.snapshot.changes import (
     ChangeEvent, HistoryState, Pending, _optional_pending, _pending_value, applied_set, edge_change, state_of,
 )
 from exporter.snapshot.model import ChainEvent, EventWindow, Snapshot, applied_children
+from exporter.snapshot.activity_changes import with_activity_changes
 from exporter.snapshot.units import take_ratio
 
 # The chain's events a change can be attributed to (and so the events read).
@@ -39,6 +40,7 @@ EVENT_CAUSES = (
     "MaxAllowedValidatorsSet", "NeuronRegistered", "StakeAdded", "StakeRemoved",
     "StakeMoved", "StakeTransferred", "StakeSwapped", "AddStakeBurn", "AutoStakeAdded",
     "EpochDeferred", "EpochSkipped",
+    "TakeDecreased", "TakeIncreased",  # activity_changes.py
 )
 # Causes storage shows without an event of their own.
 SILENT_CAUSES = ("epoch", "dropped_at_apply", "suspension", "gap", "no_event")
@@ -71,7 +73,8 @@ def changes_since(previous: HistoryState, snapshot: Snapshot, stake_ratio: float
     (None: the net changes, at the snapshot's block). What a live refresh and a backfill step record."""
     state, net = state_of(snapshot, previous, stake_ratio)
     suspended = frozenset(v.hotkey for v in snapshot.tracked if v.suspended)
-    return state, attribute(previous, state, net, window, suspended)
+    state, activity = with_activity_changes(snapshot, previous, state, window)
+    return state, attribute(previous, state, net, window, suspended) + activity
 
 
 class _Attribution:

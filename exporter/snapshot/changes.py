@@ -7,7 +7,7 @@ changes are still found, never lost.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from exporter.snapshot.model import Snapshot, applied_children
@@ -28,6 +28,11 @@ CHANGE_KINDS = (
     "stake_weight_moved",
     "own_stake_moved",
     "subnet_dissolved",
+    # activity_changes.py
+    "uid_replaced",
+    "delegate_take_changed",
+    "became_inactive",
+    "became_active",
 )
 # The hotkey of a change that is about a subnet, not a validator (``subnet_dissolved``).
 NO_HOTKEY = ""
@@ -59,6 +64,9 @@ class HistoryState:
     validators: dict  # (hotkey, netuid) -> ValidatorRecord
     edges: dict  # (parent, child, netuid) -> proportion
     pending: dict  # (parent, netuid) -> Pending
+    # activity_changes.py: (hotkey, netuid) -> the chain's Active flag; hotkey -> Delegates take (u16)
+    active: dict = field(default_factory=dict)
+    delegate_takes: dict = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> "HistoryState":

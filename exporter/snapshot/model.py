@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 if TYPE_CHECKING:
+    from exporter.snapshot.activity_model import ActivityRead, ActivitySnapshot
     from exporter.snapshot.after_pending import AfterPending, PermitChange
 
 # (proportion as a u64 fraction of u64::MAX, other hotkey)
@@ -73,6 +74,8 @@ class ChainRead:
     # entries left in the maps read. Not subnets: the maps above hold nothing of them
     # (``dissolution.without_dissolved``).
     dissolving: tuple[int, ...] = ()
+    # Weight-setting liveness and earnings of the tracked validators (activity_model.py).
+    activity: Optional["ActivityRead"] = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +238,8 @@ class Snapshot:
     # Netuids being dissolved (exported: the netuid filter applies), see ChainRead.dissolving.
     dissolving: tuple[int, ...] = ()
     anomalies: tuple[Anomaly, ...] = ()  # by rule, then netuid (chain-wide first)
+    # Weight-setting liveness and earnings of the validators exported (None: not read).
+    activity: Optional["ActivitySnapshot"] = None
 
 
 @dataclass(frozen=True, slots=True)

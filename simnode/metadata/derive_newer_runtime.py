@@ -171,7 +171,7 @@ def type_id(meta, what, pred) -> int:
 
 
 def primitive(meta, name: str) -> int:  # TypeDefPrimitive: 0 bool, 1 char, 2 str, 3 u8, 4 u16, 5 u32, 6 u64
-    code = {"u16": 4, "u64": 6}[name]
+    code = {"u16": 4, "u32": 5, "u64": 6}[name]
     return type_id(meta, name, lambda t: t["kind"] == 5 and t["body"] == code and not t["path"])
 
 
@@ -207,7 +207,7 @@ def derive(blob: bytes):
     if encode(meta) != blob:
         raise ValueError("parsing and re-encoding the input does not give it back: refusing to edit it")
     changes = []
-    u16, u64 = primitive(meta, "u16"), primitive(meta, "u64")
+    u16, u32, u64 = primitive(meta, "u16"), primitive(meta, "u32"), primitive(meta, "u64")
     account = type_id(meta, "AccountId32", lambda t: t["path"] == ["sp_core", "crypto", "AccountId32"])
     unit = type_id(meta, "()", lambda t: t["kind"] == 4 and t["body"] == [])
     option_u64 = type_id(meta, "Option<u64>", lambda t: t["path"] == ["Option"] and t["params"] == [("T", u64)])
@@ -248,6 +248,10 @@ def derive(blob: bytes):
         ("NetworksAdded", [{
             "name": "DissolveCleanupQueue", "modifier": DEFAULT, "ty": {"plain": netuids}, "default": b"\x00",
             "docs": [" --- ITEM ( dissolve_cleanup_queue ) Networks dissolved but some storage not removed yet"]}]),
+        ("ActivityCutoff", [entry(
+            "ActivityCutoffFactorMilli", DEFAULT, IDENTITY, netuid, u32, (13_889).to_bytes(4, "little"),
+            [" --- MAP ( netuid ) --> activity-cutoff factor in per-mille epochs (1/1000 granularity).",
+             " Effective cutoff in blocks = `(factor x tempo) / 1000`, clamped to >= 1."])]),
     ]
     for anchor, new in additions:
         insert_after(storage, anchor, new)
