@@ -26,7 +26,8 @@ from structlog.testing import capture_logs
 from exporter.config import ConfigError, ScopeConfig
 from exporter.serving.publication import render
 from exporter.serving.admission import Admission, client_key
-from exporter.serving.server import MAX_CONNECTIONS, MetricsServer, MetricsSource
+from exporter.serving.routes import MetricsSource
+from exporter.serving.server import MAX_CONNECTIONS, MetricsServer
 from exporter.serving import web_config as web_config_module
 from exporter.serving.web_config import BasicAuth, load_web_config
 from exporter.snapshot.builder import build_snapshot
