@@ -50,7 +50,8 @@ from exporter.serving.admission import CLIENT, Admission, client_key
 from exporter.serving.channels import PlainChannel, TLSChannel, reset
 from exporter.serving.http_head import BadRequest, ClientGone, Request, read_head
 from exporter.serving.routes import DEFAULT_TELEMETRY_PATH, MetricsSource, Routes
-from exporter.serving.web_config import BasicAuth, WebConfig
+from exporter.serving.basic_auth import BasicAuth
+from exporter.serving.web_config import WebConfig
 
 log = structlog.get_logger("exporter.http")
 
