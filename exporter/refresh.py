@@ -29,7 +29,7 @@ from typing import Callable, Iterator, Optional, Protocol
 
 import structlog
 
-from exporter.chain.session import Attempt, ReadError
+from exporter.chain.read_failure import Attempt, ReadError
 from exporter.chain.reader import EventRange
 from exporter.config import Config, ScopeConfig
 from exporter.history.writer import HistoryWriter
