@@ -39,7 +39,8 @@ from exporter.serving.status import EndpointAttempt, HistoryResult, RefreshOutco
 from exporter.snapshot.builder import build_snapshot
 from exporter.snapshot.memo import StakeMemo
 from exporter.snapshot.model import ChainRead, Snapshot
-from exporter.snapshot.validate import InvalidRead, PassedValidators, check_snapshot
+from exporter.snapshot.read_rules import InvalidRead
+from exporter.snapshot.snapshot_check import PassedValidators, check_snapshot
 
 log = structlog.get_logger("exporter.refresh")
 _SCHEDULED = object()  # a job the interval made, not a caller

@@ -10,7 +10,7 @@ from typing import Optional
 from bittensor._transport.errors import MaxRetriesExceeded, RpcPolicyRejection, SubstrateRequestException
 
 from exporter.chain.trust import EndpointsDisagree, WrongChain
-from exporter.snapshot.validate import InvalidRead
+from exporter.snapshot.read_rules import InvalidRead
 
 
 @dataclass(frozen=True)
