@@ -46,7 +46,7 @@ from typing import Optional
 import structlog
 
 from exporter import __version__
-from exporter.serving.admission import CLIENT, Admission, client_key
+from exporter.serving.admission import CLIENT, Admission, client_key, descriptor_budget
 from exporter.serving.channels import PlainChannel, TLSChannel, reset
 from exporter.serving.http_head import BadRequest, ClientGone, Request, read_head
 from exporter.serving.routes import DEFAULT_TELEMETRY_PATH, MetricsSource, Routes
@@ -65,7 +65,6 @@ LINGER_SECONDS = 1.0  # after an error answer: how long unread input is drained 
 LINGER_BYTES = 1 << 18
 LISTEN_BACKLOG = 1024
 IO_THREADS = 2  # bcrypt checks and events API queries, off the event loop
-FD_RESERVE = 128  # file descriptors left to the rest of the process (chain connections, SQLite, logs)
 SERVER = f"bittensor-validator-exporter/{__version__}"
 
 LANDING_PAGE = """<!doctype html>
@@ -117,7 +116,7 @@ class MetricsServer:
         self._routes = Routes(source, telemetry_path)
         self._web = web
         self._auth = BasicAuth(web.users)
-        self._admission = Admission(min(max_connections, _descriptor_budget()), max_connections_per_client)
+        self._admission = Admission(min(max_connections, descriptor_budget(MAX_CONNECTIONS)), max_connections_per_client)
         self._head_timeout = request_timeout
         self._response_timeout = response_timeout
         self._extra_headers = "".join(f"{name}: {value}\r\n" for name, value in web.headers.items())
@@ -374,18 +373,6 @@ class MetricsServer:
             await channel.send(chunk)
         if pending:
             await channel.send(b"".join(pending))
-
-
-def _descriptor_budget() -> int:
-    """Connections the process's file-descriptor limit allows, the rest of the exporter served first."""
-    try:
-        import resource
-    except ImportError:  # not on Unix
-        return MAX_CONNECTIONS
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return MAX_CONNECTIONS
-    return max(16, soft - FD_RESERVE)
 
 
 def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict) -> None:
