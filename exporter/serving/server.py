@@ -1,8 +1,8 @@
 """Serve HTTP connections safely on one event loop; what each path answers is ``routes``.
 
-The server never touches the chain. One asyncio event loop on its own thread serves every connection, so an idle
-or slow connection costs a socket and a few KiB, not a thread or a slot that
-real scrapes wait for. Hardening:
+The server never touches the chain. One asyncio event loop on its own thread
+serves every connection, so an idle or slow connection costs a socket and a
+few KiB, not a thread or a slot that real scrapes wait for. Hardening:
 
 - a deadline for the whole request head (``request_timeout``, 10 s): from
   accept, TLS handshake included, and from the end of the previous response
@@ -47,10 +47,10 @@ import structlog
 
 from exporter import __version__
 from exporter.serving.admission import CLIENT, Admission, client_key, descriptor_budget
+from exporter.serving.basic_auth import BasicAuth
 from exporter.serving.channels import PlainChannel, TLSChannel, reset
 from exporter.serving.http_head import BadRequest, ClientGone, Request, read_head
 from exporter.serving.routes import DEFAULT_TELEMETRY_PATH, MetricsSource, Routes
-from exporter.serving.basic_auth import BasicAuth
 from exporter.serving.web_config import WebConfig
 
 log = structlog.get_logger("exporter.http")
@@ -66,21 +66,6 @@ LINGER_BYTES = 1 << 18
 LISTEN_BACKLOG = 1024
 IO_THREADS = 2  # bcrypt checks and events API queries, off the event loop
 SERVER = f"bittensor-validator-exporter/{__version__}"
-
-LANDING_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Bittensor validator exporter</title></head>
-<body>
-<h1>Bittensor validator exporter</h1>
-<p>Version {version}. Own, inherited and root stake, childkey takes and parent/child
-relationships of Bittensor validators, refreshed on an interval from one finalized block.</p>
-<ul>
-<li><a href="{metrics}">{metrics}</a>: Prometheus metrics</li>
-<li><a href="/healthz">/healthz</a>: 200 while the last refresh is fresh, 503 otherwise</li>
-<li><a href="/api/v1/events">/api/v1/events</a>: recorded changes (JSON; hotkey, netuid, kind, since, until, limit, cursor)</li>
-</ul>
-</body></html>
-"""
-
 
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
