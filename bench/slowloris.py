@@ -17,7 +17,8 @@ import time
 import urllib.request
 
 from exporter.logs import configure_logging
-from exporter.serving.server import MAX_CONNECTIONS, MetricsServer, MetricsSource
+from exporter.serving.routes import MetricsSource
+from exporter.serving.server import MAX_CONNECTIONS, MetricsServer
 from tests.fakes import fake_publication
 
 

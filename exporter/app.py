@@ -18,9 +18,8 @@ from exporter.history.queries import answer_events
 from exporter.history.store import Retention
 from exporter.history.writer import HistoryWriter
 from exporter.refresh import Refresher
-from exporter.serving.server import (
-    DEFAULT_TELEMETRY_PATH, MetricsServer, MetricsSource, ProcessMetrics, split_listen_address,
-)
+from exporter.serving.routes import DEFAULT_TELEMETRY_PATH, MetricsSource, ProcessMetrics
+from exporter.serving.server import MetricsServer, split_listen_address
 from exporter.serving.web_config import WebConfig
 
 

@@ -34,7 +34,8 @@ from exporter.history.store import HistoryStore
 from exporter.snapshot.builder import build_snapshot
 from exporter.snapshot.causes import changes_since
 from exporter.snapshot.changes import HistoryState
-from exporter.snapshot.validate import InvalidRead, check_snapshot
+from exporter.snapshot.read_rules import InvalidRead
+from exporter.snapshot.snapshot_check import check_snapshot
 
 BLOCKS_PER_DAY = 7200  # 12 s blocks
 DEFAULT_CHUNK = 300  # blocks per step: under the shortest mainnet tempo (360)

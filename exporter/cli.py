@@ -24,7 +24,7 @@ from exporter.config import (
 )
 from exporter.flag_errors import Parser, unknown_flag
 from exporter.history.cli import add_history_parser, run_history
-from exporter.serving.server import DEFAULT_TELEMETRY_PATH, telemetry_path_problem
+from exporter.serving.routes import DEFAULT_TELEMETRY_PATH, telemetry_path_problem
 from exporter.serving.status import REVISION_ENV
 from exporter.serving.web_config import WebConfig, load_web_config
 

@@ -29,17 +29,19 @@ from typing import Callable, Iterator, Optional, Protocol
 
 import structlog
 
-from exporter.chain.session import Attempt, ReadError
+from exporter.chain.read_failure import Attempt, ReadError
 from exporter.chain.reader import EventRange
 from exporter.config import Config, ScopeConfig
 from exporter.history.writer import HistoryWriter
+from exporter.refresh_log import ChainNotices, elapsed, log_invalid, read_failed
 from exporter.serving.change_counters import ChangeCounters, render_last_changes
 from exporter.serving.publication import Publication, RenderedSnapshot, first_publication, render
 from exporter.serving.status import EndpointAttempt, HistoryResult, RefreshOutcome, Status, advance, render_status
 from exporter.snapshot.builder import build_snapshot
 from exporter.snapshot.memo import StakeMemo
 from exporter.snapshot.model import ChainRead, Snapshot
-from exporter.snapshot.validate import InvalidRead, PassedValidators, check_snapshot
+from exporter.snapshot.read_rules import InvalidRead
+from exporter.snapshot.snapshot_check import PassedValidators, check_snapshot
 
 log = structlog.get_logger("exporter.refresh")
 _SCHEDULED = object()  # a job the interval made, not a caller
@@ -88,8 +90,7 @@ class Refresher:
         self._history = history
         self._clock = clock
         self._counters = ChangeCounters(config.scope.watched_hotkeys)
-        self._watched_missing: Optional[set[str]] = None  # None until the first good refresh
-        self._anomalies: dict[tuple[str, Optional[int]], int] = {}  # (rule, netuid) -> entries, of the last good refresh
+        self._notices = ChainNotices()  # watched hotkeys missing and anomalies, as of the last good refresh
         # The last snapshot's stake results, reused where their inputs did not move (refresh thread only).
         self._stake_memo = StakeMemo()
         self._passed = PassedValidators()  # what the last snapshot check passed
@@ -132,8 +133,8 @@ class Refresher:
             with stages.stage("snapshot"):
                 snapshot = build_snapshot(read, self._config.scope, self._stake_memo)
                 check_snapshot(snapshot, self._passed)
-            self._check_watched(snapshot)
-            self._log_anomalies(snapshot)
+            self._notices.check_watched(snapshot)
+            self._notices.log_anomalies(snapshot)
             extra = b""
             if self._history is not None:
                 # Before publishing, so the change counters served match the
@@ -147,12 +148,12 @@ class Refresher:
         except ReadError as failure:
             if self._stopping.is_set():
                 error = failure.reason
-                log.info("refresh interrupted: the exporter is stopping", duration_seconds=_round(started))
+                log.info("refresh interrupted: the exporter is stopping", duration_seconds=elapsed(started))
             else:
-                error = _read_failed(failure, attempts, started, first=self._publication.data is None)
+                error = read_failed(failure, attempts, started, first=self._publication.data is None)
         except InvalidRead as failure:
             error = "invalid"
-            _log_invalid(failure, attempts, started)
+            log_invalid(failure, attempts, started)
         except Exception as failure:  # noqa: BLE001 - a bug must not stop the exporter
             error = "internal"
             log.exception("refresh failed", reason=error, error=repr(failure))
@@ -190,36 +191,6 @@ class Refresher:
             return None
         return EventRange(self._history.last_block(), self._config.history.catch_up_blocks,
                           self._history.last_block_time_ms())
-
-    def _check_watched(self, snapshot: Snapshot) -> None:
-        """One warning when a watched hotkey is not on the chain (at start, or when it leaves), one line when it is back."""
-        missing = {k.hotkey: k for k in snapshot.watched if not k.found}
-        before = self._watched_missing
-        for hotkey, key in missing.items():
-            if before is None or hotkey not in before:
-                log.warning(
-                    "watched hotkey not found on the chain",
-                    hotkey=hotkey, alias=key.alias, block=snapshot.chain.block,
-                    hint="it holds no uid on any subnet and has no parents or children: check scope.watch for a typo, or whether it was deregistered",
-                )
-        for hotkey in (before or set()) - missing.keys():
-            log.info("watched hotkey found on the chain", hotkey=hotkey, block=snapshot.chain.block)
-        self._watched_missing = set(missing)
-
-    def _log_anomalies(self, snapshot: Snapshot) -> None:
-        """One line when a (rule, netuid) of ``snapshot.anomalies`` appears, one when it clears: not every refresh."""
-        now = {(a.rule, a.netuid): a.count for a in snapshot.anomalies}
-        before = self._anomalies
-        for (rule, netuid), count in now.items():
-            if (rule, netuid) not in before:
-                log.warning(
-                    "chain state the write paths would not make", rule=rule, netuid=netuid, entries=count,
-                    block=snapshot.chain.block,
-                    hint="published as the chain computes it; see bittensor_chain_anomalous_entries and docs/chain-states.md",
-                )
-        for rule, netuid in before.keys() - now.keys():
-            log.info("chain state cleared", rule=rule, netuid=netuid, block=snapshot.chain.block)
-        self._anomalies = now
 
     def _record(self, snapshot: Snapshot, stages: _Stages) -> HistoryResult:
         assert self._history is not None
@@ -341,44 +312,6 @@ def _block_hash(publication: Publication) -> Optional[str]:
     return publication.data.snapshot.chain.block_hash if publication.up and publication.data is not None else None
 
 
-# What to check when no refresh has read the chain yet and the endpoint cannot be reached.
-UNREACHABLE_HINT = ("check chain.endpoints (or BITTENSOR_EXPORTER_ENDPOINTS) and that this machine reaches it; "
-                    "make demo runs against a simulated chain instead")
-
-
-def _read_failed(failure: ReadError, attempts: tuple[Attempt, ...], started: float, first: bool = False) -> str:
-    """Log a failed read in one line; its reason (``invalid`` when the chain could not have said it).
-    ``first``: no refresh has succeeded yet, so an unreachable endpoint gets a hint."""
-    invalid = _invalid_cause(failure)
-    if invalid is not None:
-        _log_invalid(invalid, attempts, started)
-        return "invalid"
-    hint = {"hint": UNREACHABLE_HINT} if first and failure.reason in ("connection", "timeout") else {}
-    log.warning("refresh failed", reason=failure.reason, error=str(failure), duration_seconds=_round(started), **hint)
-    return failure.reason
-
-
-def _invalid_cause(failure: ReadError) -> Optional[InvalidRead]:
-    """The ``InvalidRead`` behind a failed read, if that is what failed it."""
-    cause: Optional[BaseException] = failure.__cause__
-    while cause is not None and not isinstance(cause, InvalidRead):
-        cause = cause.__cause__
-    return cause
-
-
-def _log_invalid(failure: InvalidRead, attempts: tuple[Attempt, ...], started: float) -> None:
-    """The one line a refused read logs: the rule it broke, where, and which endpoint said it."""
-    log.warning(
-        "refresh held back, needs confirmation" if failure.held else "refresh failed",
-        reason="invalid",
-        rule=failure.rule,
-        detail=failure.detail,
-        held_back=failure.held,
-        endpoint=attempts[-1].endpoint if attempts else None,
-        duration_seconds=_round(started),
-    )
-
-
 def _counts(data: RenderedSnapshot) -> dict:
     return {
         "validators": len(data.snapshot.validators),
@@ -386,7 +319,3 @@ def _counts(data: RenderedSnapshot) -> dict:
         "plain_bytes": len(data.plain),
         "gzip_bytes": len(data.gzip_head),
     }
-
-
-def _round(started: float) -> float:
-    return round(time.monotonic() - started, 3)

@@ -14,7 +14,8 @@ from exporter.snapshot.anomalies import RULES, find_anomalies
 from exporter.snapshot.builder import build_snapshot
 from exporter.snapshot.changes import HistoryState, state_of
 from exporter.snapshot.model import Anomaly
-from exporter.snapshot.validate import check_read, check_snapshot
+from exporter.snapshot.read_rules import check_read
+from exporter.snapshot.snapshot_check import check_snapshot
 from tests import tricky_chain as t
 from tests.harness import parse_exposition, series
 from tests.test_refresh import FakeChain, refresher

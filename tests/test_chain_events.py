@@ -9,7 +9,7 @@ import pytest
 from bittensor._transport.errors import StateDiscardedError
 
 from exporter.chain.events import read_window
-from exporter.snapshot.validate import InvalidRead
+from exporter.snapshot.read_rules import InvalidRead
 
 EVENTS, NOW = "0xevents", "0xnow"
 LAYOUTS = {"ChildKeyTakeSet": ("T::AccountId", "NetUid", "u16"), "SetChildren": ("T::AccountId", "NetUid", "Vec<(u64, T::AccountId)>")}

@@ -206,7 +206,7 @@ def test_uids_registered_since_the_last_epoch_are_read_too():
 
 
 def test_a_subnet_size_the_chain_cannot_have_is_refused_before_reading_it():
-    from exporter.snapshot.validate import InvalidRead
+    from exporter.snapshot.read_rules import InvalidRead
     writes = [w for w in tricky_writes() if w[1:3] != ("SubnetworkN", [2])] + [("SubtensorModule", "SubnetworkN", [2], 10**9)]
     source = FakeSource.of(writes)
     with pytest.raises(InvalidRead, match="SubnetworkN"):

@@ -22,7 +22,8 @@ import yaml
 
 
 from exporter.config import load_config
-from exporter.serving.server import MetricsServer, MetricsSource
+from exporter.serving.routes import MetricsSource
+from exporter.serving.server import MetricsServer
 from tests.fakes import fake_publication
 from exporter.serving.web_config import load_web_config
 from tests.external_tools import require_tool

@@ -19,7 +19,8 @@ from exporter.snapshot.causes import changes_since
 from exporter.snapshot.changes import HistoryState, state_of
 from exporter.snapshot.dissolution import without_dissolved
 from exporter.snapshot.model import ChainEvent, EventWindow
-from exporter.snapshot.validate import InvalidRead, ReadGate
+from exporter.snapshot.read_rules import InvalidRead
+from exporter.snapshot.validate import ReadGate
 from tests import tricky_chain as t
 from tests.test_chain_reader import FakeSource, read, tricky_writes
 from tests.test_snapshot import chain_read

@@ -72,7 +72,8 @@ def test_landing_page_head_404_and_405(tricky_node, exporter_factory):
 # -- --web.telemetry-path --------------------------------------------------------------------------
 
 def served(telemetry_path: str):
-    from exporter.serving.server import MetricsServer, MetricsSource
+    from exporter.serving.routes import MetricsSource
+    from exporter.serving.server import MetricsServer
     from tests.fakes import fake_publication
 
     server = MetricsServer("127.0.0.1", 0, MetricsSource(fake_publication), telemetry_path=telemetry_path)
@@ -131,7 +132,8 @@ def test_the_landing_page_escapes_the_telemetry_path():
 def test_an_unusable_telemetry_path_is_refused_before_binding():
     import pytest
 
-    from exporter.serving.server import MetricsServer, MetricsSource
+    from exporter.serving.routes import MetricsSource
+    from exporter.serving.server import MetricsServer
     from tests.fakes import fake_publication
 
     with pytest.raises(ValueError, match="reserved"):

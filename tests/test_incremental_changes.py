@@ -17,8 +17,9 @@ from exporter.snapshot.builder import build_snapshot
 from exporter.snapshot.changes import HistoryState, ValidatorRecord, edge_change, state_of
 from exporter.snapshot.memo import StakeMemo
 from exporter.snapshot.units import to_units
-from exporter.snapshot import validate
-from exporter.snapshot.validate import InvalidRead, PassedValidators, check_snapshot
+from exporter.snapshot import snapshot_check
+from exporter.snapshot.read_rules import InvalidRead
+from exporter.snapshot.snapshot_check import PassedValidators, check_snapshot
 from tests import tricky_chain as t
 from tests.test_incremental_snapshot import _sequence
 from tests.test_snapshot import SCOPE, chain_read
@@ -149,8 +150,8 @@ def test_a_validator_passed_before_is_skipped_but_a_new_one_is_checked(monkeypat
     second = build_snapshot(replace(read, block=read.block + 1), SCOPE, memo)
     assert all(a is b for a, b in zip(first.tracked, second.tracked))  # what the memo hands out again
     checked = []
-    real = validate._check_validator
-    monkeypatch.setattr(validate, "_check_validator", lambda v: (checked.append(v), real(v)))
+    real = snapshot_check._check_validator
+    monkeypatch.setattr(snapshot_check, "_check_validator", lambda v: (checked.append(v), real(v)))
     check_snapshot(second, passed)
     assert checked == [], "the very objects passed last time are not checked again"
     # An equal-looking but new object is checked: here one with an impossible number.

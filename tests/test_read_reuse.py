@@ -16,7 +16,7 @@ from exporter.chain.reader import ChainReader
 from exporter.chain.reuse import ValueCache
 from exporter.config import ScopeConfig, WatchedHotkey
 from exporter.snapshot.anomalies import find_anomalies
-from exporter.snapshot.validate import InvalidRead
+from exporter.snapshot.read_rules import InvalidRead
 from simnode import ChainState
 from simnode.scenarios import RAO, deterministic_hotkey, demo
 from tests.test_storage_reader import FakeConnection, codec_for

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from exporter.chain.session import Attempt, ReadError
+from exporter.chain.read_failure import Attempt, ReadError
 from exporter.config import Config, HistoryConfig, ScopeConfig, WatchedHotkey
 from exporter.history.store import Retention
 from exporter.history.writer import HistoryWriter

@@ -15,7 +15,7 @@ import pytest
 from exporter.chain import storage
 from exporter.chain.reader import ChainReader
 from exporter.chain.storage import ScanBudget
-from exporter.snapshot.validate import InvalidRead
+from exporter.snapshot.read_rules import InvalidRead
 from simnode import ChainState
 from simnode import proxy as p
 from tests.test_chain_reader import SCOPE

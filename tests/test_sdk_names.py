@@ -87,7 +87,7 @@ def test_the_connection_offers_what_the_session_and_the_reader_use():
 
     conn = SubstrateConnection("ws://127.0.0.1:9", fallback_urls=[], max_retries=1, response_timeout=1,
                                connect_factory=dial)
-    # exporter.chain.reader.codec_at: the codec of a block; session._close_quietly: the supervisor task.
+    # exporter.chain.reader.codec_at: the codec of a block; closing.close_quietly: the supervisor task.
     assert inspect.iscoroutinefunction(conn._runtimes.codec_at)
     assert hasattr(conn._session, "_supervisor")
     # exporter.chain.wire: the dial the session uses is the one given.

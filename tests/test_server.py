@@ -16,7 +16,8 @@ from structlog.testing import capture_logs
 
 from exporter.config import ScopeConfig
 from exporter.serving.publication import render
-from exporter.serving.server import MetricsServer, MetricsSource
+from exporter.serving.routes import MetricsSource
+from exporter.serving.server import MetricsServer
 from exporter.serving.web_config import WebConfig
 from exporter.snapshot.builder import build_snapshot
 from tests.fakes import fake_publication

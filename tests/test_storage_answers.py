@@ -13,7 +13,7 @@ import pytest
 
 from exporter.chain import answers, reuse
 from exporter.chain.answers import MAX_VALUE_BYTES, answered as _answered, answered_as_asked as _answered_as_asked
-from exporter.snapshot.validate import InvalidRead
+from exporter.snapshot.read_rules import InvalidRead
 
 BLOCK = "0x" + "ab" * 32
 KEYS = [f"0x{0xabcdef00 + i:064x}" for i in range(50)]  # letters, so upper case differs

@@ -23,7 +23,7 @@ from exporter.chain import reader as chain_reader
 from exporter.chain import answers, storage
 from exporter.chain.reader import ChainReader
 from exporter.chain.storage import StorageReader, _shard_bounds
-from exporter.snapshot.validate import InvalidRead
+from exporter.snapshot.read_rules import InvalidRead
 from simnode import ChainState
 from simnode import proxy as p
 from simnode.rpc import dispatch

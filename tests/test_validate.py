@@ -10,9 +10,9 @@ import pytest
 from exporter.config import ScopeConfig
 from exporter.snapshot.builder import build_snapshot
 from exporter.snapshot.model import ValidatorState
-from exporter.snapshot.validate import (
-    MAX_CHILDREN, MAX_UIDS, ZERO_ACCOUNT, InvalidRead, ReadGate, check_read, check_snapshot, step_problem,
-)
+from exporter.snapshot.read_rules import MAX_CHILDREN, MAX_UIDS, ZERO_ACCOUNT, InvalidRead, check_read
+from exporter.snapshot.snapshot_check import check_snapshot
+from exporter.snapshot.validate import ReadGate, step_problem
 from tests import tricky_chain as t
 from tests.test_snapshot import chain_read
 

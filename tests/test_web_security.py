@@ -26,9 +26,11 @@ from structlog.testing import capture_logs
 from exporter.config import ConfigError, ScopeConfig
 from exporter.serving.publication import render
 from exporter.serving.admission import Admission, client_key
-from exporter.serving.server import MAX_CONNECTIONS, MetricsServer, MetricsSource
-from exporter.serving import web_config as web_config_module
-from exporter.serving.web_config import BasicAuth, load_web_config
+from exporter.serving.routes import MetricsSource
+from exporter.serving.server import MAX_CONNECTIONS, MetricsServer
+from exporter.serving import basic_auth as basic_auth_module
+from exporter.serving.basic_auth import BasicAuth
+from exporter.serving.web_config import load_web_config
 from exporter.snapshot.builder import build_snapshot
 from tests.fakes import fake_publication
 from tests.test_config import run_main
@@ -186,7 +188,7 @@ def _bcrypt_runs(monkeypatch) -> list[int]:
         runs.append(int(hashed.split(b"$")[2]))
         return checkpw(password, hashed)
 
-    monkeypatch.setattr(web_config_module.bcrypt, "checkpw", counted)
+    monkeypatch.setattr(basic_auth_module.bcrypt, "checkpw", counted)
     return runs
 
 

@@ -12,7 +12,7 @@ from bittensor._transport.errors import RpcPolicyRejection, SubstrateRequestExce
 from websockets.asyncio.server import serve
 
 from exporter.chain.wire import RequestCounter, ResponseTooLarge, counting_connect_factory
-from exporter.snapshot.validate import InvalidRead
+from exporter.snapshot.read_rules import InvalidRead
 
 LIMIT = 2**20
 

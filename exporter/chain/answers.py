@@ -18,7 +18,7 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any, Optional
 
-from exporter.snapshot.validate import InvalidRead
+from exporter.snapshot.read_rules import InvalidRead
 
 PAGE_SIZE = 1000  # the node-side cap on state_getKeysPaged
 # The largest value read is a ValidatorPermit of MaxAllowedUids (<= 4096) bools;

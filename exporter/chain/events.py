@@ -28,7 +28,7 @@ from bittensor._transport.errors import StateDiscardedError
 from exporter.chain.storage import gather_or_cancel
 from exporter.snapshot.causes import EVENT_CAUSES
 from exporter.snapshot.model import ChainEvent, EventWindow, frozen
-from exporter.snapshot.validate import InvalidRead
+from exporter.snapshot.read_rules import InvalidRead
 
 PALLET = "SubtensorModule"
 RELEVANT = frozenset(EVENT_CAUSES)  # the events history attributes changes to

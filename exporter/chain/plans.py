@@ -17,7 +17,8 @@ from typing import Any, Callable, Optional
 from exporter.config import ScopeConfig
 from exporter.snapshot.model import ChainRead, frozen
 from exporter.snapshot.scope import tracked_candidates
-from exporter.snapshot.validate import MAX_UIDS, ZERO_ACCOUNT, InvalidRead, stake_keys
+from exporter.snapshot.read_rules import MAX_UIDS, ZERO_ACCOUNT, InvalidRead
+from exporter.snapshot.validate import stake_keys
 
 UidPlan = tuple[list, list, list]  # params lists: every (netuid, uid), (netuid, watched hotkey), (netuid,)
 

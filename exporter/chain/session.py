@@ -24,22 +24,21 @@ import asyncio
 import concurrent.futures
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Optional
 
 import structlog
 
-from bittensor._transport.errors import MaxRetriesExceeded, RpcPolicyRejection, SubstrateRequestException
 from bittensor._transport.interface import SubstrateConnection
 
+from exporter.chain.closing import close_quietly
 from exporter.chain.reader import ChainReader, EventRange
 from exporter.chain.cross_check import CrossCheck
-from exporter.chain.trust import EndpointsDisagree, Witness, WrongChain, check_genesis
+from exporter.chain.read_failure import Attempt, ReadError, classify, describe_error
+from exporter.chain.trust import Witness, WrongChain, check_genesis
 from exporter.config import ChainConfig, ScopeConfig
 from exporter.chain.endpoints import Endpoint, EndpointPool
 from exporter.snapshot.model import ChainRead
 from exporter.chain.wire import RequestCounter, counting_connect_factory
-from exporter.snapshot.validate import InvalidRead
 
 log = structlog.get_logger("exporter.chain")
 
@@ -51,45 +50,6 @@ _SHUTDOWN_CLOSE_SECONDS = 2.0
 # Beyond its deadline, how long the refresh thread waits for a read that did not
 # stop by itself (a try that ignored its cancellation) before giving up on it.
 _OVERRUN_SECONDS = 2.0
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One try of one endpoint; ``reason`` None is a success."""
-
-    endpoint: str  # the endpoint's label (scheme://host:port), safe for metrics and logs
-    reason: Optional[str]
-    seconds: float
-
-
-class ReadError(Exception):
-    """A refresh's chain read failed; ``reason`` is a bounded label for metrics."""
-
-    def __init__(self, reason: str, message: str, attempts: tuple[Attempt, ...] = ()):
-        self.reason = reason
-        self.attempts = attempts
-        super().__init__(message)
-
-
-def classify(error: BaseException) -> str:
-    """A bounded ``reason`` label for a failed read."""
-    if isinstance(error, (WrongChain, EndpointsDisagree)):
-        return error.reason
-    if isinstance(error, (TimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError)):
-        return "timeout"
-    # MaxRetriesExceeded: every endpoint refused or dropped the connection;
-    # a policy rejection (HTTP 429/403, close 1008) is the endpoint shutting us out.
-    if isinstance(error, (ConnectionError, OSError, MaxRetriesExceeded, RpcPolicyRejection)):
-        return "connection"
-    if "ConnectionClosed" in type(error).__name__:
-        return "connection"
-    if isinstance(error, InvalidRead):  # answers the chain could not have produced (one too large for the SDK, too)
-        return "invalid"
-    if isinstance(error, SubstrateRequestException):
-        return "rpc_error"
-    if isinstance(error, (ValueError, TypeError, KeyError, IndexError, OverflowError)):
-        return "decode"
-    return "internal"
 
 
 class ChainSession:
@@ -171,10 +131,10 @@ class ChainSession:
         deadline = self._loop.time() + seconds
         conn, self._conn = self._conn, None
         if conn is not None:
-            await _close_quietly(conn, max(0.1, seconds / 2))
+            await close_quietly(conn, max(0.1, seconds / 2))
         witness = self._cross_check.detach()
         if witness is not None:
-            await _close_quietly(witness, max(0.1, deadline - self._loop.time()) / 2)
+            await close_quietly(witness, max(0.1, deadline - self._loop.time()) / 2)
         # Connections still closing in the background were abandoned after a
         # failure, and the SDK may have tasks of its own: at shutdown there is
         # nothing left to wait for on any of them.
@@ -199,7 +159,7 @@ class ChainSession:
             self._close_in_background(conn)
 
     def _close_in_background(self, conn: SubstrateConnection) -> None:
-        task = asyncio.ensure_future(_close_quietly(conn, _CLOSE_SECONDS))
+        task = asyncio.ensure_future(close_quietly(conn, _CLOSE_SECONDS))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -267,7 +227,7 @@ class ChainSession:
             if not future.done():  # this wait timed out, not the read: a try ignored its cancellation
                 future.cancel()
                 raise ReadError("timeout", f"the read did not stop at its {timeout:g}s deadline") from None
-            raise ReadError(classify(error), _describe(error), tuple(attempts)) from error
+            raise ReadError(classify(error), describe_error(error), tuple(attempts)) from error
         finally:
             with self._lock:
                 self._in_flight = None
@@ -311,7 +271,7 @@ class ChainSession:
             return future.result(timeout + _OVERRUN_SECONDS)
         except Exception as error:  # noqa: BLE001 - the caller asks again later
             future.cancel()
-            raise ReadError(classify(error), _describe(error)) from None
+            raise ReadError(classify(error), describe_error(error)) from None
         finally:
             with self._lock:
                 self._in_flight = None
@@ -343,7 +303,7 @@ class ChainSession:
             try:
                 asyncio.run_coroutine_threadsafe(self._close_all(closing), self._loop).result(timeout=closing + 0.5)
             except Exception as error:  # noqa: BLE001 - shutting down: give up on a close that does not finish
-                log.warning("chain connection not closed cleanly", error=_describe(error))
+                log.warning("chain connection not closed cleanly", error=describe_error(error))
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(max(0.1, deadline - time.monotonic()))
         if not self._thread.is_alive():
@@ -378,48 +338,12 @@ def attempt_budget(remaining: float, endpoints_left: int, response_timeout: floa
     return max(remaining / endpoints_left, remaining - (endpoints_left - 1) * response_timeout)
 
 
-async def _close_quietly(conn: SubstrateConnection, seconds: float) -> None:
-    """Close ``conn`` within ``seconds``; whatever happens, nothing is raised or left unretrieved.
-
-    The SDK's close cancels its supervisor task and awaits it. On Python 3.11
-    ``asyncio.wait_for`` loses a cancellation that races the arrival of a frame
-    (bpo-42130, fixed in 3.12): the supervisor then pumps on until its response
-    timeout, and the close with it. So the supervisor is cancelled again while
-    the close waits. (``_session._supervisor`` is private to bittensor 11.x, like
-    the rest of the transport this module relies on; without it, the close
-    simply waits.)
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    closing = asyncio.ensure_future(conn.close())
-    try:
-        while not closing.done():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            await asyncio.wait({closing}, timeout=min(0.05, remaining))
-            supervisor = getattr(getattr(conn, "_session", None), "_supervisor", None)
-            if not closing.done() and isinstance(supervisor, asyncio.Task) and not supervisor.done():
-                supervisor.cancel()
-    finally:
-        if not closing.done():
-            closing.cancel()
-            await asyncio.wait({closing}, timeout=0.5)
-        if closing.done() and not closing.cancelled():
-            closing.exception()  # retrieved: closing a broken connection may fail; nothing to do
-
-
 def _log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict) -> None:
     """asyncio's reports (e.g. "Task exception was never retrieved") as one structured log line."""
     error = context.get("exception")
     where = context.get("task") or context.get("future") or context.get("handle")
     log.error(
         "asyncio: " + str(context.get("message") or "unhandled exception in the chain I/O loop"),
-        where=_describe(repr(where)) if where is not None else None,
+        where=describe_error(repr(where)) if where is not None else None,
         exc_info=error if isinstance(error, BaseException) else None,
     )
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text if len(text) <= 300 else text[:300] + "..."

@@ -33,7 +33,7 @@ from bittensor._transport.storage import decode_storage_values
 
 from exporter.chain.answers import HEX, MAX_VALUE_BYTES, PAGE_SIZE, answered, page_keys, values_in_order
 from exporter.chain.reuse import KeyCache, ValueCache, build_keys, raw_bytes
-from exporter.snapshot.validate import InvalidRead
+from exporter.snapshot.read_rules import InvalidRead
 
 # Keys per state_queryStorageAt of a batch. Nodes cap that call only by the
 # JSON-RPC request and response sizes (15 MiB by default); 2,500 keys are

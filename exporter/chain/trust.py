@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable, Optional
 from bittensor._transport.interface import SubstrateConnection
 
 from exporter.snapshot.model import ChainRead, EventWindow
-from exporter.snapshot.validate import InvalidRead, check_block_hash
+from exporter.snapshot.read_rules import InvalidRead, check_block_hash
 
 # Another endpoint's word on the head being read: (block, block_hash, source) -> None, raising if it disagrees.
 Witness = Callable[[int, str, Any], Awaitable[None]]

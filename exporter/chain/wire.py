@@ -29,7 +29,7 @@ from websockets.frames import CloseCode
 # Private to bittensor 11.x, hence the pinned SDK range (tests/test_sdk_names.py).
 from bittensor._transport.errors import RpcPolicyRejection, SubstrateRequestException
 
-from exporter.snapshot.validate import InvalidRead
+from exporter.snapshot.read_rules import InvalidRead
 
 # As long as the SDK's own dial waits for the websocket handshake.
 HANDSHAKE_SECONDS = 10.0

@@ -14,6 +14,7 @@ from typing import Optional
 
 TOTAL = "total"  # refused: the server holds its most connections
 CLIENT = "client"  # refused: this client holds its most
+FD_RESERVE = 128  # file descriptors left to the rest of the process (chain connections, SQLite, logs)
 
 
 class Admission:
@@ -58,3 +59,16 @@ def client_key(peer) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
+
+
+def descriptor_budget(unlimited: int) -> int:
+    """Connections the process's file-descriptor limit allows, the rest of the exporter served first;
+    ``unlimited`` where the process has no such limit (or is not on Unix)."""
+    try:
+        import resource
+    except ImportError:  # not on Unix
+        return unlimited
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return unlimited
+    return max(16, soft - FD_RESERVE)

@@ -1,15 +1,8 @@
-"""Serve ``/metrics``, ``/healthz`` and a landing page; never touch the chain.
+"""Serve HTTP connections safely on one event loop; what each path answers is ``routes``.
 
-The metrics path is ``telemetry_path`` (``--web.telemetry-path``, default
-``/metrics``); any other path, the default one included, is 404. With ``/``
-the metrics replace the landing page, as in node_exporter.
-
-A scrape sends the bytes the last refresh prepared plus the exporter's small
-live self-metrics, so it costs about as much as sending a static file.
-
-One asyncio event loop on its own thread serves every connection, so an idle
-or slow connection costs a socket and a few KiB, not a thread or a slot that
-real scrapes wait for. Hardening:
+The server never touches the chain. One asyncio event loop on its own thread
+serves every connection, so an idle or slow connection costs a socket and a
+few KiB, not a thread or a slot that real scrapes wait for. Hardening:
 
 - a deadline for the whole request head (``request_timeout``, 10 s): from
   accept, TLS handshake included, and from the end of the previous response
@@ -44,24 +37,21 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import email.utils
-import html
-import re
 import socket
 import threading
 import time
 from http import HTTPStatus
-from typing import Callable, Optional
+from typing import Optional
 
 import structlog
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.process_collector import ProcessCollector
 
 from exporter import __version__
-from exporter.serving.admission import CLIENT, Admission, client_key
+from exporter.serving.admission import CLIENT, Admission, client_key, descriptor_budget
+from exporter.serving.basic_auth import BasicAuth
 from exporter.serving.channels import PlainChannel, TLSChannel, reset
 from exporter.serving.http_head import BadRequest, ClientGone, Request, read_head
-from exporter.serving.publication import Publication
-from exporter.serving.web_config import BasicAuth, WebConfig
+from exporter.serving.routes import DEFAULT_TELEMETRY_PATH, MetricsSource, Routes
+from exporter.serving.web_config import WebConfig
 
 log = structlog.get_logger("exporter.http")
 
@@ -75,101 +65,9 @@ LINGER_SECONDS = 1.0  # after an error answer: how long unread input is drained 
 LINGER_BYTES = 1 << 18
 LISTEN_BACKLOG = 1024
 IO_THREADS = 2  # bcrypt checks and events API queries, off the event loop
-FD_RESERVE = 128  # file descriptors left to the rest of the process (chain connections, SQLite, logs)
-LIVE_METRICS_MAX_AGE_SECONDS = 1.0
-
-DEFAULT_TELEMETRY_PATH = "/metrics"
-# Served whatever the telemetry path is, so it may not be one of them.
-RESERVED_PATHS = ("/healthz", "/api/v1/events")
-# An absolute path of RFC 3986 path characters (percent-encoding included), at most 256 of them.
-_TELEMETRY_PATH = re.compile(r"/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2}){0,255}")
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SERVER = f"bittensor-validator-exporter/{__version__}"
 
-LANDING_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Bittensor validator exporter</title></head>
-<body>
-<h1>Bittensor validator exporter</h1>
-<p>Version {version}. Own, inherited and root stake, childkey takes and parent/child
-relationships of Bittensor validators, refreshed on an interval from one finalized block.</p>
-<ul>
-<li><a href="{metrics}">{metrics}</a>: Prometheus metrics</li>
-<li><a href="/healthz">/healthz</a>: 200 while the last refresh is fresh, 503 otherwise</li>
-<li><a href="/api/v1/events">/api/v1/events</a>: recorded changes (JSON; hotkey, netuid, kind, since, until, limit, cursor)</li>
-</ul>
-</body></html>
-"""
-
-
-def telemetry_path_problem(path: str) -> Optional[str]:
-    """Why ``path`` cannot be the path metrics are served on, or None."""
-    if not isinstance(path, str) or not _TELEMETRY_PATH.fullmatch(path):
-        shown = repr(path) if len(repr(path)) <= 60 else repr(path)[:57] + "..."
-        return ("must be an absolute URL path such as /metrics (letters, digits, -._~!$&'()*+,;=:@/ and "
-                f"%XX escapes, at most 256 characters), got {shown}")
-    if path.startswith("//"):
-        return f"must not start with // (a link to it would name another host), got {path!r}"
-    if any(segment in (".", "..") for segment in path.split("/")):
-        return f"must not have . or .. segments (clients resolve them away), got {path!r}"
-    if path in RESERVED_PATHS:
-        return f"{path} is served by the exporter already (reserved: {', '.join(RESERVED_PATHS)})"
-    return None
-
-
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-
-
-class ProcessMetrics:
-    """The process's own CPU, memory and file descriptors, read live at scrape time.
-
-    Rendered at most once a second: a burst of concurrent scrapes shares one
-    reading. The cache holds immutable bytes; nothing else is shared with the
-    refresh thread.
-    """
-
-    def __init__(self, max_age_seconds: float = LIVE_METRICS_MAX_AGE_SECONDS):
-        self._registry = CollectorRegistry()
-        ProcessCollector(registry=self._registry)
-        self._max_age = max_age_seconds
-        self._cached: tuple[float, bytes] = (float("-inf"), b"")
-        self._lock = threading.Lock()
-
-    def __call__(self) -> bytes:
-        with self._lock:
-            rendered_at, body = self._cached
-            now = time.monotonic()
-            if now - rendered_at >= self._max_age:
-                body = generate_latest(self._registry)
-                self._cached = (now, body)
-            return body
-
-
-class MetricsSource:
-    """What the HTTP side reads: the current publication, live process metrics, the events API."""
-
-    def __init__(
-        self,
-        current: Callable[[], Publication],
-        *,
-        clock: Callable[[], float] = time.time,
-        live: Callable[[], bytes] = lambda: b"",
-        events: Optional[Callable[[str], tuple[int, bytes]]] = None,
-    ):
-        self.current = current  # one reference read per request
-        self.clock = clock
-        self.live = live
-        # query string -> (status, JSON body); None when the history API is disabled. Runs on a
-        # worker thread (it reads SQLite), never on the event loop.
-        self.events = events
-
-
-def _accepts_gzip(header: Optional[str]) -> bool:
-    for part in (header or "").split(","):
-        coding, _, params = part.strip().partition(";")
-        if coding.strip().lower() == "gzip":
-            return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
-    return False
 
 
 class _Clock:
@@ -193,23 +91,17 @@ class MetricsServer:
     The socket is bound here (an unusable address raises OSError at once);
     ``start`` serves, ``stop`` closes every connection and releases the port.
     ``request_timeout`` is the deadline for a whole request head. Metrics are
-    served on ``telemetry_path`` (ValueError if ``telemetry_path_problem`` objects).
+    served on ``telemetry_path`` (ValueError if ``routes.telemetry_path_problem`` objects).
     """
 
     def __init__(self, host: str, port: int, source: MetricsSource, web: WebConfig = WebConfig(),
                  max_connections: int = MAX_CONNECTIONS, request_timeout: float = REQUEST_TIMEOUT_SECONDS,
                  response_timeout: float = RESPONSE_TIMEOUT_SECONDS, telemetry_path: str = DEFAULT_TELEMETRY_PATH,
                  max_connections_per_client: int = MAX_CONNECTIONS_PER_CLIENT):
-        problem = telemetry_path_problem(telemetry_path)
-        if problem:
-            raise ValueError(f"telemetry path: {problem}")
-        self._telemetry_path = telemetry_path
-        self._landing_page = LANDING_PAGE.format(version=html.escape(__version__),
-                                                 metrics=html.escape(telemetry_path, quote=True)).encode()
-        self._source = source
+        self._routes = Routes(source, telemetry_path)
         self._web = web
         self._auth = BasicAuth(web.users)
-        self._admission = Admission(min(max_connections, _descriptor_budget()), max_connections_per_client)
+        self._admission = Admission(min(max_connections, descriptor_budget(MAX_CONNECTIONS)), max_connections_per_client)
         self._head_timeout = request_timeout
         self._response_timeout = response_timeout
         self._extra_headers = "".join(f"{name}: {value}\r\n" for name, value in web.headers.items())
@@ -235,7 +127,7 @@ class MetricsServer:
 
     @property
     def telemetry_path(self) -> str:
-        return self._telemetry_path
+        return self._routes.telemetry_path
 
     @property
     def port(self) -> int:
@@ -426,7 +318,7 @@ class MetricsServer:
                                               'WWW-Authenticate: Basic realm="bittensor-validator-exporter"\r\n'))
                 return keep_alive
         try:
-            status, content_type, chunks, gzip = await self._content(path, query, request)
+            status, content_type, chunks, gzip = await self._routes.content(path, query, request, self._pool)
         except Exception as error:  # noqa: BLE001 - the exporter's fault, not the client's: 500, one line
             log.error("http response failed", path=path, error=repr(error)[:300])
             status, content_type, chunks, gzip = (HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8",
@@ -436,30 +328,6 @@ class MetricsServer:
                           "Content-Encoding: gzip\r\n" if gzip else "")
         await self._send(channel, head, chunks if request.method == "GET" else [])
         return keep_alive
-
-    async def _content(self, path: str, query: str, request: Request) -> tuple[HTTPStatus, str, list[bytes], bool]:
-        """Status, content type, body chunks and whether they are gzip-encoded."""
-        source = self._source
-        gzip = False
-        if path == self._telemetry_path:
-            publication = source.current()
-            gzip = _accepts_gzip(request.headers.get("accept-encoding"))
-            status, content_type = HTTPStatus.OK, CONTENT_TYPE
-            chunks = publication.body(source.clock(), source.live(), gzip)
-        elif path == "/api/v1/events" and source.events is not None:
-            code, body = await asyncio.get_running_loop().run_in_executor(self._pool, source.events, query)
-            status, content_type, chunks = HTTPStatus(code), "application/json", [body]
-        elif path == "/healthz":
-            fresh = source.current().is_fresh(source.clock())
-            status = HTTPStatus.OK if fresh else HTTPStatus.SERVICE_UNAVAILABLE
-            content_type = "text/plain; charset=utf-8"
-            chunks = [b"ok\n" if fresh else b"stale: no successful refresh within the staleness limit\n"]
-        elif path == "/":
-            status, content_type = HTTPStatus.OK, "text/html; charset=utf-8"
-            chunks = [self._landing_page]
-        else:
-            status, content_type, chunks = HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", [b"not found\n"]
-        return status, content_type, chunks, gzip
 
     def _head(self, status: HTTPStatus, content_type: Optional[str], length: int, keep_alive: bool,
               version: tuple[int, int] = (1, 1), extra: str = "") -> bytes:
@@ -490,18 +358,6 @@ class MetricsServer:
             await channel.send(chunk)
         if pending:
             await channel.send(b"".join(pending))
-
-
-def _descriptor_budget() -> int:
-    """Connections the process's file-descriptor limit allows, the rest of the exporter served first."""
-    try:
-        import resource
-    except ImportError:  # not on Unix
-        return MAX_CONNECTIONS
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return MAX_CONNECTIONS
-    return max(16, soft - FD_RESERVE)
 
 
 def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict) -> None:

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from exporter.snapshot.model import ChainRead, frozen
-from exporter.snapshot.validate import MAX_NETUIDS, InvalidRead
+from exporter.snapshot.read_rules import MAX_NETUIDS, InvalidRead
 
 # The maps a read scans whole that a dissolution's cleanup deletes, each with where the netuid
 # sits in its key: an entry of a netuid outside NetworksAdded is a leftover, evidence that
