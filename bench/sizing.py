@@ -27,7 +27,7 @@ from pathlib import Path
 
 from exporter.config import ScopeConfig, WatchedHotkey
 from simnode import ChainState, SimNode
-from simnode.scenarios import mainnet_scale
+from simnode.scenarios import larger, mainnet_scale
 from tests.harness import ExporterUnderTest
 from tests.prometheus_server import PrometheusServer, derive_config
 from tests.test_new_user import free_port
@@ -147,6 +147,8 @@ def measure(mode: str, state: ChainState, world, node_url: str, workdir: Path, s
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", choices=("mainnet", "larger"), default="mainnet",
+                        help="the chain: mainnet_scale, or issue 15's larger chain (more edges, takes, pending sets)")
     parser.add_argument("--edges", type=int, default=7000)
     parser.add_argument("--scrapes", type=int, default=5, help="scrapes before Prometheus' memory is read")
     parser.add_argument("--interval", type=int, default=5, help="Prometheus scrape interval, seconds")
@@ -155,7 +157,7 @@ def main(argv=None) -> None:
     parser.add_argument("--everywhere", action="store_true", help="register the watched hotkeys on every subnet first")
     args = parser.parse_args(argv)
     state = ChainState()
-    world = mainnet_scale(state, edges=args.edges)
+    world = mainnet_scale(state, edges=args.edges) if args.shape == "mainnet" else larger(state, edges=max(args.edges, 7171))
     state.commit_block()
     if args.everywhere:
         _register_everywhere(state, world, _most_registered(world, 5))

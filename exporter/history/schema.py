@@ -69,6 +69,12 @@ MIGRATIONS: tuple[str, ...] = (
         (SELECT min(block) AS b FROM validator_state UNION ALL SELECT min(block) FROM events)
         HAVING min(b) IS NOT NULL;
     """,
+    # 4: when the exporter recorded each change (the chain time of the refresh that found it), which
+    # after a catch-up or an outage is later than the change's own time; alerts fire on it.
+    # NULL for older rows and backfilled ones: those were never news.
+    """
+    ALTER TABLE events ADD COLUMN recorded_time REAL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -62,32 +62,38 @@ class ChangeCounters:
 LAST_CHANGE_TIME = "bittensor_validator_last_change_timestamp_seconds"
 LAST_CHANGE_BLOCK = "bittensor_validator_last_change_block"
 LAST_CHANGE_CAUSE = "bittensor_validator_last_change_cause_info"
+LAST_CHANGE_RECORDED = "bittensor_validator_last_change_recorded_timestamp_seconds"
 
 
-def render_last_changes(last_changes: Mapping[tuple[str, int, str], tuple[int, float, Optional[str]]]) -> bytes:
+def render_last_changes(last_changes: Mapping[tuple[str, int, str], tuple[int, float, Optional[str], float]]) -> bytes:
     """When each watched validator last changed, by kind, from the history database.
 
     Loaded from the file at start and kept by the refresh thread, so an alert
-    on recency (``time() - ... < 3600``) fires for a change recorded while
-    Prometheus could not see the exporter, and survives its restarts.
+    on recency survives restarts of the exporter and of Prometheus. The alerts
+    read when the change was recorded, not when it happened: a change found by a
+    catch-up after an outage happened hours ago but is news now, and fires once.
     """
     rows = sorted(((k, v) for k, v in last_changes.items() if k[2] in SIGNAL_KINDS), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2]))
     parts = [
         f"# HELP {LAST_CHANGE_TIME} Chain time (block timestamp) of the last recorded change of this kind to a watched "
         "validator (for an edge: the child; for a pending set: the parent), from the history database.\n"
         f"# TYPE {LAST_CHANGE_TIME} gauge\n",
-        *(f'{LAST_CHANGE_TIME}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {float(t)!r}\n' for (h, n, k), (_, t, _) in rows),
+        *(f'{LAST_CHANGE_TIME}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {float(t)!r}\n' for (h, n, k), (_, t, _, _) in rows),
+        f"# HELP {LAST_CHANGE_RECORDED} Chain time (block timestamp) of the refresh that recorded the last change of this "
+        "kind to a watched validator: its own time, or later when a catch-up after an outage found it; from the history database.\n"
+        f"# TYPE {LAST_CHANGE_RECORDED} gauge\n",
+        *(f'{LAST_CHANGE_RECORDED}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {float(r)!r}\n' for (h, n, k), (_, _, _, r) in rows),
         f"# HELP {LAST_CHANGE_BLOCK} Block of the last recorded change of this kind to a watched validator (the block "
         "of the chain event that caused it; for a change known only as a net change, the last block it may lie in), "
         "from the history database.\n"
         f"# TYPE {LAST_CHANGE_BLOCK} gauge\n",
-        *(f'{LAST_CHANGE_BLOCK}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {int(b)}\n' for (h, n, k), (b, _, _) in rows),
+        *(f'{LAST_CHANGE_BLOCK}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {int(b)}\n' for (h, n, k), (b, _, _, _) in rows),
         f"# HELP {LAST_CHANGE_CAUSE} The cause of the last recorded change of this kind to a watched validator: the "
         "chain event (SetChildren, ChildKeyTakeSet, HotkeySwapped, ...) or a silent cause (epoch, dropped_at_apply, "
         "suspension, gap, no_event); always 1.\n"
         f"# TYPE {LAST_CHANGE_CAUSE} gauge\n",
         # Only the causes the exporter writes: the file is read back, and a label value must stay bounded.
         *(f'{LAST_CHANGE_CAUSE}{{hotkey="{h}",netuid="{n}",kind="{k}",cause="{cause}"}} 1\n'
-          for (h, n, k), (_, _, cause) in rows if cause in CAUSES),
+          for (h, n, k), (_, _, cause, _) in rows if cause in CAUSES),
     ]
     return "".join(parts).encode()
