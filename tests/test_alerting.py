@@ -40,8 +40,17 @@ def test_rule_unit_tests_pass():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def rules() -> list[dict]:
+def all_rules() -> list[dict]:
     return [dict(r, group=g["name"]) for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+
+
+def rules() -> list[dict]:
+    """The alerting rules."""
+    return [r for r in all_rules() if "alert" in r]
+
+
+def recordings() -> list[dict]:
+    return [r for r in all_rules() if "record" in r]
 
 
 def rule_tests() -> list[dict]:
@@ -50,6 +59,12 @@ def rule_tests() -> list[dict]:
 
 # Exporter-level alerts are per exporter instance; every other alert is one per validator.
 PER_INSTANCE_GROUP = "bittensor-exporter"
+PER_VALIDATOR_GROUP = "bittensor-validators"
+SEVERITIES = ("critical", "warning", "info", "none")
+RECORDED = re.compile(r"\bbittensor:[a-z_:]+")
+RAW = re.compile(r"\bbittensor_[a-z_]+")
+# Families with a series per validator or per edge: 8,000 and more at mainnet scale.
+NETWORK_WIDE = re.compile(r"\bbittensor_(validator|childkey)_[a-z_]+")
 SERIES = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?$")
 INSTANCE = re.compile(r'\binstance="(?P<value>[^"]*)"')
 
@@ -73,7 +88,10 @@ def test_every_alert_has_a_test_and_the_texts_operators_need():
     for rule in rules():
         assert rule["alert"] in tested, f"{rule['alert']} has no promtool test"
         assert {"summary", "description", "runbook"} <= set(rule["annotations"]), rule["alert"]
-        assert rule["labels"]["severity"] in ("critical", "warning", "info", "none")
+        severity = rule["labels"]["severity"]
+        # a literal, or a template choosing between literals by the alert's magnitude
+        assert severity in SEVERITIES or (
+            "{{" in severity and set(re.sub(r"{{.*?}}", " ", severity).split()) <= set(SEVERITIES)), rule["alert"]
 
 
 def test_every_alert_is_tested_firing_not_firing_across_a_restart_and_as_an_ha_pair():
@@ -100,12 +118,43 @@ def test_every_alert_is_tested_firing_not_firing_across_a_restart_and_as_an_ha_p
 
 
 def test_per_validator_rules_aggregate_instances_away():
-    """An HA pair gives two copies of every series: per-validator rules must not alert twice."""
-    for rule in rules():
-        if rule["group"] == PER_INSTANCE_GROUP or rule["alert"] == "Watchdog":
+    """An HA pair gives two copies of every series: per-validator rules must not alert twice.
+    An alert reads the exporter's series aggregated, or recorded series that are."""
+    for rule in all_rules():
+        name = rule.get("alert") or rule["record"]
+        if rule["group"] == PER_INSTANCE_GROUP or name == "Watchdog":
             continue
-        assert "without(instance" in rule["expr"].replace(" ", ""), f"{rule['alert']}: aggregate with max without(instance)"
-        assert "last_over_time" in rule["expr"], f"{rule['alert']}: read inputs through last_over_time (restarts)"
+        expr = rule["expr"].replace(" ", "")
+        if RAW.search(expr):
+            assert "without(instance" in expr or "by(" in expr, f"{name}: aggregate with max without(instance)"
+            assert "_over_time" in expr, f"{name}: read inputs through last_over_time (restarts)"
+        else:
+            assert RECORDED.search(expr), f"{name}: reads neither the exporter's series nor recorded ones"
+
+
+def test_recorded_series_are_defined_and_narrowed_to_the_watched_validators():
+    """Every recorded series an alert reads is recorded in the same group, before it (rules of a
+    group run in order), and each one reading a family with a series per validator or edge joins
+    the watched hotkeys: ranges, offsets and templates then work on a few series only."""
+    for group in yaml.safe_load(RULES.read_text())["groups"]:
+        defined: set[str] = set()
+        for rule in group["rules"]:
+            name = rule.get("alert") or rule["record"]
+            used = set(RECORDED.findall(rule["expr"]))
+            if "record" in rule:
+                used.discard(rule["record"])  # a :since carries its own last sample on
+                if rule["record"] != "bittensor:watched_hotkey:alias" and NETWORK_WIDE.search(rule["expr"]):
+                    assert "bittensor:watched_hotkey:alias" in rule["expr"], f"{name}: narrow to the watched hotkeys"
+                defined.add(rule["record"])
+            assert used <= defined, f"{name} reads {sorted(used - defined)} before they are recorded"
+
+
+def test_per_validator_alerts_keep_their_state_in_recorded_series():
+    """`for:` and keep_firing_for live in Prometheus' memory: a restart loses them
+    (docs/alerts-guide.md). Per-validator alerts hold and keep through recorded series."""
+    for rule in rules():
+        if rule["group"] == PER_VALIDATOR_GROUP:
+            assert "for" not in rule and "keep_firing_for" not in rule, rule["alert"]
 
 
 def as_ha_pair(series: str, member: str) -> str:
@@ -124,7 +173,7 @@ def test_every_case_behaves_the_same_when_scraped_from_an_ha_pair(tmp_path):
     per-validator alert is the same single alert, and no rule expression fails to evaluate
     (a many-to-many or duplicate-series match is an evaluation error)."""
     per_instance = {r["alert"] for r in rules() if r["group"] == PER_INSTANCE_GROUP}
-    expressions = [r["expr"] for r in rules()]
+    expressions = [r["expr"] for r in all_rules()]
     cases = []
     for case in rule_tests():
         alert_tests = [t for t in case.get("alert_rule_test", []) if t["alertname"] not in per_instance]
