@@ -204,9 +204,27 @@ def test_alertmanager_example_is_valid(tmp_path):
     legacy = config.replace("webhook_url_file: /etc/alertmanager/secrets/discord_webhook_url",
                             "webhook_url: https://discord.example/api/webhooks/0/placeholder")
     legacy = legacy.replace("url_file: /etc/alertmanager/secrets/heartbeat_url", "url: https://heartbeat.example/ping")
+    # the message templates as docker-compose.yml mounts them, from the repository
+    legacy = legacy.replace("/etc/alertmanager/templates/", str(REPO / "alertmanager" / "templates") + "/")
     path = tmp_path / "alertmanager.yml"
     path.write_text(legacy)
     result = run(tool("amtool"), "check-config", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
-    routes = yaml.safe_load(config)["route"]["routes"]
+    assert "1 templates" in result.stdout, result.stdout
+    document = yaml.safe_load(config)
+    routes = document["route"]["routes"]
     assert any(r["receiver"] == "heartbeat" and 'alertname = "Watchdog"' in r["matchers"] for r in routes)
+    # One notification per validator and cause (tests/test_notifications.py counts them).
+    assert document["route"]["group_by"] == ["alertname", "hotkey"]
+
+
+def test_inhibitions_are_scoped_to_one_exporter_or_validator():
+    """An inhibition without `equal` silences every target alert while any source fires: in an
+    HA pair one dead exporter would silence the other's staleness alerts."""
+    for rule in yaml.safe_load(ALERTMANAGER.read_text())["inhibit_rules"]:
+        sources = " ".join(rule["source_matchers"])
+        assert rule.get("equal"), rule
+        if "BittensorExporter" in sources:
+            assert {"job", "instance"} <= set(rule["equal"]), rule
+        else:
+            assert {"hotkey", "netuid"} <= set(rule["equal"]), rule
