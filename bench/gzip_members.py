@@ -34,8 +34,8 @@ from tests.harness import ExporterUnderTest
 
 from bench.run import CACHE_ENV
 
-LEVELS = (1, 4, 5, 6, 9)
-SUBNETS_PER_MEMBER = (8, 16)
+LEVELS = (1, 4, 6, 9)
+SUBNETS_PER_MEMBER = (8, 16, 32, 256)  # 256: one member per family
 SHIPPED_SUBNETS_PER_MEMBER = publication.SUBNETS_PER_MEMBER
 
 
@@ -60,7 +60,7 @@ def _members(rendering) -> dict[tuple, bytes]:
     return members
 
 
-def measure(edges: int, workdir: Path, repeats: int) -> dict:
+def measure(edges: int, workdir: Path, repeats: int, levels=LEVELS, per_members=SUBNETS_PER_MEMBER) -> dict:
     """Two refreshes of the exporter, then every (subnets a member, level): the body's size and
     the CPU of compressing the members the second refresh changed."""
     state = ChainState()
@@ -78,12 +78,12 @@ def measure(edges: int, workdir: Path, repeats: int) -> dict:
         finally:
             exporter.close()
     rows, members = {}, {}
-    for per_member in SUBNETS_PER_MEMBER:
+    for per_member in per_members:
         publication.SUBNETS_PER_MEMBER = per_member
         before, after = _members(first), _members(second)
         changed = [text for key, text in after.items() if before.get(key) != text]
         members[per_member] = (len(after), len(changed), sum(map(len, changed)))
-        for level in LEVELS:
+        for level in levels:
             size = sum(len(_compress(text, level)) for text in after.values())
             samples = []
             for _ in range(repeats):
@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--edges", type=int, default=7000)
     parser.add_argument("--more-edges", type=int, default=15000)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
+    parser.add_argument("--subnets-per-member", default=",".join(map(str, SUBNETS_PER_MEMBER)))
     args = parser.parse_args(argv)
     configure_logging("warning", "console")
     with tempfile.TemporaryDirectory(prefix="bench-gzip-") as tmp:
@@ -113,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, edges in (("mainnet", args.edges), ("edges", args.more_edges)):
             workdir = Path(tmp) / name
             workdir.mkdir()
-            r = measure(edges, workdir, args.repeats)
+            r = measure(edges, workdir, args.repeats, [int(x) for x in args.levels.split(",")],
+                        [int(x) for x in args.subnets_per_member.split(",")])
             print(f"\n{name}: {r['edges']} edges asked, {r['series']:,} series, {r['plain'] / 1e6:.2f} MB plain; "
                   + "; ".join(f"{k} subnets a member: {m} members, {c} changed in a steady refresh ({b / 1e6:.2f} MB)"
                               for k, (m, c, b) in r["members"].items()))
