@@ -59,7 +59,6 @@ def rule_tests() -> list[dict]:
 
 # Exporter-level alerts are per exporter instance; every other alert is one per validator.
 PER_INSTANCE_GROUP = "bittensor-exporter"
-PER_VALIDATOR_GROUP = "bittensor-validators"
 SEVERITIES = ("critical", "warning", "info", "none")
 RECORDED = re.compile(r"\bbittensor:[a-z_:]+")
 RAW = re.compile(r"\bbittensor_[a-z_]+")
@@ -177,12 +176,11 @@ def test_recorded_series_are_defined_and_narrowed_to_the_watched_validators():
             assert used <= defined, f"{name} reads {sorted(used - defined)} before they are recorded"
 
 
-def test_per_validator_alerts_keep_their_state_in_recorded_series():
+def test_alerts_keep_their_state_in_recorded_series():
     """`for:` and keep_firing_for live in Prometheus' memory: a restart loses them
-    (docs/alerts-guide.md). Per-validator alerts hold and keep through recorded series."""
+    (docs/alerts-guide.md). Alerts hold and keep through recorded series."""
     for rule in rules():
-        if rule["group"] == PER_VALIDATOR_GROUP:
-            assert "for" not in rule and "keep_firing_for" not in rule, rule["alert"]
+        assert "for" not in rule and "keep_firing_for" not in rule, rule["alert"]
 
 
 def as_ha_pair(series: str, member: str) -> str:
