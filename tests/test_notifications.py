@@ -164,20 +164,27 @@ def notification_chain() -> tuple[ChainState, dict[str, str], list[int], str]:
     world = mainnet_scale(state, netuids=SUBNETS + 1, uids=16, permits=8, edges=0, pending=0, takes=0, pool=30)
     seen = collections.Counter(h for n, hotkeys in world.hotkeys.items() if n for h in hotkeys)
     alpha, bravo, charlie = (h for h, _ in seen.most_common(3))
+    subnets = give_uid_everywhere(state, world, alpha, {alpha, bravo, charlie})
+    unwatched = next(h for h in world.hotkeys[subnets[0]] if h not in (alpha, bravo, charlie))
+    return state, {"alpha": alpha, "bravo": bravo, "charlie": charlie}, subnets, unwatched
+
+
+def give_uid_everywhere(state: ChainState, world, hotkey: str, keep: set[str]) -> list[int]:
+    """Register ``hotkey`` on every subnet where it has no uid, in the last uid without a permit
+    that is not one of ``keep``; commit a block. Returns the subnets (root aside)."""
     subnets = sorted(n for n in world.hotkeys if n)
     for netuid in subnets:
         registered = world.hotkeys[netuid]
-        if alpha in registered:
+        if hotkey in registered:
             continue
         uid = next(u for u in reversed(range(len(registered)))
-                   if not world.permits[netuid][u] and registered[u] not in (alpha, bravo, charlie))
+                   if not world.permits[netuid][u] and registered[u] not in keep)
         state.delete("Uids", [netuid, registered[uid]])
-        state.set("Keys", [netuid, uid], alpha)
-        state.set("Uids", [netuid, alpha], uid)
-        registered[uid] = alpha
+        state.set("Keys", [netuid, uid], hotkey)
+        state.set("Uids", [netuid, hotkey], uid)
+        registered[uid] = hotkey
     state.commit_block()
-    unwatched = next(h for h in world.hotkeys[subnets[0]] if h not in (alpha, bravo, charlie))
-    return state, {"alpha": alpha, "bravo": bravo, "charlie": charlie}, subnets, unwatched
+    return subnets
 
 
 def change(state: ChainState, keys: dict[str, str], subnets: list[int], unwatched: str) -> None:
