@@ -28,11 +28,12 @@ from exporter.snapshot.model import Snapshot
 # A refresh compresses only the members whose chunks changed (about two in five on a
 # steady mainnet refresh), so a thorough level costs little: measured with `python -m
 # bench.gzip_members` (BENCHMARKS.md) on the mainnet-scale chain and on one with twice the
-# child edges (66,000 series), level 6 in members of 32 subnets serves 1.84 / 2.38 MB where
-# level 1 in members of 8 served 2.18 / 2.78 MB, for 37-46 ms more compression CPU on a
-# steady refresh (70-88 ms in all). Larger members compress better (each starts with an
-# empty window) but a changed subnet recompresses all of its member.
-GZIP_LEVEL = 6
+# child edges (66,000 series), level 5 in members of 32 subnets serves 1.84 / 2.39 MB where
+# level 1 in members of 8 served 2.18 / 2.78 MB, for about 25-30 ms more compression CPU on
+# a steady refresh. Level 6 saves 0.5 % more for 10-15 % more CPU; larger members compress
+# better (each starts with an empty window) but a changed subnet recompresses all of its
+# member.
+GZIP_LEVEL = 5
 # The small member every scrape appends (status and live metrics) is compressed per scrape.
 SCRAPE_GZIP_LEVEL = 1
 _GZIP_WBITS = 31  # 16 + 15: a gzip header and trailer around a deflate stream
