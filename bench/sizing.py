@@ -8,10 +8,13 @@ one scrape: series, plain and gzip bytes, and whether ``promtool check
 metrics`` is clean. With ``prometheus`` installed it also runs a real
 Prometheus with the repository's prometheus.yml and rules scraping the
 exporter, and reports its resident memory, scrape duration and the
-per-validator rule group's evaluation time after a few scrapes.
+per-validator rule group's evaluation time (median and fastest of ten
+evaluations, after a few scrapes; ``--interval 30`` as prometheus.yml ships).
 
 Watched mode watches the five hotkeys registered on the most subnets (each
 on more than 110 of the 128): the "5 watched hotkeys on every subnet" case.
+``--shape larger`` runs issue 15's larger chain instead, ``--edges`` sets the child
+edges asked of the mainnet-scale one.
 """
 
 from __future__ import annotations
