@@ -1,6 +1,7 @@
 """``python -m bench.gzip_levels``: CPU and size of each gzip level on the rendered exposition.
 
-The evidence behind ``exporter.serving.publication.GZIP_LEVEL``: one refresh of the
+Over the whole exposition as one stream (``bench.gzip_members`` measures the body as it is
+served, member by member, and what a steady refresh compresses): one refresh of the
 scenario in-process, then every zlib level (default memLevel) over the same
 bytes, median process CPU of several compressions each.
 """

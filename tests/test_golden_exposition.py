@@ -38,7 +38,8 @@ def rendered() -> bytes:
     state, events = state_of(second, state, 0.05)
     assert [e.kind for e in events] == ["take_changed"]
     counters.add(events)
-    last = {(e.hotkey, e.netuid, e.kind): (e.block, e.time, e.cause) for e in events}
+    # recorded two minutes after it happened (a refresh that caught up)
+    last = {(e.hotkey, e.netuid, e.kind): (e.block, e.time, e.cause, e.time + 120) for e in events}
     return render_snapshot(second, counters.render() + render_last_changes(last))
 
 

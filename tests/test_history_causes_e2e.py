@@ -253,8 +253,8 @@ def test_a_cause_the_exporter_does_not_write_is_not_served_as_a_label():
     from exporter.serving.change_counters import render_last_changes
 
     served = render_last_changes({
-        (t.C2, 1, "take_changed"): (5, 60.0, "ChildKeyTakeSet"),
-        (t.M, 1, "take_changed"): (6, 72.0, 'x"} 1\nbittensor_injected 1'),
+        (t.C2, 1, "take_changed"): (5, 60.0, "ChildKeyTakeSet", 60.0),
+        (t.M, 1, "take_changed"): (6, 72.0, 'x"} 1\nbittensor_injected 1', 72.0),
     }).decode()
     assert f'cause="ChildKeyTakeSet"' in served and "injected" not in served
     assert f'bittensor_validator_last_change_block{{hotkey="{t.M}",netuid="1",kind="take_changed"}} 6' in served

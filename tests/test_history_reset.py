@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 
 from exporter.history.store import HistoryStore, Retention
-from exporter.history.writer import HistoryWriter
+from exporter.history.writer import Diff, HistoryWriter
 from exporter.snapshot.builder import build_snapshot
 from tests import tricky_chain as t
 from tests.test_history_store import SCOPE
@@ -75,11 +76,11 @@ def test_the_last_change_of_each_kind_survives_a_restart(tmp_path):
     writer = writer_at(db)
     writer.record(snapshot(100))
     writer.record(take_change(101))
-    assert writer.last_changes == {(t.M, 1, "take_changed"): (101, 1_767_225_600 + 101 * 12, None)}  # no events read: no cause
+    assert writer.last_changes == {(t.M, 1, "take_changed"): (101, 1_767_225_600 + 101 * 12, None, 1_767_225_600 + 101 * 12)}  # no events read: no cause
     writer.close()
     restarted = writer_at(db)
     restarted.record(take_change(150))  # nothing changed: the last change is still the one at 101
-    assert restarted.last_changes == {(t.M, 1, "take_changed"): (101, 1_767_225_600 + 101 * 12, None)}
+    assert restarted.last_changes == {(t.M, 1, "take_changed"): (101, 1_767_225_600 + 101 * 12, None, 1_767_225_600 + 101 * 12)}
     restarted.close()
     reset(db)
     again = writer_at(db)
@@ -98,3 +99,29 @@ def test_a_file_from_an_older_exporter_gets_a_generation_without_losing_its_stat
     restarted = writer_at(db)
     assert restarted.record(take_change(101)).events[0].kind == "take_changed", "its state was kept"
     restarted.close()
+
+
+def test_a_change_found_by_a_catch_up_is_recorded_at_the_refresh_that_found_it(tmp_path):
+    """A catch-up places a change at its own block, long before the refresh that found it: the
+    alerts fire on the refresh's time (news now), kept across a restart; a row of an older file,
+    which does not say, falls back to the change's own time."""
+    db = tmp_path / "history.db"
+    writer = writer_at(db)
+    writer.record(snapshot(100))
+    found = take_change(700)  # 600 blocks (2 h) later
+    diff = writer.diff(found)
+    placed = Diff(diff.state, tuple(replace(e, block=101, time=1_767_225_600 + 101 * 12) for e in diff.events))
+    assert writer.commit(found, placed).ok
+    expected = {(t.M, 1, "take_changed"): (101, 1_767_225_600 + 101 * 12, None, 1_767_225_600 + 700 * 12)}
+    assert writer.last_changes == expected
+    writer.close()
+    restarted = writer_at(db)
+    restarted.record(take_change(701))
+    assert restarted.last_changes == expected
+    restarted.close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE events SET recorded_time = NULL")
+    older = writer_at(db)
+    older.record(take_change(702))
+    assert older.last_changes == {(t.M, 1, "take_changed"): (101, 1_767_225_600 + 101 * 12, None, 1_767_225_600 + 101 * 12)}
+    older.close()

@@ -15,7 +15,8 @@ every query of every panel and template variable runs through Prometheus's HTTP 
 - every variable offers what an operator picks: both exporters, the watched validators
   by alias (watched first on the detail page), the detail validator's subnets;
 - every alert rule evaluates without error with two exporters, the per-validator alerts
-  once per validator (no `instance` label), and no annotation fails to expand.
+  once per validator (no `instance` label), every alert keeps `job`, and no annotation
+  fails to expand.
 """
 
 from __future__ import annotations
@@ -324,6 +325,8 @@ def _check_rules(prometheus: PrometheusServer) -> list[str]:
         name = labels["alertname"]
         if group_of.get(name) not in PER_EXPORTER_GROUPS and "instance" in labels:
             failures.append(f"alert {name} fires per exporter: {labels}")
+        if name != "Watchdog" and labels.get("job") != "bittensor-validator-exporter":
+            failures.append(f"alert {name} lost its job label: {labels}")
         key = frozenset(labels.items())
         if key in seen:
             failures.append(f"alert {name} fires twice: {labels}")

@@ -73,6 +73,12 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 4: each tracked validator's Active flag and each tracked hotkey's delegate take (activity_store.py).
     ACTIVITY_MIGRATION,
+    # 5: when the exporter recorded each change (the chain time of the refresh that found it), which
+    # after a catch-up or an outage is later than the change's own time; alerts fire on it.
+    # NULL for older rows and backfilled ones: those were never news.
+    """
+    ALTER TABLE events ADD COLUMN recorded_time REAL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -22,6 +22,10 @@ from exporter.config import HistoryConfig
 from exporter.history.schema import check_not_newer, migrate
 from exporter.snapshot.model import Snapshot
 
+# (block, time, cause, recorded) of a validator's last change of a kind: the block and chain time of
+# the change, its cause (None: not attributed), and the chain time of the refresh that recorded it.
+LastChange = tuple[int, float, Optional[str], float]
+
 TIER_EVERY_REFRESH = 0
 TIER_HOURLY = 1
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -193,15 +197,17 @@ class HistoryStore:
             raise
         return value
 
-    def last_changes(self, hotkeys: Iterable[str]) -> dict[tuple[str, int, str], tuple[int, float, Optional[str]]]:
-        """(hotkey, netuid, kind) -> (block, time, cause) of the newest event of each kind for ``hotkeys``
-        (newest by block: a backfill appends older events after newer ones)."""
-        found: dict[tuple[str, int, str], tuple[int, float, Optional[str]]] = {}
+    def last_changes(self, hotkeys: Iterable[str]) -> dict[tuple[str, int, str], LastChange]:
+        """(hotkey, netuid, kind) -> (block, time, cause, recorded) of the newest event of each kind for
+        ``hotkeys`` (newest by block: a backfill appends older events after newer ones); ``recorded``:
+        when it was recorded, its own time for a row that does not say (older files, backfills)."""
+        found: dict[tuple[str, int, str], LastChange] = {}
         for hotkey in sorted(set(hotkeys)):
-            for netuid, kind, block, time, cause in self._conn.execute(
-                "SELECT netuid, kind, block, time, cause FROM events WHERE hotkey = ? ORDER BY block, id", (hotkey,)
+            for netuid, kind, block, time, cause, recorded in self._conn.execute(
+                "SELECT netuid, kind, block, time, cause, coalesce(recorded_time, time) FROM events"
+                " WHERE hotkey = ? ORDER BY block, id", (hotkey,)
             ):
-                found[(hotkey, netuid, kind)] = (block, time, cause)
+                found[(hotkey, netuid, kind)] = (block, time, cause, recorded)
         return found
 
     def commit_refresh(
@@ -227,7 +233,7 @@ class HistoryStore:
             if generation is not None and self.generation() != generation:
                 raise HistoryWasReset()
             _write_state_diff(c, previous, state, block)
-            insert_events(c, events)
+            insert_events(c, events, float(snapshot.chain.timestamp_seconds))
             c.execute("INSERT OR REPLACE INTO meta VALUES ('last_block', ?)", (str(block),))
             c.execute("INSERT OR REPLACE INTO meta VALUES ('last_block_time_ms', ?)", (_time_ms(snapshot),))
             c.execute("INSERT OR IGNORE INTO meta VALUES ('first_block', ?)", (str(block),))
@@ -281,14 +287,15 @@ class HistoryStore:
         c.execute("VACUUM")
 
 
-def insert_events(c: sqlite3.Connection, events: Iterable[ChangeEvent]) -> None:
-    """Append events, oldest block first, so ids follow the chain's order."""
+def insert_events(c: sqlite3.Connection, events: Iterable[ChangeEvent], recorded_time: Optional[float] = None) -> None:
+    """Append events, oldest block first, so ids follow the chain's order. ``recorded_time``: the
+    chain time of the refresh that found them (None for a backfill)."""
     ordered = sorted(events, key=lambda e: (e.block, -1 if e.extrinsic is None else e.extrinsic))
     c.executemany(
         "INSERT INTO events (block, time, kind, hotkey, netuid, parent, child, old_value, new_value,"
-        " cause, extrinsic, block_from, backfilled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " cause, extrinsic, block_from, backfilled, recorded_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(_i(e.block), e.time, e.kind, e.hotkey, _i(e.netuid), e.parent, e.child, _json(e.old), _json(e.new),
-          e.cause, e.extrinsic, _i(e.block_from), int(e.backfilled))
+          e.cause, e.extrinsic, _i(e.block_from), int(e.backfilled), recorded_time)
          for e in ordered],
     )
 

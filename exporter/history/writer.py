@@ -24,7 +24,7 @@ import structlog
 
 from exporter.history.schema import SchemaTooNew, check_not_newer
 from exporter.history.reading import peek_last_block
-from exporter.history.store import HistoryStore, HistoryWasReset, Retention
+from exporter.history.store import HistoryStore, HistoryWasReset, LastChange, Retention
 from exporter.snapshot.causes import changes_since
 from exporter.snapshot.changes import ChangeEvent, HistoryState
 from exporter.snapshot.model import Snapshot
@@ -122,7 +122,7 @@ class HistoryWriter:
         self._last_block_time_ms: Optional[int] = None  # its Timestamp.Now
         self._generation: Optional[str] = None  # the file's reset generation the state belongs to
         # (hotkey, netuid, kind) -> (block, time) of the last change, watched hotkeys only
-        self._last_changes: dict[tuple[str, int, str], tuple[int, float, Optional[str]]] = {}
+        self._last_changes: dict[tuple[str, int, str], LastChange] = {}
         self._last_failure: Optional[tuple[str, str]] = None  # (stage, error type) last logged with a traceback
 
     def _open(self) -> bool:
@@ -163,8 +163,8 @@ class HistoryWriter:
         return True
 
     @property
-    def last_changes(self) -> dict[tuple[str, int, str], tuple[int, float, Optional[str]]]:
-        """(hotkey, netuid, kind) -> (block, time) of the last recorded change, for watched hotkeys."""
+    def last_changes(self) -> dict[tuple[str, int, str], LastChange]:
+        """(hotkey, netuid, kind) -> (block, time, cause, recorded) of the last recorded change, for watched hotkeys."""
         return dict(self._last_changes)
 
     def _check_thread(self) -> None:
@@ -243,7 +243,7 @@ class HistoryWriter:
             if e.hotkey in self._watched:
                 key = (e.hotkey, e.netuid, e.kind)
                 if key not in self._last_changes or self._last_changes[key][0] <= e.block:
-                    self._last_changes[key] = (e.block, e.time, e.cause)
+                    self._last_changes[key] = (e.block, e.time, e.cause, float(snapshot.chain.timestamp_seconds))
         if diff.events:
             log.info("changes recorded", block=snapshot.chain.block, events=len(diff.events))
         try:

@@ -61,24 +61,28 @@ class ChangeCounters:
 LAST_CHANGE_TIME = "bittensor_validator_last_change_timestamp_seconds"
 LAST_CHANGE_BLOCK = "bittensor_validator_last_change_block"
 LAST_CHANGE_CAUSE = "bittensor_validator_last_change_cause_info"
+LAST_CHANGE_RECORDED = "bittensor_validator_last_change_recorded_timestamp_seconds"
 
 
-def render_last_changes(last_changes: Mapping[tuple[str, int, str], tuple[int, float, Optional[str]]]) -> bytes:
+def render_last_changes(last_changes: Mapping[tuple[str, int, str], tuple[int, float, Optional[str], float]]) -> bytes:
     """When each watched validator last changed, by kind (stake moves included), from the history database.
 
     Loaded from the file at start and kept by the refresh thread, so an alert
-    on recency (``time() - ... < 3600``) fires for a change recorded while
-    Prometheus could not see the exporter, and survives its restarts.
+    on recency survives restarts of the exporter and of Prometheus. The alerts
+    read when the change was recorded, not when it happened: a change found by a
+    catch-up after an outage happened hours ago but is news now, and fires once.
     """
     rows = sorted(last_changes.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2]))
     parts = [
         _header(LAST_CHANGE_TIME),
-        *(f'{LAST_CHANGE_TIME}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {float(t)!r}\n' for (h, n, k), (_, t, _) in rows),
+        *(f'{LAST_CHANGE_TIME}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {float(t)!r}\n' for (h, n, k), (_, t, _, _) in rows),
+        _header(LAST_CHANGE_RECORDED),
+        *(f'{LAST_CHANGE_RECORDED}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {float(r)!r}\n' for (h, n, k), (_, _, _, r) in rows),
         _header(LAST_CHANGE_BLOCK),
-        *(f'{LAST_CHANGE_BLOCK}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {int(b)}\n' for (h, n, k), (b, _, _) in rows),
+        *(f'{LAST_CHANGE_BLOCK}{{hotkey="{h}",netuid="{n}",kind="{k}"}} {int(b)}\n' for (h, n, k), (b, _, _, _) in rows),
         _header(LAST_CHANGE_CAUSE),
         # Only the causes the exporter writes: the file is read back, and a label value must stay bounded.
         *(f'{LAST_CHANGE_CAUSE}{{hotkey="{h}",netuid="{n}",kind="{k}",cause="{cause}"}} 1\n'
-          for (h, n, k), (_, _, cause) in rows if cause in CAUSES),
+          for (h, n, k), (_, _, cause, _) in rows if cause in CAUSES),
     ]
     return "".join(parts).encode()

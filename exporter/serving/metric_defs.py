@@ -169,6 +169,10 @@ METRICS: tuple[MetricDef, ...] = (
     MetricDef("bittensor_validator_last_change_timestamp_seconds", "gauge", _CHANGE,
               "Chain time (block timestamp) of the last recorded change of this kind to a watched validator (for an "
               "edge: the child; for a pending set: the parent), from the history database.", "changes", cached=False),
+    MetricDef("bittensor_validator_last_change_recorded_timestamp_seconds", "gauge", _CHANGE,
+              "Chain time (block timestamp) of the refresh that recorded the last change of this kind to a watched "
+              "validator: its own time, or later when a catch-up after an outage found it; from the history database.",
+              "changes", cached=False),
     MetricDef("bittensor_validator_last_change_block", "gauge", _CHANGE,
               "Block of the last recorded change of this kind to a watched validator (the block of the chain event "
               "that caused it; for a change known only as a net change, the last block it may lie in), from the "

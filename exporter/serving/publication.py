@@ -5,8 +5,8 @@ failed, and swaps one reference to it; an HTTP thread reads that reference
 once per request, so every line of one page comes from the same refresh.
 
 The snapshot part is rendered and gzip-compressed once per refresh, chunk by
-chunk (``exposition.render_chunks``): the chunks of a family on eight subnets
-make one gzip member, and a member whose chunks did not change since the last
+chunk (``exposition.render_chunks``): the chunks of a family on 32 subnets make
+one gzip member, and a member whose chunks did not change since the last
 refresh is kept as it was.
 A concatenation of gzip members is one gzip stream (RFC 1952 2.2; Python's
 ``gzip``, Go's ``compress/gzip`` as Prometheus uses it, and curl read it whole).
@@ -25,26 +25,28 @@ from exporter.serving.chunks import Rendering
 from exporter.serving.exposition import EVERYTHING, render_chunks
 from exporter.snapshot.model import Snapshot
 
-# Measured on the mainnet-scale exposition (11.7 MB; BENCHMARKS.md, `python -m
-# bench.gzip_levels`): level 1 takes half the CPU of zlib's default 6 (~65 vs
-# ~135 ms per refresh, on the refresh's critical path) for 13 % more bytes
-# (2.52 vs 2.23 MB). Levels 2-3 compress no better than 1; 4-5 cost most of 6.
-GZIP_LEVEL = 1
+# A refresh compresses only the members whose chunks changed (about two in five on a
+# steady mainnet refresh), so a thorough level costs little: measured with `python -m
+# bench.gzip_members` (BENCHMARKS.md) on the mainnet-scale chain and on one with twice the
+# child edges (66,000 series), level 5 in members of 32 subnets serves 1.84 / 2.39 MB where
+# level 1 in members of 8 served 2.18 / 2.78 MB, for about 25-30 ms more compression CPU on
+# a steady refresh. Level 6 saves 0.5 % more for 10-15 % more CPU; larger members compress
+# better (each starts with an empty window) but a changed subnet recompresses all of its
+# member.
+GZIP_LEVEL = 5
+# The small member every scrape appends (status and live metrics) is compressed per scrape.
+SCRAPE_GZIP_LEVEL = 1
 _GZIP_WBITS = 31  # 16 + 15: a gzip header and trailer around a deflate stream
-# Each gzip member starts with an empty window, so small members compress worse: on the
-# mainnet-scale exposition a member per family and subnet gzips to 2.53 MB, per family and
-# 8 subnets 1.85 MB, one stream 1.62 MB, for ~15, ~30 and ~55 ms of compression CPU on a
-# steady refresh (the bench's, where a third of the subnets change). 8 is the middle.
-SUBNETS_PER_MEMBER = 8
+SUBNETS_PER_MEMBER = 32
 
 Member = tuple[tuple, tuple[bytes, ...], bytes]  # (key, the chunks' texts, their gzip member)
 
 
-def gzip_member(text: bytes) -> bytes:
+def gzip_member(text: bytes, level: int = SCRAPE_GZIP_LEVEL) -> bytes:
     """``text`` as one gzip member (nothing for no text)."""
     if not text:
         return b""
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
+    compressor = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
     return compressor.compress(text) + compressor.flush()
 
 
@@ -78,7 +80,7 @@ def render(snapshot: Snapshot, extra: bytes = b"", collectors: frozenset = EVERY
         seen[group] += 1
         old = kept.get(key)
         # Tuple equality takes a text that is the same object as equal at once: a reused chunk costs nothing.
-        member = old[1] if old is not None and old[0] == texts else gzip_member(b"".join(texts))
+        member = old[1] if old is not None and old[0] == texts else gzip_member(b"".join(texts), GZIP_LEVEL)
         members.append((key, texts, member))
     return RenderedSnapshot(snapshot=snapshot, plain=rendering.text(), gzip_head=b"".join(m for _, _, m in members),
                             rendering=rendering, members=tuple(members))
