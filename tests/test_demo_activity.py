@@ -79,7 +79,7 @@ def _alert(name: str, hotkey: str) -> str:
 
 def _firing(name: str, severity: str, hotkey: str) -> dict:
     labels = (f'ALERTS{{alertname="{name}",alertstate="firing",severity="{severity}",job="demo",'
-              f'hotkey="{hotkey}",netuid="{STALE_NETUID}"}}')
+              f'hotkey="{hotkey}",alias="demo-parent",netuid="{STALE_NETUID}"}}')  # the demo's alias for it
     return {"labels": labels, "value": 1}
 
 

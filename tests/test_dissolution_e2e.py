@@ -34,7 +34,7 @@ SCOPE = ScopeConfig(min_stake_weight=0, watch=(WatchedHotkey(C, "C"), WatchedHot
 ABOUT_THE_DISSOLUTION = {
     "bittensor_subnet_dissolving", "bittensor_subnet_changes_total", "bittensor_childkey_changes_total",
     "bittensor_validator_last_change_timestamp_seconds", "bittensor_validator_last_change_block",
-    "bittensor_validator_last_change_cause_info",
+    "bittensor_validator_last_change_cause_info", "bittensor_validator_last_change_recorded_timestamp_seconds",
 }
 
 
