@@ -186,8 +186,8 @@ def build() -> Board:
         ],
     )
     board.row("Am I OK", *status.overview_stats(),
-              status.status_table(width=14, height=8), status.firing_alerts_table(width=10, height=8),
-              status.loss_projections_table(width=10, height=8), status.last_changes_table(width=14, height=8))
+              status.status_table(width=24, height=8), status.firing_alerts_table(width=8, height=8),
+              status.loss_projections_table(width=7, height=8), status.last_changes_table(width=9, height=8))
     board.row("By subnet", by_subnet_table())
     alias_legend = "{{alias}} subnet {{netuid}}"
     board.row(
