@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as models
 
-from dashboards_src import status
+from dashboards_src import liveness, status
 from dashboards_src.board import Board, detail_url, field, link, query_variable
 from dashboards_src.panels import Column, Query, Style, graph_panel, table_panel
 from dashboards_src.promql import (
@@ -189,6 +189,7 @@ def build() -> Board:
               status.status_table(width=24, height=8), status.firing_alerts_table(width=8, height=8),
               status.loss_projections_table(width=7, height=8), status.last_changes_table(width=9, height=8))
     board.row("By subnet", by_subnet_table())
+    board.row("Weights and earnings", liveness.my_validators_table(), *liveness.my_validators_graphs())
     alias_legend = "{{alias}} subnet {{netuid}}"
     board.row(
         "Stake",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as models
 
+from dashboards_src import liveness
 from dashboards_src.board import Board, query_variable
 from dashboards_src.panels import VALUE_AND_NAME, Column, Query, Style, graph_panel, histogram_panel, stat_panel, table_panel
 from dashboards_src.promql import events_in
@@ -107,6 +108,7 @@ def build() -> Board:
             style=Style(unit='percentunit', decimals=1),
         ),
     )
+    board.row('Weight setting', liveness.falling_behind_table(), liveness.activity_by_subnet_table())
     board.row(
         'Stake weight',
         graph_panel(

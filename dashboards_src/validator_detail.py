@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as models
 
-from dashboards_src import status
+from dashboards_src import liveness, status
 from dashboards_src.board import Board, link, query_variable
 from dashboards_src.panels import NAME, VALUE_AND_NAME, Column, Query, Style, graph_panel, stat_panel, table_panel
 from dashboards_src.promql import events_in
@@ -101,6 +101,7 @@ def build() -> Board:
         # the same table as My validators', for this hotkey (on any subnet)
         status.firing_alerts_table(width=24, height=5),
     )
+    board.row('Weights and earnings', *liveness.detail_panels(), *liveness.edge_earnings_tables())
     board.row(
         'Stake',
         graph_panel(
