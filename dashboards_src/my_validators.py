@@ -3,7 +3,8 @@
 The top of the page, without scrolling: six counts, the status of each watched hotkey (one row
 per hotkey however many subnets it is on, with a link to its detail), the alerts firing, the
 permit-loss projections and the last changes of every kind (`status`). Below: every watched
-(hotkey, subnet) pair, stake and permit margin over time, the pending child sets, the next epochs.
+(hotkey, subnet) pair, its weight setting and earnings (`liveness`), stake and permit margin over
+time, the pending child sets, the next epochs.
 Every panel reads the watched hotkeys picked (`$hotkey`, watched keys only), never the network.
 """
 
@@ -177,8 +178,8 @@ def build() -> Board:
     board = Board(
         "bittensor-my-validators", "Bittensor / My validators",
         "Am I OK: a status per watched validator, the alerts firing, the permits projected lost and the last changes "
-        "at the top; then every watched validator by subnet, stake weight and permit margin, pending child sets and "
-        "next epochs. Two exporters of one job count once.",
+        "at the top; then every watched validator by subnet, its weight setting and earnings, stake weight and permit "
+        "margin, pending child sets and next epochs. Two exporters of one job count once.",
         variables=[HOTKEY_PICKER],
         links=[
             link("Validator detail", DETAIL, "The validator picked (first one if several), with this exporter selection", include_vars=True),

@@ -1,7 +1,7 @@
 """Bittensor / Network overview: the dashboard as code.
 
-Validators in scope of the bittensor validator exporter: stake weight, parents and children, takes,
-changes and subnets. Two exporters of one job count once.
+Validators in scope of the bittensor validator exporter: weight setting (who falls behind), stake
+weight, parents and children, takes, changes and subnets. Two exporters of one job count once.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def build() -> Board:
     board = Board(
         'bittensor-network-overview',
         'Bittensor / Network overview',
-        'Validators in scope of the bittensor validator exporter: stake weight, parents and children, takes, changes and subnets. Two exporters of one job count once.',
+        'Validators in scope of the bittensor validator exporter: who is falling behind on weight setting, stake weight, parents and children, takes, changes and subnets. Two exporters of one job count once.',
         variables=[
             query_variable(
                 'netuid',

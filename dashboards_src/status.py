@@ -105,7 +105,7 @@ def overview_stats() -> list:
     return [
         stat_panel("Watched validators", "Watched hotkeys picked (scope.watch), on however many subnets.",
                    f"count({LISTED}) or vector(0)", style=Style(decimals=0)),
-        stat_panel("At risk or stale", "Watched hotkeys whose status (table Status) is at risk or stale data.",
+        stat_panel("At risk or stale", "Watched hotkeys whose status (table Status) is at risk, inactive or stale data.",
                    f"count(({STATUS}) >= {AT_RISK_LEVEL}) or vector(0)", style=Style(decimals=0, steps=RED_FROM_1)),
         stat_panel("Alerts firing", "Warning and critical Bittensor alerts firing about the watched validators picked, "
                    "or about the exporters and the chain (table Firing alerts).",

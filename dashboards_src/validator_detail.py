@@ -1,8 +1,9 @@
 """Bittensor / Validator detail: the dashboard as code.
 
-One validator on one subnet: own, inherited and given stake, stake weight against the permit cutoff
-and the strongest contender, childkey take, parents (and the alpha each gives), children, pending
-child sets that change it, and its recorded changes.
+One validator on one subnet: weight-setting liveness and earnings (`liveness`), own, inherited and
+given stake, stake weight against the permit cutoff and the strongest contender, childkey take,
+parents (and the alpha each gives), children, pending child sets that change it, and its recorded
+changes.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def build() -> Board:
     board = Board(
         'bittensor-validator-detail',
         'Bittensor / Validator detail',
-        'One validator on one subnet: own, inherited and given stake, stake weight against the permit cutoff and the strongest contender, childkey take, parents (and the alpha each gives), children, pending child sets that change it, and its recorded changes.',
+        'One validator on one subnet: whether it sets weights and what it earns, own, inherited and given stake, stake weight against the permit cutoff and the strongest contender, childkey take, parents (and the alpha each gives), children, pending child sets that change it, and its recorded changes.',
         variables=[
             query_variable(
                 'hotkey',
