@@ -3,7 +3,8 @@
 The top of the page, without scrolling: six counts, the status of each watched hotkey (one row
 per hotkey however many subnets it is on, with a link to its detail), the alerts firing, the
 permit-loss projections and the last changes of every kind (`status`). Below: every watched
-(hotkey, subnet) pair, stake and permit margin over time, the pending child sets, the next epochs.
+(hotkey, subnet) pair, its weight setting and earnings (`liveness`), stake and permit margin over
+time, the pending child sets, the next epochs.
 Every panel reads the watched hotkeys picked (`$hotkey`, watched keys only), never the network.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as models
 
-from dashboards_src import status
+from dashboards_src import liveness, status
 from dashboards_src.board import Board, detail_url, field, link, query_variable
 from dashboards_src.panels import Column, Query, Style, graph_panel, table_panel
 from dashboards_src.promql import (
@@ -177,8 +178,8 @@ def build() -> Board:
     board = Board(
         "bittensor-my-validators", "Bittensor / My validators",
         "Am I OK: a status per watched validator, the alerts firing, the permits projected lost and the last changes "
-        "at the top; then every watched validator by subnet, stake weight and permit margin, pending child sets and "
-        "next epochs. Two exporters of one job count once.",
+        "at the top; then every watched validator by subnet, its weight setting and earnings, stake weight and permit "
+        "margin, pending child sets and next epochs. Two exporters of one job count once.",
         variables=[HOTKEY_PICKER],
         links=[
             link("Validator detail", DETAIL, "The validator picked (first one if several), with this exporter selection", include_vars=True),
@@ -186,9 +187,10 @@ def build() -> Board:
         ],
     )
     board.row("Am I OK", *status.overview_stats(),
-              status.status_table(width=14, height=8), status.firing_alerts_table(width=10, height=8),
-              status.loss_projections_table(width=10, height=8), status.last_changes_table(width=14, height=8))
+              status.status_table(width=24, height=8), status.firing_alerts_table(width=8, height=8),
+              status.loss_projections_table(width=7, height=8), status.last_changes_table(width=9, height=8))
     board.row("By subnet", by_subnet_table())
+    board.row("Weights and earnings", liveness.my_validators_table(), *liveness.my_validators_graphs())
     alias_legend = "{{alias}} subnet {{netuid}}"
     board.row(
         "Stake",

@@ -1,13 +1,14 @@
 """Bittensor / Network overview: the dashboard as code.
 
-Validators in scope of the bittensor validator exporter: stake weight, parents and children, takes,
-changes and subnets. Two exporters of one job count once.
+Validators in scope of the bittensor validator exporter: weight setting (who falls behind), stake
+weight, parents and children, takes, changes and subnets. Two exporters of one job count once.
 """
 
 from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as models
 
+from dashboards_src import liveness
 from dashboards_src.board import Board, query_variable
 from dashboards_src.panels import VALUE_AND_NAME, Column, Query, Style, graph_panel, histogram_panel, stat_panel, table_panel
 from dashboards_src.promql import events_in
@@ -19,7 +20,7 @@ def build() -> Board:
     board = Board(
         'bittensor-network-overview',
         'Bittensor / Network overview',
-        'Validators in scope of the bittensor validator exporter: stake weight, parents and children, takes, changes and subnets. Two exporters of one job count once.',
+        'Validators in scope of the bittensor validator exporter: who is falling behind on weight setting, stake weight, parents and children, takes, changes and subnets. Two exporters of one job count once.',
         variables=[
             query_variable(
                 'netuid',
@@ -107,6 +108,7 @@ def build() -> Board:
             style=Style(unit='percentunit', decimals=1),
         ),
     )
+    board.row('Weight setting', liveness.falling_behind_table(), liveness.activity_by_subnet_table())
     board.row(
         'Stake weight',
         graph_panel(

@@ -126,3 +126,46 @@ def events_in(counter: str, window: str) -> str:
     included: a counter series is born at 1 with its first event (none is made up at 0), so
     increase() alone never shows it. A series younger than the window counts all it has."""
     return f"(increase({counter}[{window}]) and {counter} offset {window} or {counter})"
+
+
+# -- weight-setting liveness and earnings (collectors activity and earnings) ---------------------
+
+def blocks_since_weights(*matchers: str, by: str = "hotkey, netuid") -> str:
+    """Blocks since the last weight set of the validators ``matchers`` pick, by ``by``: each exporter's
+    block minus its LastUpdate, then the freshest exporter (an exporter a few blocks behind never
+    makes a validator look staler than it is: BittensorValidatorWeightsStale's rule), then the
+    stalest mechanism (unless ``by`` keeps the mechanism)."""
+    per_exporter = (f"{select('bittensor_chain_block')} - on(instance, job) group_right() "
+                    f"{select('bittensor_validator_last_weights_block', *matchers)}")
+    return f"max by ({by}) (min by (hotkey, netuid, mechanism) ({per_exporter}))"
+
+
+# The activity cutoff of each subnet, in blocks.
+CUTOFF = f"max by (netuid) ({select('bittensor_subnet_activity_cutoff_blocks')})"
+
+
+def holding_permit(expr: str, *matchers: str) -> str:
+    """``expr`` (by hotkey, netuid) where the validator holds a permit: the alerts' scope (a uid
+    without one earns no validator dividends, stale or not)."""
+    return f"({expr} and on(hotkey, netuid) (max by (hotkey, netuid) ({select('bittensor_validator_permit', *matchers)}) == 1))"
+
+
+def share_of_cutoff(blocks: str) -> str:
+    """Blocks since the last weight set as a share of the subnet's cutoff: past 0.5 the weights are
+    stale (warning), past 1 the next epoch marks the validator inactive."""
+    return f"({blocks} / on(netuid) group_left() {CUTOFF})"
+
+
+def marked_inactive(*matchers: str) -> str:
+    """Pairs the chain marked inactive at the subnet's last epoch (the series exists only then)."""
+    return f"(max by (hotkey, netuid) ({select('bittensor_validator_inactive', *matchers)}) == 1)"
+
+
+# Watched permit holders picked, blocks since their last weight set (stalest mechanism).
+WATCHED_BLOCKS_SINCE_WEIGHTS = holding_permit(watched(blocks_since_weights(PICKED)), PICKED)
+# Past half the cutoff: BittensorValidatorWeightsStale's rule without its 5 minutes.
+WEIGHTS_STALE = f"({share_of_cutoff(WATCHED_BLOCKS_SINCE_WEIGHTS)} > 0.5)"
+# Past the cutoff (the next epoch marks it inactive) or marked inactive: BittensorValidatorInactive's
+# rule without its 2 minutes. It earns no validator dividends there.
+INACTIVE = (f"({share_of_cutoff(WATCHED_BLOCKS_SINCE_WEIGHTS)} > 1 or "
+            f"{holding_permit(watched(marked_inactive(PICKED)), PICKED)})")

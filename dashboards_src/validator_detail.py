@@ -1,15 +1,16 @@
 """Bittensor / Validator detail: the dashboard as code.
 
-One validator on one subnet: own, inherited and given stake, stake weight against the permit cutoff
-and the strongest contender, childkey take, parents (and the alpha each gives), children, pending
-child sets that change it, and its recorded changes.
+One validator on one subnet: weight-setting liveness and earnings (`liveness`), own, inherited and
+given stake, stake weight against the permit cutoff and the strongest contender, childkey take,
+parents (and the alpha each gives), children, pending child sets that change it, and its recorded
+changes.
 """
 
 from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as models
 
-from dashboards_src import status
+from dashboards_src import liveness, status
 from dashboards_src.board import Board, link, query_variable
 from dashboards_src.panels import NAME, VALUE_AND_NAME, Column, Query, Style, graph_panel, stat_panel, table_panel
 from dashboards_src.promql import events_in
@@ -25,7 +26,7 @@ def build() -> Board:
     board = Board(
         'bittensor-validator-detail',
         'Bittensor / Validator detail',
-        'One validator on one subnet: own, inherited and given stake, stake weight against the permit cutoff and the strongest contender, childkey take, parents (and the alpha each gives), children, pending child sets that change it, and its recorded changes.',
+        'One validator on one subnet: whether it sets weights and what it earns, own, inherited and given stake, stake weight against the permit cutoff and the strongest contender, childkey take, parents (and the alpha each gives), children, pending child sets that change it, and its recorded changes.',
         variables=[
             query_variable(
                 'hotkey',
@@ -101,6 +102,7 @@ def build() -> Board:
         # the same table as My validators', for this hotkey (on any subnet)
         status.firing_alerts_table(width=24, height=5),
     )
+    board.row('Weights and earnings', *liveness.detail_panels(), *liveness.edge_earnings_tables())
     board.row(
         'Stake',
         graph_panel(

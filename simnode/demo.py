@@ -112,12 +112,12 @@ def change_chain(state: ChainState, step: int) -> int:
         children, cooldown = pending
         due = cooldown + (10 if step % 2 == 0 else -10)
         schedule_children(state, hotkey, netuid, children, cooldown=max(1, due - block))
-    _weights_set(state)
+    holders_set_weights(state)
     advance_to(state, block)
     return block
 
 
-def _weights_set(state: ChainState) -> None:
+def holders_set_weights(state: ChainState) -> None:
     """Every permit holder sets weights on each subnet, but the stale validator on its subnet."""
     stale = stale_hotkey()
     for netuid in sorted(n for n in demo_netuids(state) if n):

@@ -45,16 +45,27 @@ ALERTS_INSTANCE_MATCHER = 'instance=~"$instance|"'
 
 def dashboard_chain():
     """The demo chain as the compose demo and `make demo` serve it (simnode.demo), plus what
-    the projection panels need to show data: on subnet 1, a contender that staked up (a permit
+    the panels need to show data: the demo's parent inactive on the detail subnet (the chain run
+    through the subnets' first epochs, every other permit holder setting weights); on subnet 1, a contender that staked up (a permit
     holder loses its permit at the next epoch) and a holder's pending child set, due before the
     next epoch, that gives its stake to a uid without a permit (both swap at the epoch after);
     and a watched validator the next epoch takes a permit from (My validators' permit-loss
     projections): on another subnet where it holds one, nearly all its own stake unstaked and
     MaxAllowedValidators cut to 5, so it ranks below the fifth."""
-    from simnode.demo import DETAIL_NETUID, demo_chain, demo_scope
-    from simnode.epoch import epoch_permits, stake_weights
+    from simnode.activity import set_weights
+    from simnode.demo import DETAIL_NETUID, STALE_NETUID, demo_chain, demo_scope, holders_set_weights
+    from simnode.epoch import advance_to, epoch_permits, next_epoch_block, stake_weights
 
     state = demo_chain()
+    # Through the first epoch of the demo's stale subnet (and the other subnets' first epochs),
+    # every permit holder setting weights just before it but the demo's parent: the epoch marks
+    # the parent inactive, its weights long past the 12-block cutoff (the falling-behind and
+    # inactive panels have rows), and the earnings are an epoch's.
+    epoch = next_epoch_block(state.head.number, STALE_NETUID, state.get("Tempo", [STALE_NETUID]))
+    advance_to(state, epoch - 2)
+    holders_set_weights(state)
+    set_weights(state, STALE_NETUID, _uid(state, STALE_NETUID, demo_scope().watch[0].hotkey))  # the detail validator stays active
+    advance_to(state, epoch + 1)
     netuid = 1 if DETAIL_NETUID != 1 else 3
     # Neither watched keys nor the owner (who keeps a permit whatever its stake), nor uids with childkeys.
     watched = {key.hotkey for key in demo_scope().watch} | {state.get("SubnetOwnerHotkey", [netuid])}

@@ -344,3 +344,36 @@ def test_change_counters_count_their_first_event():
         for query in queries(dashboard):
             if "_changes_total" in query.expr:
                 assert "offset" in query.expr, f"{name} {query.panel}/{query.ref_id}: the first change never shows"
+
+
+def _columns(panel: dict) -> list[str]:
+    return list(next(t for t in panel["transformations"] if t["id"] == "organize")["options"]["renameByName"].values())
+
+
+def test_is_it_working_and_earning_is_answered_where_the_operator_looks():
+    """My validators' status row per validator has its liveness and earnings; the detail plots blocks since
+    the last weight set per mechanism against half the cutoff and the cutoff; the network's falling-behind
+    table lists the stalest first."""
+    by_title = {p["title"]: p for p in panels(DASHBOARDS["my-validators.json"])}
+    assert {"status", "permits", "losses projected", "blocks since weights", "of cutoff", "inactive", "vtrust (lowest)",
+            "dividends / stake share (lowest)"} <= set(_columns(by_title["Status"]))
+    detail = {p["title"]: p for p in panels(DASHBOARDS["validator-detail.json"])}
+    weights = detail["Blocks since last weight set"]["targets"]
+    assert [t["legendFormat"] for t in weights] == ["mechanism {{mechanism}}", "half the cutoff", "cutoff"]
+    assert weights[1]["expr"] == f"0.5 * {weights[2]['expr']}" and "activity_cutoff_blocks" in weights[2]["expr"]
+    behind = next(p for p in panels(DASHBOARDS["network-overview.json"]) if p["title"] == "Falling behind")
+    assert behind["options"]["sortBy"] == [{"displayName": "of cutoff", "desc": True}]
+
+
+def test_blocks_since_weights_are_per_exporter_before_the_pair_is_folded():
+    """An exporter a few blocks behind must not make a validator look staler than it is: each exporter's
+    block minus its own LastUpdate, then the freshest exporter (min), as BittensorValidatorWeightsStale does."""
+    per_exporter = re.compile(r"min by \(hotkey, netuid, mechanism\) \(bittensor_chain_block\{[^}]*\} - on\(instance, job\) "
+                              r"group_right\(\) bittensor_validator_last_weights_block\{")
+    found = 0
+    for dashboard in DASHBOARDS.values():
+        for query in queries(dashboard):
+            uses = query.expr.count("bittensor_validator_last_weights_block")
+            assert uses == len(per_exporter.findall(query.expr)), f"{query.panel}/{query.ref_id}"
+            found += uses
+    assert found >= 10

@@ -37,6 +37,7 @@ from tests.dashboard_queries import (
     Query,
     dashboard_chain,
     load_dashboards,
+    panels,
     parse_label_values,
     parse_query_result,
     queries,
@@ -46,7 +47,7 @@ from tests.dashboard_queries import (
     variable_query,
     variables,
 )
-from simnode.demo import DETAIL_NETUID, REPO, change_chain, demo_config_document, demo_scope
+from simnode.demo import DETAIL_NETUID, REPO, STALE_NETUID, change_chain, demo_config_document, demo_scope, stale_hotkey
 from tests.external_tools import require_tool
 from tests.harness import parse_exposition, series
 from tests.prometheus_server import PrometheusServer, derive_config
@@ -163,6 +164,7 @@ def test_every_dashboard_query_returns_data_and_two_exporters_count_once(tmp_pat
             failures = _check_variables(prometheus, picks, at)
             failures += _check_panels(prometheus, picks, at)
             failures += _check_rules(prometheus)
+            failures += _check_liveness(prometheus, picks, at, state.head.number)
     assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures)
     assert time.monotonic() < deadline, "the stack test ran over its time budget"
 
@@ -307,6 +309,39 @@ def _run(prometheus: PrometheusServer, query: Query, values: dict[str, str], at:
         return _by_labels(prometheus.query(expr, at))
     except AssertionError as error:
         raise AssertionError(f"{error}\n    {expr}") from None
+
+
+def _panel_query(dashboard: str, title: str, header: str) -> Query:
+    """The query of column ``header`` of table ``title`` (its only query when ``header`` is "")."""
+    panel = next(p for p in panels(load_dashboards()[dashboard]) if p.get("title") == title)
+    names = next(t for t in panel["transformations"] if t["id"] == "organize")["options"]["renameByName"]
+    ref_id = next((name for name, shown in names.items() if shown == header), "Value #A").removeprefix("Value #")
+    target = next(t for t in panel["targets"] if t["refId"] == ref_id)
+    return Query(load_dashboards()[dashboard]["uid"], title, ref_id, target["expr"])
+
+
+def _check_liveness(prometheus: PrometheusServer, picks: Picks, at: float, head: int) -> list[str]:
+    """The answers, not only data: the demo's parent, which set weights at block 1 and which the subnet's
+    first epoch marked inactive, is inactive in My validators' status, the only validator falling behind
+    on the network, at the chain's head minus 1 blocks; the other watched validators, which set weights, are not.
+    One inactive validator on the network, on that subnet."""
+    stale, failures = stale_hotkey(), []
+
+    def run(dashboard: str, title: str, header: str) -> dict[tuple, float]:
+        query = _panel_query(dashboard, title, header)
+        result = _run(prometheus, query, picks.values(query.dashboard, picks.instances), at)
+        return {(dict(labels).get("hotkey"), dict(labels).get("netuid")): value for labels, value in result.items()}
+
+    status = run("my-validators.json", "Status", "status")
+    if status.get((stale, None)) != 3 or [key for key, level in status.items() if level == 3 and key != (stale, None)]:
+        failures.append(f"status: the demo's parent must be inactive (3), no other watched validator: {status}")
+    behind = run("network-overview.json", "Falling behind", "blocks since weights")
+    if behind != {(stale, str(STALE_NETUID)): head - 1}:
+        failures.append(f"falling behind: {behind}, expected the demo's parent on subnet {STALE_NETUID}, {head - 1} blocks")
+    inactive = run("network-overview.json", "Activity by subnet", "inactive")
+    if inactive.get((None, str(STALE_NETUID))) != 1 or sum(inactive.values()) != 1:
+        failures.append(f"inactive by subnet: {inactive}, expected 1 on subnet {STALE_NETUID}")
+    return failures
 
 
 def _check_rules(prometheus: PrometheusServer) -> list[str]:
