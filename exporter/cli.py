@@ -18,10 +18,9 @@ from typing import Iterator, Optional, Sequence
 
 
 from exporter import __version__
-from exporter.config import (
-    COLLECTORS, ENDPOINTS_ENV, LOG_FORMATS, LOG_LEVELS, REFRESH_MODES, SCOPE_MODES, Config, ConfigError,
-    listen_address_problem, load_config,
-)
+from exporter.config import COLLECTORS, REFRESH_MODES, SCOPE_MODES, Config
+from exporter.config_error import ConfigError
+from exporter.config_load import ENDPOINTS_ENV, LOG_FORMATS, LOG_LEVELS, listen_address_problem, load_config
 from exporter.flag_errors import Parser, unknown_flag
 from exporter.history.cli import add_history_parser, run_history
 from exporter.serving.routes import DEFAULT_TELEMETRY_PATH, telemetry_path_problem

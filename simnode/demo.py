@@ -26,7 +26,8 @@ from pathlib import Path
 
 import yaml
 
-from exporter.config import ScopeConfig, parse_config
+from exporter.config import ScopeConfig
+from exporter.config_load import parse_config
 from simnode import ChainState, SimNode
 from simnode.actions import add_stake, remove_stake, schedule_children, set_childkey_take
 from simnode.activity import set_activity_cutoff, set_weights_of

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from exporter.config import load_config
+from exporter.config_load import load_config
 from tests.external_tools import require_tool
 
 REPO = Path(__file__).resolve().parent.parent

@@ -22,7 +22,8 @@ import yaml
 from exporter.chain import storage
 from exporter.chain.wire import counting_connect_factory
 from exporter.cli import main
-from exporter.config import ConfigError, load_config, parse_config
+from exporter.config_error import ConfigError
+from exporter.config_load import load_config, parse_config
 from tests.tricky_chain import hotkey
 
 REPO = Path(__file__).resolve().parent.parent

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 
-from exporter.config import load_config
+from exporter.config_load import load_config
 from exporter.serving.routes import MetricsSource
 from exporter.serving.server import MetricsServer
 from tests.fakes import fake_publication

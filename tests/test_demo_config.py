@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import load_config
+from exporter.config_load import load_config
 from simnode import ChainState
 from simnode.scenarios import demo
 

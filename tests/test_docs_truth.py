@@ -25,7 +25,8 @@ import yaml
 
 from exporter.cli import ENVIRONMENT, build_parser
 from exporter.flag_errors import option_strings
-from exporter.config import ConfigError, parse_config
+from exporter.config_error import ConfigError
+from exporter.config_load import parse_config
 from exporter.serving.metric_defs import exposed_names
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,7 +14,9 @@ import pytest
 
 from exporter.app import build_exporter
 from exporter.cli import build_parser, resolve_config
-from exporter.config import ChainConfig, Config, ConfigError, ScopeConfig, parse_config
+from exporter.config import ChainConfig, Config, ScopeConfig
+from exporter.config_error import ConfigError
+from exporter.config_load import parse_config
 from exporter.refresh import Refresher
 from simnode import SIMNODE_GENESIS_HASH
 from tests.test_refresh import ENDPOINT, FakeRequests

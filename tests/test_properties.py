@@ -9,7 +9,10 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.config import Config, ConfigError, load_config, parse_config, parse_yaml
+from exporter.config import Config
+from exporter.config_error import ConfigError
+from exporter.config_load import load_config, parse_config
+from exporter.yaml_safe import parse_yaml
 from exporter.snapshot.stake_math import inherited_stake
 from exporter.snapshot.units import U64_MAX
 from tests.oracle import q

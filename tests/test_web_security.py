@@ -23,7 +23,8 @@ import bcrypt
 import pytest
 from structlog.testing import capture_logs
 
-from exporter.config import ConfigError, ScopeConfig
+from exporter.config import ScopeConfig
+from exporter.config_error import ConfigError
 from exporter.serving.publication import render
 from exporter.serving.admission import Admission, client_key
 from exporter.serving.routes import MetricsSource

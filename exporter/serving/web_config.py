@@ -40,7 +40,7 @@ from typing import Any, Optional
 
 import yaml
 
-from exporter.config import ConfigError
+from exporter.config_error import ConfigError
 from exporter.serving.bounded_text import bounded_repr, bounded_text
 from exporter.serving.tls_config import TLS_KEYS, tls_context
 from exporter.yaml_safe import SAFE_LOADER, check_shape
