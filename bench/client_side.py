@@ -16,7 +16,8 @@ from bittensor._transport.codec import RuntimeCodec
 from bittensor._transport.interface import SubstrateConnection
 from bittensor._transport.storage import decode_storage_values
 
-from exporter.chain.reader import MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED, ChainReader
+from exporter.chain.reader import ChainReader
+from exporter.chain.stages import MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED
 from exporter.chain.reuse import ValueCache
 from exporter.config import ScopeConfig
 

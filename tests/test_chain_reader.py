@@ -16,7 +16,8 @@ from typing import Any, Iterable, Optional
 
 import pytest
 
-from exporter.chain.reader import MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED, ChainReader
+from exporter.chain.reader import ChainReader
+from exporter.chain.stages import MIN_TAKE_PER_SUBNET, THRESHOLD_SUSPENDED
 from exporter.config import ScopeConfig, WatchedHotkey
 from exporter.snapshot.model import ChainRead
 from tests import tricky_chain as t

@@ -24,6 +24,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from exporter.chain import reader as chain_reader
+from exporter.chain import stages as read_stages
 from exporter.config import ScopeConfig
 from simnode import ChainState, SimNode
 from simnode import proxy as p
@@ -258,7 +259,7 @@ def without_moving(exposition: bytes) -> bytes:
 
 def test_endless_pages_stop_at_the_cap(rig, monkeypatch):
     """Every key page is another full page of made-up keys (with values): the scans stop at their caps."""
-    monkeypatch.setattr(chain_reader, "MAX_NETUIDS", NETUID_CAP)
+    monkeypatch.setattr(read_stages, "MAX_NETUIDS", NETUID_CAP)
     monkeypatch.setattr(rig.exporter.session._reader, "_max_scan_bytes", SCAN_BYTES)
     rig.proxy.reset_counters()
     check_refused(rig, p.endless_pages(), "invalid", "scan_cap")

@@ -194,8 +194,9 @@ def test_the_allowlist_lists_only_current_violations():
 
 MAX_MODULE_LINES = 400
 # Past the bound today and waiting to be split; delete an entry once its module is back within
-# it: test_the_long_module_list_lists_only_long_modules says when.
-LONG_FOR_NOW = frozenset({"exporter.chain.reader"})
+# it: test_the_long_module_list_lists_only_long_modules says when. Empty now: config.py and
+# chain/reader.py are split (config_load.py, chain/stages.py).
+LONG_FOR_NOW: frozenset[str] = frozenset()
 
 
 def lines_of(path: Path) -> int:
