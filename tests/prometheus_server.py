@@ -36,6 +36,23 @@ def derive_config(target: Union[str, Sequence[str]], interval: str = "1s") -> di
     return config
 
 
+
+def wait_ready(name: str, url: str, process: subprocess.Popen, log, deadline: float) -> None:
+    """Until ``url``/-/ready answers 200 (Prometheus and Alertmanager both serve it): the server
+    offers no event to wait on, so this asks every 0.1 s; AssertionError with ``log()`` if the
+    process exits or the deadline passes."""
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{name} exited with {process.returncode}:\n{log()}")
+        try:
+            with urllib.request.urlopen(url + "/-/ready", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{name} not ready in time:\n{log()}")
+
 class PrometheusServer:
     """``prometheus`` on 127.0.0.1:``port`` with its own TSDB under ``workdir``; a context manager."""
 
@@ -72,17 +89,7 @@ class PrometheusServer:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, deadline: float) -> None:
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise AssertionError(f"prometheus exited with {self._process.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"prometheus not ready in time:\n{self.log()}")
+        wait_ready("prometheus", self.url, self._process, self.log, deadline)
 
     def api(self, path: str, params: list[tuple[str, str]]) -> object:
         """GET /api/v1/<path>; the ``data`` of a successful answer, AssertionError otherwise."""

@@ -21,7 +21,6 @@ import json
 import subprocess
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from simnode.epoch import U64_MAX
 from simnode.scenarios import mainnet_scale
 from tests.external_tools import require_tool
 from tests.harness import ExporterUnderTest
-from tests.prometheus_server import REPO, PrometheusServer, derive_config
+from tests.prometheus_server import REPO, PrometheusServer, derive_config, wait_ready
 from tests.test_new_user import free_port
 
 SUBNETS = 40
@@ -142,17 +141,7 @@ class AlertmanagerServer:
             self._process.wait()
 
     def wait_ready(self, deadline: float) -> None:
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise AssertionError(f"alertmanager exited: {self.log_path.read_text(errors='replace')}")
-            try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("alertmanager not ready in time")
+        wait_ready("alertmanager", self.url, self._process, lambda: self.log_path.read_text(errors="replace"), deadline)
 
 
 def notification_chain() -> tuple[ChainState, dict[str, str], list[int], str]:

@@ -20,7 +20,7 @@ from exporter.config import ScopeConfig
 from exporter.snapshot.activity_model import MECHANISM_STRIDE, ActivityRead
 from exporter.snapshot.model import ChainRead, frozen
 from exporter.snapshot.scope import tracked_candidates
-from exporter.snapshot.validate import InvalidRead
+from exporter.snapshot.read_rules import InvalidRead
 from exporter.chain.storage import gather_or_cancel
 
 CUTOFF_FACTOR = "ActivityCutoffFactorMilli"

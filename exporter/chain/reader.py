@@ -29,7 +29,8 @@ from bittensor._transport.interface import SubstrateConnection
 
 from exporter.config import ScopeConfig
 from exporter.snapshot.model import ChainRead, EventWindow
-from exporter.snapshot.validate import ReadGate, check_block_hash
+from exporter.snapshot.read_rules import check_block_hash
+from exporter.snapshot.validate import ReadGate
 from exporter.chain.events import ReaderEventSource, read_window
 from exporter.chain.trust import Witness, check_window_times, number_is_the_head
 from exporter.chain.reuse import KeyCache, ValueCache

@@ -31,7 +31,7 @@ from typing import Any, Optional, Protocol, Sequence
 from exporter.config import ScopeConfig
 from exporter.snapshot.dissolution import without_dissolved
 from exporter.snapshot.model import ChainRead, frozen
-from exporter.snapshot.validate import MAX_NETUIDS
+from exporter.snapshot.read_rules import MAX_NETUIDS
 from exporter.chain.activity import read_activity
 from exporter.chain.answers import PAGE_SIZE
 from exporter.chain.plans import NOT_AHEAD, ReadAhead, ReadPlans, StakePlan, UidPlan, cancelled, nonzero, someone

@@ -25,8 +25,7 @@ from typing import Callable, Iterable, Optional
 
 from exporter.config import ScopeConfig
 from exporter.snapshot.model import ChainRead
-# MAX_NETUIDS and check_block_hash also for the chain reader, which imports them from here.
-from exporter.snapshot.read_rules import MAX_NETUIDS, InvalidRead, check_block, check_block_hash, check_read  # noqa: F401
+from exporter.snapshot.read_rules import InvalidRead, check_block, check_read
 from exporter.snapshot.scope import registered_uids, tracked_candidates
 
 # One step from the last good read: a measure that lost more than this share
