@@ -42,17 +42,20 @@ history: $(VENV)/.installed
 
 # The demo chain (simnode.demo: the watched demo validator changes every DEMO_CHANGE_EVERY
 # seconds, blocks stamped with the wall clock) and the exporter reading it (config.demo.yaml:
-# watched hotkeys that exist on the demo chain; its history in demo-history.db). DEMO_NODE_PORT
-# and DEMO_FLAGS (more exporter flags, e.g. --web.listen-address :9745) let it run beside
-# other things; tests/test_readme.py runs it so.
+# watched hotkeys that exist on the demo chain; its history in DEMO_HISTORY). Every demo is a
+# new chain from block 0, so its history starts empty: changes between two demo chains are no
+# chain's changes. DEMO_NODE_PORT, DEMO_HISTORY and DEMO_FLAGS (more exporter flags, e.g.
+# --web.listen-address :9745) let it run beside other things; tests/test_readme.py runs it so.
 DEMO_NODE_PORT ?= 9944
 DEMO_CHANGE_EVERY ?= 60
+DEMO_HISTORY ?= demo-history.db
 DEMO_FLAGS ?=
 demo: $(VENV)/.installed
+	rm -f '$(DEMO_HISTORY)' '$(DEMO_HISTORY)-wal' '$(DEMO_HISTORY)-shm'
 	$(BIN)/python -m simnode.demo --port $(DEMO_NODE_PORT) --change-every $(DEMO_CHANGE_EVERY) & \
 	trap 'kill $$!' EXIT INT TERM; \
 	BITTENSOR_EXPORTER_ENDPOINTS=ws://127.0.0.1:$(DEMO_NODE_PORT) \
-	$(BIN)/bittensor-validator-exporter --config.file config.demo.yaml $(DEMO_FLAGS)
+	$(BIN)/bittensor-validator-exporter --config.file config.demo.yaml --history.path '$(DEMO_HISTORY)' $(DEMO_FLAGS)
 
 # PYTHONDONTWRITEBYTECODE (set by some shells and images) is cleared for the tests: with it, every
 # xdist worker rewrote and compiled every test module again at collection (~10 s instead of ~4 s a

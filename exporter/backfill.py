@@ -228,8 +228,6 @@ def run_backfill_command(config, args) -> int:
         if value is not None and not value > 0:
             sys.stderr.write(f"error: {name}: expected a positive number, got {value}\n")
             return 2
-    if args.history_path:
-        config = replace(config, history=replace(config.history, path=args.history_path))
     return run_backfill(config, archive=args.archive_endpoint, days=args.days, from_block=args.from_block,
                         to_block=args.to_block, requests_per_second=args.requests_per_second,
                         chunk=args.chunk_blocks, out=sys.stderr)

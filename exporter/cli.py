@@ -73,6 +73,8 @@ def _flags() -> argparse.ArgumentParser:
     flags.add_argument("--web.telemetry-path", dest="telemetry_path", metavar="PATH",
                        help=f"path to serve metrics on (default {DEFAULT_TELEMETRY_PATH}); the landing page at / links to it")
     flags.add_argument("--web.config.file", dest="web_config_file", metavar="PATH", help="TLS and basic auth, in the Prometheus exporter-toolkit format")
+    flags.add_argument("--history.path", dest="history_path", metavar="PATH",
+                       help="the history database, a SQLite file (overrides history.path)")
     flags.add_argument("--interval", type=parse_duration, metavar="DURATION", help="refresh interval, e.g. 60s or 2m (overrides refresh.interval_seconds)")
     flags.add_argument("--refresh.mode", dest="refresh_mode", choices=REFRESH_MODES,
                        help="interval: every --interval; finalized: on every new finalized block, and at least every "
@@ -140,6 +142,8 @@ def resolve_config(args: argparse.Namespace) -> Config:
             problems.append(f"--interval: must be between 1s and 24h, got {interval:g}s")
         else:
             config = replace(config, interval_seconds=interval)
+    if _flag(args, "history_path"):
+        config = replace(config, history=replace(config.history, path=_flag(args, "history_path")))
     if _flag(args, "refresh_mode") is not None:
         config = replace(config, refresh_mode=_flag(args, "refresh_mode"))
     mode = _flag(args, "scope_mode")

@@ -62,3 +62,15 @@ def test_help_opens_with_what_it_is_and_the_most_used_commands(capsys):
 def test_version(capsys):
     code, out, _ = run(capsys, "--version")
     assert code == 0 and out.startswith("bittensor-validator-exporter ")
+
+
+def test_history_path_flag_overrides_the_config_file_for_every_command(tmp_path):
+    from exporter.cli import resolve_config
+
+    config = tmp_path / "c.yaml"
+    config.write_text("history:\n  path: from-file.db\n")
+    for argv in ([], ["history"], ["check-config"]):
+        args = build_parser().parse_args([*argv, "--config.file", str(config)])
+        assert resolve_config(args).history.path == "from-file.db"
+        args = build_parser().parse_args([*argv, "--config.file", str(config), "--history.path", "flag.db"])
+        assert resolve_config(args).history.path == "flag.db"

@@ -47,3 +47,28 @@ def test_stake_moves_are_amounts_and_a_permit_needs_no_values():
 def test_a_net_change_shows_its_block_range():
     line = _line(event("take_changed", 0.1, 0.2, block_from=4718000, cause="gap"))
     assert "#4718000..4718112" in line
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
+    """`history | head -1` on a file with more events than a pipe holds: the listing ends quietly."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from exporter.history.store import HistoryStore
+
+    path = tmp_path / "h.db"
+    HistoryStore.open(str(path)).close()
+    with sqlite3.connect(path) as conn:
+        conn.executemany("INSERT INTO events (block, time, kind, hotkey, netuid, old_value, new_value) "
+                         "VALUES (?, ?, 'take_changed', ?, 8, '0.01', '0.02')",
+                         [(b, 1_793_628_192.0 + b, H) for b in range(5000)])
+    listing = subprocess.Popen([sys.executable, "-m", "exporter", "history", "--history.path", str(path),
+                                "--limit", "5000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert listing.stdout is not None
+    first = listing.stdout.readline()
+    listing.stdout.close()  # the reader goes away with ~4,999 lines unread
+    _, err = listing.communicate(timeout=60)
+    assert first.startswith(b"20") and b"take_changed" in first
+    assert listing.returncode == 0, err.decode()
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()

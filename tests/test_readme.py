@@ -13,7 +13,7 @@ import time
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 from tests.harness import parse_exposition
 from tests.external_tools import require_tool
@@ -45,13 +45,16 @@ def test_the_first_screen_is_short_and_starts_with_the_demo():
 
 
 @contextlib.contextmanager
-def demo_running() -> Iterator[tuple[int, LogLines]]:
+def demo_running(history: Optional[Path] = None) -> Iterator[tuple[int, LogLines]]:
     """The README's demo command, run as written (beside whatever else runs here: on free ports,
-    and with the demo's changes every 2 s instead of every minute); its port and its output."""
+    and with the demo's changes every 2 s instead of every minute); its port and its output.
+    ``history``: where its history goes instead of the checkout's demo-history.db, so two demos
+    running at once never write one file."""
     (demo,) = re.findall(r"```sh\n(.*?)```", first_screen(), re.DOTALL)
     port = free_port()
     env = {**os.environ, "DEMO_NODE_PORT": str(free_port()), "DEMO_CHANGE_EVERY": "2",
-           "DEMO_FLAGS": f"--web.listen-address 127.0.0.1:{port} --interval 2s --log.format json"}
+           "DEMO_FLAGS": f"--web.listen-address 127.0.0.1:{port} --interval 2s --log.format json",
+           **({"DEMO_HISTORY": str(history)} if history is not None else {})}
     proc = subprocess.Popen(demo.strip(), shell=True, cwd=REPO, env=env, text=True, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     log = LogLines(proc.stdout)
@@ -99,7 +102,7 @@ def test_the_demo_alerts_the_readme_promises_fire(tmp_path):
     promised = set(re.findall(r"\*\*(Bittensor\w+)\*\*", first_screen()))
     assert promised == {"BittensorPendingChildSetCutsValidator", "BittensorChildkeyTakeChanged"}
     binary = require_tool("prometheus")
-    with demo_running() as (port, log), \
+    with demo_running(tmp_path / "demo-history.db") as (port, log), \
             PrometheusServer(binary, tmp_path, derive_config(f"127.0.0.1:{port}"), free_port()) as prometheus:
         prometheus.wait_ready(time.monotonic() + 60)
         firing: set = set()

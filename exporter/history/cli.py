@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import sys
 from datetime import datetime, timezone
@@ -27,7 +28,6 @@ def add_history_parser(sub, flags: argparse.ArgumentParser) -> None:
                          help="events (default), backfill, backup PATH, or reset")
     history.add_argument("destination", nargs="?", metavar="PATH",
                          help="backup: the file to write, or a directory for a timestamped file in it")
-    history.add_argument("--history.path", dest="history_path", metavar="PATH", help="history database (default: history.path from the config)")
     history.add_argument("--hotkey")
     history.add_argument("--netuid")
     history.add_argument("--kind")
@@ -50,9 +50,9 @@ def add_history_parser(sub, flags: argparse.ArgumentParser) -> None:
                       help="blocks per step, at most the shortest tempo (default 300)")
 
 
-def run_history(args: argparse.Namespace, db_path: str) -> int:
-    """Every action but backfill, which reads the chain (exporter.backfill)."""
-    path = args.history_path or db_path
+def run_history(args: argparse.Namespace, path: str) -> int:
+    """Every action but backfill, which reads the chain (exporter.backfill); ``path`` is
+    history.path as the config file and --history.path make it."""
     if args.action == "backup":
         return _backup(path, args.destination, args.force)
     if args.destination is not None:
@@ -90,9 +90,15 @@ def _events(path: str, args: argparse.Namespace) -> int:
             shown += len(events)
             if cursor is None:
                 break
+        sys.stdout.flush()
     except sqlite3.Error as error:
         print(f"error: cannot read {path}: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:
+        # The reader went away (history | head): what it wanted was printed. Point stdout at
+        # /dev/null so the interpreter's own flush at exit does not fail on the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     if not shown and not args.json:
         print("no matching events", file=sys.stderr)
     return 0
