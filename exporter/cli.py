@@ -266,10 +266,30 @@ def run(config: Config, web: WebConfig = WebConfig(), telemetry_path: str = DEFA
 def _run(config: Config, web: WebConfig, stop: threading.Event, telemetry_path: str = DEFAULT_TELEMETRY_PATH) -> int:
     import structlog
 
-    from exporter.app import build_exporter
+    from exporter.history.writer_lock import HistoryInUse, WriterLock
 
     prepare_process(config)
     log = structlog.get_logger("exporter")
+    lock = WriterLock(config.history.path)
+    try:
+        lock.acquire()
+    except HistoryInUse as error:
+        log.error("history in use", path=config.history.path, holder_pid=error.holder,
+                  hint="another exporter records into this history file; stop it, or give this one its own "
+                       "history.path (--history.path)")
+        return EXIT_RUNTIME
+    except OSError as error:
+        log.error("cannot lock history", path=lock.path, error=error.strerror or str(error))
+        return EXIT_RUNTIME
+    try:
+        return _serve(config, web, stop, telemetry_path, log)
+    finally:
+        lock.release()
+
+
+def _serve(config: Config, web: WebConfig, stop: threading.Event, telemetry_path: str, log) -> int:
+    from exporter.app import build_exporter
+
     try:
         exporter = build_exporter(config, web, telemetry_path=telemetry_path)
     except OSError as error:

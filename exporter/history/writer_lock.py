@@ -1,0 +1,77 @@
+"""One running exporter per history file.
+
+Two exporters recording into one file would each diff the chain against the state the
+other last wrote, and record changes no chain made (a take "changing" back and forth
+between two nodes' views, a baseline from another block). That happens by accident: a
+service and a `make run` in the same directory, two containers on one volume. So the
+exporter holds an advisory lock on ``<history.path>.lock`` for as long as it runs, and
+a second one refuses to start, naming the first.
+
+The lock is flock(2) on a file beside the database, not on the database: SQLite takes
+its own POSIX locks on the database file, and the readers (`history`, backups,
+`history backfill`, `history reset`) must go on working while the exporter runs. The
+kernel drops the lock when the process ends, however it ends, so a killed exporter
+never leaves a stale one behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from typing import Optional
+
+
+class HistoryInUse(Exception):
+    """Another process holds the history file's writer lock."""
+
+    def __init__(self, lock_path: str, holder: Optional[int]):
+        self.lock_path = lock_path
+        self.holder = holder
+        who = f"another exporter (pid {holder})" if holder else "another exporter"
+        super().__init__(f"{lock_path[: -len('.lock')]} is being recorded into by {who}")
+
+
+class WriterLock:
+    """Held from ``acquire`` until ``release`` (or the process ends)."""
+
+    def __init__(self, history_path: str):
+        self.path = f"{history_path}.lock"
+        self._fd: Optional[int] = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise ``HistoryInUse``; OSError if the file cannot be created."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise HistoryInUse(self.path, holder) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        # Our pid, for the message a second exporter prints; written only while holding the lock.
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+    def __enter__(self) -> "WriterLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _holder(fd: int) -> Optional[int]:
+    """The pid the holder wrote, if it is a plausible one (the file is anyone's to scribble on)."""
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() and 0 < int(text) < 2**22 else None
