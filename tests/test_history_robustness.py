@@ -118,3 +118,22 @@ def test_storable_int(value, stored, tmp_path):
     with sqlite3.connect(":memory:") as conn:
         conn.execute("CREATE TABLE t (x INTEGER NOT NULL)")
         conn.execute("INSERT INTO t VALUES (?)", (storable_int(value),))
+
+
+def test_a_snapshot_behind_the_recorded_block_records_nothing(tmp_path):
+    """Whoever calls: changes are never recorded backwards (the state at 100 is not a change at 99)."""
+    path = tmp_path / "h.db"
+    writer = writer_at(path)
+    at_100 = build_snapshot(chain_read(block=100), SCOPE)
+    assert writer.record(at_100).ok
+    stake = dict(chain_read().stake)
+    stake[(t.M, 1)] = stake[(t.M, 1)] * 3
+    at_99 = build_snapshot(chain_read(block=99, stake=stake), SCOPE)
+    with structlog.testing.capture_logs() as logs:
+        assert not writer.record(at_99).ok
+    (failed,) = [e for e in logs if e["event"].startswith("history write failed")]
+    assert "behind block 100" in failed["error"] and failed.get("exc_info") is None
+    writer.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+        assert conn.execute("SELECT value FROM meta WHERE key = 'last_block'").fetchone()[0] == "100"

@@ -321,3 +321,18 @@ def test_a_snapshot_with_duplicates_or_impossible_numbers_is_refused(change, rul
     with pytest.raises(InvalidRead) as refused:
         check_snapshot(snapshot)
     assert refused.value.rule == rule
+
+
+def test_after_a_restart_a_head_behind_what_history_recorded_is_refused_as_going_back():
+    """A lagging endpoint (a node still syncing) after a restart would undo recorded changes."""
+    recorded = (100, T0)
+    gate = clocked(60)
+    with pytest.raises(InvalidRead) as refused:
+        gate.check_head(99, HASH, recorded)
+    assert refused.value.rule == "block_went_back" and not refused.value.held
+    assert "behind block 100, the last block history recorded" in str(refused.value)
+    gate.check_head(100, HASH, recorded)
+    gate.check_head(101, HASH, recorded)
+    gate.check_head(99, HASH, (None, None))  # an empty history: no reference
+    gate.admit(good(block=101), SCOPE)
+    gate.check_head(101, HASH, recorded)  # from the first admitted read on, it is the reference

@@ -188,6 +188,10 @@ class HistoryWriter:
     def _changes(self, snapshot: Snapshot) -> tuple[HistoryState, list[ChangeEvent]]:
         """The new state and its changes, each at its block with its cause when the snapshot carries
         the chain's events since the block this state was recorded at."""
+        if self._last_block is not None and snapshot.chain.block < self._last_block:
+            # The read gate refuses such a head; this keeps the file right whoever calls.
+            raise EventsUnavailable(f"block {snapshot.chain.block} is behind block {self._last_block}, which "
+                                    "history already recorded; recording resumes once the chain is past it")
         window = snapshot.events
         if window is not None and window.failed is not None:
             raise EventsUnavailable(f"the chain's events since block {window.first - 1} could not be read "

@@ -150,7 +150,9 @@ class ReadGate:
 
         ``recorded``: (block, Timestamp.Now in ms) of the last block history recorded, the
         reference while no read was admitted yet (after a restart). A head further from it than
-        the clock allows is refused too: it would size the events read since that block."""
+        the clock allows is refused too: it would size the events read since that block. A head
+        behind it is refused as one going back: an endpoint that lags (a node still syncing) would
+        otherwise undo, in the metrics and in history, changes already recorded."""
         check_block(block, block_hash)
         assert isinstance(block, int)
         if block > MAX_BLOCK_NUMBER:
@@ -162,6 +164,10 @@ class ReadGate:
             reference, since_ms, what = last.block, last.timestamp_ms, "the last good read"
         elif recorded is not None and recorded[0] is not None and recorded[1] is not None:
             reference, since_ms, what = recorded[0], recorded[1], "the last block history recorded"
+            if block < reference:
+                raise InvalidRead("block_went_back", f"block {block} is behind block {reference}, the last block "
+                                  "history recorded: this endpoint lags behind the chain (or the history file is "
+                                  "another chain's)")
         else:
             return
         possible = blocks_possible(self.now_ms() + CLOCK_MARGIN_MS - since_ms)
