@@ -80,7 +80,7 @@ def build_exporter(
     if with_history:
         # Opened by the refresh thread on its first refresh, never here.
         history = HistoryWriter(h.path, Retention.of(h), stake_change_ratio=h.stake_change_ratio,
-                                watched=config.scope.watched_hotkeys)
+                                watched=config.scope.watched_hotkeys, genesis_hash=config.chain.genesis_hash)
     counter = RequestCounter()
     session = ChainSession(config.chain, counter, pool=pool)
     endpoints = tuple(e.label for e in session.pool.endpoints)

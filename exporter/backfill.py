@@ -31,6 +31,7 @@ from exporter.chain.reader import EventRange
 from exporter.chain.session import ChainSession
 from exporter.chain.wire import RequestCounter
 from exporter.history.store import HistoryStore
+from exporter.history.writer import another_chains_history
 from exporter.snapshot.builder import build_snapshot
 from exporter.snapshot.causes import changes_since
 from exporter.snapshot.changes import HistoryState
@@ -190,6 +191,10 @@ def run_backfill(config, *, archive: Optional[str], days: Optional[float], from_
     stop = threading.Event()
     try:
         store = HistoryStore.open(config.history.path)
+        recorded = store.claim_chain(config.chain.genesis_hash)
+        if recorded != config.chain.genesis_hash.lower():
+            out.write(f"error: {another_chains_history(config.history.path, recorded, config.chain.genesis_hash.lower())}\n")
+            return 2
         head = session.finalized_block(config.chain.timeout_seconds)
         start, end = plan_range(store, head=head, days=days, from_block=from_block, to_block=to_block)
         plan = Plan(start, end, chunk=chunk, requests_per_second=requests_per_second)

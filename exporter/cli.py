@@ -229,7 +229,7 @@ def _main(args: argparse.Namespace, stop: Optional[threading.Event]) -> int:
     # Checked now, not at every refresh: a directory, a read-only place, a file that is
     # not SQLite or one from a newer exporter would otherwise only show as failed
     # history writes, forever.
-    problem = history_path_problem(config.history.path)
+    problem = history_path_problem(config.history.path, config.chain.genesis_hash)
     if problem:
         print(f"error: {ConfigError([f'history.path: {problem}'])}", file=sys.stderr)
         return EXIT_CONFIG

@@ -197,6 +197,21 @@ class HistoryStore:
             raise
         return value
 
+    def claim_chain(self, genesis_hash: str) -> str:
+        """The genesis hash of the chain whose history this file holds: ``genesis_hash`` for a file
+        that names none yet (new, just reset, or from an exporter before it was kept)."""
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.execute("INSERT OR IGNORE INTO meta VALUES ('genesis_hash', ?)", (genesis_hash.lower(),))
+            value = c.execute("SELECT value FROM meta WHERE key = 'genesis_hash'").fetchone()[0]
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+        return value
+
     def last_changes(self, hotkeys: Iterable[str]) -> dict[tuple[str, int, str], LastChange]:
         """(hotkey, netuid, kind) -> (block, time, cause, recorded) of the newest event of each kind for
         ``hotkeys`` (newest by block: a backfill appends older events after newer ones); ``recorded``:

@@ -50,7 +50,16 @@ class Committed:
     at: Optional[float] = None
 
 
-def history_path_problem(path: str) -> Optional[str]:
+def another_chains_history(path: str, recorded: str, configured: str) -> str:
+    return (f"{path} holds the history of another chain (genesis hash {recorded}), not of chain.genesis_hash "
+            f"{configured}: give this configuration its own history.path (--history.path)")
+
+
+class HistoryOfAnotherChain(Exception):
+    """The file records another chain than the one configured: nothing is written into it."""
+
+
+def history_path_problem(path: str, genesis_hash: Optional[str] = None) -> Optional[str]:
     """Why the history file at ``path`` can't be written, or None; nothing is created or changed.
 
     Checked at start-up so that a directory, a read-only file or directory, a
@@ -84,6 +93,10 @@ def history_path_problem(path: str) -> Optional[str]:
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         check_not_newer(conn)  # a file from a newer exporter is left as it is
+        if genesis_hash is not None:
+            recorded = _recorded_genesis(conn)
+            if recorded is not None and recorded != genesis_hash.lower():
+                return another_chains_history(path, recorded, genesis_hash.lower())
     except SchemaTooNew as error:
         return str(error)
     except sqlite3.DatabaseError as error:
@@ -93,6 +106,14 @@ def history_path_problem(path: str) -> Optional[str]:
     finally:
         conn.close()
     return None
+
+
+def _recorded_genesis(conn: sqlite3.Connection) -> Optional[str]:
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'genesis_hash'").fetchone()
+    except sqlite3.OperationalError:  # no meta table yet: a file no exporter has written
+        return None
+    return None if row is None else str(row[0]).lower()
 
 
 class EventsUnavailable(Exception):
@@ -109,8 +130,13 @@ class HistoryWriter:
         stake_change_ratio: float,
         watched: frozenset[str] = frozenset(),
         clock: Callable[[], float] = time.time,
+        genesis_hash: Optional[str] = None,
     ):
+        """``genesis_hash``: the chain read (chain.genesis_hash). The file is bound to it at the
+        first open, and a file bound to another chain is never written: its state is another
+        chain's, and every difference from it would be recorded as a change."""
         self._path = path
+        self._genesis = genesis_hash.lower() if genesis_hash else None
         self._retention = retention
         self._ratio = stake_change_ratio
         self._watched = watched
@@ -146,6 +172,10 @@ class HistoryWriter:
 
     def _load(self, store: HistoryStore, generation: Optional[str]) -> None:
         """The recorded state and last changes as the file holds them at ``generation``."""
+        if self._genesis is not None:
+            recorded = store.claim_chain(self._genesis)
+            if recorded != self._genesis:
+                raise HistoryOfAnotherChain(another_chains_history(self._path, recorded, self._genesis))
         state = store.load_state()
         last_changes = store.last_changes(self._watched)
         last_block = store.last_block() if not state.is_empty else None
@@ -264,7 +294,7 @@ class HistoryWriter:
     def _failed(self, stage: str, error: BaseException) -> None:
         """One log line per failure. An unexpected exception (not SQLite's or the
         file system's) carries its traceback, once until history works again."""
-        expected = isinstance(error, (sqlite3.Error, OSError, SchemaTooNew, EventsUnavailable))
+        expected = isinstance(error, (sqlite3.Error, OSError, SchemaTooNew, EventsUnavailable, HistoryOfAnotherChain))
         kind = (stage, type(error).__name__)
         traceback = not expected and kind != self._last_failure
         if not expected:
