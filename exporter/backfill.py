@@ -32,6 +32,7 @@ from exporter.chain.session import ChainSession
 from exporter.chain.wire import RequestCounter
 from exporter.history.store import HistoryStore
 from exporter.history.writer import another_chains_history
+from exporter.history.writer_lock import HistoryInUse, WriterLock
 from exporter.snapshot.builder import build_snapshot
 from exporter.snapshot.causes import changes_since
 from exporter.snapshot.changes import HistoryState
@@ -189,7 +190,9 @@ def run_backfill(config, *, archive: Optional[str], days: Optional[float], from_
     session = ChainSession(replace(config.chain, endpoints=(endpoint,)), counter)
     store = None
     stop = threading.Event()
+    lock = WriterLock(config.history.path, "history backfill")
     try:
+        lock.acquire()
         store = HistoryStore.open(config.history.path)
         recorded = store.claim_chain(config.chain.genesis_hash)
         if recorded != config.chain.genesis_hash.lower():
@@ -211,7 +214,7 @@ def run_backfill(config, *, archive: Optional[str], days: Optional[float], from_
         stop.set()
         out.write("\ninterrupted: what was committed stays; run the same command to resume\n")
         return 130
-    except (BackfillError, OSError) as error:
+    except (BackfillError, OSError, HistoryInUse) as error:
         out.write(f"error: {error}\n")
         return 1
     except Exception as error:  # noqa: BLE001 - a read the session gave up on, a locked file: one line, resumable
@@ -220,6 +223,7 @@ def run_backfill(config, *, archive: Optional[str], days: Optional[float], from_
     finally:
         if store is not None:
             store.close()
+        lock.release()
         session.close()
 
 

@@ -91,3 +91,28 @@ def test_a_second_exporter_on_the_same_history_refuses_to_start_and_a_killed_one
         third.terminate()
         assert third.wait(timeout=30) == 0
         third_log.close()
+
+
+def test_a_second_backfill_is_refused_but_a_backfill_beside_the_exporter_is_not(tmp_path):
+    """Backfill writes before the history's start while the exporter writes after it: by design.
+    Two backfills would both record the same past changes."""
+    import io
+
+    from exporter.backfill import run_backfill
+    from exporter.config_load import load_config
+
+    history = tmp_path / "h.db"
+    config = tmp_path / "c.yaml"
+    config.write_text(f'history:\n  path: "{history}"\n')
+    backfill = dict(archive="ws://127.0.0.1:9", days=1, from_block=None, to_block=None, requests_per_second=1,
+                    chunk=300)
+    with WriterLock(str(history)), WriterLock(str(history), "history backfill") as running:
+        assert running.path == f"{history}.backfill.lock"
+        out = io.StringIO()
+        assert run_backfill(load_config(str(config)), out=out, **backfill) == 1
+        assert out.getvalue() == f"error: {history} is being recorded into by another history backfill (pid {os.getpid()})\n"
+    # With only the exporter running, the backfill goes as far as the archive node (nothing listens there).
+    with WriterLock(str(history)):
+        out = io.StringIO()
+        assert run_backfill(load_config(str(config)), out=out, **backfill) == 1
+        assert "another" not in out.getvalue() and out.getvalue().startswith("error:")

@@ -22,20 +22,23 @@ from typing import Optional
 
 
 class HistoryInUse(Exception):
-    """Another process holds the history file's writer lock."""
+    """Another process holds the history file's lock of this role."""
 
-    def __init__(self, lock_path: str, holder: Optional[int]):
-        self.lock_path = lock_path
+    def __init__(self, history_path: str, role: str, holder: Optional[int]):
         self.holder = holder
-        who = f"another exporter (pid {holder})" if holder else "another exporter"
-        super().__init__(f"{lock_path[: -len('.lock')]} is being recorded into by {who}")
+        who = f"another {role} (pid {holder})" if holder else f"another {role}"
+        super().__init__(f"{history_path} is being recorded into by {who}")
 
 
 class WriterLock:
-    """Held from ``acquire`` until ``release`` (or the process ends)."""
+    """Held from ``acquire`` until ``release`` (or the process ends). ``role``: the running
+    exporter (``<path>.lock``), or a ``history backfill`` (``<path>.backfill.lock``), which
+    writes beside the exporter by design but must not beside a second backfill: both would
+    record the same past changes."""
 
-    def __init__(self, history_path: str):
-        self.path = f"{history_path}.lock"
+    def __init__(self, history_path: str, role: str = "exporter"):
+        self.history_path, self.role = history_path, role
+        self.path = f"{history_path}.lock" if role == "exporter" else f"{history_path}.{role.split()[-1]}.lock"
         self._fd: Optional[int] = None
 
     def acquire(self) -> None:
@@ -46,7 +49,7 @@ class WriterLock:
         except BlockingIOError:
             holder = _holder(fd)
             os.close(fd)
-            raise HistoryInUse(self.path, holder) from None
+            raise HistoryInUse(self.history_path, self.role, holder) from None
         except BaseException:
             os.close(fd)
             raise
