@@ -11,7 +11,7 @@ not cut short. Then Prometheus restarts: the alerts fire again at its first eval
 the same labels, so Alertmanager sends nothing more (no "resolved", no second message).
 
 Alertmanager's timers are shortened by a test-only copy of the config (group_wait 1 s,
-group_interval 2 s); everything else is the shipped file.
+group_interval 1 s); everything else is the shipped file.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from tests.test_new_user import free_port
 
 SUBNETS = 40
 BUDGET_SECONDS = 90
-GROUP_INTERVAL_SECONDS = 2
+GROUP_INTERVAL_SECONDS = 1
 ALERTMANAGER = REPO / "alertmanager" / "alertmanager.yml"
 TEMPLATES = REPO / "alertmanager" / "templates"
 # Discord's limits (embed: title 256, description 4096, all embeds 6000 characters; content
