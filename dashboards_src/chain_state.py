@@ -73,8 +73,8 @@ def dissolving_table():
         "(bittensor_subnet_dissolving; docs/dissolution.md). Nothing of them is exported any more: their validators, "
         "edges, pending child sets and subnet numbers left every panel at the first refresh after NetworkRemoved, all "
         "at once. History recorded what each took from the validators it tracks (kind subnet_dissolved and the "
-        "permits, edges and pending sets lost, cause NetworkRemoved: Changes in the time range, and My validators' "
-        "Last changes). Every subnet being dissolved shows, whatever subnets are picked. None is the normal state.",
+        "permits, edges and pending sets lost, cause NetworkRemoved: Changes in the time range with all subnets "
+        "picked, and My validators' Last changes). Every subnet being dissolved shows, whatever subnets are picked. None is the normal state.",
         ["netuid"],
         [Column("state", DISSOLVING, Style(mappings={"1": ("being dissolved", "orange")}, cell=True))],
         width=8, height=6, style=Style(no_value=NONE),
