@@ -16,7 +16,7 @@ ANOMALOUS = "bittensor_chain_anomalous_entries"
 NONE = "none"
 A_SUBNET, CHAIN_WIDE = 'netuid!=""', 'netuid=""'
 # Anomalies the warning alert (BittensorChainStateAffectsStake) fires on: they change stake weights,
-# margins or permits; the others (BittensorChainStateUnusual, info) change no number but a take's bound.
+# margins or permits; the others (BittensorChainStateUnusual, info) bound a take or a pending set, no stake number.
 AFFECTS_STAKE = "orange"
 INFORMS = "blue"
 # What each rule means, in a table cell (docs/chain-states.md has why the chain can hold it and what to do).
@@ -26,7 +26,8 @@ MEANINGS = {
     "parents_do_not_mirror_children": ("edges ChildKeys and ParentKeys do not both list: each side is read on its own",
                                        AFFECTS_STAKE),
     "duplicate_parent": ("a parent listed twice in ParentKeys: the child receives its share once per entry", AFFECTS_STAKE),
-    "pending_self_or_duplicate": ("pending sets naming their parent or a child twice: applied without them", INFORMS),
+    "pending_self_or_duplicate": ("pending sets naming their parent or a child twice: applied without the parent, "
+                                  "a duplicate's last entry kept", INFORMS),
     "permit_without_hotkey": ("permitted uids without a hotkey: they weigh 0 and lose the permit at the next epoch",
                               AFFECTS_STAKE),
     "duplicate_hotkey": ("a hotkey on two uids: the chain skips the subnet's epochs, permits stay as they are",
