@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as models
 
-from dashboards_src import liveness, status
+from dashboards_src import chain_state, liveness, status
 from dashboards_src.board import Board, detail_url, field, link, query_variable
 from dashboards_src.panels import Column, Query, Style, graph_panel, table_panel
 from dashboards_src.promql import (
@@ -66,7 +66,9 @@ def by_subnet_table():
         "drop it; pending revocation: it scheduled the removal of all its children. Last change: the newest change "
         "recorded (history). Permit at next epoch: what the next epoch gives by the chain's rule at this block's stake "
         "weights; permit after pending sets: the epoch after, once the pending child sets due before the next epoch "
-        "have applied; next epoch in: blocks left x 12 s. Click a hotkey for its detail.",
+        "have applied; next epoch in: blocks left x 12 s. Unusual chain state: entries of a state the chain's write "
+        "paths would not make on its subnet or chain-wide (which ones: Network overview, row Chain state; "
+        "docs/chain-states.md), 0 normally. Click a hotkey for its detail.",
         ["alias", "hotkey", "netuid"],
         [
             _pair_column("stake weight (alpha)", per_pair("bittensor_validator_stake_weight_alpha")),
@@ -89,6 +91,8 @@ def by_subnet_table():
                          Style(unit="none", decimals=0, mappings=YES_NO, cell=True)),
             _pair_column("next epoch in", f"({WATCHED_PAIRS} * 0 + on(netuid) group_left() ({NEXT_EPOCH} - on() group_left() {CHAIN_BLOCK}) * 12)",
                          Style(unit="s")),
+            _pair_column("unusual chain state", chain_state.on_watched_subnets(),
+                         Style(unit="none", decimals=0, steps=[(None, "green"), (1, "orange")], cell=True)),
         ],
         height=9, style=Style(unit="short"), sort_by=("alias", False),
         label_styles={"hotkey": Style(links=[("Validator detail", detail_url(field("hotkey"), field("netuid")))])},

@@ -1,14 +1,15 @@
 """Bittensor / Network overview: the dashboard as code.
 
-Validators in scope of the bittensor validator exporter: weight setting (who falls behind), stake
-weight, parents and children, takes, changes and subnets. Two exporters of one job count once.
+Validators in scope of the bittensor validator exporter: the chain's unusual states and the subnets
+being dissolved (`chain_state`), weight setting (who falls behind), stake weight, parents and
+children, takes, changes and subnets. Two exporters of one job count once.
 """
 
 from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as models
 
-from dashboards_src import liveness
+from dashboards_src import chain_state, liveness
 from dashboards_src.board import Board, query_variable
 from dashboards_src.panels import VALUE_AND_NAME, Column, Query, Style, graph_panel, histogram_panel, stat_panel, table_panel
 from dashboards_src.promql import events_in
@@ -20,7 +21,7 @@ def build() -> Board:
     board = Board(
         'bittensor-network-overview',
         'Bittensor / Network overview',
-        'Validators in scope of the bittensor validator exporter: who is falling behind on weight setting, stake weight, parents and children, takes, changes and subnets. Two exporters of one job count once.',
+        'Validators in scope of the bittensor validator exporter: unusual chain states and subnets being dissolved, who is falling behind on weight setting, stake weight, parents and children, takes, changes and subnets. Two exporters of one job count once.',
         variables=[
             query_variable(
                 'netuid',
@@ -108,6 +109,7 @@ def build() -> Board:
             style=Style(unit='percentunit', decimals=1),
         ),
     )
+    board.row('Chain state', *chain_state.panels())
     board.row('Weight setting', liveness.falling_behind_table(), liveness.activity_by_subnet_table())
     board.row(
         'Stake weight',
@@ -194,7 +196,7 @@ def build() -> Board:
         ),
         stat_panel(
             'Validators at the maximum take',
-            "Validators in scope whose take equals the chain's MaxChildkeyTake.",
+            "Validators in scope whose effective take equals the chain's MaxChildkeyTake, or lies above it once the bound was lowered (take_above_max in Unusual chain states).",
             'count(max by (hotkey, netuid) (bittensor_validator_childkey_take_ratio{netuid=~"$netuid", instance=~"$instance"}) >= scalar(max(bittensor_chain_max_childkey_take_ratio{instance=~"$instance"}))) or vector(0)',
             style=Style(decimals=0),
         ),

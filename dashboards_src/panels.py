@@ -30,7 +30,8 @@ Mapping = dict[str, tuple[str, str]]
 @dataclass(frozen=True)
 class Style:
     """How a value shows: unit, decimals, value mappings, threshold colours.
-    ``cell``: a table column coloured by its thresholds or mappings (color-text)."""
+    ``cell``: a table column coloured by its thresholds or mappings (color-text);
+    ``no_value``: what shows instead of Grafana's "No data" when there is none (an empty state that is the normal one)."""
 
     unit: Optional[str] = None
     decimals: Optional[int] = None
@@ -38,6 +39,7 @@ class Style:
     steps: Optional[Steps] = None
     cell: bool = False
     links: Optional[Sequence[tuple[str, str]]] = None  # (title, url) data links of a table column
+    no_value: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ def _common(panel, title: str, description: str, width: int, height: int, style:
         panel = panel.decimals(style.decimals)
     if style.mappings:
         panel = panel.mappings(_mappings(style.mappings))
+    if style.no_value is not None:
+        panel = panel.no_value(style.no_value)
     panel = panel.thresholds(_steps(style.steps or [(None, "green")]))
     colored = by_value and (bool(style.steps and len(style.steps) > 1) or bool(style.mappings))
     return panel.color_scheme(_color(models.FieldColorModeId.THRESHOLDS if colored else models.FieldColorModeId.PALETTE_CLASSIC))

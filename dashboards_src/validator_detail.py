@@ -155,9 +155,10 @@ def build() -> Board:
         'Childkey take',
         graph_panel(
             'Childkey take',
-            "Effective childkey take, the expected take configured for a watched hotkey, and the chain's bounds.",
+            "Effective childkey take, what payouts use: max(stored take, MinChildkeyTake, the subnet's MinChildkeyTakePerSubnet), never capped at MaxChildkeyTake. The take as stored (ChildkeyTake, 0 if never set): below the effective one only while a minimum lifts it; above the chain maximum when the bound was lowered after it was set (take_above_max, docs/chain-states.md), and paid whole. Then the expected take configured for a watched hotkey, and the chain's bounds.",
             [
-                Query('max(bittensor_validator_childkey_take_ratio{hotkey="$hotkey", netuid="$netuid", instance=~"$instance"})', 'take'),
+                Query('max(bittensor_validator_childkey_take_ratio{hotkey="$hotkey", netuid="$netuid", instance=~"$instance"})', 'effective take'),
+                Query('max(bittensor_validator_stored_childkey_take_ratio{hotkey="$hotkey", netuid="$netuid", instance=~"$instance"})', 'stored take'),
                 Query('max(bittensor_validator_expected_childkey_take_ratio{hotkey="$hotkey", netuid="$netuid", instance=~"$instance"})', 'expected'),
                 Query('max(bittensor_chain_min_childkey_take_ratio{instance=~"$instance"})', 'chain minimum'),
                 Query('max(bittensor_chain_max_childkey_take_ratio{instance=~"$instance"})', 'chain maximum'),
@@ -168,9 +169,10 @@ def build() -> Board:
         ),
         stat_panel(
             'Take vs expected',
-            'Current effective take and the configured expected take (watched hotkeys only).',
+            'Current effective take, the take as stored (differs only while a minimum lifts it), and the configured expected take (watched hotkeys only).',
             [
-                Query('max(bittensor_validator_childkey_take_ratio{hotkey="$hotkey", netuid="$netuid", instance=~"$instance"})', 'take'),
+                Query('max(bittensor_validator_childkey_take_ratio{hotkey="$hotkey", netuid="$netuid", instance=~"$instance"})', 'effective'),
+                Query('max(bittensor_validator_stored_childkey_take_ratio{hotkey="$hotkey", netuid="$netuid", instance=~"$instance"})', 'stored'),
                 Query('max(bittensor_validator_expected_childkey_take_ratio{hotkey="$hotkey", netuid="$netuid", instance=~"$instance"})', 'expected'),
             ],
             width=8,

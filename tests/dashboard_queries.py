@@ -19,6 +19,11 @@ SCRAPE_SERIES = frozenset({
 # Series Prometheus writes from the alert rules (the firing alerts panels read them).
 RULE_SERIES = frozenset({"ALERTS"})
 
+# dashboard_chain's chain states: MaxChildkeyTake lowered to 1 % of u16::MAX (from 18 %), and the
+# subnet being dissolved.
+MAX_TAKE = 655
+DISSOLVING = 3
+
 # Grafana's built-in variables, as the stack test sets them: the whole test
 # runs in under a minute, so these windows cover every sample it produced.
 BUILTIN_VARIABLES = {"__rate_interval": "1m", "__interval": "1s", "__range": "10m"}
@@ -51,8 +56,16 @@ def dashboard_chain():
     next epoch, that gives its stake to a uid without a permit (both swap at the epoch after);
     and a watched validator the next epoch takes a permit from (My validators' permit-loss
     projections): on another subnet where it holds one, nearly all its own stake unstaked and
-    MaxAllowedValidators cut to 5, so it ranks below the fifth."""
+    MaxAllowedValidators cut to 5, so it ranks below the fifth. And two chain states the write paths
+    would not make (the Chain state row, docs/chain-states.md): MaxChildkeyTake lowered to 1 %
+    (MAX_TAKE) under the takes already set, so every non-zero take of a tracked validator, the detail
+    validator's that change_chain sets (1,000-3,000 of 65,535) among them, is take_above_max; and the
+    one subnet left (DISSOLVING: neither the detail subnet nor the two above) dissolved, its cleanup
+    stopped after its first phase (stake totals deleted, ValidatorPermit, Keys, ChildKeys, ParentKeys
+    and its pending set still there), so it is bittensor_subnet_dissolving."""
+    from simnode.actions import set_max_childkey_take
     from simnode.activity import set_weights
+    from simnode.dissolution import dissolve_network
     from simnode.demo import DETAIL_NETUID, STALE_NETUID, demo_chain, demo_scope, holders_set_weights
     from simnode.epoch import advance_to, epoch_permits, next_epoch_block, stake_weights
 
@@ -87,10 +100,16 @@ def dashboard_chain():
                   if n not in (netuid, DETAIL_NETUID) and _holds_permit(state, n, validator))
     state.set("TotalHotkeyAlpha", [validator, losing], 10**9)  # 1 alpha
     state.set("MaxAllowedValidators", [losing], 5)
+    set_max_childkey_take(state, MAX_TAKE)  # sudo: no stored take is touched
+    assert DISSOLVING not in (netuid, losing, DETAIL_NETUID, STALE_NETUID)
+    cleanup = dissolve_network(state, DISSOLVING)  # out of NetworksAdded, NetworkRemoved
+    # The block's on_idle runs the first phase (stake totals); the cleanup stops there.
+    assert cleanup.step() == "stake_totals"
     state.commit_block()
     assert epoch_permits(state, netuid) != permits, "the contender takes a permit at the next epoch"
     losing_uid = _uid(state, losing, validator)
     assert not epoch_permits(state, losing)[losing_uid], "the next epoch takes the watched validator's permit"
+    assert state.get("ValidatorPermit", [DISSOLVING]) and not state.get("NetworksAdded", [DISSOLVING])
     return state
 
 

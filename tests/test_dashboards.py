@@ -377,3 +377,24 @@ def test_blocks_since_weights_are_per_exporter_before_the_pair_is_folded():
             assert uses == len(per_exporter.findall(query.expr)), f"{query.panel}/{query.ref_id}"
             found += uses
     assert found >= 10
+
+
+def test_the_chain_state_row_says_none_and_what_every_rule_means():
+    """Network overview's Chain state row is open (never collapsed) right under the scope numbers, reads
+    "none" when empty (the normal state), and tells what every rule the exporter flags means."""
+    from exporter.snapshot.anomalies import RULES
+
+    placed = DASHBOARDS["network-overview.json"]["panels"]
+    titles = [p["title"] for p in placed]
+    row = placed[titles.index("Chain state")]
+    assert row["type"] == "row" and not row["collapsed"] and titles.index("Chain state") < titles.index("Weight setting")
+    for title in ("Unusual chain states", "Subnets being dissolved"):
+        panel = placed[titles.index(title)]
+        assert panel["fieldConfig"]["defaults"]["noValue"] == "none", title
+        assert panel["gridPos"]["y"] == row["gridPos"]["y"] + 1, f"{title} is not in the Chain state row"
+    table = placed[titles.index("Unusual chain states")]
+    assert "docs/chain-states.md" in table["description"]
+    meanings = next(o for o in table["fieldConfig"]["overrides"] if o["matcher"]["options"] == "what it means")
+    mapped = next(p["value"][0]["options"] for p in meanings["properties"] if p["id"] == "mappings")
+    assert set(mapped) == set(RULES) and all(m["text"] for m in mapped.values())
+    assert all(rule in table["description"] for rule in RULES)

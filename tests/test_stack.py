@@ -34,6 +34,8 @@ import pytest
 import yaml
 
 from tests.dashboard_queries import (
+    DISSOLVING,
+    MAX_TAKE,
     Query,
     dashboard_chain,
     load_dashboards,
@@ -165,6 +167,7 @@ def test_every_dashboard_query_returns_data_and_two_exporters_count_once(tmp_pat
             failures += _check_panels(prometheus, picks, at)
             failures += _check_rules(prometheus)
             failures += _check_liveness(prometheus, picks, at, state.head.number)
+            failures += _check_chain_state(prometheus, picks, at)
     assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures)
     assert time.monotonic() < deadline, "the stack test ran over its time budget"
 
@@ -341,6 +344,46 @@ def _check_liveness(prometheus: PrometheusServer, picks: Picks, at: float, head:
     inactive = run("network-overview.json", "Activity by subnet", "inactive")
     if inactive.get((None, str(STALE_NETUID))) != 1 or sum(inactive.values()) != 1:
         failures.append(f"inactive by subnet: {inactive}, expected 1 on subnet {STALE_NETUID}")
+    return failures
+
+
+def _graph_query(dashboard: str, title: str, legend: str) -> Query:
+    """The query of the line ``legend`` of graph (or stat) ``title``."""
+    panel = next(p for p in panels(load_dashboards()[dashboard]) if p.get("title") == title and p["type"] != "row")
+    target = next(t for t in panel["targets"] if t["legendFormat"] == legend)
+    return Query(load_dashboards()[dashboard]["uid"], title, target["refId"], target["expr"])
+
+
+def _check_chain_state(prometheus: PrometheusServer, picks: Picks, at: float) -> list[str]:
+    """The answers of the chain-state panels on dashboard_chain's states (MaxChildkeyTake lowered to 655 of
+    65,535 under the takes set before, subnet DISSOLVING mid-dissolution): the takes above it of the validators
+    in scope, two on subnet 2 (the detail validator's 3,000 that change_chain's third step set, and a
+    validator's 11,796, the old 18 % maximum) and two on subnet 4 (11,796 and 4,936); none on subnet 1 (its
+    takes above it are of validators out of scope) nor on the subnet being dissolved, which is no subnet."""
+    failures = []
+
+    def run(query: Query) -> dict[frozenset, float]:
+        return _run(prometheus, query, picks.values(query.dashboard, picks.instances), at)
+
+    anomalies = {(dict(k)["rule"], dict(k)["netuid"], dict(k)["meaning"]): v
+                 for k, v in run(_panel_query("network-overview.json", "Unusual chain states", "")).items()}
+    wanted = {("take_above_max", "2", "take_above_max"): 2, ("take_above_max", "4", "take_above_max"): 2}
+    if anomalies != wanted:
+        failures.append(f"unusual chain states: {anomalies}, expected {wanted}")
+    dissolving = {dict(k)["netuid"]: v for k, v in run(_panel_query("network-overview.json", "Subnets being dissolved", "")).items()}
+    if dissolving != {str(DISSOLVING): 1}:
+        failures.append(f"subnets being dissolved: {dissolving}, expected subnet {DISSOLVING}")
+    # The detail validator's take on the detail subnet: stored 3,000 (above the maximum), paid whole.
+    take = 3000 / 65535
+    for legend in ("effective take", "stored take"):
+        shown = list(run(_graph_query("validator-detail.json", "Childkey take", legend)).values())
+        if len(shown) != 1 or not _close(shown[0], take) or not shown[0] > MAX_TAKE / 65535:
+            failures.append(f"validator detail {legend}: {shown}, expected {take} (above the maximum {MAX_TAKE / 65535})")
+    by_pair = {(dict(k)["hotkey"], dict(k)["netuid"]): v
+               for k, v in run(_panel_query("my-validators.json", "My validators by subnet", "unusual chain state")).items()}
+    detail = {netuid: v for (hotkey, netuid), v in by_pair.items() if hotkey == picks.detail_hotkey}
+    if detail != {"1": 0, str(DETAIL_NETUID): 2, "4": 2}:
+        failures.append(f"my validators, unusual chain state of the detail validator by subnet: {detail}")
     return failures
 
 
