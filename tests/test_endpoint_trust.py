@@ -159,6 +159,45 @@ def test_after_a_restart_the_head_is_judged_against_the_last_block_history_recor
     assert not STATE_READS & set(rig.asked), rig.asked
 
 
+def test_after_a_restart_an_endpoint_behind_what_history_recorded_undoes_nothing(rig):
+    """A node still syncing serves a finalized head behind the last block history recorded: its
+    state is older than what was recorded, and every difference would be recorded as a change
+    going back. Refused as going back (the next endpoint would be tried); published and recorded
+    once the node has caught up, with nothing undone."""
+    ((parent, netuid), links), *_ = sorted(t.CHILD_KEYS.items())
+    _, child = links[-1]
+    # An edge removed (both maps, as the chain's write path does): history records it.
+    rig.state.set("ChildKeys", [parent, netuid], links[:-1])
+    parents = rig.state.get("ParentKeys", [child, netuid])
+    rig.state.set("ParentKeys", [child, netuid], [(share, p_) for share, p_ in parents if p_ != parent])
+    rig.state.commit_block()
+    rig.state.commit_block()
+    assert rig.exporter.refresher.refresh_now(timeout=60).up
+    with sqlite3.connect(rig.db) as conn:
+        recorded = conn.execute("SELECT kind, block FROM events ORDER BY id").fetchall()
+    assert "edge_removed" in {kind for kind, _ in recorded}
+
+    rig.exporter.close()
+    fresh = ExporterUnderTest(rig.proxy.url, scope=SCOPE, history_path=rig.db, chain_timeout=2, refresh_timeout_seconds=10)
+    fresh.session.gate.clock = lambda: rig.state.head.timestamp_ms / 1000 + 30
+    rig.exporter = fresh
+    rows = history_rows(rig.db)
+    rig.state.finalized_lag = 2  # the node's finalized head: two blocks before the edge went
+    try:
+        with capture_logs() as logs:
+            behind = fresh.refresher.refresh_now(timeout=60)
+    finally:
+        rig.state.finalized_lag = 0
+    (refusal,) = [e for e in logs if e.get("rule") is not None]
+    assert refusal["rule"] == "block_went_back" and "the last block history recorded" in refusal["detail"]
+    assert not behind.up and history_rows(rig.db) == rows, "nothing published, nothing recorded"
+
+    caught_up = fresh.refresher.refresh_now(timeout=60)
+    assert caught_up.up and caught_up.data.snapshot.chain.block == rig.block
+    with sqlite3.connect(rig.db) as conn:
+        assert conn.execute("SELECT kind, block FROM events ORDER BY id").fetchall() == recorded, "nothing undone"
+
+
 # -- a forged clock --------------------------------------------------------------------------------
 
 
