@@ -2,7 +2,7 @@
 (or, with ``--poison``, poisons it another way: a header 1,000 blocks ahead, a header number of u32::MAX,
 Timestamp.Now of u64::MAX, another chain behind the same URL).
 
-    .venv/bin/python -m tests.proxy_rss [--scenario tricky|demo] [--refreshes 3] [--oversized MB] [--poison MODE]
+    .venv/bin/python -m tests.proxy_rss [--scenario tricky|demo|mainnet] [--refreshes 3] [--oversized MB] [--poison MODE]
 
 With ``--oversized``, every key page is instead one answer of that many MB (a string), as
 from an endpoint with no response limit: what ``chain.max_response_bytes`` stops.
@@ -52,11 +52,46 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-POISONS = ("endless-pages", "header-ahead", "header-u32-max", "timestamp-u64-max", "other-chain")
+POISONS = ("endless-pages", "header-ahead", "header-u32-max", "timestamp-u64-max", "other-chain", "vector-bomb")
+# The per-uid vectors read in bulk (one request per item for every subnet).
+BOMBED_VECTORS = ("ValidatorTrust", "Dividends", "Active", "LastUpdate", "Emission")
+RESPONSE_HEX = 14 << 20  # under chain.max_response_bytes (15 MiB): every answer is let through
+
+
+def _compact(n: int) -> str:
+    """SCALE compact length, canonical (the codec refuses a longer form than needed)."""
+    if n < 1 << 6:
+        return (n << 2).to_bytes(1, "little").hex()
+    if n < 1 << 14:
+        return ((n << 2) | 0b01).to_bytes(2, "little").hex()
+    return ((n << 2) | 0b10).to_bytes(4, "little").hex()
+
+
+def vector_bomb(state: ChainState):
+    """Every answer for a per-uid vector filled up to the response cap with 0xff elements: as many
+    elements as one answer can carry, each a distinct object once decoded."""
+    prefixes = {"0x" + state.key(item, []).hex(): item for item in BOMBED_VECTORS}
+    widths = {"ValidatorTrust": 2, "Dividends": 2, "Active": 1, "LastUpdate": 8, "Emission": 8}
+
+    def rewrite(params: list, result):
+        for group in result or []:
+            bombed = [k for k, _ in group["changes"] if any(k.startswith(p) for p in prefixes)]
+            if not bombed:
+                continue
+            item = next(prefixes[p] for p in prefixes if bombed[0].startswith(p))
+            count = RESPONSE_HEX // len(bombed) // (2 * widths[item])
+            length = _compact(count)
+            value = "0x" + length + ("01" if item == "Active" else "ff" * widths[item]) * count
+            group["changes"] = [[k, value if k in bombed else v] for k, v in group["changes"]]
+        return result
+
+    return lambda method, params, result: rewrite(params, result) if method == "state_queryStorageAt" else result
 
 
 def poison(mode: str, state: ChainState, proxy: CorruptingProxy, other_url: str):
     """The proxy's hook for ``mode`` (for other-chain: none, the proxy's next connections go to another chain)."""
+    if mode == "vector-bomb":
+        return vector_bomb(state)
     if mode == "header-ahead":
         return header_number(hex(state.finalized.number + 1000))
     if mode == "header-u32-max":
@@ -69,7 +104,7 @@ def poison(mode: str, state: ChainState, proxy: CorruptingProxy, other_url: str)
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", choices=("tricky", "demo"), default="tricky")
+    parser.add_argument("--scenario", choices=("tricky", "demo", "mainnet"), default="tricky")
     parser.add_argument("--refreshes", type=int, default=3, help="refused refreshes to watch")
     parser.add_argument("--maps", default="", help="comma-separated items whose pages are endless (default: every map)")
     parser.add_argument("--null", action="store_true", help="answer state_queryStorageAt with null instead (a cheap refusal)")
@@ -78,7 +113,12 @@ def main() -> int:
     args = parser.parse_args()
 
     state = ChainState()
-    write_tricky_chain(state) if args.scenario == "tricky" else demo(state)
+    if args.scenario == "mainnet":
+        from simnode.scenarios import mainnet_scale
+
+        mainnet_scale(state)
+    else:
+        write_tricky_chain(state) if args.scenario == "tricky" else demo(state)
     work = Path(tempfile.mkdtemp(prefix="proxy-rss-"))
     other_chain = ChainState(genesis_hash="0x" + "0e" * 32)
     write_tricky_chain(other_chain)
