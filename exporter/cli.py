@@ -272,7 +272,9 @@ def _run(config: Config, web: WebConfig, stop: threading.Event, telemetry_path: 
     log = structlog.get_logger("exporter")
     lock = WriterLock(config.history.path)
     try:
-        lock.acquire()
+        if not lock.acquire():
+            log.warning("history not locked", path=lock.path,
+                        hint="this file system has no flock: make sure no other exporter records into this history file")
     except HistoryInUse as error:
         log.error("history in use", path=config.history.path, holder_pid=error.holder,
                   hint="another exporter records into this history file; stop it, or give this one its own "

@@ -116,3 +116,24 @@ def test_a_second_backfill_is_refused_but_a_backfill_beside_the_exporter_is_not(
         out = io.StringIO()
         assert run_backfill(load_config(str(config)), out=out, **backfill) == 1
         assert "another" not in out.getvalue() and out.getvalue().startswith("error:")
+
+
+def test_a_file_system_without_flock_runs_unlocked_rather_than_not_at_all(tmp_path, monkeypatch):
+    import errno
+
+    from exporter.history import writer_lock
+
+    def no_flock(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(writer_lock.fcntl, "flock", no_flock)
+    lock = WriterLock(str(tmp_path / "h.db"))
+    assert lock.acquire() is False
+    lock.release()
+
+    def broken(fd, operation):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(writer_lock.fcntl, "flock", broken)
+    with pytest.raises(OSError):
+        WriterLock(str(tmp_path / "h.db")).acquire()

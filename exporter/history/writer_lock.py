@@ -16,6 +16,7 @@ never leaves a stale one behind.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from typing import Optional
@@ -41,8 +42,10 @@ class WriterLock:
         self.path = f"{history_path}.lock" if role == "exporter" else f"{history_path}.{role.split()[-1]}.lock"
         self._fd: Optional[int] = None
 
-    def acquire(self) -> None:
-        """Take the lock or raise ``HistoryInUse``; OSError if the file cannot be created."""
+    def acquire(self) -> bool:
+        """Take the lock (True), or raise ``HistoryInUse``; OSError if the file cannot be created.
+        False where the file system has no flock (some network and FUSE file systems): nothing
+        is held then, and the caller says so, rather than refusing to run there at all."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -50,6 +53,11 @@ class WriterLock:
             holder = _holder(fd)
             os.close(fd)
             raise HistoryInUse(self.history_path, self.role, holder) from None
+        except OSError as error:
+            os.close(fd)
+            if error.errno in _NO_FLOCK:
+                return False
+            raise
         except BaseException:
             os.close(fd)
             raise
@@ -57,6 +65,7 @@ class WriterLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
+        return True
 
     def release(self) -> None:
         if self._fd is not None:
@@ -69,6 +78,10 @@ class WriterLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+# flock(2) not supported by the file system (as opposed to held by someone: EWOULDBLOCK).
+_NO_FLOCK = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL})
 
 
 def _holder(fd: int) -> Optional[int]:
