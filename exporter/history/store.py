@@ -185,32 +185,26 @@ class HistoryStore:
 
     def ensure_generation(self) -> str:
         """The generation, giving a file that has none (new, or from an older exporter) one."""
-        c = self._conn
-        c.execute("BEGIN IMMEDIATE")
-        try:
-            c.execute("INSERT OR IGNORE INTO meta VALUES ('generation', ?)", (_new_generation(),))
-            value = c.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
-            c.execute("COMMIT")
-        except BaseException:
-            if c.in_transaction:
-                c.execute("ROLLBACK")
-            raise
-        return value
+        return self._meta_or_set("generation", _new_generation())
 
     def claim_chain(self, genesis_hash: str) -> str:
         """The genesis hash of the chain whose history this file holds: ``genesis_hash`` for a file
         that names none yet (new, just reset, or from an exporter before it was kept)."""
+        return self._meta_or_set("genesis_hash", genesis_hash.lower())
+
+    def _meta_or_set(self, key: str, value: str) -> str:
+        """``meta[key]``, set to ``value`` first if the file has none, in one transaction."""
         c = self._conn
         c.execute("BEGIN IMMEDIATE")
         try:
-            c.execute("INSERT OR IGNORE INTO meta VALUES ('genesis_hash', ?)", (genesis_hash.lower(),))
-            value = c.execute("SELECT value FROM meta WHERE key = 'genesis_hash'").fetchone()[0]
+            c.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
+            stored = c.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:
                 c.execute("ROLLBACK")
             raise
-        return value
+        return stored
 
     def last_changes(self, hotkeys: Iterable[str]) -> dict[tuple[str, int, str], LastChange]:
         """(hotkey, netuid, kind) -> (block, time, cause, recorded) of the newest event of each kind for
