@@ -216,6 +216,14 @@ def _main(args: argparse.Namespace, stop: Optional[threading.Event]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "check-config":
+        # The history file is checked as the run checks it: a path that would stop the
+        # exporter at start-up is not a good configuration on this machine.
+        from exporter.history.writer import history_path_problem
+
+        problem = history_path_problem(config.history.path, config.chain.genesis_hash)
+        if problem:
+            print(f"error: {ConfigError([f'history.path: {problem}'])}", file=sys.stderr)
+            return EXIT_CONFIG
         print("configuration ok")
         return 0
     if args.command == "history" and args.action == "backfill":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,26 @@ def pytest_xdist_auto_num_workers(config) -> int:
     would) more than they compute; a third worker on two CPUs took the suite from ~115 s to ~90 s
     with every timing-sensitive test still passing (a fourth made those fail)."""
     return len(os.sched_getaffinity(0)) + 1
+
+
+CHECKOUT_HISTORY = Path(__file__).resolve().parent.parent / "history.db"
+
+
+def _stat(path: Path):
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_history_untouched():
+    """The checkout's history.db is the operator's (`make run` writes it): no test may create or
+    write it. A test that starts the exporter from the checkout gives it a history.path of its own."""
+    before = _stat(CHECKOUT_HISTORY)
+    yield
+    assert _stat(CHECKOUT_HISTORY) == before, f"a test wrote {CHECKOUT_HISTORY}: give its exporter a history.path of its own"
 
 
 @pytest.fixture(autouse=True)

@@ -74,3 +74,13 @@ def test_history_path_flag_overrides_the_config_file_for_every_command(tmp_path)
         assert resolve_config(args).history.path == "from-file.db"
         args = build_parser().parse_args([*argv, "--config.file", str(config), "--history.path", "flag.db"])
         assert resolve_config(args).history.path == "flag.db"
+
+
+def test_check_config_checks_the_history_file_as_the_run_does(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(f'history:\n  path: "{tmp_path}/missing/h.db"\n')
+    assert main(["check-config", "--config.file", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"history.path: the directory {tmp_path}/missing does not exist" in err and "Traceback" not in err
+    assert main(["check-config", "--config.file", str(config), "--history.path", str(tmp_path / "h.db")]) == 0
+    assert capsys.readouterr().out == "configuration ok\n"

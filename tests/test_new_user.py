@@ -67,7 +67,8 @@ def test_metrics_match_the_formulas_for_an_unseen_chain(tmp_path, processes):
     assert endpoint.startswith("ws://127.0.0.1:")
     port = free_port()
     config = tmp_path / "config.yaml"
-    config.write_text(f"chain:\n  endpoints: [{endpoint}]\n  genesis_hash: '{SIMNODE_GENESIS_HASH}'\nrefresh:\n  interval_seconds: 5\nscope:\n  min_stake_weight: 1000\n")
+    config.write_text(f"chain:\n  endpoints: [{endpoint}]\n  genesis_hash: '{SIMNODE_GENESIS_HASH}'\nrefresh:\n  interval_seconds: 5\nscope:\n  min_stake_weight: 1000\n"
+                      f"history:\n  path: '{tmp_path / 'history.db'}'\n")  # never the checkout's own history.db
     exporter = processes("exporter", "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}",
                          "--log.format", "json", stderr=subprocess.PIPE)
     samples = wait_until_up(f"http://127.0.0.1:{port}", LogLines(exporter.stderr))
