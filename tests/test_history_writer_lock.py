@@ -137,3 +137,19 @@ def test_a_file_system_without_flock_runs_unlocked_rather_than_not_at_all(tmp_pa
     monkeypatch.setattr(writer_lock.fcntl, "flock", broken)
     with pytest.raises(OSError):
         WriterLock(str(tmp_path / "h.db")).acquire()
+
+
+def test_the_pid_is_a_courtesy_a_full_disk_still_locks(tmp_path, monkeypatch):
+    import errno
+
+    from exporter.history import writer_lock
+
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writer_lock.os, "pwrite", full)
+    path = str(tmp_path / "h.db")
+    with WriterLock(path) as held:
+        with pytest.raises(HistoryInUse) as refused:
+            WriterLock(path).acquire()
+        assert refused.value.holder is None  # no pid written: the message names none

@@ -62,8 +62,12 @@ class WriterLock:
             os.close(fd)
             raise
         # Our pid, for the message a second exporter prints; written only while holding the lock.
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        # Only a courtesy: on a full disk the lock still holds and the exporter still runs.
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
         self._fd = fd
         return True
 
