@@ -149,7 +149,7 @@ def test_the_pid_is_a_courtesy_a_full_disk_still_locks(tmp_path, monkeypatch):
 
     monkeypatch.setattr(writer_lock.os, "pwrite", full)
     path = str(tmp_path / "h.db")
-    with WriterLock(path) as held:
+    with WriterLock(path):
         with pytest.raises(HistoryInUse) as refused:
             WriterLock(path).acquire()
         assert refused.value.holder is None  # no pid written: the message names none
