@@ -215,17 +215,6 @@ def _main(args: argparse.Namespace, stop: Optional[threading.Event]) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    if args.command == "check-config":
-        # The history file is checked as the run checks it: a path that would stop the
-        # exporter at start-up is not a good configuration on this machine.
-        from exporter.history.writer import history_path_problem
-
-        problem = history_path_problem(config.history.path, config.chain.genesis_hash)
-        if problem:
-            print(f"error: {ConfigError([f'history.path: {problem}'])}", file=sys.stderr)
-            return EXIT_CONFIG
-        print("configuration ok")
-        return 0
     if args.command == "history" and args.action == "backfill":
         from exporter.backfill import run_backfill_command  # reads the chain: loaded only for this command
 
@@ -234,13 +223,16 @@ def _main(args: argparse.Namespace, stop: Optional[threading.Event]) -> int:
         return run_history(args, config.history.path)
     from exporter.history.writer import history_path_problem
 
-    # Checked now, not at every refresh: a directory, a read-only place, a file that is
-    # not SQLite or one from a newer exporter would otherwise only show as failed
-    # history writes, forever.
+    # Checked now, for a run and for check-config alike, not at every refresh: a directory, a
+    # read-only place, a file that is not SQLite, one from a newer exporter or of another chain
+    # would otherwise only show as failed history writes, forever.
     problem = history_path_problem(config.history.path, config.chain.genesis_hash)
     if problem:
         print(f"error: {ConfigError([f'history.path: {problem}'])}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.command == "check-config":
+        print("configuration ok")
+        return 0
     assert stop is not None
     return _run(config, web, stop, telemetry_path(args))
 

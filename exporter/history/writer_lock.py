@@ -22,6 +22,10 @@ import os
 from typing import Optional
 
 
+# The lock file of each role, beside the database.
+_LOCK_SUFFIX = {"exporter": ".lock", "history backfill": ".backfill.lock"}
+
+
 class HistoryInUse(Exception):
     """Another process holds the history file's lock of this role."""
 
@@ -39,7 +43,7 @@ class WriterLock:
 
     def __init__(self, history_path: str, role: str = "exporter"):
         self.history_path, self.role = history_path, role
-        self.path = f"{history_path}.lock" if role == "exporter" else f"{history_path}.{role.split()[-1]}.lock"
+        self.path = history_path + _LOCK_SUFFIX[role]
         self._fd: Optional[int] = None
 
     def acquire(self) -> bool:
